@@ -1,0 +1,182 @@
+//! The pseudonymisation key: 256 bits kept outside the lake, per-purpose subkeys.
+//!
+//! The master key K lives in `<data>/secrets/pseudonymisation.key` (hex, mode 0600,
+//! created on first run) or in the environment variable `OBSERVATOIRE_PSEUDO_KEY`
+//! (hex). Subkeys are derived with HKDF-SHA256 per purpose (`detail`, `linkage`,
+//! `analyst/<release>`), so that pseudonyms of one purpose cannot be linked to another
+//! without K. The lake records only the key's fingerprint.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+/// The environment variable that may hold the master key, in hex.
+pub const KEY_ENV: &str = "OBSERVATOIRE_PSEUDO_KEY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("la clé de pseudonymisation de {0} n'est pas une valeur hexadécimale de 64 caractères (256 bits)")]
+    Malformed(String),
+    #[error("lecture de la clé de pseudonymisation {path} impossible : {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("création de la clé de pseudonymisation {path} impossible : {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("le générateur aléatoire du système est indisponible : {0}")]
+    Random(String),
+}
+
+/// The 256-bit master key.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey(empreinte {})", self.fingerprint())
+    }
+}
+
+impl MasterKey {
+    pub fn from_hex(hex_text: &str, origin: &str) -> Result<Self, KeyError> {
+        let bytes = hex::decode(hex_text.trim()).map_err(|_| KeyError::Malformed(origin.to_owned()))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Malformed(origin.to_owned()))?;
+        Ok(Self(bytes))
+    }
+
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(Self(bytes))
+    }
+
+    /// The key of `OBSERVATOIRE_PSEUDO_KEY` if set, else the key file, created (mode 0600)
+    /// on first use. Returns the key and whether it was just created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+        if let Ok(hex_text) = std::env::var(KEY_ENV) {
+            return Ok((Self::from_hex(&hex_text, KEY_ENV)?, false));
+        }
+        if path.exists() {
+            let text = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+            return Ok((Self::from_hex(&text, &path.display().to_string())?, false));
+        }
+        let key = Self::generate()?;
+        let create = |source| KeyError::Create { path: path.to_owned(), source };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(create)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(create)?;
+            }
+        }
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(create)?;
+        writeln!(file, "{}", hex::encode(key.0)).map_err(create)?;
+        file.sync_all().map_err(create)?;
+        Ok((key, true))
+    }
+
+    /// A public fingerprint of the key: it identifies the key without revealing it.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"observatoire/empreinte-cle/v1:");
+        hasher.update(self.0);
+        hex::encode(&hasher.finalize()[..16])
+    }
+
+    /// The subkey for one purpose (HKDF-SHA256, info = purpose).
+    pub fn subkey(&self, purpose: &str) -> Pseudonymizer {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut okm = [0u8; 32];
+        hk.expand(purpose.as_bytes(), &mut okm).expect("32 bytes is a valid HKDF-SHA256 output length");
+        Pseudonymizer { key: okm }
+    }
+}
+
+/// Makes the pseudonyms of one purpose.
+#[derive(Clone)]
+pub struct Pseudonymizer {
+    key: [u8; 32],
+}
+
+impl Pseudonymizer {
+    /// `HMAC-SHA256(subkey, entity ':' id)` truncated to 128 bits, lower-case hex.
+    pub fn pseudonym(&self, entity: &str, id: i64) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(entity.as_bytes());
+        mac.update(b":");
+        mac.update(id.to_string().as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_depend_on_key_entity_and_id() {
+        let k1 = MasterKey::from_hex(&"11".repeat(32), "test").unwrap();
+        let k2 = MasterKey::from_hex(&"22".repeat(32), "test").unwrap();
+        let p = k1.subkey("detail");
+        let a = p.pseudonym("personne", 42);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(a, k1.subkey("detail").pseudonym("personne", 42));
+        assert_ne!(a, p.pseudonym("menage", 42));
+        assert_ne!(a, p.pseudonym("personne", 43));
+        assert_ne!(a, k2.subkey("detail").pseudonym("personne", 42));
+        assert_ne!(a, k1.subkey("linkage").pseudonym("personne", 42));
+        assert_ne!(k1.fingerprint(), k2.fingerprint());
+    }
+
+    #[test]
+    fn hmac_matches_a_known_vector() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile_dir();
+        let path = dir.join("secrets/pseudonymisation.key");
+        // SAFETY-free: the test only reads the variable's absence.
+        if std::env::var(KEY_ENV).is_ok() {
+            return;
+        }
+        let (k1, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let (k2, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(k1.fingerprint(), k2.fingerprint());
+        fs::write(&path, "pas une clé").unwrap();
+        assert!(matches!(MasterKey::load_or_create(&path), Err(KeyError::Malformed(_))));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("obs-key-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,279 @@
+//! Reading the statistical base for the API: validated queries, current figures.
+//!
+//! Queries are built with DataFusion's DataFrame API from validated values, never by
+//! pasting request text into SQL. "Current" means, per key, the row of the highest
+//! version among the releases recorded in `stats/releases` (a release whose rows were
+//! appended but whose record was not yet written is not served).
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
+use chrono::NaiveDate;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{ExprFunctionExt, col, lit};
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+use warehouse::Lake;
+
+use crate::{ApiError, parse_territory, territory_code};
+
+const PAS: &[&str] = &["JOUR", "SEMAINE", "MOIS", "TRIMESTRE", "ANNEE", "HIVER"];
+
+/// A validated request for values.
+#[derive(Debug, Clone)]
+pub struct ValuesQuery {
+    pub indicateur: &'static str,
+    pub niveau: &'static str,
+    pub territoire: String,
+    pub pas: Option<String>,
+    pub du: Option<NaiveDate>,
+    pub au: Option<NaiveDate>,
+    pub dimension: String,
+    pub version: Option<i64>,
+}
+
+fn parse_date(name: &str, text: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| {
+                ApiError::bad_request(format!("paramètre « {name} » invalide : date attendue au format AAAA-MM-JJ"))
+            })
+        })
+        .transpose()
+}
+
+impl ValuesQuery {
+    pub fn from_params(
+        indicateur: &'static str,
+        territoire: Option<&str>,
+        pas: Option<&str>,
+        du: Option<&str>,
+        au: Option<&str>,
+        dimension: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let code = territoire.unwrap_or("FR");
+        let (niveau, territoire) = parse_territory(code).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "paramètre « territoire » invalide : « {code} » (attendu FR, R suivi d'un code de région ou D suivi d'un code de département, par exemple D93)"
+            ))
+        })?;
+        let pas = match pas.filter(|p| !p.is_empty()) {
+            Some(p) if PAS.contains(&p) => Some(p.to_owned()),
+            Some(p) => {
+                return Err(ApiError::bad_request(format!(
+                    "paramètre « pas » invalide : « {p} » (attendu l'un de {})",
+                    PAS.join(", ")
+                )));
+            }
+            None => None,
+        };
+        let du = parse_date("du", du)?;
+        let au = parse_date("au", au)?;
+        if let (Some(a), Some(b)) = (du, au)
+            && b <= a
+        {
+            return Err(ApiError::bad_request("la date « au » doit suivre la date « du »"));
+        }
+        let dimension = dimension.unwrap_or("").to_owned();
+        if !dimension.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(ApiError::bad_request(format!("paramètre « dimension » invalide : « {dimension} »")));
+        }
+        let version = version
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("paramètre « version » invalide : « {v} »")))
+            })
+            .transpose()?;
+        Ok(Self { indicateur, niveau, territoire, pas, du, au, dimension, version })
+    }
+}
+
+/// One published figure, in the stats table's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StatRow {
+    pub indicateur: String,
+    pub territoire_niveau: String,
+    pub territoire: String,
+    /// The API's code of the territory (`D93`).
+    pub code_territoire: String,
+    pub pas: String,
+    pub periode: String,
+    pub debut: NaiveDate,
+    pub fin: NaiveDate,
+    pub dimension: String,
+    pub modalite: String,
+    pub valeur: Option<f64>,
+    pub secret: bool,
+    pub numerateur: Option<f64>,
+    pub denominateur: Option<f64>,
+    pub statut: String,
+    pub version: i64,
+    pub revision: Option<String>,
+}
+
+async fn stats_session(lake: &Lake) -> Result<SessionContext, ApiError> {
+    let ctx = warehouse::new_session();
+    let found = lake.register_stats(&ctx).await.map_err(ApiError::internal)?;
+    if !found || !ctx.table_exist("releases").map_err(ApiError::internal)? {
+        return Err(ApiError::unavailable(
+            "aucune publication n'est encore disponible : lancez « observatoire compute »",
+        ));
+    }
+    Ok(ctx)
+}
+
+/// The latest recorded release, if any.
+pub async fn latest_release(lake: &Lake) -> Result<Option<i64>, String> {
+    let ctx = warehouse::new_session();
+    if !lake.register_stats(&ctx).await.map_err(|e| e.to_string())? || !ctx.table_exist("releases").unwrap_or(false) {
+        return Ok(None);
+    }
+    let batches = ctx
+        .table("releases")
+        .await
+        .and_then(|t| t.aggregate(vec![], vec![max(col("version")).alias("v")]))
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(batches.first().and_then(|b| {
+        let a = b.column(0).as_primitive::<Int64Type>();
+        (!a.is_empty() && !a.is_null(0)).then(|| a.value(0))
+    }))
+}
+
+/// The published territories of the latest release, FR first, then régions, then départements.
+pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>, ApiError> {
+    let ctx = stats_session(lake).await?;
+    let Some(version) = latest_release(lake).await.map_err(ApiError::internal)? else {
+        return Ok(Vec::new());
+    };
+    let batches = ctx
+        .table("indicateurs")
+        .await
+        .and_then(|t| t.filter(col("version").eq(lit(version))))
+        .and_then(|t| t.select(vec![col("territoire_niveau"), col("territoire")]))
+        .and_then(|t| t.distinct())
+        .map_err(ApiError::internal)?
+        .collect()
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let n = b.column(0).as_string::<i32>();
+        let t = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.push((n.value(i).to_owned(), t.value(i).to_owned()));
+        }
+    }
+    let rank = |n: &str| match n {
+        "FR" => 0,
+        "REGION" => 1,
+        _ => 2,
+    };
+    out.sort_by(|a, b| (rank(&a.0), &a.1).cmp(&(rank(&b.0), &b.1)));
+    Ok(out)
+}
+
+/// The current figures matching a query, ordered by period start.
+pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>, ApiError> {
+    let ctx = stats_session(lake).await?;
+    let latest = latest_release(lake).await.map_err(ApiError::internal)?.unwrap_or(0);
+    let ceiling = match q.version {
+        Some(v) if v < 1 || v > latest => {
+            return Err(ApiError::not_found(format!("publication {v} inconnue (dernière publication : {latest})")));
+        }
+        Some(v) => v,
+        None => latest,
+    };
+    let mut filter = col("indicateur")
+        .eq(lit(q.indicateur))
+        .and(col("territoire_niveau").eq(lit(q.niveau)))
+        .and(col("territoire").eq(lit(q.territoire.clone())))
+        .and(col("dimension").eq(lit(q.dimension.clone())))
+        .and(col("version").lt_eq(lit(ceiling)));
+    if let Some(pas) = &q.pas {
+        filter = filter.and(col("pas").eq(lit(pas.clone())));
+    }
+    if let Some(du) = q.du {
+        filter = filter.and(col("debut").gt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(du))))));
+    }
+    if let Some(au) = q.au {
+        filter = filter.and(col("fin").lt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(au))))));
+    }
+    let keys = ["indicateur", "territoire_niveau", "territoire", "pas", "periode", "dimension", "modalite"];
+    let rank = row_number()
+        .partition_by(keys.iter().map(|k| col(*k)).collect())
+        .order_by(vec![col("version").sort(false, false)])
+        .build()
+        .map_err(ApiError::internal)?
+        .alias("rang");
+    let frame = ctx
+        .table("indicateurs")
+        .await
+        .and_then(|t| t.filter(filter))
+        .and_then(|t| t.window(vec![rank]))
+        .and_then(|t| t.filter(col("rang").eq(lit(1u64))))
+        .and_then(|t| t.sort(vec![col("pas").sort(true, false), col("debut").sort(true, false), col("modalite").sort(true, false)]))
+        .map_err(ApiError::internal)?;
+    let batches = frame.collect().await.map_err(ApiError::internal)?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        rows.extend(rows_of(b));
+    }
+    Ok(rows)
+}
+
+fn days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+}
+
+fn date_of(days: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(days.into())
+}
+
+/// Converts a batch of the stats table's shape into rows.
+pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
+    let s = |name: &str| b.column_by_name(name).expect("stats column").as_string::<i32>().clone();
+    let f = |name: &str| b.column_by_name(name).expect("stats column").as_primitive::<Float64Type>().clone();
+    let d = |name: &str| b.column_by_name(name).expect("stats column").as_primitive::<Date32Type>().clone();
+    let (ind, niv, ter, pas, per, dim, moda, statut) = (
+        s("indicateur"),
+        s("territoire_niveau"),
+        s("territoire"),
+        s("pas"),
+        s("periode"),
+        s("dimension"),
+        s("modalite"),
+        s("statut"),
+    );
+    let revision = s("revision");
+    let (valeur, num, den) = (f("valeur"), f("numerateur"), f("denominateur"));
+    let (debut, fin) = (d("debut"), d("fin"));
+    let secret = b.column_by_name("secret").expect("stats column").as_boolean().clone();
+    let version = b.column_by_name("version").expect("stats column").as_primitive::<Int64Type>().clone();
+    let opt = |a: &arrow::array::Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
+    (0..b.num_rows())
+        .map(|i| StatRow {
+            indicateur: ind.value(i).to_owned(),
+            territoire_niveau: niv.value(i).to_owned(),
+            territoire: ter.value(i).to_owned(),
+            code_territoire: territory_code(niv.value(i), ter.value(i)),
+            pas: pas.value(i).to_owned(),
+            periode: per.value(i).to_owned(),
+            debut: date_of(debut.value(i)),
+            fin: date_of(fin.value(i)),
+            dimension: dim.value(i).to_owned(),
+            modalite: moda.value(i).to_owned(),
+            valeur: opt(&valeur, i),
+            secret: secret.value(i),
+            numerateur: opt(&num, i),
+            denominateur: opt(&den, i),
+            statut: statut.value(i).to_owned(),
+            version: version.value(i),
+            revision: (!revision.is_null(i)).then(|| revision.value(i).to_owned()),
+        })
+        .collect()
+}

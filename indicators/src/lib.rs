@@ -1,0 +1,9 @@
+//! The national indicators: the catalogue (each indicator declared once) and the
+//! engine that computes them over the lake's detail zone and publishes releases into
+//! the statistical base.
+
+pub mod catalogue;
+pub mod compute;
+
+pub use catalogue::{CATALOGUE, CATALOGUE_VERSION, Disclosure, Indicator, by_id};
+pub use compute::{ComputeError, ComputeOptions, Release, publish};

@@ -1,0 +1,72 @@
+//! One typed configuration: `observatoire.toml` (in the working folder, or the file
+//! named by `OBSERVATOIRE_CONFIG`), overridden by environment variables
+//! `OBSERVATOIRE_*`, overridden by command-line flags.
+//!
+//! | key | variable | default |
+//! |---|---|---|
+//! | `data` | `OBSERVATOIRE_DATA` | `./observatoire-data` |
+//! | `source` | `OBSERVATOIRE_SOURCE` | `sqlite://<data>/source.db` |
+//! | `listen` | `OBSERVATOIRE_LISTEN` | `127.0.0.1:8080` |
+//! | `secrecy_threshold` | `OBSERVATOIRE_SECRECY_THRESHOLD` | `11` |
+//!
+//! The pseudonymisation key is never in this file: `<data>/secrets/pseudonymisation.key`
+//! or `OBSERVATOIRE_PSEUDO_KEY`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub source: Option<String>,
+    pub listen: Option<String>,
+    pub secrecy_threshold: Option<i64>,
+}
+
+impl FileConfig {
+    /// Reads the configuration file if there is one.
+    pub fn load() -> Result<Self, Error> {
+        let path = std::env::var_os("OBSERVATOIRE_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("observatoire.toml"));
+        if !path.exists() {
+            if std::env::var_os("OBSERVATOIRE_CONFIG").is_some() {
+                return Err(Error::Config(format!("le fichier {} n'existe pas", path.display())));
+            }
+            return Ok(Self::default());
+        }
+        Self::read(&path)
+    }
+
+    pub fn read(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{} : {}", path.display(), e.message())))
+    }
+
+    pub fn data(&self, flag: Option<PathBuf>) -> PathBuf {
+        flag.or_else(|| self.data.clone()).unwrap_or_else(|| PathBuf::from("observatoire-data"))
+    }
+
+    pub fn listen(&self, flag: Option<String>) -> Result<SocketAddr, Error> {
+        let text = flag.or_else(|| self.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        text.parse()
+            .map_err(|_| Error::Config(format!("adresse d'écoute invalide « {text} » (attendu IP:PORT, par exemple 127.0.0.1:8080)")))
+    }
+
+    pub fn secrecy_threshold(&self, flag: Option<i64>) -> Result<i64, Error> {
+        let t = flag.or(self.secrecy_threshold).unwrap_or(11);
+        if t < 1 {
+            return Err(Error::Config(format!("seuil de secret statistique invalide : {t} (au moins 1)")));
+        }
+        Ok(t)
+    }
+
+    pub fn source(&self, flag: Option<String>, data: &Path) -> String {
+        flag.or_else(|| self.source.clone()).unwrap_or_else(|| format!("sqlite://{}", data.join("source.db").display()))
+    }
+}

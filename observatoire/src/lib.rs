@@ -1,0 +1,148 @@
+//! The pipeline that ties the stages together, used by the command line and by the
+//! end-to-end tests: simulate → ingest (read, anonymise, write the detail zone) →
+//! compute (publish a release) → serve.
+
+pub mod config;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anonymize::{DetailBuilder, MasterKey};
+use arrow::record_batch::RecordBatch;
+use operational::simulator::{Dataset, SimulationConfig};
+use operational::{Source, SourceKind};
+use warehouse::{Lake, RunManifest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Source(#[from] operational::SourceError),
+    #[error(transparent)]
+    Simulation(#[from] operational::simulator::SimulationError),
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+    #[error(transparent)]
+    Key(#[from] anonymize::KeyError),
+    #[error(transparent)]
+    Anonymize(#[from] anonymize::AnonymizeError),
+    #[error(transparent)]
+    Warehouse(#[from] warehouse::WarehouseError),
+    #[error(transparent)]
+    Compute(#[from] indicators::ComputeError),
+    #[error(
+        "la base {0} contient déjà des données : « simulate » n'écrit que dans une base vide (ajoutez --replace pour l'effacer d'abord)"
+    )]
+    SourceNotEmpty(String),
+    #[error("requête SQL refusée ou invalide : {0}")]
+    Sql(String),
+    #[error("configuration invalide : {0}")]
+    Config(String),
+    #[error("accès au fichier {path} impossible : {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the master key lives for a data folder.
+pub fn key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("secrets").join("pseudonymisation.key")
+}
+
+/// Whether a source already holds rows (any table).
+pub async fn source_has_rows(source: &Source) -> Result<bool> {
+    for name in ["demande", "menage", "dispositif"] {
+        let sql = sqlx_count_sql(name);
+        let n: i64 = match source {
+            Source::Sqlite(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await,
+            Source::Postgres(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await,
+        }
+        .map_err(operational::SourceError::from)?;
+        if n > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn sqlx_count_sql(table: &str) -> String {
+    format!("SELECT COUNT(*) FROM {table}")
+}
+
+/// Simulates into the source at `url` (created and migrated if needed). Refuses a
+/// non-empty database unless `replace` is set.
+pub async fn simulate(
+    url: &str,
+    config: &SimulationConfig,
+    replace: bool,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<Dataset> {
+    let dataset = operational::simulator::simulate(config)?;
+    let source = Source::create(url).await?;
+    if source_has_rows(&source).await? {
+        if !replace {
+            return Err(Error::SourceNotEmpty(operational::source::redact_url(url)));
+        }
+        source.truncate_all().await?;
+    }
+    let total = dataset.total_rows();
+    let mut done = 0;
+    for (table, rows) in dataset.in_schema_order() {
+        for chunk in rows.chunks(50_000) {
+            source.insert(table, chunk).await?;
+            done += chunk.len();
+            progress(table.name, done, total);
+        }
+    }
+    Ok(dataset)
+}
+
+/// Loads (or creates, on first run) the pseudonymisation key of a data folder.
+pub fn load_key(data_dir: &Path) -> Result<(MasterKey, bool)> {
+    Ok(MasterKey::load_or_create(&key_path(data_dir))?)
+}
+
+/// A full ingest: reads the source, anonymises in memory, replaces the detail zone and
+/// writes the run's manifest.
+pub async fn ingest(url: &str, data_dir: &Path, mut progress: impl FnMut(&str)) -> Result<RunManifest> {
+    let source = Source::open(url).await?;
+    let (key, _) = load_key(data_dir)?;
+    let lake = Lake::new(data_dir);
+    // Refuse a foreign key before reading anything.
+    lake.check_key(&key.fingerprint())?;
+    let extract = ingest::read_full(&source, |table, _| progress(table)).await?;
+    let mut tables: BTreeMap<String, RecordBatch> = BTreeMap::new();
+    for (name, table) in &extract.tables {
+        tables.insert((*name).to_owned(), anonymize::concat(&table.schema, &table.batches)?);
+    }
+    let detail = DetailBuilder::new(&key).build(&tables)?;
+    drop(tables);
+    let kind = match source.kind() {
+        SourceKind::Sqlite => "sqlite",
+        SourceKind::Postgres => "postgres",
+    };
+    Ok(lake.write_detail(&detail, kind, &key.fingerprint(), progress).await?)
+}
+
+/// Computes every indicator over the latest complete run and publishes a release.
+pub async fn compute(
+    data_dir: &Path,
+    secrecy_threshold: i64,
+    progress: impl FnMut(&indicators::Indicator),
+) -> Result<indicators::Release> {
+    let lake = Lake::new(data_dir);
+    let options = indicators::ComputeOptions { secrecy_threshold };
+    Ok(indicators::publish(&lake, &options, progress).await?)
+}
+
+/// Runs a read-only SQL query over the lake (detail zone of the latest complete run and
+/// the statistical base). DDL, DML and other statements are refused.
+pub async fn sql(data_dir: &Path, query: &str) -> Result<Vec<RecordBatch>> {
+    let lake = Lake::new(data_dir);
+    let ctx = lake.session().await?;
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx.sql_with_options(query, options).await.map_err(|e| Error::Sql(e.to_string()))?;
+    frame.collect().await.map_err(|e| Error::Sql(e.to_string()))
+}

@@ -1,0 +1,277 @@
+//! `observatoire`: the command line of the SI SIAO analytics warehouse.
+//! Commands and flags in English; everything printed is in French.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use observatoire::config::FileConfig;
+use observatoire::{Error, Result};
+use operational::simulator::SimulationConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "observatoire",
+    version,
+    about = "Entrepôt d'analyse et d'observation sociale du SI SIAO",
+    long_about = "Copie les données opérationnelles du SI SIAO dans un lac Delta pseudonymisé, calcule les indicateurs nationaux et les sert (API JSON, tableau de bord, SQL)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Démonstration complète : simulation → ingestion → calcul → tableau de bord.
+    Demo {
+        /// Dossier des données (source SQLite, clé, lac).
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// Adresse d'écoute du serveur.
+        #[arg(long, env = "OBSERVATOIRE_LISTEN")]
+        listen: Option<String>,
+        /// Seuil du secret statistique (1 : désactivé).
+        #[arg(long, env = "OBSERVATOIRE_SECRECY_THRESHOLD")]
+        secrecy_threshold: Option<i64>,
+    },
+    /// Simule l'activité des SIAO dans une base opérationnelle (vide).
+    Simulate {
+        /// URL de la base : sqlite://CHEMIN ou postgres://…
+        #[arg(long, env = "OBSERVATOIRE_SOURCE")]
+        source: String,
+        /// Départements (codes COG séparés par des virgules) ou « all ».
+        #[arg(long, default_value = "75,93,13,23")]
+        departments: String,
+        /// Premier jour simulé (AAAA-MM-JJ).
+        #[arg(long, default_value = "2025-01-01")]
+        from: String,
+        /// Premier jour non simulé (exclu).
+        #[arg(long, default_value = "2026-01-01")]
+        to: String,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Efface d'abord les données d'une base non vide.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Lit la base opérationnelle et remplace la zone détail du lac (pseudonymisée).
+    Ingest {
+        #[arg(long, env = "OBSERVATOIRE_SOURCE")]
+        source: Option<String>,
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// Calcule les indicateurs et publie une nouvelle version de la base statistique.
+    Compute {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        #[arg(long, env = "OBSERVATOIRE_SECRECY_THRESHOLD")]
+        secrecy_threshold: Option<i64>,
+    },
+    /// Sert l'API et le tableau de bord.
+    Serve {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        #[arg(long, env = "OBSERVATOIRE_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Exécute une requête SQL (lecture seule) sur le lac et affiche le résultat.
+    Sql {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// La requête, par exemple "SELECT COUNT(*) FROM demande".
+        query: String,
+    },
+}
+
+fn spinner(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn bar(len: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:30} [{bar:40}] {pos}/{len} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message.to_owned());
+    bar
+}
+
+fn parse_date(name: &str, text: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| Error::Config(format!("--{name} : date invalide « {text} » (attendu AAAA-MM-JJ)")))
+}
+
+fn parse_departments(text: &str) -> Result<Vec<String>> {
+    if text == "all" {
+        return Ok(operational::territory::departements().map(|d| d.code.to_owned()).collect());
+    }
+    let list: Vec<String> = text.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    for code in &list {
+        if operational::departement(code).is_none() {
+            return Err(Error::Config(format!("--departments : « {code} » n'est pas un département du COG")));
+        }
+    }
+    Ok(list)
+}
+
+async fn run_simulate(url: &str, config: &SimulationConfig, replace: bool) -> Result<()> {
+    let pb = bar(0, "simulation");
+    let dataset = observatoire::simulate(url, config, replace, |table, done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+        pb.set_message(format!("écriture de {table}"));
+    })
+    .await?;
+    pb.finish_and_clear();
+    println!(
+        "Simulation écrite dans {} : {} lignes ({} demandes, {} ménages, {} séjours), départements {}, du {} au {} (exclu), graine {}.",
+        operational::source::redact_url(url),
+        dataset.total_rows(),
+        dataset.rows("demande").len(),
+        dataset.rows("menage").len(),
+        dataset.rows("prise_en_charge").len(),
+        config.departements.join(", "),
+        config.from,
+        config.to,
+        config.seed
+    );
+    Ok(())
+}
+
+async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {
+    let (_, created) = observatoire::load_key(data)?;
+    if created {
+        println!(
+            "Clé de pseudonymisation créée : {} (droits 0600). Conservez-la hors du lac : sans elle, les pseudonymes ne peuvent plus être prolongés.",
+            observatoire::key_path(data).display()
+        );
+    }
+    let pb = bar((ingest::TABLES_READ.len() * 2) as u64, "ingestion");
+    let manifest = observatoire::ingest(url, data, |table| {
+        pb.inc(1);
+        pb.set_message(table.to_owned());
+    })
+    .await?;
+    pb.finish_and_clear();
+    let rows: u64 = manifest.rows.values().sum();
+    println!(
+        "Ingestion n° {} terminée : {} tables, {} lignes dans la zone détail ({}).",
+        manifest.run,
+        manifest.tables.len(),
+        rows,
+        data.join("lake").join("detail").display()
+    );
+    Ok(())
+}
+
+async fn run_compute(data: &std::path::Path, threshold: i64) -> Result<()> {
+    let pb = bar(indicators::CATALOGUE.len() as u64, "calcul des indicateurs");
+    let release = observatoire::compute(data, threshold, |i| {
+        pb.inc(1);
+        pb.set_message(i.code.to_owned());
+    })
+    .await?;
+    pb.finish_and_clear();
+    let span = match (release.d0, release.d1) {
+        (Some(a), Some(b)) => format!("données observées du {a} au {b}"),
+        _ => "aucune donnée observée".to_owned(),
+    };
+    println!(
+        "Publication n° {} (ingestion n° {}) : {} valeurs, dont {} sous secret statistique (seuil {}) ; {}.",
+        release.version, release.run, release.rows, release.secret_rows, threshold, span
+    );
+    Ok(())
+}
+
+async fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> Result<()> {
+    let lake = warehouse::Lake::new(&data);
+    dashboards_api::serve(lake, listen, |addr| {
+        println!("Tableau de bord : http://{addr}/");
+        println!("API : http://{addr}/api/v1/indicateurs — arrêt : Ctrl+C");
+    })
+    .await
+    .map_err(|source| Error::Io { path: data.clone(), source })
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let file = FileConfig::load()?;
+    match cli.command {
+        Command::Demo { data, listen, secrecy_threshold } => {
+            let data = file.data(data);
+            let listen = file.listen(listen)?;
+            let threshold = file.secrecy_threshold(secrecy_threshold)?;
+            std::fs::create_dir_all(&data).map_err(|source| Error::Io { path: data.clone(), source })?;
+            let url = format!("sqlite://{}", data.join("source.db").display());
+            println!("Démonstration Observatoire dans {}", data.display());
+            let config = SimulationConfig::default();
+            run_simulate(&url, &config, true).await?;
+            run_ingest(&url, &data).await?;
+            run_compute(&data, threshold).await?;
+            run_serve(data, listen).await
+        }
+        Command::Simulate { source, departments, from, to, seed, replace } => {
+            let config = SimulationConfig {
+                departements: parse_departments(&departments)?,
+                from: parse_date("from", &from)?,
+                to: parse_date("to", &to)?,
+                seed,
+            };
+            run_simulate(&source, &config, replace).await
+        }
+        Command::Ingest { source, data } => {
+            let data = file.data(data);
+            let url = file.source(source, &data);
+            run_ingest(&url, &data).await
+        }
+        Command::Compute { data, secrecy_threshold } => {
+            let data = file.data(data);
+            run_compute(&data, file.secrecy_threshold(secrecy_threshold)?).await
+        }
+        Command::Serve { data, listen } => {
+            let data = file.data(data);
+            run_serve(data, file.listen(listen)?).await
+        }
+        Command::Sql { data, query } => {
+            let data = file.data(data);
+            let sp = spinner("requête en cours");
+            let batches = observatoire::sql(&data, &query).await;
+            sp.finish_and_clear();
+            let batches = batches?;
+            let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| Error::Sql(e.to_string()))?;
+            println!("{table}");
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            println!("{n} ligne{}", if n > 1 { "s" } else { "" });
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OBSERVATOIRE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Erreur : {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

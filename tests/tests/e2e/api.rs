@@ -1,0 +1,93 @@
+//! The JSON API over the demo's lake.
+
+use dashboards_api::StatRow;
+use serde_json::Value;
+
+use crate::fixture::demo;
+
+async fn get(path: &str) -> (u16, Value) {
+    let url = format!("http://{}{path}", demo().server);
+    let response = reqwest::get(&url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnp_rate_of_seine_saint_denis_has_one_value_per_month_of_2025() {
+    let (status, body) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=D93&pas=MOIS&du=2025-01-01&au=2026-01-01").await;
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<StatRow> = serde_json::from_value(body).unwrap();
+    let periods: Vec<_> = rows.iter().map(|r| r.periode.as_str()).collect();
+    let expected: Vec<String> = (1..=12).map(|m| format!("2025-{m:02}")).collect();
+    assert_eq!(periods, expected);
+    for r in &rows {
+        assert_eq!((r.indicateur.as_str(), r.territoire_niveau.as_str(), r.territoire.as_str()), ("taux_dnp_115", "DEPARTEMENT", "93"));
+        assert_eq!(r.dimension, "");
+        match (r.secret, r.valeur) {
+            (true, v) => assert!(v.is_none()),
+            (false, Some(v)) => assert!((0.0..=1.0).contains(&v), "{v}"),
+            (false, None) => panic!("{} : valeur absente sans secret", r.periode),
+        }
+    }
+    // Seine-Saint-Denis is saturated: no month is hidden and the rate is high.
+    assert!(rows.iter().all(|r| !r.secret));
+    let mean = rows.iter().filter_map(|r| r.valeur).sum::<f64>() / 12.0;
+    assert!(mean > 0.4, "DNP rate of 93: {mean}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_lists_the_five_indicators_in_french() {
+    let (status, body) = get("/api/v1/indicateurs").await;
+    assert_eq!(status, 200);
+    let ids: Vec<_> = body.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["demandes_115", "dnp_115", "taux_dnp_115", "delai_attente_admission", "taux_occupation"]);
+    let u04 = &body[2];
+    assert_eq!(u04["code"], "U04");
+    assert_eq!(u04["libelle"], "Taux de demandes non pourvues");
+    assert!(u04["definition"].as_str().unwrap().contains("NON_POURVUE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn territories_are_the_simulated_departements_their_regions_and_france() {
+    let (status, body) = get("/api/v1/territoires").await;
+    assert_eq!(status, 200);
+    let codes: Vec<_> = body.as_array().unwrap().iter().map(|t| t["code"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(codes, ["FR", "R11", "R75", "R93", "D13", "D23", "D75", "D93"]);
+    assert_eq!(body[7]["libelle"], "93 – Seine-Saint-Denis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creuse_hides_small_counts() {
+    // Creuse has few requests: some monthly DNP counts fall between 1 and 10 and are hidden.
+    let (_, body) = get("/api/v1/indicateurs/dnp_115/valeurs?territoire=D23&pas=MOIS").await;
+    let rows: Vec<StatRow> = serde_json::from_value(body).unwrap();
+    assert_eq!(rows.len(), 12);
+    for r in &rows {
+        if r.secret {
+            assert!(r.valeur.is_none() && r.numerateur.is_none());
+        } else {
+            let v = r.valeur.unwrap();
+            assert!(v == 0.0 || v >= 11.0, "{} : {v} publié sous le seuil", r.periode);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_french_message() {
+    let (status, body) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=X93").await;
+    assert_eq!(status, 400);
+    assert!(body["erreur"].as_str().unwrap().contains("territoire"), "{body}");
+    let (status, body) = get("/api/v1/indicateurs/inconnu/valeurs").await;
+    assert_eq!(status, 404);
+    assert!(body["erreur"].as_str().unwrap().contains("indicateur inconnu"), "{body}");
+    let (status, body) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?du=2025-13-01").await;
+    assert_eq!(status, 400);
+    assert!(body["erreur"].as_str().unwrap().contains("AAAA-MM-JJ"), "{body}");
+    let (status, body) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?pas=DECENNIE").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?version=99").await;
+    assert_eq!(status, 404);
+    let (status, body) = get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["statut"], "ok");
+}

@@ -1,0 +1,95 @@
+//! Golden scenarios: every `tests/scenarios/*.toml` is written into a fresh SQLite
+//! source, ingested and computed with the secrecy threshold at 1, and each expected
+//! value (worked out by hand in the file) is compared with the published one.
+
+use observatoire_tests::{all_stats, ingest_and_compute, load_scenario, repo_root, sqlite_url, temp_dir, write_rows};
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_scenarios_match_hand_computed_values() {
+    let dir = repo_root().join("tests").join("scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+    files.sort();
+    assert!(!files.is_empty(), "no scenario in {}", dir.display());
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in files {
+        let scenario = load_scenario(&file).unwrap();
+        let tmp = temp_dir("golden");
+        let url = sqlite_url(tmp.path());
+        let source = operational::Source::create(&url).await.unwrap();
+        write_rows(&source, &scenario.tables).await;
+        ingest_and_compute(&url, tmp.path(), 1).await;
+        let rows = all_stats(tmp.path()).await;
+        for e in &scenario.expected {
+            let found: Vec<_> = rows
+                .iter()
+                .filter(|r| {
+                    r.indicateur == e.indicateur
+                        && r.code_territoire == e.territoire
+                        && r.periode == e.periode
+                        && r.dimension.is_empty()
+                })
+                .collect();
+            let label = format!("{} : {} {} {}", file.file_name().unwrap().to_string_lossy(), e.indicateur, e.territoire, e.periode);
+            checked += 1;
+            let [row] = found.as_slice() else {
+                failures.push(format!("{label} : {} lignes publiées au lieu d'une", found.len()));
+                continue;
+            };
+            if row.secret {
+                failures.push(format!("{label} : secret alors que le seuil vaut 1"));
+            }
+            match (e.valeur, row.valeur) {
+                (None, None) => {}
+                (Some(a), Some(b)) if close(a, b) => {}
+                (a, b) => failures.push(format!("{label} : valeur attendue {a:?}, publiée {b:?}")),
+            }
+            if let Some(n) = e.numerateur
+                && !row.numerateur.is_some_and(|v| close(v, n))
+            {
+                failures.push(format!("{label} : numérateur attendu {n}, publié {:?}", row.numerateur));
+            }
+            if let Some(d) = e.denominateur
+                && !row.denominateur.is_some_and(|v| close(v, d))
+            {
+                failures.push(format!("{label} : dénominateur attendu {d}, publié {:?}", row.denominateur));
+            }
+        }
+        // Every published territory and period of the scenario is there, for every indicator.
+        let grid: std::collections::BTreeSet<_> =
+            rows.iter().map(|r| (r.indicateur.clone(), r.code_territoire.clone(), r.periode.clone())).collect();
+        assert_eq!(grid.len(), rows.len(), "{}: one row per indicator, territory and period", scenario.description);
+    }
+    assert!(failures.is_empty(), "{} écart(s) sur {checked} valeurs :\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skeleton_scenario_publishes_the_expected_grid() {
+    // D0 = 2024-12-02, D1 = 2025-02-20: 3 months and 2 years, for FR, R11, R75, D23, D93.
+    let scenario = load_scenario(&repo_root().join("tests/scenarios/squelette.toml")).unwrap();
+    let tmp = temp_dir("grid");
+    let url = sqlite_url(tmp.path());
+    let source = operational::Source::create(&url).await.unwrap();
+    write_rows(&source, &scenario.tables).await;
+    ingest_and_compute(&url, tmp.path(), 1).await;
+    let rows = all_stats(tmp.path()).await;
+    let mut territories: Vec<_> = rows.iter().map(|r| r.code_territoire.clone()).collect();
+    territories.sort();
+    territories.dedup();
+    assert_eq!(territories, ["D23", "D93", "FR", "R11", "R75"]);
+    let mut periods: Vec<_> = rows.iter().map(|r| (r.pas.clone(), r.periode.clone())).collect();
+    periods.sort();
+    periods.dedup();
+    let expected: Vec<(String, String)> = [("ANNEE", "2024"), ("ANNEE", "2025"), ("MOIS", "2024-12"), ("MOIS", "2025-01"), ("MOIS", "2025-02")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(periods, expected);
+    assert_eq!(rows.len(), 5 * 5 * indicators::CATALOGUE.len());
+    assert!(rows.iter().all(|r| r.statut == "PROVISOIRE" && r.version == 1));
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests across the crates: golden scenarios, the demo's lake, privacy of
+//! the lake, PostgreSQL and SQLite giving the same statistics, the API and the page.
+
+mod api;
+mod backends;
+mod browser;
+mod fixture;
+mod golden;
+mod privacy;
+mod u04_plain_sql;

@@ -1,0 +1,174 @@
+//! The lake holds no personal data: every Parquet file and every Delta log file of the
+//! demo's lake is read, and none of the source's names, phone numbers, e-mails, birth
+//! dates, free texts or workers' names appears, nor any person or household id.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Date32Type, Int64Type};
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sqlx::Row;
+
+use crate::fixture::demo;
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+struct Secrets {
+    strings: HashSet<String>,
+    birth_days: HashSet<i32>,
+    birth_texts: HashSet<String>,
+    ids: HashSet<i64>,
+}
+
+async fn secrets_of_source(url: &str) -> Secrets {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    let mut strings = HashSet::new();
+    for sql in [
+        "SELECT nom FROM personne",
+        "SELECT prenom FROM personne",
+        "SELECT telephone FROM personne WHERE telephone IS NOT NULL",
+        "SELECT email FROM personne WHERE email IS NOT NULL",
+        "SELECT texte FROM evaluation",
+        "SELECT auteur FROM evaluation",
+        "SELECT texte FROM note",
+        "SELECT auteur FROM note",
+        "SELECT nom || ' ' || prenom FROM personne",
+    ] {
+        for row in sqlx::query(sql).fetch_all(&pool).await.unwrap() {
+            let v: String = row.get(0);
+            strings.insert(v);
+        }
+    }
+    // Birth dates before 2016 cannot coincide with any date the lake legitimately holds
+    // (the oldest is a dispositif's opening, after October 2016).
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let limit = NaiveDate::from_ymd_opt(2016, 1, 1).unwrap();
+    let mut birth_days = HashSet::new();
+    let mut birth_texts = HashSet::new();
+    for row in sqlx::query("SELECT date_naissance FROM personne WHERE date_naissance IS NOT NULL").fetch_all(&pool).await.unwrap() {
+        let text: String = row.get(0);
+        let d = NaiveDate::parse_from_str(&text, "%Y-%m-%d").unwrap();
+        if d < limit {
+            birth_days.insert((d - epoch).num_days() as i32);
+            birth_texts.insert(text);
+        }
+    }
+    let mut ids = HashSet::new();
+    for sql in ["SELECT id FROM personne", "SELECT id FROM menage"] {
+        for row in sqlx::query(sql).fetch_all(&pool).await.unwrap() {
+            ids.insert(row.get::<i64, _>(0));
+        }
+    }
+    assert!(strings.len() > 100 && birth_days.len() > 100 && ids.len() > 100, "the source has personal data to look for");
+    Secrets { strings, birth_days, birth_texts, ids }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_files_hold_no_personal_data() {
+    let demo = demo();
+    let secrets = secrets_of_source(&demo.source_url).await;
+    let mut all = Vec::new();
+    files(&demo.data.join("lake"), &mut all);
+    let (mut parquet_files, mut log_files, mut values_checked) = (0, 0, 0usize);
+    let mut leaks = Vec::new();
+    for path in &all {
+        let name = path.to_string_lossy();
+        if name.ends_with(".parquet") {
+            parquet_files += 1;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap().build().unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                    for forbidden in ["nom", "prenom", "telephone", "email", "texte", "auteur", "date_naissance"] {
+                        assert_ne!(field.name(), forbidden, "{name}");
+                    }
+                    match field.data_type() {
+                        DataType::Utf8 => {
+                            for v in column.as_string::<i32>().iter().flatten() {
+                                values_checked += 1;
+                                if secrets.strings.contains(v) || secrets.birth_texts.contains(v) {
+                                    leaks.push(format!("{name} {} : {v}", field.name()));
+                                }
+                            }
+                        }
+                        DataType::Date32 => {
+                            for v in column.as_primitive::<Date32Type>().iter().flatten() {
+                                values_checked += 1;
+                                if secrets.birth_days.contains(&v) {
+                                    leaks.push(format!("{name} {} : date de naissance", field.name()));
+                                }
+                            }
+                        }
+                        DataType::Int64 => {
+                            for v in column.as_primitive::<Int64Type>().iter().flatten() {
+                                values_checked += 1;
+                                if secrets.ids.contains(&v) {
+                                    leaks.push(format!("{name} {} : identifiant de personne ou de ménage {v}", field.name()));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    if leaks.len() > 20 {
+                        break;
+                    }
+                }
+            }
+        } else if name.contains("_delta_log") && name.ends_with(".json") {
+            log_files += 1;
+            let text = std::fs::read_to_string(path).unwrap();
+            for s in secrets.strings.iter().chain(&secrets.birth_texts) {
+                if text.contains(s.as_str()) {
+                    leaks.push(format!("{name} : {s}"));
+                }
+            }
+            for id in &secrets.ids {
+                if text.contains(&id.to_string()) {
+                    leaks.push(format!("{name} : identifiant {id}"));
+                }
+            }
+        }
+    }
+    assert!(parquet_files >= 12 && log_files >= 12, "{parquet_files} Parquet, {log_files} journaux");
+    assert!(values_checked > 100_000, "{values_checked} values read");
+    assert!(leaks.is_empty(), "données personnelles dans le lac :\n{}", leaks.join("\n"));
+    // The key is outside the lake.
+    assert!(all.iter().all(|p| !p.to_string_lossy().contains("pseudonymisation.key")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_zone_links_persons_only_through_pseudonyms() {
+    let demo = demo();
+    let batches = observatoire::sql(
+        &demo.data,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT dp.personne_id) AS p, MIN(LENGTH(dp.personne_id)) AS lmin, MAX(LENGTH(dp.personne_id)) AS lmax
+         FROM demande_personne dp JOIN personne p ON p.id = dp.personne_id",
+    )
+    .await
+    .unwrap();
+    let b = &batches[0];
+    let n = b.column(0).as_primitive::<Int64Type>().value(0);
+    let p = b.column(1).as_primitive::<Int64Type>().value(0);
+    assert!(n > 10_000 && p > 1_000, "joins on pseudonyms work: {n} rows, {p} persons");
+    assert_eq!(b.column(2).as_primitive::<arrow::datatypes::Int32Type>().value(0), 32);
+    assert_eq!(b.column(3).as_primitive::<arrow::datatypes::Int32Type>().value(0), 32);
+    // Requests' persons: every row carries an age band, never a birth date.
+    let bands = observatoire::sql(&demo.data, "SELECT DISTINCT tranche_age FROM demande_personne ORDER BY 1").await.unwrap();
+    let list: Vec<String> = bands.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_owned).collect::<Vec<_>>()).collect();
+    for band in &list {
+        assert!(anonymize::AGE_BANDS.contains(&band.as_str()), "{band}");
+    }
+    assert!(list.len() >= 6, "{list:?}");
+    let _ = b.column(0).is_empty();
+}

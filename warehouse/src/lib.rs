@@ -1,0 +1,297 @@
+//! The lake: Delta tables in a local folder, its zones, the run manifest, and the
+//! DataFusion session that every reader uses.
+//!
+//! Layout (see `shared/DESIGN.md`): `<data>/lake/detail/<table>` (pseudonymised
+//! micro-data), `<data>/lake/stats/indicateurs` and `stats/releases` (the statistical
+//! base), `<data>/lake/_meta/runs/NNNNNN.json` (one manifest per complete ingest run:
+//! the version of every detail table it wrote) and `_meta/key.json` (the fingerprint
+//! of the pseudonymisation key, never the key).
+//!
+//! Delta commits are per table; a run writes many. Readers therefore never take "the
+//! latest version" of a detail table: they pin the versions of the latest complete
+//! manifest, which is written last, atomically (temporary file then rename). A run
+//! killed half-way leaves the previous manifest in force.
+
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use stats::{STATS_COLUMNS, stats_schema};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("opération sur la table Delta {table} impossible : {source}")]
+    Delta { table: String, source: DeltaTableError },
+    #[error("accès au dossier du lac {path} impossible : {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("manifeste du lac {path} illisible : {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error(
+        "la clé de pseudonymisation (empreinte {given}) n'est pas celle du lac (empreinte {recorded}) : le lac refuse de mélanger des pseudonymes faits avec deux clés. Utilisez la clé d'origine (fichier secrets/pseudonymisation.key ou OBSERVATOIRE_PSEUDO_KEY)"
+    )]
+    KeyMismatch { given: String, recorded: String },
+    #[error("le lac de {0} ne contient encore aucune ingestion complète : lancez d'abord « observatoire ingest »")]
+    NoRun(PathBuf),
+    #[error("le lac ne contient pas encore de base statistique : lancez d'abord « observatoire compute »")]
+    NoStats,
+    #[error("requête DataFusion impossible : {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
+
+/// One complete ingest run: the versions of the detail tables it wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub run: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Kind of source read (`sqlite` or `postgres`), never its URL.
+    pub source: String,
+    pub key_fingerprint: String,
+    /// Detail table name → Delta version written by this run.
+    pub tables: BTreeMap<String, i64>,
+    pub rows: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyRecord {
+    empreinte: String,
+}
+
+/// The lake of one data folder.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WarehouseError + '_ {
+    move |source| WarehouseError::Io { path: path.to_owned(), source }
+}
+
+fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> WarehouseError + '_ {
+    move |source| WarehouseError::Delta { table: table.to_owned(), source }
+}
+
+impl Lake {
+    /// The lake under `<data>/lake`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self { root: data_dir.join("lake") }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn meta_dir(&self) -> PathBuf {
+        self.root.join("_meta")
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.meta_dir().join("runs")
+    }
+
+    /// The folder of a table of a zone (`detail`, `stats`, …).
+    pub fn table_path(&self, zone: &str, name: &str) -> PathBuf {
+        self.root.join(zone).join(name)
+    }
+
+    fn table_url(&self, zone: &str, name: &str) -> Result<Url> {
+        let path = self.table_path(zone, name);
+        std::fs::create_dir_all(&path).map_err(io(&path))?;
+        let path = path.canonicalize().map_err(io(&path))?;
+        Url::from_directory_path(&path).map_err(|_| WarehouseError::Io {
+            path: path.clone(),
+            source: std::io::Error::other("chemin non absolu"),
+        })
+    }
+
+    /// Records the key's fingerprint on first use; refuses another key afterwards.
+    pub fn check_key(&self, fingerprint: &str) -> Result<()> {
+        let path = self.meta_dir().join("key.json");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let record: KeyRecord = serde_json::from_str(&text)
+                .map_err(|e| WarehouseError::Manifest { path: path.clone(), reason: e.to_string() })?;
+            if record.empreinte != fingerprint {
+                return Err(WarehouseError::KeyMismatch { given: fingerprint.to_owned(), recorded: record.empreinte });
+            }
+            return Ok(());
+        }
+        let record = KeyRecord { empreinte: fingerprint.to_owned() };
+        write_atomically(&path, &serde_json::to_vec_pretty(&record).expect("serialisable"))
+    }
+
+    /// The latest complete run, if any.
+    pub fn latest_run(&self) -> Result<Option<RunManifest>> {
+        let dir = self.runs_dir();
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let mut latest: Option<(u64, PathBuf)> = None;
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let path = entry.map_err(io(&dir))?.path();
+            let Some(n) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if latest.as_ref().is_none_or(|(m, _)| n > *m) {
+                latest = Some((n, path));
+            }
+        }
+        let Some((_, path)) = latest else { return Ok(None) };
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text).map(Some).map_err(|e| WarehouseError::Manifest { path, reason: e.to_string() })
+    }
+
+    /// Writes a full extract into the detail zone (each table replaced), then the run's
+    /// manifest. `progress(table)` is called after each table.
+    pub async fn write_detail(
+        &self,
+        tables: &BTreeMap<String, RecordBatch>,
+        source: &str,
+        key_fingerprint: &str,
+        mut progress: impl FnMut(&str),
+    ) -> Result<RunManifest> {
+        self.check_key(key_fingerprint)?;
+        let started_at = chrono::Utc::now().to_rfc3339();
+        let mut versions = BTreeMap::new();
+        let mut rows = BTreeMap::new();
+        for (name, batch) in tables {
+            let version = self.overwrite("detail", name, batch.clone()).await?;
+            versions.insert(name.clone(), version);
+            rows.insert(name.clone(), batch.num_rows() as u64);
+            progress(name);
+        }
+        let run = self.latest_run()?.map_or(1, |m| m.run + 1);
+        let manifest = RunManifest {
+            run,
+            started_at,
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            source: source.to_owned(),
+            key_fingerprint: key_fingerprint.to_owned(),
+            tables: versions,
+            rows,
+        };
+        let path = self.runs_dir().join(format!("{run:06}.json"));
+        write_atomically(&path, &serde_json::to_vec_pretty(&manifest).expect("serialisable"))?;
+        Ok(manifest)
+    }
+
+    /// Replaces a table's content with `batch` (one Delta commit); returns the new version.
+    pub async fn overwrite(&self, zone: &str, name: &str, batch: RecordBatch) -> Result<i64> {
+        self.commit(zone, name, batch, SaveMode::Overwrite).await
+    }
+
+    /// Appends `batch` to a table (created if missing); returns the new version.
+    pub async fn append(&self, zone: &str, name: &str, batch: RecordBatch) -> Result<i64> {
+        self.commit(zone, name, batch, SaveMode::Append).await
+    }
+
+    async fn commit(&self, zone: &str, name: &str, batch: RecordBatch, mode: SaveMode) -> Result<i64> {
+        let label = format!("{zone}/{name}");
+        let table = DeltaTable::try_from_url(self.table_url(zone, name)?).await.map_err(delta(&label))?;
+        let mut write = table.write(vec![batch]).with_save_mode(mode).with_table_name(name);
+        if mode == SaveMode::Overwrite {
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
+        }
+        let table = write.await.map_err(delta(&label))?;
+        Ok(table.version().map(|v| v as i64).unwrap_or(0))
+    }
+
+    /// Opens a table at a version (the latest when `None`), if it exists.
+    pub async fn open(&self, zone: &str, name: &str, version: Option<i64>) -> Result<Option<DeltaTable>> {
+        let path = self.table_path(zone, name);
+        if !path.join("_delta_log").exists() {
+            return Ok(None);
+        }
+        let label = format!("{zone}/{name}");
+        let url = self.table_url(zone, name)?;
+        let table = match version {
+            Some(v) => deltalake::open_table_with_version(url, v as _).await,
+            None => deltalake::open_table(url).await,
+        }
+        .map_err(delta(&label))?;
+        Ok(Some(table))
+    }
+
+    /// Registers a table into a session under `alias`.
+    pub async fn register(&self, ctx: &SessionContext, alias: &str, table: &DeltaTable) -> Result<()> {
+        table.update_datafusion_session(&ctx.state()).map_err(delta(alias))?;
+        let provider = table.table_provider().await?;
+        ctx.register_table(alias, provider)?;
+        Ok(())
+    }
+
+    /// A session over the detail zone, pinned to the latest complete run.
+    pub async fn detail_session(&self) -> Result<(SessionContext, RunManifest)> {
+        let manifest = self.latest_run()?.ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
+        let ctx = new_session();
+        for (name, version) in &manifest.tables {
+            let table = self
+                .open("detail", name, Some(*version))
+                .await?
+                .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
+            self.register(&ctx, name, &table).await?;
+        }
+        Ok((ctx, manifest))
+    }
+
+    /// A session over the whole lake as of the latest complete run: the detail tables
+    /// (by their names) and the statistical base (`indicateurs`, `releases`) when present.
+    pub async fn session(&self) -> Result<SessionContext> {
+        let (ctx, _) = self.detail_session().await?;
+        self.register_stats(&ctx).await?;
+        Ok(ctx)
+    }
+
+    /// Registers `indicateurs` and `releases` into a session, when they exist.
+    pub async fn register_stats(&self, ctx: &SessionContext) -> Result<bool> {
+        let mut found = false;
+        for name in ["indicateurs", "releases"] {
+            if let Some(table) = self.open("stats", name, None).await? {
+                self.register(ctx, name, &table).await?;
+                found = true;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A DataFusion session with the settings every reader of the lake uses.
+pub fn new_session() -> SessionContext {
+    let config = datafusion::prelude::SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .with_information_schema(true);
+    SessionContext::new_with_config(config)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}
+
+/// Shared handle type for readers that hold a lake.
+pub type SharedLake = Arc<Lake>;
