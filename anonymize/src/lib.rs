@@ -17,7 +17,7 @@ pub mod key;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array, StringArray, StringBuilder};
+use arrow::array::{ArrayRef, AsArray, Date32Array, Int64Array, StringArray, StringBuilder};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;

@@ -13,7 +13,7 @@
 //! been applied; the detail zone is never read here.
 
 mod assets;
-mod values;
+pub mod values;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -162,8 +162,9 @@ pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>,
         .map_err(ApiError::internal)?;
     let mut out = Vec::new();
     for b in &batches {
-        let n = b.column(0).as_string::<i32>();
-        let t = b.column(1).as_string::<i32>();
+        let n = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).map_err(ApiError::internal)?;
+        let t = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8).map_err(ApiError::internal)?;
+        let (n, t) = (n.as_string::<i32>(), t.as_string::<i32>());
         for i in 0..b.num_rows() {
             out.push((n.value(i).to_owned(), t.value(i).to_owned()));
         }
@@ -236,7 +237,11 @@ fn date_of(days: i32) -> NaiveDate {
 
 /// Converts a batch of the stats table's shape into rows.
 pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
-    let s = |name: &str| b.column_by_name(name).expect("stats column").as_string::<i32>().clone();
+    // Strings may come back as Utf8View from Parquet: normalise to Utf8.
+    let s = |name: &str| {
+        let column = b.column_by_name(name).expect("stats column");
+        arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).expect("string column").as_string::<i32>().clone()
+    };
     let f = |name: &str| b.column_by_name(name).expect("stats column").as_primitive::<Float64Type>().clone();
     let d = |name: &str| b.column_by_name(name).expect("stats column").as_primitive::<Date32Type>().clone();
     let (ind, niv, ter, pas, per, dim, moda, statut) = (

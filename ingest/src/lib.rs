@@ -164,6 +164,10 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+fn malformed(table: &'static str, column: &'static str, id: Option<i64>, expected: &'static str) -> IngestError {
+    IngestError::Malformed { table, column, id: id.map_or_else(|| "?".to_owned(), |v| v.to_string()), expected }
+}
+
 struct TableReader {
     table: &'static Table,
     columns: Vec<&'static operational::Column>,
@@ -190,20 +194,13 @@ impl TableReader {
         Ok(())
     }
 
-    fn malformed(&self, column: &'static str, id: Option<i64>, expected: &'static str) -> IngestError {
-        IngestError::Malformed {
-            table: self.table.name,
-            column,
-            id: id.map_or_else(|| "?".to_owned(), |v| v.to_string()),
-            expected,
-        }
-    }
 
     fn push_sqlite(&mut self, row: &sqlx::sqlite::SqliteRow) -> Result<(), IngestError> {
         let read = |e| IngestError::Read { table: self.table.name, source: e };
         let id: Option<i64> = row.try_get(0).map_err(read)?;
         for (i, column) in self.columns.iter().enumerate() {
-            let err = |expected| self.malformed(column.name, id, expected);
+            let table = self.table.name;
+            let err = |expected| malformed(table, column.name, id, expected);
             match (&mut self.builders[i], column.ty) {
                 (ColumnBuilder::Int(b), _) => b.append_option(row.try_get::<Option<i64>, _>(i).map_err(|_| err("valeur entière"))?),
                 (ColumnBuilder::Text(b), _) => {
@@ -239,7 +236,8 @@ impl TableReader {
         let read = |e| IngestError::Read { table: self.table.name, source: e };
         let id: Option<i64> = row.try_get(0).map_err(read)?;
         for (i, column) in self.columns.iter().enumerate() {
-            let err = |expected| self.malformed(column.name, id, expected);
+            let table = self.table.name;
+            let err = |expected| malformed(table, column.name, id, expected);
             match &mut self.builders[i] {
                 ColumnBuilder::Int(b) => b.append_option(row.try_get::<Option<i64>, _>(i).map_err(|_| err("valeur entière"))?),
                 ColumnBuilder::Text(b) => b.append_option(row.try_get::<Option<String>, _>(i).map_err(|_| err("chaîne"))?),

@@ -53,8 +53,8 @@ pub async fn source_has_rows(source: &Source) -> Result<bool> {
     for name in ["demande", "menage", "dispositif"] {
         let sql = sqlx_count_sql(name);
         let n: i64 = match source {
-            Source::Sqlite(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await,
-            Source::Postgres(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await,
+            Source::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())).fetch_one(pool).await,
+            Source::Postgres(pool) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())).fetch_one(pool).await,
         }
         .map_err(operational::SourceError::from)?;
         if n > 0 {

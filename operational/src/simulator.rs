@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone};
 use chrono_tz::Europe::Paris;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::schema::{Table, table};
@@ -189,7 +189,6 @@ const AUTEURS: &[&str] = &[
 
 struct Person {
     id: i64,
-    birth: NaiveDate,
 }
 
 struct Household {
@@ -335,7 +334,7 @@ fn simulate_departement(
 
     // Dispositifs and their place groups.
     let mut groups: Vec<PlaceGroup> = Vec::new();
-    let mut add_dispositif = |rng: &mut ChaCha8Rng,
+    let add_dispositif = |rng: &mut ChaCha8Rng,
                               ids: &mut Ids,
                               data: &mut Dataset,
                               groups: &mut Vec<PlaceGroup>,
@@ -500,13 +499,16 @@ fn simulate_departement(
                 "menage_personne",
                 vec![mid.into(), hid.into(), pid.into(), role.into(), created.into(), Value::Null, stamp(created)],
             );
-            persons.push(Person { id: pid, birth });
+            persons.push(Person { id: pid });
         };
         let children = rng.random_range(1..=3);
         match composition {
             "HOMME_SEUL" => add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 18, 70),
             "FEMME_SEULE" => add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "F", 18, 70),
-            "MINEUR_ISOLE" => add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", if rng.random_bool(0.8) { "M" } else { "F" }, 15, 17),
+            "MINEUR_ISOLE" => {
+                let sexe = if rng.random_bool(0.8) { "M" } else { "F" };
+                add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", sexe, 15, 17)
+            }
             "HOMME_SEUL_AVEC_ENFANTS" | "FEMME_SEULE_AVEC_ENFANTS" => {
                 let sexe = if composition.starts_with("HOMME") { "M" } else { "F" };
                 add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", sexe, 20, 50);
@@ -527,7 +529,8 @@ fn simulate_departement(
             }
             _ => {
                 add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 20, 60);
-                add_person(rng, ids, data, "AUTRE_ADULTE", if rng.random_bool(0.5) { "F" } else { "M" }, 18, 60);
+                let sexe = if rng.random_bool(0.5) { "F" } else { "M" };
+                add_person(rng, ids, data, "AUTRE_ADULTE", sexe, 18, 60);
                 add_person(rng, ids, data, "AUTRE_ADULTE", "M", 18, 60);
                 if composition == "GROUPE_AVEC_ENFANTS" {
                     add_person(rng, ids, data, "AUTRE_MINEUR", "F", 3, 17);
@@ -893,15 +896,6 @@ fn set_request_outcome(
         row[col("motif_non_pourvue")] = Value::from(motif);
         row[col("updated_at")] = at.into();
     }
-}
-
-/// Birth date helper kept public for tests that need ages of simulated persons.
-pub fn age_on(birth: NaiveDate, d: NaiveDate) -> i32 {
-    let mut age = d.year() - birth.year();
-    if (d.month(), d.day()) < (birth.month(), birth.day()) {
-        age -= 1;
-    }
-    age
 }
 
 #[cfg(test)]

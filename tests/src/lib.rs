@@ -207,3 +207,17 @@ impl PgDatabase {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
+
+/// A column's values as strings (Utf8, Utf8View or any castable type).
+pub fn strings(column: &arrow::array::ArrayRef) -> Vec<Option<String>> {
+    use arrow::array::AsArray;
+    let c = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).expect("castable to text");
+    c.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect()
+}
+
+/// A column's values as 64-bit integers.
+pub fn ints(column: &arrow::array::ArrayRef) -> Vec<Option<i64>> {
+    use arrow::array::AsArray;
+    let c = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64).expect("castable to integer");
+    c.as_primitive::<arrow::datatypes::Int64Type>().iter().collect()
+}

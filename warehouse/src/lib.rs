@@ -203,7 +203,14 @@ impl Lake {
 
     async fn commit(&self, zone: &str, name: &str, batch: RecordBatch, mode: SaveMode) -> Result<i64> {
         let label = format!("{zone}/{name}");
-        let table = DeltaTable::try_from_url(self.table_url(zone, name)?).await.map_err(delta(&label))?;
+        let url = self.table_url(zone, name)?;
+        let table = if self.table_path(zone, name).join("_delta_log").exists() {
+            deltalake::open_table(url).await
+        } else {
+            // A new table: no log to load yet.
+            deltalake::DeltaTableBuilder::from_url(url).and_then(|b| b.build())
+        }
+        .map_err(delta(&label))?;
         let mut write = table.write(vec![batch]).with_save_mode(mode).with_table_name(name);
         if mode == SaveMode::Overwrite {
             write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
