@@ -19,12 +19,20 @@ pub const KEY_ENV: &str = "OBSERVATOIRE_PSEUDO_KEY";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("la clé de pseudonymisation de {0} n'est pas une valeur hexadécimale de 64 caractères (256 bits)")]
+    #[error(
+        "la clé de pseudonymisation de {0} n'est pas une valeur hexadécimale de 64 caractères (256 bits)"
+    )]
     Malformed(String),
     #[error("lecture de la clé de pseudonymisation {path} impossible : {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("création de la clé de pseudonymisation {path} impossible : {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("le générateur aléatoire du système est indisponible : {0}")]
     Random(String),
 }
@@ -41,8 +49,11 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn from_hex(hex_text: &str, origin: &str) -> Result<Self, KeyError> {
-        let bytes = hex::decode(hex_text.trim()).map_err(|_| KeyError::Malformed(origin.to_owned()))?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Malformed(origin.to_owned()))?;
+        let bytes =
+            hex::decode(hex_text.trim()).map_err(|_| KeyError::Malformed(origin.to_owned()))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::Malformed(origin.to_owned()))?;
         Ok(Self(bytes))
     }
 
@@ -59,11 +70,17 @@ impl MasterKey {
             return Ok((Self::from_hex(&hex_text, KEY_ENV)?, false));
         }
         if path.exists() {
-            let text = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+            let text = fs::read_to_string(path).map_err(|source| KeyError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
             return Ok((Self::from_hex(&text, &path.display().to_string())?, false));
         }
         let key = Self::generate()?;
-        let create = |source| KeyError::Create { path: path.to_owned(), source };
+        let create = |source| KeyError::Create {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(create)?;
             #[cfg(unix)]
@@ -97,7 +114,8 @@ impl MasterKey {
     pub fn subkey(&self, purpose: &str) -> Pseudonymizer {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let mut okm = [0u8; 32];
-        hk.expand(purpose.as_bytes(), &mut okm).expect("32 bytes is a valid HKDF-SHA256 output length");
+        hk.expand(purpose.as_bytes(), &mut okm)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         Pseudonymizer { key: okm }
     }
 }
@@ -111,7 +129,8 @@ pub struct Pseudonymizer {
 impl Pseudonymizer {
     /// `HMAC-SHA256(subkey, entity ':' id)` truncated to 128 bits, lower-case hex.
     pub fn pseudonym(&self, entity: &str, id: i64) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
         mac.update(entity.as_bytes());
         mac.update(b":");
         mac.update(id.to_string().as_bytes());
@@ -130,7 +149,10 @@ mod tests {
         let p = k1.subkey("detail");
         let a = p.pseudonym("personne", 42);
         assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_eq!(a, k1.subkey("detail").pseudonym("personne", 42));
         assert_ne!(a, p.pseudonym("menage", 42));
         assert_ne!(a, p.pseudonym("personne", 43));
@@ -163,13 +185,19 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let (k2, created) = MasterKey::load_or_create(&path).unwrap();
         assert!(!created);
         assert_eq!(k1.fingerprint(), k2.fingerprint());
         fs::write(&path, "pas une clé").unwrap();
-        assert!(matches!(MasterKey::load_or_create(&path), Err(KeyError::Malformed(_))));
+        assert!(matches!(
+            MasterKey::load_or_create(&path),
+            Err(KeyError::Malformed(_))
+        ));
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -61,7 +61,11 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     ("entite", "id", Keep),
     ("entite", "raison_sociale", Keep),
     ("entite", "siren", Keep),
-    ("entite", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "entite",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("dispositif", "id", Keep),
     ("dispositif", "entite_id", Keep),
     ("dispositif", "departement", Keep),
@@ -76,34 +80,58 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     ("dispositif", "publics_acceptes", Keep),
     ("dispositif", "date_ouverture", Keep),
     ("dispositif", "date_fermeture", Keep),
-    ("dispositif", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "dispositif",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("groupe_places", "id", Keep),
     ("groupe_places", "dispositif_id", Keep),
     ("groupe_places", "nb_places", Keep),
     ("groupe_places", "temporaire", Keep),
     ("groupe_places", "date_debut", Keep),
     ("groupe_places", "date_fin", Keep),
-    ("groupe_places", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "groupe_places",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("menage", "id", Pseudonymise("menage")),
     ("menage", "siao_departement", Keep),
     ("menage", "date_creation", Keep),
-    ("menage", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "menage",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("personne", "id", Pseudonymise("personne")),
     ("personne", "nom", Drop),
     ("personne", "prenom", Drop),
-    ("personne", "date_naissance", Derive("tranche d'âge à chaque événement")),
+    (
+        "personne",
+        "date_naissance",
+        Derive("tranche d'âge à chaque événement"),
+    ),
     ("personne", "sexe", Keep),
     ("personne", "nationalite", Keep),
     ("personne", "telephone", Drop),
     ("personne", "email", Drop),
-    ("personne", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "personne",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("menage_personne", "id", Pseudonymise("menage_personne")),
     ("menage_personne", "menage_id", Pseudonymise("menage")),
     ("menage_personne", "personne_id", Pseudonymise("personne")),
     ("menage_personne", "role", Keep),
     ("menage_personne", "date_debut", Keep),
     ("menage_personne", "date_fin", Keep),
-    ("menage_personne", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "menage_personne",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("evaluation", "id", Pseudonymise("evaluation")),
     ("evaluation", "menage_id", Pseudonymise("menage")),
     ("evaluation", "type", Keep),
@@ -114,7 +142,11 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     ("evaluation", "sortie_institution", Keep),
     ("evaluation", "texte", Drop),
     ("evaluation", "auteur", Drop),
-    ("evaluation", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "evaluation",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("note", "id", Drop),
     ("note", "menage_id", Drop),
     ("note", "texte", Drop),
@@ -132,11 +164,19 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     ("demande", "motif_non_pourvue", Keep),
     ("demande", "preconisation", Keep),
     ("demande", "prescripteur_entite_id", Keep),
-    ("demande", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "demande",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("demande_personne", "id", Pseudonymise("demande_personne")),
     ("demande_personne", "demande_id", Keep),
     ("demande_personne", "personne_id", Pseudonymise("personne")),
-    ("demande_personne", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "demande_personne",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("orientation", "id", Keep),
     ("orientation", "demande_id", Keep),
     ("orientation", "dispositif_id", Keep),
@@ -145,14 +185,22 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     ("orientation", "statut", Keep),
     ("orientation", "date_reponse", Keep),
     ("orientation", "motif_refus", Keep),
-    ("orientation", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "orientation",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("liste_attente", "id", Keep),
     ("liste_attente", "demande_id", Keep),
     ("liste_attente", "dispositif_id", Keep),
     ("liste_attente", "date_inscription", Keep),
     ("liste_attente", "date_desinscription", Keep),
     ("liste_attente", "motif_desinscription", Keep),
-    ("liste_attente", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "liste_attente",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
     ("prise_en_charge", "id", Keep),
     ("prise_en_charge", "menage_id", Pseudonymise("menage")),
     ("prise_en_charge", "demande_id", Keep),
@@ -164,16 +212,33 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     ("prise_en_charge", "date_sortie", Keep),
     ("prise_en_charge", "motif_sortie", Keep),
     ("prise_en_charge", "renouvellement_de", Keep),
-    ("prise_en_charge", "updated_at", Derive("filigrane de lecture incrémentale")),
+    (
+        "prise_en_charge",
+        "updated_at",
+        Derive("filigrane de lecture incrémentale"),
+    ),
 ];
 
 /// The treatment of a source column, if the policy classifies it.
 pub fn treatment(table: &str, column: &str) -> Option<Treatment> {
-    POLICY.iter().find(|(t, c, _)| *t == table && *c == column).map(|(_, _, tr)| *tr)
+    POLICY
+        .iter()
+        .find(|(t, c, _)| *t == table && *c == column)
+        .map(|(_, _, tr)| *tr)
 }
 
 /// The age bands of INDICATORS.md.
-pub const AGE_BANDS: &[&str] = &["0-2", "3-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+", "NON_RENSEIGNE"];
+pub const AGE_BANDS: &[&str] = &[
+    "0-2",
+    "3-17",
+    "18-24",
+    "25-34",
+    "35-44",
+    "45-54",
+    "55-64",
+    "65+",
+    "NON_RENSEIGNE",
+];
 
 /// Calendar years completed on `on` (a 29 February birthday is reached on 1 March).
 pub fn age_on(birth: NaiveDate, on: NaiveDate) -> i32 {
@@ -185,8 +250,19 @@ pub fn age_on(birth: NaiveDate, on: NaiveDate) -> i32 {
 }
 
 /// The age band at a date; `NON_RENSEIGNE` without a birth date.
+///
+/// ```
+/// use chrono::NaiveDate;
+/// let d = |y, m, j| NaiveDate::from_ymd_opt(y, m, j).unwrap();
+/// // Eighteen on the day of the request: an adult.
+/// assert_eq!(anonymize::age_band(Some(d(2007, 3, 14)), d(2025, 3, 14)), "18-24");
+/// assert_eq!(anonymize::age_band(Some(d(2007, 3, 15)), d(2025, 3, 14)), "3-17");
+/// assert_eq!(anonymize::age_band(None, d(2025, 3, 14)), "NON_RENSEIGNE");
+/// ```
 pub fn age_band(birth: Option<NaiveDate>, on: NaiveDate) -> &'static str {
-    let Some(birth) = birth else { return "NON_RENSEIGNE" };
+    let Some(birth) = birth else {
+        return "NON_RENSEIGNE";
+    };
     match age_on(birth, on) {
         ..=2 => "0-2",
         3..=17 => "3-17",
@@ -218,7 +294,8 @@ pub enum AnonymizeError {
 const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
 
 fn from_days(days: i32) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_CE_DAYS).expect("date within chrono's range")
+    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_CE_DAYS)
+        .expect("date within chrono's range")
 }
 
 fn to_days(d: NaiveDate) -> i32 {
@@ -226,7 +303,10 @@ fn to_days(d: NaiveDate) -> i32 {
 }
 
 fn paris_date(micros: i64) -> NaiveDate {
-    DateTime::from_timestamp_micros(micros).expect("timestamp within range").with_timezone(&Paris).date_naive()
+    DateTime::from_timestamp_micros(micros)
+        .expect("timestamp within range")
+        .with_timezone(&Paris)
+        .date_naive()
 }
 
 /// One source table as handed over by the ingest: its name and its batches.
@@ -242,12 +322,17 @@ pub struct DetailBuilder {
 
 impl DetailBuilder {
     pub fn new(key: &MasterKey) -> Self {
-        Self { pseudonyms: key.subkey("detail") }
+        Self {
+            pseudonyms: key.subkey("detail"),
+        }
     }
 
     /// Applies the policy to every table. `tables` maps a source table name to all its
     /// rows (one batch). Returns the detail tables by name.
-    pub fn build(&self, tables: &BTreeMap<String, RecordBatch>) -> Result<BTreeMap<String, RecordBatch>, AnonymizeError> {
+    pub fn build(
+        &self,
+        tables: &BTreeMap<String, RecordBatch>,
+    ) -> Result<BTreeMap<String, RecordBatch>, AnonymizeError> {
         // Derivations that need other tables: the Paris date of each request and the
         // birth date of each person, kept in memory only.
         let request_dates = self.request_dates(tables)?;
@@ -257,11 +342,16 @@ impl DetailBuilder {
             let mut fields = Vec::new();
             let mut columns: Vec<ArrayRef> = Vec::new();
             for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                let unclassified =
-                    || AnonymizeError::Unclassified { table: name.clone(), column: field.name().clone() };
+                let unclassified = || AnonymizeError::Unclassified {
+                    table: name.clone(),
+                    column: field.name().clone(),
+                };
                 match treatment(name, field.name()).ok_or_else(unclassified)? {
                     Drop => {
-                        return Err(AnonymizeError::DroppedColumnRead { table: name.clone(), column: field.name().clone() });
+                        return Err(AnonymizeError::DroppedColumnRead {
+                            table: name.clone(),
+                            column: field.name().clone(),
+                        });
                     }
                     Derive(_) => {}
                     Keep => {
@@ -269,19 +359,28 @@ impl DetailBuilder {
                         columns.push(column.clone());
                     }
                     Pseudonymise(entity) => {
-                        let ids = column.as_primitive_opt::<Int64Type>().ok_or_else(|| self.type_error(name, field.name()))?;
+                        let ids = column
+                            .as_primitive_opt::<Int64Type>()
+                            .ok_or_else(|| self.type_error(name, field.name()))?;
                         let mut b = StringBuilder::with_capacity(ids.len(), ids.len() * 32);
                         for id in ids.iter() {
                             b.append_option(id.map(|id| self.pseudonyms.pseudonym(entity, id)));
                         }
-                        fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+                        fields.push(Field::new(
+                            field.name(),
+                            DataType::Utf8,
+                            field.is_nullable(),
+                        ));
                         columns.push(Arc::new(b.finish()));
                     }
                     DateParis => {
                         let ts = column
                             .as_primitive_opt::<TimestampMicrosecondType>()
                             .ok_or_else(|| self.type_error(name, field.name()))?;
-                        let dates: Date32Array = ts.iter().map(|t| t.map(|t| to_days(paris_date(t)))).collect();
+                        let dates: Date32Array = ts
+                            .iter()
+                            .map(|t| t.map(|t| to_days(paris_date(t))))
+                            .collect();
                         fields.push(Field::new(field.name(), DataType::Date32, true));
                         columns.push(Arc::new(dates));
                     }
@@ -290,21 +389,27 @@ impl DetailBuilder {
             // Derived columns.
             match name.as_str() {
                 "demande_personne" => {
-                    let demandes = int_column(batch, "demande_id").ok_or_else(|| self.type_error(name, "demande_id"))?;
-                    let personnes = int_column(batch, "personne_id").ok_or_else(|| self.type_error(name, "personne_id"))?;
+                    let demandes = int_column(batch, "demande_id")
+                        .ok_or_else(|| self.type_error(name, "demande_id"))?;
+                    let personnes = int_column(batch, "personne_id")
+                        .ok_or_else(|| self.type_error(name, "personne_id"))?;
                     let bands: StringArray = demandes
                         .iter()
                         .zip(personnes.iter())
                         .map(|(d, p)| {
                             let on = d.and_then(|d| request_dates.get(&d).copied())?;
-                            Some(age_band(p.and_then(|p| births.get(&p).copied().flatten()), on))
+                            Some(age_band(
+                                p.and_then(|p| births.get(&p).copied().flatten()),
+                                on,
+                            ))
                         })
                         .collect();
                     fields.push(Field::new("tranche_age", DataType::Utf8, true));
                     columns.push(Arc::new(bands));
                 }
                 "menage_personne" => {
-                    let personnes = int_column(batch, "personne_id").ok_or_else(|| self.type_error(name, "personne_id"))?;
+                    let personnes = int_column(batch, "personne_id")
+                        .ok_or_else(|| self.type_error(name, "personne_id"))?;
                     let debut = batch
                         .column_by_name("date_debut")
                         .and_then(|c| c.as_primitive_opt::<Date32Type>())
@@ -312,7 +417,12 @@ impl DetailBuilder {
                     let bands: StringArray = personnes
                         .iter()
                         .zip(debut.iter())
-                        .map(|(p, d)| Some(age_band(p.and_then(|p| births.get(&p).copied().flatten()), from_days(d?))))
+                        .map(|(p, d)| {
+                            Some(age_band(
+                                p.and_then(|p| births.get(&p).copied().flatten()),
+                                from_days(d?),
+                            ))
+                        })
                         .collect();
                     fields.push(Field::new("tranche_age_debut", DataType::Utf8, true));
                     columns.push(Arc::new(bands));
@@ -326,27 +436,48 @@ impl DetailBuilder {
     }
 
     fn type_error(&self, table: &str, column: &str) -> AnonymizeError {
-        AnonymizeError::UnexpectedType { table: table.to_owned(), column: column.to_owned() }
+        AnonymizeError::UnexpectedType {
+            table: table.to_owned(),
+            column: column.to_owned(),
+        }
     }
 
-    fn request_dates(&self, tables: &BTreeMap<String, RecordBatch>) -> Result<HashMap<i64, NaiveDate>, AnonymizeError> {
-        let Some(batch) = tables.get("demande") else { return Ok(HashMap::new()) };
+    fn request_dates(
+        &self,
+        tables: &BTreeMap<String, RecordBatch>,
+    ) -> Result<HashMap<i64, NaiveDate>, AnonymizeError> {
+        let Some(batch) = tables.get("demande") else {
+            return Ok(HashMap::new());
+        };
         let ids = int_column(batch, "id").ok_or_else(|| self.type_error("demande", "id"))?;
         let dates = batch
             .column_by_name("date_demande")
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
             .ok_or_else(|| self.type_error("demande", "date_demande"))?;
-        Ok(ids.iter().zip(dates.iter()).filter_map(|(id, t)| Some((id?, paris_date(t?)))).collect())
+        Ok(ids
+            .iter()
+            .zip(dates.iter())
+            .filter_map(|(id, t)| Some((id?, paris_date(t?))))
+            .collect())
     }
 
-    fn births(&self, tables: &BTreeMap<String, RecordBatch>) -> Result<HashMap<i64, Option<NaiveDate>>, AnonymizeError> {
-        let Some(batch) = tables.get("personne") else { return Ok(HashMap::new()) };
+    fn births(
+        &self,
+        tables: &BTreeMap<String, RecordBatch>,
+    ) -> Result<HashMap<i64, Option<NaiveDate>>, AnonymizeError> {
+        let Some(batch) = tables.get("personne") else {
+            return Ok(HashMap::new());
+        };
         let ids = int_column(batch, "id").ok_or_else(|| self.type_error("personne", "id"))?;
         let births = batch
             .column_by_name("date_naissance")
             .and_then(|c| c.as_primitive_opt::<Date32Type>())
             .ok_or_else(|| self.type_error("personne", "date_naissance"))?;
-        Ok(ids.iter().zip(births.iter()).filter_map(|(id, b)| Some((id?, b.map(from_days)))).collect())
+        Ok(ids
+            .iter()
+            .zip(births.iter())
+            .filter_map(|(id, b)| Some((id?, b.map(from_days))))
+            .collect())
     }
 }
 
@@ -355,7 +486,10 @@ fn int_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a Int64Array> 
 }
 
 /// Concatenates a table's batches into one (empty schema-conformant batch if none).
-pub fn concat(schema: &arrow::datatypes::SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, AnonymizeError> {
+pub fn concat(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch, AnonymizeError> {
     Ok(concat_batches(schema, batches)?)
 }
 
@@ -389,10 +523,14 @@ mod tests {
     #[test]
     fn timestamps_become_paris_dates() {
         // 2025-01-31 23:30 UTC is 1 February 00:30 in Paris.
-        let t = DateTime::parse_from_rfc3339("2025-01-31T23:30:00+00:00").unwrap().timestamp_micros();
+        let t = DateTime::parse_from_rfc3339("2025-01-31T23:30:00+00:00")
+            .unwrap()
+            .timestamp_micros();
         assert_eq!(paris_date(t), d(2025, 2, 1));
         // Summer time: 2025-06-30 22:30 UTC is 1 July 00:30 in Paris.
-        let t = DateTime::parse_from_rfc3339("2025-06-30T22:30:00+00:00").unwrap().timestamp_micros();
+        let t = DateTime::parse_from_rfc3339("2025-06-30T22:30:00+00:00")
+            .unwrap()
+            .timestamp_micros();
         assert_eq!(paris_date(t), d(2025, 7, 1));
     }
 
@@ -400,11 +538,20 @@ mod tests {
     fn every_source_column_is_classified_once() {
         for table in operational::TABLES {
             for column in table.columns {
-                let n = POLICY.iter().filter(|(t, c, _)| *t == table.name && *c == column.name).count();
+                let n = POLICY
+                    .iter()
+                    .filter(|(t, c, _)| *t == table.name && *c == column.name)
+                    .count();
                 assert_eq!(n, 1, "{}.{}", table.name, column.name);
             }
         }
-        assert_eq!(POLICY.len(), operational::TABLES.iter().map(|t| t.columns.len()).sum::<usize>());
+        assert_eq!(
+            POLICY.len(),
+            operational::TABLES
+                .iter()
+                .map(|t| t.columns.len())
+                .sum::<usize>()
+        );
     }
 
     #[test]

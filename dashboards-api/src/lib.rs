@@ -43,17 +43,29 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, message: message.into() }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into() }
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
     }
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!(erreur = %message, "erreur interne");
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: "erreur interne du serveur".into() }
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "erreur interne du serveur".into(),
+        }
     }
 }
 
@@ -64,13 +76,21 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(ErrorBody { erreur: &self.message })).into_response()
+        (
+            self.status,
+            axum::Json(ErrorBody {
+                erreur: &self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
 /// The application's routes.
 pub fn router(lake: Lake) -> Router {
-    let state = AppState { lake: Arc::new(lake) };
+    let state = AppState {
+        lake: Arc::new(lake),
+    };
     Router::new()
         .route("/", get(page))
         .route("/health", get(health))
@@ -91,8 +111,14 @@ async fn security_headers(mut response: Response) -> Response {
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
         ),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -102,7 +128,11 @@ async fn not_found() -> ApiError {
 
 /// Binds the server and serves until the process stops. Returns the bound address
 /// through `on_bound` before serving (useful with port 0).
-pub async fn serve(lake: Lake, addr: SocketAddr, on_bound: impl FnOnce(SocketAddr)) -> std::io::Result<()> {
+pub async fn serve(
+    lake: Lake,
+    addr: SocketAddr,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
     axum::serve(listener, router(lake)).await
@@ -115,8 +145,13 @@ struct Health {
 }
 
 async fn health(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
-    let version = values::latest_release(&state.lake).await.map_err(ApiError::internal)?;
-    Ok(axum::Json(Health { statut: "ok", version }))
+    let version = values::latest_release(&state.lake)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(Health {
+        statut: "ok",
+        version,
+    }))
 }
 
 async fn catalogue() -> impl IntoResponse {
@@ -160,15 +195,24 @@ pub fn parse_territory(code: &str) -> Option<(&'static str, String)> {
 
 fn territory_label(niveau: &str, territoire: &str) -> String {
     match niveau {
-        "REGION" => format!("Région {}", operational::region_name(territoire).unwrap_or(territoire)),
+        "REGION" => format!(
+            "Région {}",
+            operational::region_name(territoire).unwrap_or(territoire)
+        ),
         "DEPARTEMENT" => {
-            format!("{} – {}", territoire, operational::departement_name(territoire).unwrap_or(territoire))
+            format!(
+                "{} – {}",
+                territoire,
+                operational::departement_name(territoire).unwrap_or(territoire)
+            )
         }
         _ => "France entière".to_owned(),
     }
 }
 
-async fn territoires(State(state): State<AppState>) -> Result<axum::Json<Vec<Territoire>>, ApiError> {
+async fn territoires(
+    State(state): State<AppState>,
+) -> Result<axum::Json<Vec<Territoire>>, ApiError> {
     let pairs = values::published_territories(&state.lake).await?;
     Ok(axum::Json(
         pairs
@@ -198,8 +242,11 @@ async fn valeurs(
     Path(id): Path<String>,
     Query(params): Query<ValeursParams>,
 ) -> Result<axum::Json<Vec<StatRow>>, ApiError> {
-    let indicator = indicators::by_id(&id)
-        .ok_or_else(|| ApiError::not_found(format!("indicateur inconnu : « {id} » (voir /api/v1/indicateurs)")))?;
+    let indicator = indicators::by_id(&id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "indicateur inconnu : « {id} » (voir /api/v1/indicateurs)"
+        ))
+    })?;
     let query = ValuesQuery::from_params(
         indicator.id,
         params.territoire.as_deref(),

@@ -36,7 +36,9 @@ fn parse_date(name: &str, text: Option<&str>) -> Result<Option<NaiveDate>, ApiEr
     text.filter(|t| !t.is_empty())
         .map(|t| {
             NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| {
-                ApiError::bad_request(format!("paramètre « {name} » invalide : date attendue au format AAAA-MM-JJ"))
+                ApiError::bad_request(format!(
+                    "paramètre « {name} » invalide : date attendue au format AAAA-MM-JJ"
+                ))
             })
         })
         .transpose()
@@ -73,20 +75,37 @@ impl ValuesQuery {
         if let (Some(a), Some(b)) = (du, au)
             && b <= a
         {
-            return Err(ApiError::bad_request("la date « au » doit suivre la date « du »"));
+            return Err(ApiError::bad_request(
+                "la date « au » doit suivre la date « du »",
+            ));
         }
         let dimension = dimension.unwrap_or("").to_owned();
-        if !dimension.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-            return Err(ApiError::bad_request(format!("paramètre « dimension » invalide : « {dimension} »")));
+        if !dimension
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_')
+        {
+            return Err(ApiError::bad_request(format!(
+                "paramètre « dimension » invalide : « {dimension} »"
+            )));
         }
         let version = version
             .filter(|v| !v.is_empty())
             .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| ApiError::bad_request(format!("paramètre « version » invalide : « {v} »")))
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("paramètre « version » invalide : « {v} »"))
+                })
             })
             .transpose()?;
-        Ok(Self { indicateur, niveau, territoire, pas, du, au, dimension, version })
+        Ok(Self {
+            indicateur,
+            niveau,
+            territoire,
+            pas,
+            du,
+            au,
+            dimension,
+            version,
+        })
     }
 }
 
@@ -115,7 +134,10 @@ pub struct StatRow {
 
 async fn stats_session(lake: &Lake) -> Result<SessionContext, ApiError> {
     let ctx = warehouse::new_session();
-    let found = lake.register_stats(&ctx).await.map_err(ApiError::internal)?;
+    let found = lake
+        .register_stats(&ctx)
+        .await
+        .map_err(ApiError::internal)?;
     if !found || !ctx.table_exist("releases").map_err(ApiError::internal)? {
         return Err(ApiError::unavailable(
             "aucune publication n'est encore disponible : lancez « observatoire compute »",
@@ -127,7 +149,9 @@ async fn stats_session(lake: &Lake) -> Result<SessionContext, ApiError> {
 /// The latest recorded release, if any.
 pub async fn latest_release(lake: &Lake) -> Result<Option<i64>, String> {
     let ctx = warehouse::new_session();
-    if !lake.register_stats(&ctx).await.map_err(|e| e.to_string())? || !ctx.table_exist("releases").unwrap_or(false) {
+    if !lake.register_stats(&ctx).await.map_err(|e| e.to_string())?
+        || !ctx.table_exist("releases").unwrap_or(false)
+    {
         return Ok(None);
     }
     let batches = ctx
@@ -162,8 +186,10 @@ pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>,
         .map_err(ApiError::internal)?;
     let mut out = Vec::new();
     for b in &batches {
-        let n = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).map_err(ApiError::internal)?;
-        let t = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8).map_err(ApiError::internal)?;
+        let n = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(ApiError::internal)?;
+        let t = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8)
+            .map_err(ApiError::internal)?;
         let (n, t) = (n.as_string::<i32>(), t.as_string::<i32>());
         for i in 0..b.num_rows() {
             out.push((n.value(i).to_owned(), t.value(i).to_owned()));
@@ -181,10 +207,15 @@ pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>,
 /// The current figures matching a query, ordered by period start.
 pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>, ApiError> {
     let ctx = stats_session(lake).await?;
-    let latest = latest_release(lake).await.map_err(ApiError::internal)?.unwrap_or(0);
+    let latest = latest_release(lake)
+        .await
+        .map_err(ApiError::internal)?
+        .unwrap_or(0);
     let ceiling = match q.version {
         Some(v) if v < 1 || v > latest => {
-            return Err(ApiError::not_found(format!("publication {v} inconnue (dernière publication : {latest})")));
+            return Err(ApiError::not_found(format!(
+                "publication {v} inconnue (dernière publication : {latest})"
+            )));
         }
         Some(v) => v,
         None => latest,
@@ -199,12 +230,22 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
         filter = filter.and(col("pas").eq(lit(pas.clone())));
     }
     if let Some(du) = q.du {
-        filter = filter.and(col("debut").gt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(du))))));
+        filter = filter
+            .and(col("debut").gt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(du))))));
     }
     if let Some(au) = q.au {
-        filter = filter.and(col("fin").lt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(au))))));
+        filter = filter
+            .and(col("fin").lt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(au))))));
     }
-    let keys = ["indicateur", "territoire_niveau", "territoire", "pas", "periode", "dimension", "modalite"];
+    let keys = [
+        "indicateur",
+        "territoire_niveau",
+        "territoire",
+        "pas",
+        "periode",
+        "dimension",
+        "modalite",
+    ];
     let rank = row_number()
         .partition_by(keys.iter().map(|k| col(*k)).collect())
         .order_by(vec![col("version").sort(false, false)])
@@ -217,7 +258,13 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
         .and_then(|t| t.filter(filter))
         .and_then(|t| t.window(vec![rank]))
         .and_then(|t| t.filter(col("rang").eq(lit(1u64))))
-        .and_then(|t| t.sort(vec![col("pas").sort(true, false), col("debut").sort(true, false), col("modalite").sort(true, false)]))
+        .and_then(|t| {
+            t.sort(vec![
+                col("pas").sort(true, false),
+                col("debut").sort(true, false),
+                col("modalite").sort(true, false),
+            ])
+        })
         .map_err(ApiError::internal)?;
     let batches = frame.collect().await.map_err(ApiError::internal)?;
     let mut rows = Vec::new();
@@ -240,10 +287,23 @@ pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
     // Strings may come back as Utf8View from Parquet: normalise to Utf8.
     let s = |name: &str| {
         let column = b.column_by_name(name).expect("stats column");
-        arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).expect("string column").as_string::<i32>().clone()
+        arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+            .expect("string column")
+            .as_string::<i32>()
+            .clone()
     };
-    let f = |name: &str| b.column_by_name(name).expect("stats column").as_primitive::<Float64Type>().clone();
-    let d = |name: &str| b.column_by_name(name).expect("stats column").as_primitive::<Date32Type>().clone();
+    let f = |name: &str| {
+        b.column_by_name(name)
+            .expect("stats column")
+            .as_primitive::<Float64Type>()
+            .clone()
+    };
+    let d = |name: &str| {
+        b.column_by_name(name)
+            .expect("stats column")
+            .as_primitive::<Date32Type>()
+            .clone()
+    };
     let (ind, niv, ter, pas, per, dim, moda, statut) = (
         s("indicateur"),
         s("territoire_niveau"),
@@ -257,8 +317,16 @@ pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
     let revision = s("revision");
     let (valeur, num, den) = (f("valeur"), f("numerateur"), f("denominateur"));
     let (debut, fin) = (d("debut"), d("fin"));
-    let secret = b.column_by_name("secret").expect("stats column").as_boolean().clone();
-    let version = b.column_by_name("version").expect("stats column").as_primitive::<Int64Type>().clone();
+    let secret = b
+        .column_by_name("secret")
+        .expect("stats column")
+        .as_boolean()
+        .clone();
+    let version = b
+        .column_by_name("version")
+        .expect("stats column")
+        .as_primitive::<Int64Type>()
+        .clone();
     let opt = |a: &arrow::array::Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
     (0..b.num_rows())
         .map(|i| StatRow {

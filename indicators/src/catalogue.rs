@@ -198,7 +198,12 @@ mod tests {
     #[test]
     fn ids_are_unique_snake_case() {
         for (i, a) in CATALOGUE.iter().enumerate() {
-            assert!(a.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{}", a.id);
+            assert!(
+                a.id.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                a.id
+            );
             for b in &CATALOGUE[i + 1..] {
                 assert_ne!(a.id, b.id);
                 assert_ne!(a.code, b.code);

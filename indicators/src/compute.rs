@@ -29,13 +29,22 @@ pub enum ComputeError {
     #[error(transparent)]
     Warehouse(#[from] warehouse::WarehouseError),
     #[error("calcul de l'indicateur {indicator} impossible : {source}")]
-    Indicator { indicator: &'static str, source: datafusion::error::DataFusionError },
+    Indicator {
+        indicator: &'static str,
+        source: Box<datafusion::error::DataFusionError>,
+    },
     #[error("requête de préparation impossible : {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(Box<datafusion::error::DataFusionError>),
     #[error("mise en forme des résultats impossible : {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("le seuil de secret statistique doit être au moins 1 (reçu {0})")]
     BadThreshold(i64),
+}
+
+impl From<datafusion::error::DataFusionError> for ComputeError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        ComputeError::DataFusion(Box::new(e))
+    }
 }
 
 pub type Result<T, E = ComputeError> = std::result::Result<T, E>;
@@ -64,7 +73,11 @@ fn first_of_month(y: i32, m: u32) -> NaiveDate {
 }
 
 fn next_month(d: NaiveDate) -> NaiveDate {
-    if d.month() == 12 { first_of_month(d.year() + 1, 1) } else { first_of_month(d.year(), d.month() + 1) }
+    if d.month() == 12 {
+        first_of_month(d.year() + 1, 1)
+    } else {
+        first_of_month(d.year(), d.month() + 1)
+    }
 }
 
 /// The MOIS and ANNEE periods intersecting [d0, d1].
@@ -73,7 +86,12 @@ pub fn periods(d0: NaiveDate, d1: NaiveDate) -> Vec<Period> {
     let mut m = first_of_month(d0.year(), d0.month());
     while m <= d1 {
         let fin = next_month(m);
-        out.push(Period { pas: "MOIS", label: format!("{:04}-{:02}", m.year(), m.month()), debut: m, fin });
+        out.push(Period {
+            pas: "MOIS",
+            label: format!("{:04}-{:02}", m.year(), m.month()),
+            debut: m,
+            fin,
+        });
         m = fin;
     }
     for y in d0.year()..=d1.year() {
@@ -107,7 +125,9 @@ pub struct ComputeOptions {
 
 impl Default for ComputeOptions {
     fn default() -> Self {
-        Self { secrecy_threshold: 11 }
+        Self {
+            secrecy_threshold: 11,
+        }
     }
 }
 
@@ -131,8 +151,18 @@ pub async fn compute_rows(
         let frame = ctx
             .sql(&sql)
             .await
-            .map_err(|source| ComputeError::Indicator { indicator: indicator.code, source })?;
-        for batch in frame.collect().await.map_err(|source| ComputeError::Indicator { indicator: indicator.code, source })? {
+            .map_err(|source| ComputeError::Indicator {
+                indicator: indicator.code,
+                source: Box::new(source),
+            })?;
+        for batch in frame
+            .collect()
+            .await
+            .map_err(|source| ComputeError::Indicator {
+                indicator: indicator.code,
+                source: Box::new(source),
+            })?
+        {
             batches.push(conform(&batch)?);
         }
         progress(indicator);
@@ -144,7 +174,11 @@ pub async fn compute_rows(
 /// Computes and publishes a release: rows appended to `stats/indicateurs`, then the
 /// release recorded in `stats/releases` (written last: readers only trust recorded
 /// releases).
-pub async fn publish(lake: &Lake, options: &ComputeOptions, progress: impl FnMut(&Indicator)) -> Result<Release> {
+pub async fn publish(
+    lake: &Lake,
+    options: &ComputeOptions,
+    progress: impl FnMut(&Indicator),
+) -> Result<Release> {
     let (ctx, manifest) = lake.detail_session().await?;
     let version = next_version(lake).await?;
     let (rows, bounds) = compute_rows(&ctx, options, version, progress).await?;
@@ -182,11 +216,21 @@ pub async fn next_version(lake: &Lake) -> Result<i64> {
     if !lake.register_stats(&ctx).await? {
         return Ok(1);
     }
-    let batches = ctx.sql("SELECT MAX(version) AS v FROM releases").await?.collect().await?;
+    let batches = ctx
+        .sql("SELECT MAX(version) AS v FROM releases")
+        .await?
+        .collect()
+        .await?;
     let max = batches
         .first()
         .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().cloned())
-        .and_then(|a| if a.is_empty() || arrow::array::Array::is_null(&a, 0) { None } else { Some(a.value(0)) });
+        .and_then(|a| {
+            if a.is_empty() || arrow::array::Array::is_null(&a, 0) {
+                None
+            } else {
+                Some(a.value(0))
+            }
+        });
     Ok(max.unwrap_or(0) + 1)
 }
 
@@ -197,7 +241,9 @@ async fn observed_bounds(ctx: &SessionContext) -> Result<Option<(NaiveDate, Naiv
                    UNION ALL SELECT date_sortie FROM prise_en_charge
                    UNION ALL SELECT date_orientation FROM orientation)";
     let batches = ctx.sql(sql).await?.collect().await?;
-    let Some(batch) = batches.first() else { return Ok(None) };
+    let Some(batch) = batches.first() else {
+        return Ok(None);
+    };
     let d0 = batch.column(0).as_any().downcast_ref::<Date32Array>();
     let d1 = batch.column(1).as_any().downcast_ref::<Date32Array>();
     match (d0, d1) {
@@ -231,7 +277,10 @@ async fn register_territories(ctx: &SessionContext) -> Result<()> {
         ],
     )?;
     ctx.deregister_table("territoires")?;
-    ctx.register_table("territoires", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+    ctx.register_table(
+        "territoires",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
     // Published territories: départements seen in requests or dispositifs, their régions, FR.
     ctx.deregister_table("publies")?;
     let publies = ctx
@@ -245,7 +294,10 @@ async fn register_territories(ctx: &SessionContext) -> Result<()> {
     Ok(())
 }
 
-async fn register_periods(ctx: &SessionContext, bounds: Option<(NaiveDate, NaiveDate)>) -> Result<()> {
+async fn register_periods(
+    ctx: &SessionContext,
+    bounds: Option<(NaiveDate, NaiveDate)>,
+) -> Result<()> {
     let list = match bounds {
         Some((d0, d1)) => periods(d0, d1),
         None => Vec::new(),
@@ -264,17 +316,36 @@ async fn register_periods(ctx: &SessionContext, bounds: Option<(NaiveDate, Naive
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(StringArray::from(list.iter().map(|p| p.pas).collect::<Vec<_>>())),
-            Arc::new(StringArray::from(list.iter().map(|p| p.label.clone()).collect::<Vec<_>>())),
-            Arc::new(Date32Array::from(list.iter().map(|p| to_days(p.debut)).collect::<Vec<_>>())),
-            Arc::new(Date32Array::from(list.iter().map(|p| to_days(p.fin)).collect::<Vec<_>>())),
-            Arc::new(Date32Array::from(list.iter().map(|p| to_days(obs(p).0)).collect::<Vec<_>>())),
-            Arc::new(Date32Array::from(list.iter().map(|p| to_days(obs(p).1)).collect::<Vec<_>>())),
-            Arc::new(Int64Array::from(list.iter().map(|p| (obs(p).1 - obs(p).0).num_days()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                list.iter().map(|p| p.pas).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                list.iter().map(|p| p.label.clone()).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                list.iter().map(|p| to_days(p.debut)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                list.iter().map(|p| to_days(p.fin)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                list.iter().map(|p| to_days(obs(p).0)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                list.iter().map(|p| to_days(obs(p).1)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                list.iter()
+                    .map(|p| (obs(p).1 - obs(p).0).num_days())
+                    .collect::<Vec<_>>(),
+            )),
         ],
     )?;
     ctx.deregister_table("periodes")?;
-    ctx.register_table("periodes", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+    ctx.register_table(
+        "periodes",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
     Ok(())
 }
 
@@ -348,7 +419,10 @@ fn conform(batch: &RecordBatch) -> Result<RecordBatch> {
         .iter()
         .map(|f| {
             let column = batch.column_by_name(f.name()).ok_or_else(|| {
-                arrow::error::ArrowError::SchemaError(format!("colonne {} absente du résultat", f.name()))
+                arrow::error::ArrowError::SchemaError(format!(
+                    "colonne {} absente du résultat",
+                    f.name()
+                ))
             })?;
             cast(column, f.data_type())
         })
@@ -370,7 +444,13 @@ mod tests {
         let labels: Vec<_> = p.iter().map(|p| (p.pas, p.label.as_str())).collect();
         assert_eq!(
             labels,
-            [("MOIS", "2024-12"), ("MOIS", "2025-01"), ("MOIS", "2025-02"), ("ANNEE", "2024"), ("ANNEE", "2025")]
+            [
+                ("MOIS", "2024-12"),
+                ("MOIS", "2025-01"),
+                ("MOIS", "2025-02"),
+                ("ANNEE", "2024"),
+                ("ANNEE", "2025")
+            ]
         );
         assert_eq!(p[0].fin, d(2025, 1, 1));
         assert_eq!(p[4].fin, d(2026, 1, 1));

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -52,18 +53,33 @@ pub enum IngestError {
     #[error(transparent)]
     Source(#[from] operational::SourceError),
     #[error("lecture de la table {table} impossible : {source}")]
-    Read { table: &'static str, source: sqlx::Error },
+    Read {
+        table: &'static str,
+        source: sqlx::Error,
+    },
     #[error("table {table}, ligne id={id} : la colonne {column} n'est pas une {expected} valide")]
-    Malformed { table: &'static str, column: &'static str, id: String, expected: &'static str },
+    Malformed {
+        table: &'static str,
+        column: &'static str,
+        id: String,
+        expected: &'static str,
+    },
     #[error("construction des lots Arrow de {table} impossible : {source}")]
-    Arrow { table: &'static str, source: arrow::error::ArrowError },
+    Arrow {
+        table: &'static str,
+        source: arrow::error::ArrowError,
+    },
     #[error("table inconnue du schéma source : {0}")]
     UnknownTable(String),
 }
 
 /// The columns of a table that the ingest reads.
 pub fn selected_columns(table: &Table) -> Vec<&'static operational::Column> {
-    table.columns.iter().filter(|c| !NEVER_SELECTED.contains(&c.name)).collect()
+    table
+        .columns
+        .iter()
+        .filter(|c| !NEVER_SELECTED.contains(&c.name))
+        .collect()
 }
 
 fn arrow_type(ty: ColumnType) -> DataType {
@@ -79,7 +95,10 @@ fn arrow_type(ty: ColumnType) -> DataType {
 /// The Arrow schema of a table as read.
 pub fn read_schema(table: &Table) -> SchemaRef {
     Arc::new(Schema::new(
-        selected_columns(table).iter().map(|c| Field::new(c.name, arrow_type(c.ty), c.name != "id")).collect::<Vec<_>>(),
+        selected_columns(table)
+            .iter()
+            .map(|c| Field::new(c.name, arrow_type(c.ty), c.name != "id"))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -164,8 +183,18 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn malformed(table: &'static str, column: &'static str, id: Option<i64>, expected: &'static str) -> IngestError {
-    IngestError::Malformed { table, column, id: id.map_or_else(|| "?".to_owned(), |v| v.to_string()), expected }
+fn malformed(
+    table: &'static str,
+    column: &'static str,
+    id: Option<i64>,
+    expected: &'static str,
+) -> IngestError {
+    IngestError::Malformed {
+        table,
+        column,
+        id: id.map_or_else(|| "?".to_owned(), |v| v.to_string()),
+        expected,
+    }
 }
 
 struct TableReader {
@@ -180,50 +209,79 @@ impl TableReader {
     fn new(table: &'static Table) -> Self {
         let columns = selected_columns(table);
         let builders = columns.iter().map(|c| ColumnBuilder::new(c.ty)).collect();
-        Self { table, schema: read_schema(table), columns, builders, batches: Vec::new() }
+        Self {
+            table,
+            schema: read_schema(table),
+            columns,
+            builders,
+            batches: Vec::new(),
+        }
     }
 
     fn flush(&mut self) -> Result<(), IngestError> {
         if self.builders.first().is_none_or(|b| b.len() == 0) {
             return Ok(());
         }
-        let arrays = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
-            .map_err(|source| IngestError::Arrow { table: self.table.name, source })?;
+        let arrays = self
+            .builders
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect();
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|source| {
+            IngestError::Arrow {
+                table: self.table.name,
+                source,
+            }
+        })?;
         self.batches.push(batch);
         Ok(())
     }
 
-
     fn push_sqlite(&mut self, row: &sqlx::sqlite::SqliteRow) -> Result<(), IngestError> {
-        let read = |e| IngestError::Read { table: self.table.name, source: e };
+        let read = |e| IngestError::Read {
+            table: self.table.name,
+            source: e,
+        };
         let id: Option<i64> = row.try_get(0).map_err(read)?;
         for (i, column) in self.columns.iter().enumerate() {
             let table = self.table.name;
             let err = |expected| malformed(table, column.name, id, expected);
             match (&mut self.builders[i], column.ty) {
-                (ColumnBuilder::Int(b), _) => b.append_option(row.try_get::<Option<i64>, _>(i).map_err(|_| err("valeur entière"))?),
-                (ColumnBuilder::Text(b), _) => {
-                    b.append_option(row.try_get::<Option<String>, _>(i).map_err(|_| err("chaîne"))?)
-                }
-                (ColumnBuilder::Bool(b), _) => {
-                    b.append_option(row.try_get::<Option<i64>, _>(i).map_err(|_| err("valeur booléenne 0/1"))?.map(|v| v != 0))
-                }
+                (ColumnBuilder::Int(b), _) => b.append_option(
+                    row.try_get::<Option<i64>, _>(i)
+                        .map_err(|_| err("valeur entière"))?,
+                ),
+                (ColumnBuilder::Text(b), _) => b.append_option(
+                    row.try_get::<Option<String>, _>(i)
+                        .map_err(|_| err("chaîne"))?,
+                ),
+                (ColumnBuilder::Bool(b), _) => b.append_option(
+                    row.try_get::<Option<i64>, _>(i)
+                        .map_err(|_| err("valeur booléenne 0/1"))?
+                        .map(|v| v != 0),
+                ),
                 (ColumnBuilder::Date(b), _) => {
-                    let text: Option<String> = row.try_get(i).map_err(|_| err("date AAAA-MM-JJ"))?;
+                    let text: Option<String> =
+                        row.try_get(i).map_err(|_| err("date AAAA-MM-JJ"))?;
                     let days = match text.as_deref() {
                         None => None,
                         Some(t) => Some(date_days(
-                            NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| err("date AAAA-MM-JJ"))?,
+                            NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                                .map_err(|_| err("date AAAA-MM-JJ"))?,
                         )),
                     };
                     b.append_option(days);
                 }
                 (ColumnBuilder::Timestamp(b), _) => {
-                    let text: Option<String> = row.try_get(i).map_err(|_| err("date-heure RFC 3339"))?;
+                    let text: Option<String> =
+                        row.try_get(i).map_err(|_| err("date-heure RFC 3339"))?;
                     let micros = match text.as_deref() {
                         None => None,
-                        Some(t) => Some(parse_timestamp(t).ok_or_else(|| err("date-heure RFC 3339"))?.timestamp_micros()),
+                        Some(t) => Some(
+                            parse_timestamp(t)
+                                .ok_or_else(|| err("date-heure RFC 3339"))?
+                                .timestamp_micros(),
+                        ),
                     };
                     b.append_option(micros);
                 }
@@ -233,20 +291,36 @@ impl TableReader {
     }
 
     fn push_postgres(&mut self, row: &sqlx::postgres::PgRow) -> Result<(), IngestError> {
-        let read = |e| IngestError::Read { table: self.table.name, source: e };
+        let read = |e| IngestError::Read {
+            table: self.table.name,
+            source: e,
+        };
         let id: Option<i64> = row.try_get(0).map_err(read)?;
         for (i, column) in self.columns.iter().enumerate() {
             let table = self.table.name;
             let err = |expected| malformed(table, column.name, id, expected);
             match &mut self.builders[i] {
-                ColumnBuilder::Int(b) => b.append_option(row.try_get::<Option<i64>, _>(i).map_err(|_| err("valeur entière"))?),
-                ColumnBuilder::Text(b) => b.append_option(row.try_get::<Option<String>, _>(i).map_err(|_| err("chaîne"))?),
-                ColumnBuilder::Bool(b) => b.append_option(row.try_get::<Option<bool>, _>(i).map_err(|_| err("booléen"))?),
-                ColumnBuilder::Date(b) => {
-                    b.append_option(row.try_get::<Option<NaiveDate>, _>(i).map_err(|_| err("date"))?.map(date_days))
-                }
+                ColumnBuilder::Int(b) => b.append_option(
+                    row.try_get::<Option<i64>, _>(i)
+                        .map_err(|_| err("valeur entière"))?,
+                ),
+                ColumnBuilder::Text(b) => b.append_option(
+                    row.try_get::<Option<String>, _>(i)
+                        .map_err(|_| err("chaîne"))?,
+                ),
+                ColumnBuilder::Bool(b) => b.append_option(
+                    row.try_get::<Option<bool>, _>(i)
+                        .map_err(|_| err("booléen"))?,
+                ),
+                ColumnBuilder::Date(b) => b.append_option(
+                    row.try_get::<Option<NaiveDate>, _>(i)
+                        .map_err(|_| err("date"))?
+                        .map(date_days),
+                ),
                 ColumnBuilder::Timestamp(b) => b.append_option(
-                    row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(|_| err("date-heure"))?.map(|t| t.timestamp_micros()),
+                    row.try_get::<Option<DateTime<Utc>>, _>(i)
+                        .map_err(|_| err("date-heure"))?
+                        .map(|t| t.timestamp_micros()),
                 ),
             }
         }
@@ -270,9 +344,13 @@ impl TableReader {
 
 /// Reads one whole table.
 pub async fn read_table(source: &Source, name: &str) -> Result<TableExtract, IngestError> {
-    let table = operational::table(name).ok_or_else(|| IngestError::UnknownTable(name.to_owned()))?;
+    let table =
+        operational::table(name).ok_or_else(|| IngestError::UnknownTable(name.to_owned()))?;
     let mut reader = TableReader::new(table);
-    let read = |source| IngestError::Read { table: table.name, source };
+    let read = |source| IngestError::Read {
+        table: table.name,
+        source,
+    };
     match source {
         Source::Sqlite(pool) => {
             let sql = reader.select(false);
@@ -296,11 +374,18 @@ pub async fn read_table(source: &Source, name: &str) -> Result<TableExtract, Ing
         }
     }
     reader.flush()?;
-    Ok(TableExtract { name: table.name, schema: reader.schema, batches: reader.batches })
+    Ok(TableExtract {
+        name: table.name,
+        schema: reader.schema,
+        batches: reader.batches,
+    })
 }
 
 /// Reads every table of [`TABLES_READ`], calling `progress(table, rows)` after each.
-pub async fn read_full(source: &Source, mut progress: impl FnMut(&str, usize)) -> Result<Extract, IngestError> {
+pub async fn read_full(
+    source: &Source,
+    mut progress: impl FnMut(&str, usize),
+) -> Result<Extract, IngestError> {
     let mut extract = Extract::default();
     for name in TABLES_READ {
         let table = read_table(source, name).await?;
@@ -318,12 +403,20 @@ mod tests {
     fn identifiers_and_free_text_are_never_selected() {
         for table in operational::TABLES {
             for column in selected_columns(table) {
-                assert!(!NEVER_SELECTED.contains(&column.name), "{}.{}", table.name, column.name);
+                assert!(
+                    !NEVER_SELECTED.contains(&column.name),
+                    "{}.{}",
+                    table.name,
+                    column.name
+                );
             }
         }
         let personne = operational::table("personne").unwrap();
         let names: Vec<_> = selected_columns(personne).iter().map(|c| c.name).collect();
-        assert_eq!(names, ["id", "date_naissance", "sexe", "nationalite", "updated_at"]);
+        assert_eq!(
+            names,
+            ["id", "date_naissance", "sexe", "nationalite", "updated_at"]
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ impl FileConfig {
             .unwrap_or_else(|| PathBuf::from("observatoire.toml"));
         if !path.exists() {
             if std::env::var_os("OBSERVATOIRE_CONFIG").is_some() {
-                return Err(Error::Config(format!("le fichier {} n'existe pas", path.display())));
+                return Err(Error::Config(format!(
+                    "le fichier {} n'existe pas",
+                    path.display()
+                )));
             }
             return Ok(Self::default());
         }
@@ -44,29 +47,42 @@ impl FileConfig {
     }
 
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|e| Error::Config(format!("{} : {}", path.display(), e.message())))
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{} : {}", path.display(), e.message())))
     }
 
     pub fn data(&self, flag: Option<PathBuf>) -> PathBuf {
-        flag.or_else(|| self.data.clone()).unwrap_or_else(|| PathBuf::from("observatoire-data"))
+        flag.or_else(|| self.data.clone())
+            .unwrap_or_else(|| PathBuf::from("observatoire-data"))
     }
 
     pub fn listen(&self, flag: Option<String>) -> Result<SocketAddr, Error> {
-        let text = flag.or_else(|| self.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        text.parse()
-            .map_err(|_| Error::Config(format!("adresse d'écoute invalide « {text} » (attendu IP:PORT, par exemple 127.0.0.1:8080)")))
+        let text = flag
+            .or_else(|| self.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        text.parse().map_err(|_| {
+            Error::Config(format!(
+                "adresse d'écoute invalide « {text} » (attendu IP:PORT, par exemple 127.0.0.1:8080)"
+            ))
+        })
     }
 
     pub fn secrecy_threshold(&self, flag: Option<i64>) -> Result<i64, Error> {
         let t = flag.or(self.secrecy_threshold).unwrap_or(11);
         if t < 1 {
-            return Err(Error::Config(format!("seuil de secret statistique invalide : {t} (au moins 1)")));
+            return Err(Error::Config(format!(
+                "seuil de secret statistique invalide : {t} (au moins 1)"
+            )));
         }
         Ok(t)
     }
 
     pub fn source(&self, flag: Option<String>, data: &Path) -> String {
-        flag.or_else(|| self.source.clone()).unwrap_or_else(|| format!("sqlite://{}", data.join("source.db").display()))
+        flag.or_else(|| self.source.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("source.db").display()))
     }
 }

@@ -38,7 +38,10 @@ pub enum Error {
     #[error("configuration invalide : {0}")]
     Config(String),
     #[error("accès au fichier {path} impossible : {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -53,8 +56,16 @@ pub async fn source_has_rows(source: &Source) -> Result<bool> {
     for name in ["demande", "menage", "dispositif"] {
         let sql = sqlx_count_sql(name);
         let n: i64 = match source {
-            Source::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())).fetch_one(pool).await,
-            Source::Postgres(pool) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())).fetch_one(pool).await,
+            Source::Sqlite(pool) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_one(pool)
+                    .await
+            }
+            Source::Postgres(pool) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_one(pool)
+                    .await
+            }
         }
         .map_err(operational::SourceError::from)?;
         if n > 0 {
@@ -103,7 +114,11 @@ pub fn load_key(data_dir: &Path) -> Result<(MasterKey, bool)> {
 
 /// A full ingest: reads the source, anonymises in memory, replaces the detail zone and
 /// writes the run's manifest.
-pub async fn ingest(url: &str, data_dir: &Path, mut progress: impl FnMut(&str)) -> Result<RunManifest> {
+pub async fn ingest(
+    url: &str,
+    data_dir: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<RunManifest> {
     let source = Source::open(url).await?;
     let (key, _) = load_key(data_dir)?;
     let lake = Lake::new(data_dir);
@@ -112,7 +127,10 @@ pub async fn ingest(url: &str, data_dir: &Path, mut progress: impl FnMut(&str)) 
     let extract = ingest::read_full(&source, |table, _| progress(table)).await?;
     let mut tables: BTreeMap<String, RecordBatch> = BTreeMap::new();
     for (name, table) in &extract.tables {
-        tables.insert((*name).to_owned(), anonymize::concat(&table.schema, &table.batches)?);
+        tables.insert(
+            (*name).to_owned(),
+            anonymize::concat(&table.schema, &table.batches)?,
+        );
     }
     let detail = DetailBuilder::new(&key).build(&tables)?;
     drop(tables);
@@ -120,7 +138,9 @@ pub async fn ingest(url: &str, data_dir: &Path, mut progress: impl FnMut(&str)) 
         SourceKind::Sqlite => "sqlite",
         SourceKind::Postgres => "postgres",
     };
-    Ok(lake.write_detail(&detail, kind, &key.fingerprint(), progress).await?)
+    Ok(lake
+        .write_detail(&detail, kind, &key.fingerprint(), progress)
+        .await?)
 }
 
 /// Computes every indicator over the latest complete run and publishes a release.
@@ -143,6 +163,9 @@ pub async fn sql(data_dir: &Path, query: &str) -> Result<Vec<RecordBatch>> {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let frame = ctx.sql_with_options(query, options).await.map_err(|e| Error::Sql(e.to_string()))?;
+    let frame = ctx
+        .sql_with_options(query, options)
+        .await
+        .map_err(|e| Error::Sql(e.to_string()))?;
     frame.collect().await.map_err(|e| Error::Sql(e.to_string()))
 }

@@ -90,7 +90,9 @@ enum Command {
 
 fn spinner(message: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+    );
     bar.set_message(message.to_owned());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
@@ -108,18 +110,29 @@ fn bar(len: u64, message: &str) -> ProgressBar {
 }
 
 fn parse_date(name: &str, text: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| Error::Config(format!("--{name} : date invalide « {text} » (attendu AAAA-MM-JJ)")))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        Error::Config(format!(
+            "--{name} : date invalide « {text} » (attendu AAAA-MM-JJ)"
+        ))
+    })
 }
 
 fn parse_departments(text: &str) -> Result<Vec<String>> {
     if text == "all" {
-        return Ok(operational::territory::departements().map(|d| d.code.to_owned()).collect());
+        return Ok(operational::territory::departements()
+            .map(|d| d.code.to_owned())
+            .collect());
     }
-    let list: Vec<String> = text.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    let list: Vec<String> = text
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     for code in &list {
         if operational::departement(code).is_none() {
-            return Err(Error::Config(format!("--departments : « {code} » n'est pas un département du COG")));
+            return Err(Error::Config(format!(
+                "--departments : « {code} » n'est pas un département du COG"
+            )));
         }
     }
     Ok(list)
@@ -201,17 +214,27 @@ async fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> Result<()> {
         println!("API : http://{addr}/api/v1/indicateurs — arrêt : Ctrl+C");
     })
     .await
-    .map_err(|source| Error::Io { path: data.clone(), source })
+    .map_err(|source| Error::Io {
+        path: data.clone(),
+        source,
+    })
 }
 
 async fn run(cli: Cli) -> Result<()> {
     let file = FileConfig::load()?;
     match cli.command {
-        Command::Demo { data, listen, secrecy_threshold } => {
+        Command::Demo {
+            data,
+            listen,
+            secrecy_threshold,
+        } => {
             let data = file.data(data);
             let listen = file.listen(listen)?;
             let threshold = file.secrecy_threshold(secrecy_threshold)?;
-            std::fs::create_dir_all(&data).map_err(|source| Error::Io { path: data.clone(), source })?;
+            std::fs::create_dir_all(&data).map_err(|source| Error::Io {
+                path: data.clone(),
+                source,
+            })?;
             let url = format!("sqlite://{}", data.join("source.db").display());
             println!("Démonstration Observatoire dans {}", data.display());
             let config = SimulationConfig::default();
@@ -220,7 +243,14 @@ async fn run(cli: Cli) -> Result<()> {
             run_compute(&data, threshold).await?;
             run_serve(data, listen).await
         }
-        Command::Simulate { source, departments, from, to, seed, replace } => {
+        Command::Simulate {
+            source,
+            departments,
+            from,
+            to,
+            seed,
+            replace,
+        } => {
             let config = SimulationConfig {
                 departements: parse_departments(&departments)?,
                 from: parse_date("from", &from)?,
@@ -234,7 +264,10 @@ async fn run(cli: Cli) -> Result<()> {
             let url = file.source(source, &data);
             run_ingest(&url, &data).await
         }
-        Command::Compute { data, secrecy_threshold } => {
+        Command::Compute {
+            data,
+            secrecy_threshold,
+        } => {
             let data = file.data(data);
             run_compute(&data, file.secrecy_threshold(secrecy_threshold)?).await
         }
@@ -248,7 +281,8 @@ async fn run(cli: Cli) -> Result<()> {
             let batches = observatoire::sql(&data, &query).await;
             sp.finish_and_clear();
             let batches = batches?;
-            let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| Error::Sql(e.to_string()))?;
+            let table = arrow::util::pretty::pretty_format_batches(&batches)
+                .map_err(|e| Error::Sql(e.to_string()))?;
             println!("{table}");
             let n: usize = batches.iter().map(|b| b.num_rows()).sum();
             println!("{n} ligne{}", if n > 1 { "s" } else { "" });

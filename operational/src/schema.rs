@@ -50,7 +50,12 @@ use ColumnType::*;
 pub const TABLES: &[Table] = &[
     Table {
         name: "entite",
-        columns: &[c("id", Id), c("raison_sociale", Text), c("siren", Text), c("updated_at", Timestamp)],
+        columns: &[
+            c("id", Id),
+            c("raison_sociale", Text),
+            c("siren", Text),
+            c("updated_at", Timestamp),
+        ],
     },
     Table {
         name: "dispositif",
@@ -86,7 +91,12 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "menage",
-        columns: &[c("id", Id), c("siao_departement", Text), c("date_creation", Date), c("updated_at", Timestamp)],
+        columns: &[
+            c("id", Id),
+            c("siao_departement", Text),
+            c("date_creation", Date),
+            c("updated_at", Timestamp),
+        ],
     },
     Table {
         name: "personne",
@@ -160,7 +170,12 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "demande_personne",
-        columns: &[c("id", Id), c("demande_id", Id), c("personne_id", Id), c("updated_at", Timestamp)],
+        columns: &[
+            c("id", Id),
+            c("demande_id", Id),
+            c("personne_id", Id),
+            c("updated_at", Timestamp),
+        ],
     },
     Table {
         name: "orientation",

@@ -127,17 +127,40 @@ struct Profile {
 fn profile(code: &str) -> Profile {
     match code {
         // Saturated: far more households than places.
-        "75" => Profile { households_in_need: 1400, urgence_places: 260, insertion_places: 420, call_probability: 0.30 },
-        "93" => Profile { households_in_need: 1100, urgence_places: 150, insertion_places: 300, call_probability: 0.30 },
+        "75" => Profile {
+            households_in_need: 1400,
+            urgence_places: 260,
+            insertion_places: 600,
+            call_probability: 0.30,
+        },
+        "93" => Profile {
+            households_in_need: 1100,
+            urgence_places: 150,
+            insertion_places: 480,
+            call_probability: 0.30,
+        },
         // Strained.
-        "13" | "69" | "59" | "94" | "92" | "95" | "91" | "77" | "78" | "33" | "31" | "06" | "67" | "34" | "44" => {
-            Profile { households_in_need: 700, urgence_places: 260, insertion_places: 300, call_probability: 0.22 }
-        }
+        "13" | "69" | "59" | "94" | "92" | "95" | "91" | "77" | "78" | "33" | "31" | "06"
+        | "67" | "34" | "44" => Profile {
+            households_in_need: 700,
+            urgence_places: 260,
+            insertion_places: 420,
+            call_probability: 0.22,
+        },
         // Rural: few households, places usually free.
-        "23" | "48" | "15" | "05" | "04" | "09" | "46" | "52" | "55" | "36" | "58" | "90" | "2A" | "2B" => {
-            Profile { households_in_need: 70, urgence_places: 45, insertion_places: 30, call_probability: 0.25 }
-        }
-        _ => Profile { households_in_need: 250, urgence_places: 110, insertion_places: 120, call_probability: 0.22 },
+        "23" | "48" | "15" | "05" | "04" | "09" | "46" | "52" | "55" | "36" | "58" | "90"
+        | "2A" | "2B" => Profile {
+            households_in_need: 70,
+            urgence_places: 45,
+            insertion_places: 30,
+            call_probability: 0.25,
+        },
+        _ => Profile {
+            households_in_need: 250,
+            urgence_places: 110,
+            insertion_places: 120,
+            call_probability: 0.22,
+        },
     }
 }
 
@@ -154,22 +177,61 @@ const COMPOSITIONS: &[(&str, f64)] = &[
 ];
 
 const ADULT_COMPOSITIONS: &str = "HOMME_SEUL,FEMME_SEULE,COUPLE_SANS_ENFANT,GROUPE_SANS_ENFANT";
-const FAMILY_COMPOSITIONS: &str =
-    "FEMME_SEULE_AVEC_ENFANTS,HOMME_SEUL_AVEC_ENFANTS,COUPLE_AVEC_ENFANTS,GROUPE_AVEC_ENFANTS,FEMME_SEULE";
+const FAMILY_COMPOSITIONS: &str = "FEMME_SEULE_AVEC_ENFANTS,HOMME_SEUL_AVEC_ENFANTS,COUPLE_AVEC_ENFANTS,GROUPE_AVEC_ENFANTS,FEMME_SEULE";
 const ALL_COMPOSITIONS: &str = "HOMME_SEUL,FEMME_SEULE,HOMME_SEUL_AVEC_ENFANTS,FEMME_SEULE_AVEC_ENFANTS,COUPLE_SANS_ENFANT,COUPLE_AVEC_ENFANTS,GROUPE_SANS_ENFANT,GROUPE_AVEC_ENFANTS";
 
 const NOMS: &[&str] = &[
-    "MARTIN", "BERNARD", "THOMAS", "PETIT", "ROBERT", "RICHARD", "DURAND", "DUBOIS", "MOREAU", "LAURENT", "SIMON",
-    "MICHEL", "LEFEBVRE", "LEROY", "ROUX", "DAVID", "BERTRAND", "MOREL", "FOURNIER", "GIRARD", "DIALLO", "TRAORE",
-    "KONATE", "BENALI", "HADDAD", "NGUYEN", "POPESCU", "KOWALSKI", "OUEDRAOGO", "MENSAH",
+    "MARTIN",
+    "BERNARD",
+    "THOMAS",
+    "PETIT",
+    "ROBERT",
+    "RICHARD",
+    "DURAND",
+    "DUBOIS",
+    "MOREAU",
+    "LAURENT",
+    "SIMON",
+    "MICHEL",
+    "LEFEBVRE",
+    "LEROY",
+    "ROUX",
+    "DAVID",
+    "BERTRAND",
+    "MOREL",
+    "FOURNIER",
+    "GIRARD",
+    "DIALLO",
+    "TRAORE",
+    "KONATE",
+    "BENALI",
+    "HADDAD",
+    "NGUYEN",
+    "POPESCU",
+    "KOWALSKI",
+    "OUEDRAOGO",
+    "MENSAH",
 ];
 const PRENOMS_F: &[&str] = &[
-    "MARIE", "NATHALIE", "ISABELLE", "SYLVIE", "AMINATA", "FATOUMATA", "YASMINE", "SARAH", "LEA", "CHLOE", "INES",
-    "AICHA", "ELENA", "MARIAM", "NADIA",
+    "MARIE",
+    "NATHALIE",
+    "ISABELLE",
+    "SYLVIE",
+    "AMINATA",
+    "FATOUMATA",
+    "YASMINE",
+    "SARAH",
+    "LEA",
+    "CHLOE",
+    "INES",
+    "AICHA",
+    "ELENA",
+    "MARIAM",
+    "NADIA",
 ];
 const PRENOMS_M: &[&str] = &[
-    "JEAN", "PHILIPPE", "MICHEL", "ALAIN", "MAMADOU", "MOUSSA", "KARIM", "MOHAMED", "LUCAS", "HUGO", "YANIS", "ADAM",
-    "IVAN", "OMAR", "SAMUEL",
+    "JEAN", "PHILIPPE", "MICHEL", "ALAIN", "MAMADOU", "MOUSSA", "KARIM", "MOHAMED", "LUCAS",
+    "HUGO", "YANIS", "ADAM", "IVAN", "OMAR", "SAMUEL",
 ];
 const TEXTES: &[&str] = &[
     "Appel reçu au 115, la personne dort dans sa voiture depuis plusieurs nuits.",
@@ -237,8 +299,18 @@ impl PlaceGroup {
             .unwrap_or(0)
     }
 
+    /// Consecutive nights from `start` (at most `max`) with `size` places free.
+    fn free_nights(&self, from: NaiveDate, start: NaiveDate, max: i64, size: i64) -> i64 {
+        (0..max)
+            .take_while(|&k| self.free_over(from, start + Duration::days(k), 1) >= size)
+            .count() as i64
+    }
+
     fn occupy(&mut self, from: NaiveDate, start: NaiveDate, end: NaiveDate, n: i64) {
-        let (a, b) = ((start - from).num_days().max(0) as usize, (end - from).num_days().max(0) as usize);
+        let (a, b) = (
+            (start - from).num_days().max(0) as usize,
+            (end - from).num_days().max(0) as usize,
+        );
         for slot in self.occupied.iter_mut().take(b).skip(a) {
             *slot += n;
         }
@@ -255,7 +327,11 @@ fn paris_instant(d: NaiveDate, seconds: i64) -> DateTime<FixedOffset> {
 
 fn random_instant(rng: &mut ChaCha8Rng, d: NaiveDate) -> DateTime<FixedOffset> {
     // The 115 answers around the clock, most calls in the day; a few just after midnight.
-    let hour = if rng.random_bool(0.06) { rng.random_range(0..2) } else { rng.random_range(8..23) };
+    let hour = if rng.random_bool(0.06) {
+        rng.random_range(0..2)
+    } else {
+        rng.random_range(8..23)
+    };
     paris_instant(d, hour * 3600 + rng.random_range(0..3600))
 }
 
@@ -290,7 +366,10 @@ pub fn simulate(config: &SimulationConfig) -> Result<Dataset, SimulationError> {
         return Err(SimulationError::NoDepartement);
     }
     if config.to <= config.from {
-        return Err(SimulationError::EmptyInterval { from: config.from, to: config.to });
+        return Err(SimulationError::EmptyInterval {
+            from: config.from,
+            to: config.to,
+        });
     }
     for code in &config.departements {
         if territory::departement(code).is_none() {
@@ -324,10 +403,20 @@ fn simulate_departement(
     let mut entites = Vec::new();
     for k in 0..4 {
         let id = ids.next("entite");
-        let name = ["Association Aurore", "Emmaüs Solidarité", "CCAS", "Fondation de l'Armée du Salut"][k];
+        let name = [
+            "Association Aurore",
+            "Emmaüs Solidarité",
+            "CCAS",
+            "Fondation de l'Armée du Salut",
+        ][k];
         data.push(
             "entite",
-            vec![id.into(), format!("{name} ({dep})").into(), format!("{:09}", 775_000_000 + id).into(), stamp(opened)],
+            vec![
+                id.into(),
+                format!("{name} ({dep})").into(),
+                format!("{:09}", 775_000_000 + id).into(),
+                stamp(opened),
+            ],
         );
         entites.push(id);
     }
@@ -335,22 +424,25 @@ fn simulate_departement(
     // Dispositifs and their place groups.
     let mut groups: Vec<PlaceGroup> = Vec::new();
     let add_dispositif = |rng: &mut ChaCha8Rng,
-                              ids: &mut Ids,
-                              data: &mut Dataset,
-                              groups: &mut Vec<PlaceGroup>,
-                              categorie: &str,
-                              ty: &str,
-                              volet: &str,
-                              accepts: &'static str,
-                              places: i64,
-                              winter: i64| {
+                          ids: &mut Ids,
+                          data: &mut Dataset,
+                          groups: &mut Vec<PlaceGroup>,
+                          categorie: &str,
+                          ty: &str,
+                          volet: &str,
+                          accepts: &'static str,
+                          places: i64,
+                          winter: i64| {
         let id = ids.next("dispositif");
         let entite = *pick(rng, &entites);
         let p177 = if ty == "HOTEL" { 0 } else { places };
         let hors = if ty == "HOTEL" { places } else { 0 };
         // A few dispositifs open or close within the year.
         let (ouverture, fermeture) = if rng.random_bool(0.08) {
-            (from + Duration::days(rng.random_range(30..days.max(31))), None)
+            (
+                from + Duration::days(rng.random_range(30..days.max(31))),
+                None,
+            )
         } else {
             (opened, None)
         };
@@ -376,24 +468,33 @@ fn simulate_departement(
         );
         // Installed capacity may differ a little from the funded one.
         let installed = (places + rng.random_range(-2..=2)).max(1);
-        let mut push_group = |n: i64, temporaire: bool, debut: NaiveDate, fin: Option<NaiveDate>| {
-            let gid = ids.next("groupe_places");
-            data.push(
-                "groupe_places",
-                vec![gid.into(), id.into(), Value::Int(n), temporaire.into(), debut.into(), Value::from(fin), stamp(debut)],
-            );
-            groups.push(PlaceGroup {
-                id: gid,
-                dispositif_id: id,
-                accepts,
-                places: n,
-                debut,
-                fin,
-                volet_urgence: volet == "URGENCE",
-                hotel: ty == "HOTEL",
-                occupied: vec![0; days as usize + 1],
-            });
-        };
+        let mut push_group =
+            |n: i64, temporaire: bool, debut: NaiveDate, fin: Option<NaiveDate>| {
+                let gid = ids.next("groupe_places");
+                data.push(
+                    "groupe_places",
+                    vec![
+                        gid.into(),
+                        id.into(),
+                        Value::Int(n),
+                        temporaire.into(),
+                        debut.into(),
+                        Value::from(fin),
+                        stamp(debut),
+                    ],
+                );
+                groups.push(PlaceGroup {
+                    id: gid,
+                    dispositif_id: id,
+                    accepts,
+                    places: n,
+                    debut,
+                    fin,
+                    volet_urgence: volet == "URGENCE",
+                    hotel: ty == "HOTEL",
+                    occupied: vec![0; days as usize + 1],
+                });
+            };
         push_group(installed, false, ouverture, fermeture);
         if winter > 0 {
             // Winter places: 1 November to 31 March of each winter touching the interval.
@@ -408,16 +509,97 @@ fn simulate_departement(
     };
 
     let u = profile.urgence_places;
-    add_dispositif(rng, ids, data, &mut groups, "HEBERGEMENT", "HORS_CHRS", "URGENCE", ADULT_COMPOSITIONS, u * 45 / 100, u / 6);
-    add_dispositif(rng, ids, data, &mut groups, "HEBERGEMENT", "HORS_CHRS", "URGENCE", ALL_COMPOSITIONS, u * 20 / 100, u / 10);
-    add_dispositif(rng, ids, data, &mut groups, "HEBERGEMENT", "HOTEL", "URGENCE", FAMILY_COMPOSITIONS, u * 35 / 100, 0);
-    add_dispositif(rng, ids, data, &mut groups, "VEILLE_SOCIALE", "HALTE_NUIT", "URGENCE", ADULT_COMPOSITIONS, 10, 0);
+    add_dispositif(
+        rng,
+        ids,
+        data,
+        &mut groups,
+        "HEBERGEMENT",
+        "HORS_CHRS",
+        "URGENCE",
+        ADULT_COMPOSITIONS,
+        u * 45 / 100,
+        u / 6,
+    );
+    add_dispositif(
+        rng,
+        ids,
+        data,
+        &mut groups,
+        "HEBERGEMENT",
+        "HORS_CHRS",
+        "URGENCE",
+        ALL_COMPOSITIONS,
+        u * 20 / 100,
+        u / 10,
+    );
+    add_dispositif(
+        rng,
+        ids,
+        data,
+        &mut groups,
+        "HEBERGEMENT",
+        "HOTEL",
+        "URGENCE",
+        FAMILY_COMPOSITIONS,
+        u * 35 / 100,
+        0,
+    );
+    add_dispositif(
+        rng,
+        ids,
+        data,
+        &mut groups,
+        "VEILLE_SOCIALE",
+        "HALTE_NUIT",
+        "URGENCE",
+        ADULT_COMPOSITIONS,
+        10,
+        0,
+    );
     let i = profile.insertion_places;
-    add_dispositif(rng, ids, data, &mut groups, "HEBERGEMENT", "CHRS", "INSERTION", ALL_COMPOSITIONS, i * 50 / 100, 0);
-    add_dispositif(rng, ids, data, &mut groups, "LOGEMENT_ADAPTE", "PENSION_FAMILLE", "INSERTION", ADULT_COMPOSITIONS, i * 20 / 100, 0);
-    add_dispositif(rng, ids, data, &mut groups, "IML", "IML_LOCATION", "INSERTION", ALL_COMPOSITIONS, i * 30 / 100, 0);
+    add_dispositif(
+        rng,
+        ids,
+        data,
+        &mut groups,
+        "HEBERGEMENT",
+        "CHRS",
+        "INSERTION",
+        ALL_COMPOSITIONS,
+        i * 50 / 100,
+        0,
+    );
+    add_dispositif(
+        rng,
+        ids,
+        data,
+        &mut groups,
+        "LOGEMENT_ADAPTE",
+        "PENSION_FAMILLE",
+        "INSERTION",
+        ADULT_COMPOSITIONS,
+        i * 20 / 100,
+        0,
+    );
+    add_dispositif(
+        rng,
+        ids,
+        data,
+        &mut groups,
+        "IML",
+        "IML_LOCATION",
+        "INSERTION",
+        ALL_COMPOSITIONS,
+        i * 30 / 100,
+        0,
+    );
     // Services with no places.
-    for (categorie, ty) in [("VEILLE_SOCIALE", "MARAUDE"), ("PREMIER_ACCUEIL", "SAO"), ("VEILLE_SOCIALE", "ACCUEIL_JOUR")] {
+    for (categorie, ty) in [
+        ("VEILLE_SOCIALE", "MARAUDE"),
+        ("PREMIER_ACCUEIL", "SAO"),
+        ("VEILLE_SOCIALE", "ACCUEIL_JOUR"),
+    ] {
         let id = ids.next("dispositif");
         data.push(
             "dispositif",
@@ -452,105 +634,58 @@ fn simulate_departement(
             from + Duration::days(rng.random_range(0..days))
         };
         let need_end = need_start + Duration::days(rng.random_range(20..360));
-        let composition = pick_weighted(rng, COMPOSITIONS);
-        let created = need_start;
-        let hid = ids.next("menage");
-        data.push("menage", vec![hid.into(), dep.into(), created.into(), stamp(created)]);
-        let mut persons = Vec::new();
-        let mut add_person = |rng: &mut ChaCha8Rng, ids: &mut Ids, data: &mut Dataset, role: &str, sexe: &str, min: i64, max: i64| {
-            let pid = ids.next("personne");
-            let birth = birth_for_age(rng, created, min, max);
-            let prenom = if sexe == "F" { *pick(rng, PRENOMS_F) } else { *pick(rng, PRENOMS_M) };
-            let nom = *pick(rng, NOMS);
-            let nationalite = pick_weighted(
-                rng,
-                &[("FRANCAISE", 0.45), ("UE", 0.10), ("HORS_UE", 0.40), ("APATRIDE", 0.01), ("INCONNU", 0.04)],
-            );
-            let adult = min >= 18;
-            let telephone = if adult && rng.random_bool(0.8) {
-                Value::Text(format!("06{:08}", rng.random_range(0..100_000_000u64)))
-            } else {
-                Value::Null
-            };
-            let email = if adult && rng.random_bool(0.4) {
-                Value::Text(format!("{}.{}{}@exemple.fr", prenom.to_lowercase(), nom.to_lowercase(), pid % 1000))
-            } else {
-                Value::Null
-            };
-            // A few birth dates are unknown, as in the real application.
-            let birth_value = if rng.random_bool(0.02) { Value::Null } else { Value::Date(birth) };
-            let sexe_value = if rng.random_bool(0.01) { Value::Text("INCONNU".into()) } else { Value::Text(sexe.into()) };
-            data.push(
-                "personne",
-                vec![
-                    pid.into(),
-                    nom.into(),
-                    prenom.into(),
-                    birth_value,
-                    sexe_value,
-                    nationalite.into(),
-                    telephone,
-                    email,
-                    stamp(created),
-                ],
-            );
-            let mid = ids.next("menage_personne");
-            data.push(
-                "menage_personne",
-                vec![mid.into(), hid.into(), pid.into(), role.into(), created.into(), Value::Null, stamp(created)],
-            );
-            persons.push(Person { id: pid });
-        };
-        let children = rng.random_range(1..=3);
-        match composition {
-            "HOMME_SEUL" => add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 18, 70),
-            "FEMME_SEULE" => add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "F", 18, 70),
-            "MINEUR_ISOLE" => {
-                let sexe = if rng.random_bool(0.8) { "M" } else { "F" };
-                add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", sexe, 15, 17)
-            }
-            "HOMME_SEUL_AVEC_ENFANTS" | "FEMME_SEULE_AVEC_ENFANTS" => {
-                let sexe = if composition.starts_with("HOMME") { "M" } else { "F" };
-                add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", sexe, 20, 50);
-                for _ in 0..children {
-                    let s = if rng.random_bool(0.5) { "F" } else { "M" };
-                    add_person(rng, ids, data, "ENFANT", s, 0, 17);
-                }
-            }
-            "COUPLE_SANS_ENFANT" | "COUPLE_AVEC_ENFANTS" => {
-                add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 20, 65);
-                add_person(rng, ids, data, "CONJOINT", "F", 20, 65);
-                if composition == "COUPLE_AVEC_ENFANTS" {
-                    for _ in 0..children {
-                        let s = if rng.random_bool(0.5) { "F" } else { "M" };
-                        add_person(rng, ids, data, "ENFANT", s, 0, 17);
-                    }
-                }
-            }
-            _ => {
-                add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 20, 60);
-                let sexe = if rng.random_bool(0.5) { "F" } else { "M" };
-                add_person(rng, ids, data, "AUTRE_ADULTE", sexe, 18, 60);
-                add_person(rng, ids, data, "AUTRE_ADULTE", "M", 18, 60);
-                if composition == "GROUPE_AVEC_ENFANTS" {
-                    add_person(rng, ids, data, "AUTRE_MINEUR", "F", 3, 17);
-                }
-            }
-        }
-        households.push(Household {
-            id: hid,
-            composition,
-            persons,
+        households.push(create_household(
+            rng,
+            ids,
+            data,
+            dep,
             need_start,
-            need_end,
-            sheltered_until: None,
-            insertion: None,
-            first_request: None,
-            housed: false,
-        });
+            (need_start, need_end),
+        ));
     }
 
-    let accepts = |g: &PlaceGroup, composition: &str| g.accepts.split(',').any(|c| c == composition);
+    // The places are not empty when the interval starts: insertion places are about
+    // 92 % occupied by households admitted earlier. Their stays are written as direct
+    // admissions on the first day (no row is dated before the interval) and end over the
+    // following months.
+    for g in groups.iter_mut() {
+        if g.volet_urgence || !g.open_on(from) {
+            continue;
+        }
+        let target = g.places * 92 / 100;
+        let mut filled = 0;
+        while filled < target {
+            let created = from - Duration::days(rng.random_range(200..900));
+            let h = create_household(rng, ids, data, dep, created, (created, created));
+            let size = (h.persons.len() as i64).min(g.places - filled);
+            let sortie = from + Duration::days(rng.random_range(1..600));
+            let known_sortie = (sortie < to).then_some(sortie);
+            g.occupy(from, from, sortie.min(to), size);
+            let sid = ids.next("prise_en_charge");
+            let motif = known_sortie.map(|_| exit_motif(rng));
+            data.push(
+                "prise_en_charge",
+                vec![
+                    sid.into(),
+                    h.id.into(),
+                    Value::Null,
+                    Value::Null,
+                    g.dispositif_id.into(),
+                    g.id.into(),
+                    Value::Int(size),
+                    from.into(),
+                    Value::from(known_sortie),
+                    Value::from(motif),
+                    Value::Null,
+                    stamp(from),
+                ],
+            );
+            filled += size;
+        }
+    }
+
+    let accepts =
+        |g: &PlaceGroup, composition: &str| g.accepts.split(',').any(|c| c == composition);
 
     // Day by day.
     for day in 0..days {
@@ -568,7 +703,10 @@ fn simulate_departement(
             let size = h.persons.len() as i64;
 
             // Insertion: a prescriber files a request for some households after a while.
-            if h.insertion.is_none() && d >= h.need_start + Duration::days(10) && rng.random_bool(0.006) {
+            if h.insertion.is_none()
+                && d >= h.need_start + Duration::days(10)
+                && rng.random_bool(0.006)
+            {
                 let preconisation = if h.composition.contains("ENFANTS") {
                     *pick(rng, &["CHRS", "IML_LOCATION"])
                 } else {
@@ -611,8 +749,11 @@ fn simulate_departement(
                 let stay_nights = rng.random_range(90..700);
                 let answer = rng.random_range(3..20);
                 let chosen = candidates.iter().copied().find(|&i| {
-                    groups[i].free_over(from, d + Duration::days(answer), (to - d).num_days().min(stay_nights).max(1))
-                        >= size
+                    groups[i].free_over(
+                        from,
+                        d + Duration::days(answer),
+                        (to - d).num_days().min(stay_nights).max(1),
+                    ) >= size
                 });
                 if let Some(gi) = chosen {
                     let oid = ids.next("orientation");
@@ -629,7 +770,14 @@ fn simulate_departement(
                             Value::from(*pick(rng, &["PUBLIC_INADAPTE", "CAPACITE", "AUTRE"])),
                         )
                     } else {
-                        ("REFUSEE_USAGER", Value::Date(reponse), Value::from(*pick(rng, &["CONDITIONS_REFUSEES", "LOCALISATION", "AUTRE"])))
+                        (
+                            "REFUSEE_USAGER",
+                            Value::Date(reponse),
+                            Value::from(*pick(
+                                rng,
+                                &["CONDITIONS_REFUSEES", "LOCALISATION", "AUTRE"],
+                            )),
+                        )
                     };
                     let g = &mut groups[gi];
                     data.push(
@@ -648,9 +796,16 @@ fn simulate_departement(
                     );
                     let lid = ids.next("liste_attente");
                     let inscription = asked + Duration::days(rng.random_range(0..10));
-                    let desinscription = if statut == "ACCEPTEE" { Value::Date(reponse) } else { Value::Null };
-                    let motif_desinscription =
-                        if statut == "ACCEPTEE" { Value::from("ORIENTATION_ACTEE") } else { Value::Null };
+                    let desinscription = if statut == "ACCEPTEE" {
+                        Value::Date(reponse)
+                    } else {
+                        Value::Null
+                    };
+                    let motif_desinscription = if statut == "ACCEPTEE" {
+                        Value::from("ORIENTATION_ACTEE")
+                    } else {
+                        Value::Null
+                    };
                     data.push(
                         "liste_attente",
                         vec![
@@ -668,19 +823,7 @@ fn simulate_departement(
                         let known_sortie = (sortie < to).then_some(sortie);
                         g.occupy(from, reponse, sortie.min(to), size);
                         let sid = ids.next("prise_en_charge");
-                        let motif_sortie = known_sortie.map(|_| {
-                            pick_weighted(
-                                rng,
-                                &[
-                                    ("ACCES_LOGEMENT", 0.40),
-                                    ("LOGEMENT_ADAPTE", 0.15),
-                                    ("AUTRE_HEBERGEMENT", 0.15),
-                                    ("DEPART_VOLONTAIRE", 0.15),
-                                    ("EXCLUSION", 0.05),
-                                    ("INCONNU", 0.10),
-                                ],
-                            )
-                        });
+                        let motif_sortie = known_sortie.map(|_| exit_motif(rng));
                         data.push(
                             "prise_en_charge",
                             vec![
@@ -699,17 +842,33 @@ fn simulate_departement(
                             ],
                         );
                         // The request is met at admission; the household leaves the 115.
-                        set_request_outcome(data, did, "POURVUE", paris_instant(reponse, 11 * 3600), None);
+                        set_request_outcome(
+                            data,
+                            did,
+                            "POURVUE",
+                            paris_instant(reponse, 11 * 3600),
+                            None,
+                        );
                         h.housed = true;
                         h.insertion = None;
                         continue;
                     } else if statut == "EN_ATTENTE" {
                         h.insertion = Some((did, asked, to, preconisation));
                     } else {
-                        h.insertion = Some((did, asked, d + Duration::days(rng.random_range(20..90)), preconisation));
+                        h.insertion = Some((
+                            did,
+                            asked,
+                            d + Duration::days(rng.random_range(20..90)),
+                            preconisation,
+                        ));
                     }
                 } else {
-                    h.insertion = Some((did, asked, d + Duration::days(rng.random_range(7..30)), preconisation));
+                    h.insertion = Some((
+                        did,
+                        asked,
+                        d + Duration::days(rng.random_range(7..30)),
+                        preconisation,
+                    ));
                 }
             }
 
@@ -730,18 +889,28 @@ fn simulate_departement(
             } else if refused {
                 ("NON_POURVUE", Some("REFUS_USAGER"), None)
             } else {
-                let nights = if rng.random_bool(0.5) { 1 } else { rng.random_range(2..15) };
+                let nights = if rng.random_bool(0.5) {
+                    1
+                } else {
+                    rng.random_range(2..15)
+                };
                 let suitable = groups
                     .iter()
                     .enumerate()
                     .filter(|(_, g)| g.volet_urgence && accepts(g, h.composition))
                     .map(|(i, _)| i)
-                    .find(|&i| groups[i].free_over(from, night, (to.min(night + Duration::days(nights)) - night).num_days().max(1)) >= size);
+                    .find(|&i| groups[i].free_over(from, night, 1) >= size);
                 match suitable {
                     Some(gi) => ("POURVUE", None, Some((gi, nights))),
                     None => {
-                        let any_free = groups.iter().any(|g| g.volet_urgence && g.free_over(from, night, 1) >= size);
-                        let motif = if any_free { "PLACE_INADAPTEE_COMPOSITION" } else { "ABSENCE_PLACE" };
+                        let any_free = groups
+                            .iter()
+                            .any(|g| g.volet_urgence && g.free_over(from, night, 1) >= size);
+                        let motif = if any_free {
+                            "PLACE_INADAPTEE_COMPOSITION"
+                        } else {
+                            "ABSENCE_PLACE"
+                        };
                         ("NON_POURVUE", Some(motif), None)
                     }
                 }
@@ -770,12 +939,15 @@ fn simulate_departement(
                 let mut previous: Option<i64> = None;
                 let mut first = true;
                 loop {
-                    let sortie = entree + Duration::days(nights);
                     let g = &mut groups[gi];
-                    let free = g.free_over(from, entree, (sortie.min(to) - entree).num_days().max(1));
-                    if !first && free < size {
+                    // The stay lasts as long as the place stays free, one night at least
+                    // (the request was met because tonight is free).
+                    let free =
+                        g.free_nights(from, entree, nights.min((to - entree).num_days()), size);
+                    if free == 0 && (!first || entree >= to) {
                         break;
                     }
+                    let sortie = entree + Duration::days(free.max(1));
                     g.occupy(from, entree, sortie.min(to), size);
                     let sid = ids.next("prise_en_charge");
                     let known_sortie = (sortie < to).then_some(sortie);
@@ -797,7 +969,10 @@ fn simulate_departement(
                         ],
                     );
                     h.sheltered_until = Some(sortie);
-                    if sortie >= to || !g.hotel && !rng.random_bool(0.35) || g.hotel && !rng.random_bool(0.6) {
+                    if sortie >= to
+                        || !g.hotel && !rng.random_bool(0.35)
+                        || g.hotel && !rng.random_bool(0.6)
+                    {
                         break;
                     }
                     previous = Some(sid);
@@ -839,6 +1014,171 @@ fn simulate_departement(
     }
 }
 
+/// Writes a new household, its persons and their memberships; returns it.
+fn create_household(
+    rng: &mut ChaCha8Rng,
+    ids: &mut Ids,
+    data: &mut Dataset,
+    dep: &str,
+    created: NaiveDate,
+    need: (NaiveDate, NaiveDate),
+) -> Household {
+    let composition = pick_weighted(rng, COMPOSITIONS);
+    let hid = ids.next("menage");
+    data.push(
+        "menage",
+        vec![hid.into(), dep.into(), created.into(), stamp(created)],
+    );
+    let mut persons = Vec::new();
+    let mut add_person = |rng: &mut ChaCha8Rng,
+                          ids: &mut Ids,
+                          data: &mut Dataset,
+                          role: &str,
+                          sexe: &str,
+                          min: i64,
+                          max: i64| {
+        let pid = ids.next("personne");
+        let birth = birth_for_age(rng, created, min, max);
+        let prenom = if sexe == "F" {
+            *pick(rng, PRENOMS_F)
+        } else {
+            *pick(rng, PRENOMS_M)
+        };
+        let nom = *pick(rng, NOMS);
+        let nationalite = pick_weighted(
+            rng,
+            &[
+                ("FRANCAISE", 0.45),
+                ("UE", 0.10),
+                ("HORS_UE", 0.40),
+                ("APATRIDE", 0.01),
+                ("INCONNU", 0.04),
+            ],
+        );
+        let adult = min >= 18;
+        let telephone = if adult && rng.random_bool(0.8) {
+            Value::Text(format!("06{:08}", rng.random_range(0..100_000_000u64)))
+        } else {
+            Value::Null
+        };
+        let email = if adult && rng.random_bool(0.4) {
+            Value::Text(format!(
+                "{}.{}{}@exemple.fr",
+                prenom.to_lowercase(),
+                nom.to_lowercase(),
+                pid % 1000
+            ))
+        } else {
+            Value::Null
+        };
+        // A few birth dates are unknown, as in the real application.
+        let birth_value = if rng.random_bool(0.02) {
+            Value::Null
+        } else {
+            Value::Date(birth)
+        };
+        let sexe_value = if rng.random_bool(0.01) {
+            Value::Text("INCONNU".into())
+        } else {
+            Value::Text(sexe.into())
+        };
+        data.push(
+            "personne",
+            vec![
+                pid.into(),
+                nom.into(),
+                prenom.into(),
+                birth_value,
+                sexe_value,
+                nationalite.into(),
+                telephone,
+                email,
+                stamp(created),
+            ],
+        );
+        let mid = ids.next("menage_personne");
+        data.push(
+            "menage_personne",
+            vec![
+                mid.into(),
+                hid.into(),
+                pid.into(),
+                role.into(),
+                created.into(),
+                Value::Null,
+                stamp(created),
+            ],
+        );
+        persons.push(Person { id: pid });
+    };
+    let children = rng.random_range(1..=3);
+    match composition {
+        "HOMME_SEUL" => add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 18, 70),
+        "FEMME_SEULE" => add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "F", 18, 70),
+        "MINEUR_ISOLE" => {
+            let sexe = if rng.random_bool(0.8) { "M" } else { "F" };
+            add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", sexe, 15, 17)
+        }
+        "HOMME_SEUL_AVEC_ENFANTS" | "FEMME_SEULE_AVEC_ENFANTS" => {
+            let sexe = if composition.starts_with("HOMME") {
+                "M"
+            } else {
+                "F"
+            };
+            add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", sexe, 20, 50);
+            for _ in 0..children {
+                let s = if rng.random_bool(0.5) { "F" } else { "M" };
+                add_person(rng, ids, data, "ENFANT", s, 0, 17);
+            }
+        }
+        "COUPLE_SANS_ENFANT" | "COUPLE_AVEC_ENFANTS" => {
+            add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 20, 65);
+            add_person(rng, ids, data, "CONJOINT", "F", 20, 65);
+            if composition == "COUPLE_AVEC_ENFANTS" {
+                for _ in 0..children {
+                    let s = if rng.random_bool(0.5) { "F" } else { "M" };
+                    add_person(rng, ids, data, "ENFANT", s, 0, 17);
+                }
+            }
+        }
+        _ => {
+            add_person(rng, ids, data, "DEMANDEUR_PRINCIPAL", "M", 20, 60);
+            let sexe = if rng.random_bool(0.5) { "F" } else { "M" };
+            add_person(rng, ids, data, "AUTRE_ADULTE", sexe, 18, 60);
+            add_person(rng, ids, data, "AUTRE_ADULTE", "M", 18, 60);
+            if composition == "GROUPE_AVEC_ENFANTS" {
+                add_person(rng, ids, data, "AUTRE_MINEUR", "F", 3, 17);
+            }
+        }
+    }
+    Household {
+        id: hid,
+        composition,
+        persons,
+        need_start: need.0,
+        need_end: need.1,
+        sheltered_until: None,
+        insertion: None,
+        first_request: None,
+        housed: false,
+    }
+}
+
+/// How an insertion stay ends.
+fn exit_motif(rng: &mut ChaCha8Rng) -> &'static str {
+    pick_weighted(
+        rng,
+        &[
+            ("ACCES_LOGEMENT", 0.40),
+            ("LOGEMENT_ADAPTE", 0.15),
+            ("AUTRE_HEBERGEMENT", 0.15),
+            ("DEPART_VOLONTAIRE", 0.15),
+            ("EXCLUSION", 0.05),
+            ("INCONNU", 0.10),
+        ],
+    )
+}
+
 fn push_evaluation(
     data: &mut Dataset,
     ids: &mut Ids,
@@ -871,10 +1211,19 @@ fn push_evaluation(
     );
 }
 
-fn push_request_persons(data: &mut Dataset, ids: &mut Ids, demande: i64, persons: &[Person], d: NaiveDate) {
+fn push_request_persons(
+    data: &mut Dataset,
+    ids: &mut Ids,
+    demande: i64,
+    persons: &[Person],
+    d: NaiveDate,
+) {
     for p in persons {
         let id = ids.next("demande_personne");
-        data.push("demande_personne", vec![id.into(), demande.into(), p.id.into(), stamp(d)]);
+        data.push(
+            "demande_personne",
+            vec![id.into(), demande.into(), p.id.into(), stamp(d)],
+        );
     }
 }
 
@@ -887,7 +1236,12 @@ fn set_request_outcome(
     motif: Option<&str>,
 ) {
     let columns = table("demande").expect("demande is declared").columns;
-    let col = |name: &str| columns.iter().position(|c| c.name == name).expect("declared column");
+    let col = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("declared column")
+    };
     if let Some(rows) = data.tables.get_mut("demande")
         && let Some(row) = rows.iter_mut().rev().find(|r| r[0] == Value::Int(demande))
     {
@@ -937,6 +1291,9 @@ mod tests {
     fn unknown_departement_is_refused() {
         let mut c = small();
         c.departements = vec!["20".into()];
-        assert!(matches!(simulate(&c), Err(SimulationError::UnknownDepartement(_))));
+        assert!(matches!(
+            simulate(&c),
+            Err(SimulationError::UnknownDepartement(_))
+        ));
     }
 }

@@ -10,7 +10,9 @@ use std::str::FromStr;
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, QueryBuilder, SqlSafeStr};
 
 use crate::schema::{ColumnType, Table};
@@ -26,9 +28,16 @@ pub enum SourceError {
     #[error("migration du schéma opérationnel impossible : {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("écriture dans la table {table} impossible : {source}")]
-    Write { table: &'static str, source: sqlx::Error },
+    Write {
+        table: &'static str,
+        source: sqlx::Error,
+    },
     #[error("ligne de {table} mal formée : {found} valeurs pour {expected} colonnes")]
-    RowShape { table: &'static str, found: usize, expected: usize },
+    RowShape {
+        table: &'static str,
+        found: usize,
+        expected: usize,
+    },
     #[error("requête sur la base opérationnelle impossible : {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -124,7 +133,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }
@@ -146,7 +160,10 @@ impl Source {
     }
 
     async fn connect(url: &str, create: bool) -> Result<Self, SourceError> {
-        let connect_err = |source| SourceError::Connect { url: redact_url(url), source };
+        let connect_err = |source| SourceError::Connect {
+            url: redact_url(url),
+            source,
+        };
         match kind_of(url)? {
             SourceKind::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)
@@ -155,13 +172,23 @@ impl Source {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal);
                 if !create && !options.get_filename().exists() {
-                    return Err(SourceError::MissingSqliteFile(options.get_filename().display().to_string()));
+                    return Err(SourceError::MissingSqliteFile(
+                        options.get_filename().display().to_string(),
+                    ));
                 }
-                let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(connect_err)?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
                 Ok(Source::Sqlite(pool))
             }
             SourceKind::Postgres => {
-                let pool = PgPoolOptions::new().max_connections(4).connect(url).await.map_err(connect_err)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect(url)
+                    .await
+                    .map_err(connect_err)?;
                 Ok(Source::Postgres(pool))
             }
         }
@@ -200,19 +227,35 @@ impl Source {
     }
 
     /// Inserts rows (values in the table's column order) in one transaction.
-    pub async fn insert(&self, table: &'static Table, rows: &[Vec<Value>]) -> Result<(), SourceError> {
+    pub async fn insert(
+        &self,
+        table: &'static Table,
+        rows: &[Vec<Value>],
+    ) -> Result<(), SourceError> {
         for row in rows {
             if row.len() != table.columns.len() {
-                return Err(SourceError::RowShape { table: table.name, found: row.len(), expected: table.columns.len() });
+                return Err(SourceError::RowShape {
+                    table: table.name,
+                    found: row.len(),
+                    expected: table.columns.len(),
+                });
             }
         }
-        let write_err = |source| SourceError::Write { table: table.name, source };
+        let write_err = |source| SourceError::Write {
+            table: table.name,
+            source,
+        };
         // Both back ends accept at least 32 766 bound parameters per statement.
         let per_statement = (30_000 / table.columns.len()).max(1);
         let head = format!(
             "INSERT INTO {} ({}) ",
             table.name,
-            table.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+            table
+                .columns
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         match self {
             Source::Sqlite(pool) => {
@@ -226,8 +269,12 @@ impl Source {
                                 (Value::Int(v), _) => b.push_bind(*v),
                                 (Value::Text(v), _) => b.push_bind(v.clone()),
                                 (Value::Bool(v), _) => b.push_bind(i64::from(*v)),
-                                (Value::Date(v), _) => b.push_bind(v.format("%Y-%m-%d").to_string()),
-                                (Value::Timestamp(v), _) => b.push_bind(v.to_rfc3339_opts(SecondsFormat::Secs, false)),
+                                (Value::Date(v), _) => {
+                                    b.push_bind(v.format("%Y-%m-%d").to_string())
+                                }
+                                (Value::Timestamp(v), _) => {
+                                    b.push_bind(v.to_rfc3339_opts(SecondsFormat::Secs, false))
+                                }
                             };
                         }
                     });
@@ -243,10 +290,18 @@ impl Source {
                         for (value, column) in row.iter().zip(table.columns) {
                             match (value, column.ty) {
                                 (Value::Null, ColumnType::Id) => b.push_bind(Option::<i64>::None),
-                                (Value::Null, ColumnType::Count) => b.push_bind(Option::<i32>::None),
-                                (Value::Null, ColumnType::Text) => b.push_bind(Option::<String>::None),
-                                (Value::Null, ColumnType::Bool) => b.push_bind(Option::<bool>::None),
-                                (Value::Null, ColumnType::Date) => b.push_bind(Option::<NaiveDate>::None),
+                                (Value::Null, ColumnType::Count) => {
+                                    b.push_bind(Option::<i32>::None)
+                                }
+                                (Value::Null, ColumnType::Text) => {
+                                    b.push_bind(Option::<String>::None)
+                                }
+                                (Value::Null, ColumnType::Bool) => {
+                                    b.push_bind(Option::<bool>::None)
+                                }
+                                (Value::Null, ColumnType::Date) => {
+                                    b.push_bind(Option::<NaiveDate>::None)
+                                }
                                 (Value::Null, ColumnType::Timestamp) => {
                                     b.push_bind(Option::<DateTime<FixedOffset>>::None)
                                 }
@@ -274,8 +329,14 @@ mod tests {
 
     #[test]
     fn redacts_passwords_in_urls() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact_url("postgres://postgres@127.0.0.1/test"), "postgres://postgres@127.0.0.1/test");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }

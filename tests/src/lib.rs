@@ -38,7 +38,9 @@ fn number(v: &toml::Value) -> Option<f64> {
 /// Reads a scenario file (see `tests/scenarios/`).
 pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let doc: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut tables = BTreeMap::new();
     let mut expected = Vec::new();
     let mut description = String::new();
@@ -47,16 +49,32 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
             description = value.as_str().unwrap_or_default().to_owned();
             continue;
         }
-        let items = value.as_array().ok_or_else(|| format!("[[{key}]] attendu"))?;
+        let items = value
+            .as_array()
+            .ok_or_else(|| format!("[[{key}]] attendu"))?;
         if key == "attendu" {
             for item in items {
                 let t = item.as_table().ok_or("attendu : table attendue")?;
                 for k in t.keys() {
-                    if !["indicateur", "territoire", "periode", "valeur", "numerateur", "denominateur"].contains(&k.as_str()) {
+                    if ![
+                        "indicateur",
+                        "territoire",
+                        "periode",
+                        "valeur",
+                        "numerateur",
+                        "denominateur",
+                    ]
+                    .contains(&k.as_str())
+                    {
                         return Err(format!("attendu : clé inconnue {k}"));
                     }
                 }
-                let s = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_owned).ok_or(format!("attendu : {k} manquant"));
+                let s = |k: &str| {
+                    t.get(k)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                        .ok_or(format!("attendu : {k} manquant"))
+                };
                 let valeur = match t.get("valeur") {
                     Some(toml::Value::String(s)) if s == "null" => None,
                     Some(v) => Some(number(v).ok_or("attendu : valeur numérique ou \"null\"")?),
@@ -73,10 +91,13 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
             }
             continue;
         }
-        let table = operational::table(key).ok_or_else(|| format!("table source inconnue : {key}"))?;
+        let table =
+            operational::table(key).ok_or_else(|| format!("table source inconnue : {key}"))?;
         let mut rows = Vec::new();
         for item in items {
-            let t = item.as_table().ok_or_else(|| format!("{key} : table attendue"))?;
+            let t = item
+                .as_table()
+                .ok_or_else(|| format!("{key} : table attendue"))?;
             for k in t.keys() {
                 if table.column(k).is_none() {
                     return Err(format!("{key} : colonne inconnue {k}"));
@@ -87,14 +108,18 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
                 let value = match t.get(column.name) {
                     None => Value::Null,
                     Some(v) => match (column.ty, v) {
-                        (ColumnType::Id | ColumnType::Count, toml::Value::Integer(i)) => Value::Int(*i),
+                        (ColumnType::Id | ColumnType::Count, toml::Value::Integer(i)) => {
+                            Value::Int(*i)
+                        }
                         (ColumnType::Text, toml::Value::String(s)) => Value::Text(s.clone()),
                         (ColumnType::Bool, toml::Value::Boolean(b)) => Value::Bool(*b),
                         (ColumnType::Date, toml::Value::String(s)) => Value::Date(
-                            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("{key}.{} : date {s}", column.name))?,
+                            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                                .map_err(|_| format!("{key}.{} : date {s}", column.name))?,
                         ),
                         (ColumnType::Timestamp, toml::Value::String(s)) => Value::Timestamp(
-                            DateTime::parse_from_rfc3339(s).map_err(|_| format!("{key}.{} : horodatage {s}", column.name))?,
+                            DateTime::parse_from_rfc3339(s)
+                                .map_err(|_| format!("{key}.{} : horodatage {s}", column.name))?,
                         ),
                         _ => return Err(format!("{key}.{} : type inattendu", column.name)),
                     },
@@ -105,7 +130,11 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
         }
         tables.insert(table.name, rows);
     }
-    Ok(Scenario { description, tables, expected })
+    Ok(Scenario {
+        description,
+        tables,
+        expected,
+    })
 }
 
 /// Writes rows into a source (tables in schema order).
@@ -119,7 +148,10 @@ pub async fn write_rows(source: &Source, tables: &BTreeMap<&'static str, Vec<Vec
 
 /// A fresh temporary folder under the system's temporary directory.
 pub fn temp_dir(label: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("observatoire-{label}-")).tempdir().expect("temporary folder")
+    tempfile::Builder::new()
+        .prefix(&format!("observatoire-{label}-"))
+        .tempdir()
+        .expect("temporary folder")
 }
 
 /// The SQLite source URL of a data folder.
@@ -142,22 +174,39 @@ pub fn install_test_key(data: &Path) {
 /// Ingests and computes: the whole pipeline after the source.
 pub async fn ingest_and_compute(url: &str, data: &Path, threshold: i64) -> indicators::Release {
     install_test_key(data);
-    observatoire::ingest(url, data, |_| {}).await.expect("ingest");
-    observatoire::compute(data, threshold, |_| {}).await.expect("compute")
+    observatoire::ingest(url, data, |_| {})
+        .await
+        .expect("ingest");
+    observatoire::compute(data, threshold, |_| {})
+        .await
+        .expect("compute")
 }
 
 /// Every row of the statistical base.
 pub async fn all_stats(data: &Path) -> Vec<StatRow> {
     let lake = warehouse::Lake::new(data);
     let ctx = warehouse::new_session();
-    assert!(lake.register_stats(&ctx).await.unwrap(), "stats tables present");
-    let batches = ctx.sql("SELECT * FROM indicateurs").await.unwrap().collect().await.unwrap();
-    batches.iter().flat_map(dashboards_api::values::rows_of).collect()
+    assert!(
+        lake.register_stats(&ctx).await.unwrap(),
+        "stats tables present"
+    );
+    let batches = ctx
+        .sql("SELECT * FROM indicateurs")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    batches
+        .iter()
+        .flat_map(dashboards_api::values::rows_of)
+        .collect()
 }
 
 /// The PostgreSQL server of the tests.
 pub fn pg_url() -> String {
-    std::env::var("OBSERVATOIRE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    std::env::var("OBSERVATOIRE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// A fresh PostgreSQL database for one test, dropped with the guard.
@@ -185,39 +234,66 @@ impl PgDatabase {
         let name = format!(
             "observatoire_{label}_{}_{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 1_000_000_000
         );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin.clone());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(admin.clone());
         let base = base.split('?').next().unwrap().to_owned();
-        Some(Self { url: format!("{base}/{name}"), admin, name })
+        Some(Self {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
     }
 
     pub async fn drop_now(self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A column's values as strings (Utf8, Utf8View or any castable type).
 pub fn strings(column: &arrow::array::ArrayRef) -> Vec<Option<String>> {
     use arrow::array::AsArray;
-    let c = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).expect("castable to text");
-    c.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect()
+    let c =
+        arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).expect("castable to text");
+    c.as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_owned))
+        .collect()
 }
 
 /// A column's values as 64-bit integers.
 pub fn ints(column: &arrow::array::ArrayRef) -> Vec<Option<i64>> {
     use arrow::array::AsArray;
-    let c = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64).expect("castable to integer");
-    c.as_primitive::<arrow::datatypes::Int64Type>().iter().collect()
+    let c = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64)
+        .expect("castable to integer");
+    c.as_primitive::<arrow::datatypes::Int64Type>()
+        .iter()
+        .collect()
 }

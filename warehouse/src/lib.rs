@@ -30,21 +30,31 @@ pub use stats::{STATS_COLUMNS, stats_schema};
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     #[error("opération sur la table Delta {table} impossible : {source}")]
-    Delta { table: String, source: DeltaTableError },
+    Delta {
+        table: String,
+        source: Box<DeltaTableError>,
+    },
     #[error("accès au dossier du lac {path} impossible : {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("manifeste du lac {path} illisible : {reason}")]
     Manifest { path: PathBuf, reason: String },
     #[error(
         "la clé de pseudonymisation (empreinte {given}) n'est pas celle du lac (empreinte {recorded}) : le lac refuse de mélanger des pseudonymes faits avec deux clés. Utilisez la clé d'origine (fichier secrets/pseudonymisation.key ou OBSERVATOIRE_PSEUDO_KEY)"
     )]
     KeyMismatch { given: String, recorded: String },
-    #[error("le lac de {0} ne contient encore aucune ingestion complète : lancez d'abord « observatoire ingest »")]
+    #[error(
+        "le lac de {0} ne contient encore aucune ingestion complète : lancez d'abord « observatoire ingest »"
+    )]
     NoRun(PathBuf),
-    #[error("le lac ne contient pas encore de base statistique : lancez d'abord « observatoire compute »")]
+    #[error(
+        "le lac ne contient pas encore de base statistique : lancez d'abord « observatoire compute »"
+    )]
     NoStats,
     #[error("requête DataFusion impossible : {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(Box<datafusion::error::DataFusionError>),
 }
 
 pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
@@ -75,17 +85,31 @@ pub struct Lake {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WarehouseError + '_ {
-    move |source| WarehouseError::Io { path: path.to_owned(), source }
+    move |source| WarehouseError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> WarehouseError + '_ {
-    move |source| WarehouseError::Delta { table: table.to_owned(), source }
+    move |source| WarehouseError::Delta {
+        table: table.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for WarehouseError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        WarehouseError::DataFusion(Box::new(e))
+    }
 }
 
 impl Lake {
     /// The lake under `<data>/lake`.
     pub fn new(data_dir: &Path) -> Self {
-        Self { root: data_dir.join("lake") }
+        Self {
+            root: data_dir.join("lake"),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -120,15 +144,26 @@ impl Lake {
         let path = self.meta_dir().join("key.json");
         if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-            let record: KeyRecord = serde_json::from_str(&text)
-                .map_err(|e| WarehouseError::Manifest { path: path.clone(), reason: e.to_string() })?;
+            let record: KeyRecord =
+                serde_json::from_str(&text).map_err(|e| WarehouseError::Manifest {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             if record.empreinte != fingerprint {
-                return Err(WarehouseError::KeyMismatch { given: fingerprint.to_owned(), recorded: record.empreinte });
+                return Err(WarehouseError::KeyMismatch {
+                    given: fingerprint.to_owned(),
+                    recorded: record.empreinte,
+                });
             }
             return Ok(());
         }
-        let record = KeyRecord { empreinte: fingerprint.to_owned() };
-        write_atomically(&path, &serde_json::to_vec_pretty(&record).expect("serialisable"))
+        let record = KeyRecord {
+            empreinte: fingerprint.to_owned(),
+        };
+        write_atomically(
+            &path,
+            &serde_json::to_vec_pretty(&record).expect("serialisable"),
+        )
     }
 
     /// The latest complete run, if any.
@@ -152,9 +187,16 @@ impl Lake {
                 latest = Some((n, path));
             }
         }
-        let Some((_, path)) = latest else { return Ok(None) };
+        let Some((_, path)) = latest else {
+            return Ok(None);
+        };
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text).map(Some).map_err(|e| WarehouseError::Manifest { path, reason: e.to_string() })
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| WarehouseError::Manifest {
+                path,
+                reason: e.to_string(),
+            })
     }
 
     /// Writes a full extract into the detail zone (each table replaced), then the run's
@@ -187,7 +229,10 @@ impl Lake {
             rows,
         };
         let path = self.runs_dir().join(format!("{run:06}.json"));
-        write_atomically(&path, &serde_json::to_vec_pretty(&manifest).expect("serialisable"))?;
+        write_atomically(
+            &path,
+            &serde_json::to_vec_pretty(&manifest).expect("serialisable"),
+        )?;
         Ok(manifest)
     }
 
@@ -201,7 +246,13 @@ impl Lake {
         self.commit(zone, name, batch, SaveMode::Append).await
     }
 
-    async fn commit(&self, zone: &str, name: &str, batch: RecordBatch, mode: SaveMode) -> Result<i64> {
+    async fn commit(
+        &self,
+        zone: &str,
+        name: &str,
+        batch: RecordBatch,
+        mode: SaveMode,
+    ) -> Result<i64> {
         let label = format!("{zone}/{name}");
         let url = self.table_url(zone, name)?;
         let table = if self.table_path(zone, name).join("_delta_log").exists() {
@@ -211,7 +262,10 @@ impl Lake {
             deltalake::DeltaTableBuilder::from_url(url).and_then(|b| b.build())
         }
         .map_err(delta(&label))?;
-        let mut write = table.write(vec![batch]).with_save_mode(mode).with_table_name(name);
+        let mut write = table
+            .write(vec![batch])
+            .with_save_mode(mode)
+            .with_table_name(name);
         if mode == SaveMode::Overwrite {
             write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
         }
@@ -220,7 +274,12 @@ impl Lake {
     }
 
     /// Opens a table at a version (the latest when `None`), if it exists.
-    pub async fn open(&self, zone: &str, name: &str, version: Option<i64>) -> Result<Option<DeltaTable>> {
+    pub async fn open(
+        &self,
+        zone: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<DeltaTable>> {
         let path = self.table_path(zone, name);
         if !path.join("_delta_log").exists() {
             return Ok(None);
@@ -236,8 +295,15 @@ impl Lake {
     }
 
     /// Registers a table into a session under `alias`.
-    pub async fn register(&self, ctx: &SessionContext, alias: &str, table: &DeltaTable) -> Result<()> {
-        table.update_datafusion_session(&ctx.state()).map_err(delta(alias))?;
+    pub async fn register(
+        &self,
+        ctx: &SessionContext,
+        alias: &str,
+        table: &DeltaTable,
+    ) -> Result<()> {
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta(alias))?;
         let provider = table.table_provider().await?;
         ctx.register_table(alias, provider)?;
         Ok(())
@@ -245,7 +311,9 @@ impl Lake {
 
     /// A session over the detail zone, pinned to the latest complete run.
     pub async fn detail_session(&self) -> Result<(SessionContext, RunManifest)> {
-        let manifest = self.latest_run()?.ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
+        let manifest = self
+            .latest_run()?
+            .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
         let ctx = new_session();
         for (name, version) in &manifest.tables {
             let table = self

@@ -28,6 +28,16 @@ pub const STATS_COLUMNS: &[&str] = &[
     "revision",
 ];
 
+/// The Arrow schema of `stats/indicateurs`.
+///
+/// ```
+/// let schema = warehouse::stats_schema();
+/// let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+/// assert_eq!(names, warehouse::STATS_COLUMNS);
+/// // A hidden cell has no value: `valeur` is nullable, `secret` is not.
+/// assert!(schema.field_with_name("valeur").unwrap().is_nullable());
+/// assert!(!schema.field_with_name("secret").unwrap().is_nullable());
+/// ```
 pub fn stats_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("indicateur", DataType::Utf8, false),

@@ -8,6 +8,8 @@
   var pourcent = new Intl.NumberFormat("fr-FR", { style: "percent", maximumFractionDigits: 1 });
   var moisFr = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"];
 
+  var moisCourts = ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."];
+
   var els = {
     territoire: document.getElementById("territoire"),
     indicateur: document.getElementById("indicateur"),
@@ -50,6 +52,11 @@
   function libelleMois(periode) {
     var parts = periode.split("-");
     return moisFr[parseInt(parts[1], 10) - 1] + " " + parts[0];
+  }
+
+  function libelleCourt(periode) {
+    var parts = periode.split("-");
+    return moisCourts[parseInt(parts[1], 10) - 1] + " " + parts[0];
   }
 
   function option(select, value, text) {
@@ -114,11 +121,15 @@
         animation: false,
         maintainAspectRatio: false,
         scales: {
+          x: { ticks: { callback: function (v) { return libelleCourt(this.getLabelForValue(v)); } } },
           y: { beginAtZero: true, ticks: { callback: function (v) { return ratio ? pourcent.format(v) : nombre.format(v); } } }
         },
         plugins: {
           legend: { display: false },
-          tooltip: { callbacks: { label: function (c) { return formater(ind, c.parsed.y); } } }
+          tooltip: { callbacks: {
+            title: function (items) { return items.length ? libelleMois(items[0].label) : ""; },
+            label: function (c) { return formater(ind, c.parsed.y); }
+          } }
         }
       }
     });

@@ -21,7 +21,14 @@ async fn dnp_rate_of_seine_saint_denis_has_one_value_per_month_of_2025() {
     let expected: Vec<String> = (1..=12).map(|m| format!("2025-{m:02}")).collect();
     assert_eq!(periods, expected);
     for r in &rows {
-        assert_eq!((r.indicateur.as_str(), r.territoire_niveau.as_str(), r.territoire.as_str()), ("taux_dnp_115", "DEPARTEMENT", "93"));
+        assert_eq!(
+            (
+                r.indicateur.as_str(),
+                r.territoire_niveau.as_str(),
+                r.territoire.as_str()
+            ),
+            ("taux_dnp_115", "DEPARTEMENT", "93")
+        );
         assert_eq!(r.dimension, "");
         match (r.secret, r.valeur) {
             (true, v) => assert!(v.is_none()),
@@ -39,8 +46,22 @@ async fn dnp_rate_of_seine_saint_denis_has_one_value_per_month_of_2025() {
 async fn catalogue_lists_the_five_indicators_in_french() {
     let (status, body) = get("/api/v1/indicateurs").await;
     assert_eq!(status, 200);
-    let ids: Vec<_> = body.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["demandes_115", "dnp_115", "taux_dnp_115", "delai_attente_admission", "taux_occupation"]);
+    let ids: Vec<_> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "demandes_115",
+            "dnp_115",
+            "taux_dnp_115",
+            "delai_attente_admission",
+            "taux_occupation"
+        ]
+    );
     let u04 = &body[2];
     assert_eq!(u04["code"], "U04");
     assert_eq!(u04["libelle"], "Taux de demandes non pourvues");
@@ -51,8 +72,16 @@ async fn catalogue_lists_the_five_indicators_in_french() {
 async fn territories_are_the_simulated_departements_their_regions_and_france() {
     let (status, body) = get("/api/v1/territoires").await;
     assert_eq!(status, 200);
-    let codes: Vec<_> = body.as_array().unwrap().iter().map(|t| t["code"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(codes, ["FR", "R11", "R75", "R93", "D13", "D23", "D75", "D93"]);
+    let codes: Vec<_> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        codes,
+        ["FR", "R11", "R75", "R93", "D13", "D23", "D75", "D93"]
+    );
     assert_eq!(body[7]["libelle"], "93 – Seine-Saint-Denis");
 }
 
@@ -67,7 +96,11 @@ async fn creuse_hides_small_counts() {
             assert!(r.valeur.is_none() && r.numerateur.is_none());
         } else {
             let v = r.valeur.unwrap();
-            assert!(v == 0.0 || v >= 11.0, "{} : {v} publié sous le seuil", r.periode);
+            assert!(
+                v == 0.0 || v >= 11.0,
+                "{} : {v} publié sous le seuil",
+                r.periode
+            );
         }
     }
 }
@@ -76,13 +109,25 @@ async fn creuse_hides_small_counts() {
 async fn bad_requests_get_a_french_message() {
     let (status, body) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=X93").await;
     assert_eq!(status, 400);
-    assert!(body["erreur"].as_str().unwrap().contains("territoire"), "{body}");
+    assert!(
+        body["erreur"].as_str().unwrap().contains("territoire"),
+        "{body}"
+    );
     let (status, body) = get("/api/v1/indicateurs/inconnu/valeurs").await;
     assert_eq!(status, 404);
-    assert!(body["erreur"].as_str().unwrap().contains("indicateur inconnu"), "{body}");
+    assert!(
+        body["erreur"]
+            .as_str()
+            .unwrap()
+            .contains("indicateur inconnu"),
+        "{body}"
+    );
     let (status, body) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?du=2025-13-01").await;
     assert_eq!(status, 400);
-    assert!(body["erreur"].as_str().unwrap().contains("AAAA-MM-JJ"), "{body}");
+    assert!(
+        body["erreur"].as_str().unwrap().contains("AAAA-MM-JJ"),
+        "{body}"
+    );
     let (status, body) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?pas=DECENNIE").await;
     assert_eq!(status, 400, "{body}");
     let (status, _) = get("/api/v1/indicateurs/taux_dnp_115/valeurs?version=99").await;

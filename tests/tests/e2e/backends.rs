@@ -5,7 +5,9 @@ use operational::simulator::SimulationConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_and_sqlite_sources_give_identical_stats() {
-    let Some(pg) = PgDatabase::create("backends").await else { return };
+    let Some(pg) = PgDatabase::create("backends").await else {
+        return;
+    };
     let config = SimulationConfig {
         departements: vec!["93".into(), "23".into()],
         from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
@@ -15,12 +17,23 @@ async fn postgres_and_sqlite_sources_give_identical_stats() {
     let sqlite_dir = temp_dir("sqlite");
     let pg_dir = temp_dir("pg");
     let sqlite = sqlite_url(sqlite_dir.path());
-    observatoire::simulate(&sqlite, &config, false, |_, _, _| {}).await.unwrap();
-    observatoire::simulate(&pg.url, &config, false, |_, _, _| {}).await.unwrap();
+    observatoire::simulate(&sqlite, &config, false, |_, _, _| {})
+        .await
+        .unwrap();
+    observatoire::simulate(&pg.url, &config, false, |_, _, _| {})
+        .await
+        .unwrap();
     ingest_and_compute(&sqlite, sqlite_dir.path(), 11).await;
     ingest_and_compute(&pg.url, pg_dir.path(), 11).await;
     let key = |r: &dashboards_api::StatRow| {
-        (r.indicateur.clone(), r.code_territoire.clone(), r.pas.clone(), r.periode.clone(), r.dimension.clone(), r.modalite.clone())
+        (
+            r.indicateur.clone(),
+            r.code_territoire.clone(),
+            r.pas.clone(),
+            r.periode.clone(),
+            r.dimension.clone(),
+            r.modalite.clone(),
+        )
     };
     let strip = |mut rows: Vec<dashboards_api::StatRow>| {
         for r in &mut rows {
@@ -32,7 +45,11 @@ async fn postgres_and_sqlite_sources_give_identical_stats() {
     let a = strip(all_stats(sqlite_dir.path()).await);
     let b = strip(all_stats(pg_dir.path()).await);
     pg.drop_now().await;
-    assert_eq!(a.len(), 5 * 5 * 4, "5 indicators, D93 D23 R11 R75 FR, 3 months and 1 year");
+    assert_eq!(
+        a.len(),
+        5 * 5 * 4,
+        "5 indicators, D93 D23 R11 R75 FR, 3 months and 1 year"
+    );
     assert!(a.iter().any(|r| r.valeur.is_some_and(|v| v > 0.0)));
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
@@ -42,15 +59,24 @@ async fn postgres_and_sqlite_sources_give_identical_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_refuses_a_database_that_already_holds_data() {
-    let Some(pg) = PgDatabase::create("refuse").await else { return };
+    let Some(pg) = PgDatabase::create("refuse").await else {
+        return;
+    };
     let config = SimulationConfig {
         departements: vec!["23".into()],
         from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
         to: chrono::NaiveDate::from_ymd_opt(2025, 2, 1).unwrap(),
         seed: 1,
     };
-    observatoire::simulate(&pg.url, &config, false, |_, _, _| {}).await.unwrap();
-    let err = observatoire::simulate(&pg.url, &config, false, |_, _, _| {}).await.unwrap_err();
-    assert!(err.to_string().contains("contient déjà des données"), "{err}");
+    observatoire::simulate(&pg.url, &config, false, |_, _, _| {})
+        .await
+        .unwrap();
+    let err = observatoire::simulate(&pg.url, &config, false, |_, _, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("contient déjà des données"),
+        "{err}"
+    );
     pg.drop_now().await;
 }

@@ -14,10 +14,15 @@ fn in_ci() -> bool {
 #[test]
 fn dashboard_page_shows_the_api_values_for_seine_saint_denis() {
     let dir = repo_root().join("tests").join("browser");
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    let ready = std::path::Path::new(&chromium).exists() && dir.join("node_modules").join("playwright-core").exists();
+    let chromium =
+        std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let ready = std::path::Path::new(&chromium).exists()
+        && dir.join("node_modules").join("playwright-core").exists();
     if !ready {
-        assert!(!in_ci(), "Chromium ({chromium}) ou playwright-core (tests/browser/node_modules) absent en CI");
+        assert!(
+            !in_ci(),
+            "Chromium ({chromium}) ou playwright-core (tests/browser/node_modules) absent en CI"
+        );
         eprintln!("navigateur absent : test ignoré hors CI (lancez bash .ci/run pour l'installer)");
         return;
     }
@@ -33,7 +38,10 @@ fn dashboard_page_shows_the_api_values_for_seine_saint_denis() {
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("OK"), "{stdout}");
     assert!(screenshots.join("tableau-de-bord-d93.png").exists());
 }

@@ -30,17 +30,28 @@ pub fn demo() -> &'static DemoLake {
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
             runtime.block_on(async move {
-                observatoire::simulate(&url_for_thread, &SimulationConfig::default(), false, |_, _, _| {})
-                    .await
-                    .expect("simulation");
+                observatoire::simulate(
+                    &url_for_thread,
+                    &SimulationConfig::default(),
+                    false,
+                    |_, _, _| {},
+                )
+                .await
+                .expect("simulation");
                 ingest_and_compute(&url_for_thread, &data_for_thread, 11).await;
                 let lake = warehouse::Lake::new(&data_for_thread);
-                dashboards_api::serve(lake, "127.0.0.1:0".parse().unwrap(), |addr| tx.send(addr).unwrap())
-                    .await
-                    .expect("server");
+                dashboards_api::serve(lake, "127.0.0.1:0".parse().unwrap(), |addr| {
+                    tx.send(addr).unwrap()
+                })
+                .await
+                .expect("server");
             });
         });
         let server = rx.recv().expect("server started");
-        DemoLake { data, source_url: url, server }
+        DemoLake {
+            data,
+            source_url: url,
+            server,
+        }
     })
 }

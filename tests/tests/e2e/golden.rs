@@ -2,7 +2,9 @@
 //! source, ingested and computed with the secrecy threshold at 1, and each expected
 //! value (worked out by hand in the file) is compared with the published one.
 
-use observatoire_tests::{all_stats, ingest_and_compute, load_scenario, repo_root, sqlite_url, temp_dir, write_rows};
+use observatoire_tests::{
+    all_stats, ingest_and_compute, load_scenario, repo_root, sqlite_url, temp_dir, write_rows,
+};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9
@@ -11,7 +13,10 @@ fn close(a: f64, b: f64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_scenarios_match_hand_computed_values() {
     let dir = repo_root().join("tests").join("scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
     files.sort();
     assert!(!files.is_empty(), "no scenario in {}", dir.display());
@@ -35,10 +40,19 @@ async fn golden_scenarios_match_hand_computed_values() {
                         && r.dimension.is_empty()
                 })
                 .collect();
-            let label = format!("{} : {} {} {}", file.file_name().unwrap().to_string_lossy(), e.indicateur, e.territoire, e.periode);
+            let label = format!(
+                "{} : {} {} {}",
+                file.file_name().unwrap().to_string_lossy(),
+                e.indicateur,
+                e.territoire,
+                e.periode
+            );
             checked += 1;
             let [row] = found.as_slice() else {
-                failures.push(format!("{label} : {} lignes publiées au lieu d'une", found.len()));
+                failures.push(format!(
+                    "{label} : {} lignes publiées au lieu d'une",
+                    found.len()
+                ));
                 continue;
             };
             if row.secret {
@@ -52,20 +66,44 @@ async fn golden_scenarios_match_hand_computed_values() {
             if let Some(n) = e.numerateur
                 && !row.numerateur.is_some_and(|v| close(v, n))
             {
-                failures.push(format!("{label} : numérateur attendu {n}, publié {:?}", row.numerateur));
+                failures.push(format!(
+                    "{label} : numérateur attendu {n}, publié {:?}",
+                    row.numerateur
+                ));
             }
             if let Some(d) = e.denominateur
                 && !row.denominateur.is_some_and(|v| close(v, d))
             {
-                failures.push(format!("{label} : dénominateur attendu {d}, publié {:?}", row.denominateur));
+                failures.push(format!(
+                    "{label} : dénominateur attendu {d}, publié {:?}",
+                    row.denominateur
+                ));
             }
         }
         // Every published territory and period of the scenario is there, for every indicator.
-        let grid: std::collections::BTreeSet<_> =
-            rows.iter().map(|r| (r.indicateur.clone(), r.code_territoire.clone(), r.periode.clone())).collect();
-        assert_eq!(grid.len(), rows.len(), "{}: one row per indicator, territory and period", scenario.description);
+        let grid: std::collections::BTreeSet<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.indicateur.clone(),
+                    r.code_territoire.clone(),
+                    r.periode.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            grid.len(),
+            rows.len(),
+            "{}: one row per indicator, territory and period",
+            scenario.description
+        );
     }
-    assert!(failures.is_empty(), "{} écart(s) sur {checked} valeurs :\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} écart(s) sur {checked} valeurs :\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,14 +120,26 @@ async fn skeleton_scenario_publishes_the_expected_grid() {
     territories.sort();
     territories.dedup();
     assert_eq!(territories, ["D23", "D93", "FR", "R11", "R75"]);
-    let mut periods: Vec<_> = rows.iter().map(|r| (r.pas.clone(), r.periode.clone())).collect();
+    let mut periods: Vec<_> = rows
+        .iter()
+        .map(|r| (r.pas.clone(), r.periode.clone()))
+        .collect();
     periods.sort();
     periods.dedup();
-    let expected: Vec<(String, String)> = [("ANNEE", "2024"), ("ANNEE", "2025"), ("MOIS", "2024-12"), ("MOIS", "2025-01"), ("MOIS", "2025-02")]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+    let expected: Vec<(String, String)> = [
+        ("ANNEE", "2024"),
+        ("ANNEE", "2025"),
+        ("MOIS", "2024-12"),
+        ("MOIS", "2025-01"),
+        ("MOIS", "2025-02"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
     assert_eq!(periods, expected);
     assert_eq!(rows.len(), 5 * 5 * indicators::CATALOGUE.len());
-    assert!(rows.iter().all(|r| r.statut == "PROVISOIRE" && r.version == 1));
+    assert!(
+        rows.iter()
+            .all(|r| r.statut == "PROVISOIRE" && r.version == 1)
+    );
 }

@@ -56,7 +56,11 @@ async fn secrets_of_source(url: &str) -> Secrets {
     let limit = NaiveDate::from_ymd_opt(2016, 1, 1).unwrap();
     let mut birth_days = HashSet::new();
     let mut birth_texts = HashSet::new();
-    for row in sqlx::query("SELECT date_naissance FROM personne WHERE date_naissance IS NOT NULL").fetch_all(&pool).await.unwrap() {
+    for row in sqlx::query("SELECT date_naissance FROM personne WHERE date_naissance IS NOT NULL")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
         let text: String = row.get(0);
         let d = NaiveDate::parse_from_str(&text, "%Y-%m-%d").unwrap();
         if d < limit {
@@ -70,8 +74,16 @@ async fn secrets_of_source(url: &str) -> Secrets {
             ids.insert(row.get::<i64, _>(0));
         }
     }
-    assert!(strings.len() > 100 && birth_days.len() > 100 && ids.len() > 100, "the source has personal data to look for");
-    Secrets { strings, birth_days, birth_texts, ids }
+    assert!(
+        strings.len() > 100 && birth_days.len() > 100 && ids.len() > 100,
+        "the source has personal data to look for"
+    );
+    Secrets {
+        strings,
+        birth_days,
+        birth_texts,
+        ids,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,11 +98,23 @@ async fn lake_files_hold_no_personal_data() {
         let name = path.to_string_lossy();
         if name.ends_with(".parquet") {
             parquet_files += 1;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap().build().unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
             for batch in reader {
                 let batch = batch.unwrap();
                 for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                    for forbidden in ["nom", "prenom", "telephone", "email", "texte", "auteur", "date_naissance"] {
+                    for forbidden in [
+                        "nom",
+                        "prenom",
+                        "telephone",
+                        "email",
+                        "texte",
+                        "auteur",
+                        "date_naissance",
+                    ] {
                         assert_ne!(field.name(), forbidden, "{name}");
                     }
                     match field.data_type() {
@@ -106,7 +130,10 @@ async fn lake_files_hold_no_personal_data() {
                             for v in column.as_primitive::<Date32Type>().iter().flatten() {
                                 values_checked += 1;
                                 if secrets.birth_days.contains(&v) {
-                                    leaks.push(format!("{name} {} : date de naissance", field.name()));
+                                    leaks.push(format!(
+                                        "{name} {} : date de naissance",
+                                        field.name()
+                                    ));
                                 }
                             }
                         }
@@ -114,7 +141,10 @@ async fn lake_files_hold_no_personal_data() {
                             for v in column.as_primitive::<Int64Type>().iter().flatten() {
                                 values_checked += 1;
                                 if secrets.ids.contains(&v) {
-                                    leaks.push(format!("{name} {} : identifiant de personne ou de ménage {v}", field.name()));
+                                    leaks.push(format!(
+                                        "{name} {} : identifiant de personne ou de ménage {v}",
+                                        field.name()
+                                    ));
                                 }
                             }
                         }
@@ -140,11 +170,21 @@ async fn lake_files_hold_no_personal_data() {
             }
         }
     }
-    assert!(parquet_files >= 12 && log_files >= 12, "{parquet_files} Parquet, {log_files} journaux");
+    assert!(
+        parquet_files >= 12 && log_files >= 12,
+        "{parquet_files} Parquet, {log_files} journaux"
+    );
     assert!(values_checked > 100_000, "{values_checked} values read");
-    assert!(leaks.is_empty(), "données personnelles dans le lac :\n{}", leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "données personnelles dans le lac :\n{}",
+        leaks.join("\n")
+    );
     // The key is outside the lake.
-    assert!(all.iter().all(|p| !p.to_string_lossy().contains("pseudonymisation.key")));
+    assert!(
+        all.iter()
+            .all(|p| !p.to_string_lossy().contains("pseudonymisation.key"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,11 +200,23 @@ async fn detail_zone_links_persons_only_through_pseudonyms() {
     let b = &batches[0];
     let value = |i: usize| observatoire_tests::ints(b.column(i))[0].unwrap();
     let (n, p) = (value(0), value(1));
-    assert!(n > 10_000 && p > 1_000, "joins on pseudonyms work: {n} rows, {p} persons");
+    assert!(
+        n > 10_000 && p > 1_000,
+        "joins on pseudonyms work: {n} rows, {p} persons"
+    );
     assert_eq!((value(2), value(3)), (32, 32), "pseudonyms are 128-bit hex");
     // Requests' persons: every row carries an age band, never a birth date.
-    let bands = observatoire::sql(&demo.data, "SELECT DISTINCT tranche_age FROM demande_personne ORDER BY 1").await.unwrap();
-    let list: Vec<String> = bands.iter().flat_map(|b| observatoire_tests::strings(b.column(0))).flatten().collect();
+    let bands = observatoire::sql(
+        &demo.data,
+        "SELECT DISTINCT tranche_age FROM demande_personne ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    let list: Vec<String> = bands
+        .iter()
+        .flat_map(|b| observatoire_tests::strings(b.column(0)))
+        .flatten()
+        .collect();
     for band in &list {
         assert!(anonymize::AGE_BANDS.contains(&band.as_str()), "{band}");
     }

@@ -14,7 +14,11 @@ async fn dnp_rate_matches_plain_sql_on_the_source() {
     // The plain SQL below takes the month from the stored text: check first that every
     // timestamp is written with the Paris offset of its instant, so that its text is the
     // Paris local time.
-    for row in sqlx::query("SELECT date_demande FROM demande").fetch_all(&pool).await.unwrap() {
+    for row in sqlx::query("SELECT date_demande FROM demande")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
         let text: String = row.get(0);
         let t = DateTime::parse_from_rfc3339(&text).unwrap();
         assert_eq!(
@@ -41,17 +45,27 @@ async fn dnp_rate_matches_plain_sql_on_the_source() {
     for dep in ["75", "93", "13", "23"] {
         for m in 1..=12 {
             let month = format!("2025-{m:02}");
-            let (_, _, dnp, decided) =
-                expected.iter().find(|e| e.0 == dep && e.1 == month).cloned().unwrap_or((dep.into(), month.clone(), 0, 0));
+            let (_, _, dnp, decided) = expected
+                .iter()
+                .find(|e| e.0 == dep && e.1 == month)
+                .cloned()
+                .unwrap_or((dep.into(), month.clone(), 0, 0));
             let row = rows
                 .iter()
-                .find(|r| r.indicateur == "taux_dnp_115" && r.code_territoire == format!("D{dep}") && r.periode == month)
+                .find(|r| {
+                    r.indicateur == "taux_dnp_115"
+                        && r.code_territoire == format!("D{dep}")
+                        && r.periode == month
+                })
                 .unwrap_or_else(|| panic!("D{dep} {month} absent"));
             if row.secret {
                 continue;
             }
             let published = row.valeur.expect("a decided request exists every month");
-            assert!((published - dnp as f64 / decided as f64).abs() < 1e-9, "D{dep} {month}: {published} vs {dnp}/{decided}");
+            assert!(
+                (published - dnp as f64 / decided as f64).abs() < 1e-9,
+                "D{dep} {month}: {published} vs {dnp}/{decided}"
+            );
             compared += 1;
         }
     }
