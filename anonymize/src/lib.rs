@@ -291,17 +291,6 @@ pub enum AnonymizeError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
-
-fn from_days(days: i32) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_CE_DAYS)
-        .expect("date within chrono's range")
-}
-
-fn to_days(d: NaiveDate) -> i32 {
-    d.num_days_from_ce() - UNIX_EPOCH_CE_DAYS
-}
-
 fn paris_date(micros: i64) -> NaiveDate {
     DateTime::from_timestamp_micros(micros)
         .expect("timestamp within range")
@@ -379,7 +368,7 @@ impl DetailBuilder {
                             .ok_or_else(|| self.type_error(name, field.name()))?;
                         let dates: Date32Array = ts
                             .iter()
-                            .map(|t| t.map(|t| to_days(paris_date(t))))
+                            .map(|t| t.map(|t| Date32Type::from_naive_date(paris_date(t))))
                             .collect();
                         fields.push(Field::new(field.name(), DataType::Date32, true));
                         columns.push(Arc::new(dates));
@@ -420,7 +409,7 @@ impl DetailBuilder {
                         .map(|(p, d)| {
                             Some(age_band(
                                 p.and_then(|p| births.get(&p).copied().flatten()),
-                                from_days(d?),
+                                Date32Type::to_naive_date_opt(d?)?,
                             ))
                         })
                         .collect();
@@ -476,7 +465,7 @@ impl DetailBuilder {
         Ok(ids
             .iter()
             .zip(births.iter())
-            .filter_map(|(id, b)| Some((id?, b.map(from_days))))
+            .filter_map(|(id, b)| Some((id?, b.and_then(Date32Type::to_naive_date_opt))))
             .collect())
     }
 }

@@ -230,12 +230,18 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
         filter = filter.and(col("pas").eq(lit(pas.clone())));
     }
     if let Some(du) = q.du {
-        filter = filter
-            .and(col("debut").gt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(du))))));
+        filter = filter.and(
+            col("debut").gt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(
+                Date32Type::from_naive_date(du),
+            )))),
+        );
     }
     if let Some(au) = q.au {
-        filter = filter
-            .and(col("fin").lt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(au))))));
+        filter = filter.and(
+            col("fin").lt_eq(lit(datafusion::scalar::ScalarValue::Date32(Some(
+                Date32Type::from_naive_date(au),
+            )))),
+        );
     }
     let keys = [
         "indicateur",
@@ -272,14 +278,6 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
         rows.extend(rows_of(b));
     }
     Ok(rows)
-}
-
-fn days(d: NaiveDate) -> i32 {
-    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
-}
-
-fn date_of(days: i32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(days.into())
 }
 
 /// Converts a batch of the stats table's shape into rows.
@@ -336,8 +334,8 @@ pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
             code_territoire: territory_code(niv.value(i), ter.value(i)),
             pas: pas.value(i).to_owned(),
             periode: per.value(i).to_owned(),
-            debut: date_of(debut.value(i)),
-            fin: date_of(fin.value(i)),
+            debut: Date32Type::to_naive_date_opt(debut.value(i)).unwrap_or_default(),
+            fin: Date32Type::to_naive_date_opt(fin.value(i)).unwrap_or_default(),
             dimension: dim.value(i).to_owned(),
             modalite: moda.value(i).to_owned(),
             valeur: opt(&valeur, i),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{cast, concat_batches};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -48,16 +48,6 @@ impl From<datafusion::error::DataFusionError> for ComputeError {
 }
 
 pub type Result<T, E = ComputeError> = std::result::Result<T, E>;
-
-const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
-
-fn to_days(d: NaiveDate) -> i32 {
-    d.num_days_from_ce() - UNIX_EPOCH_CE_DAYS
-}
-
-fn from_days(days: i32) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_CE_DAYS).expect("date in range")
-}
 
 /// One published period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,7 +238,10 @@ async fn observed_bounds(ctx: &SessionContext) -> Result<Option<(NaiveDate, Naiv
     let d1 = batch.column(1).as_any().downcast_ref::<Date32Array>();
     match (d0, d1) {
         (Some(a), Some(b)) if batch.num_rows() == 1 && !arrow::array::Array::is_null(a, 0) => {
-            Ok(Some((from_days(a.value(0)), from_days(b.value(0)))))
+            Ok(Some((
+                Date32Type::to_naive_date_opt(a.value(0)).expect("date within range"),
+                Date32Type::to_naive_date_opt(b.value(0)).expect("date within range"),
+            )))
         }
         _ => Ok(None),
     }
@@ -323,16 +316,24 @@ async fn register_periods(
                 list.iter().map(|p| p.label.clone()).collect::<Vec<_>>(),
             )),
             Arc::new(Date32Array::from(
-                list.iter().map(|p| to_days(p.debut)).collect::<Vec<_>>(),
+                list.iter()
+                    .map(|p| Date32Type::from_naive_date(p.debut))
+                    .collect::<Vec<_>>(),
             )),
             Arc::new(Date32Array::from(
-                list.iter().map(|p| to_days(p.fin)).collect::<Vec<_>>(),
+                list.iter()
+                    .map(|p| Date32Type::from_naive_date(p.fin))
+                    .collect::<Vec<_>>(),
             )),
             Arc::new(Date32Array::from(
-                list.iter().map(|p| to_days(obs(p).0)).collect::<Vec<_>>(),
+                list.iter()
+                    .map(|p| Date32Type::from_naive_date(obs(p).0))
+                    .collect::<Vec<_>>(),
             )),
             Arc::new(Date32Array::from(
-                list.iter().map(|p| to_days(obs(p).1)).collect::<Vec<_>>(),
+                list.iter()
+                    .map(|p| Date32Type::from_naive_date(obs(p).1))
+                    .collect::<Vec<_>>(),
             )),
             Arc::new(Int64Array::from(
                 list.iter()
@@ -454,11 +455,5 @@ mod tests {
         );
         assert_eq!(p[0].fin, d(2025, 1, 1));
         assert_eq!(p[4].fin, d(2026, 1, 1));
-    }
-
-    #[test]
-    fn days_round_trip() {
-        assert_eq!(from_days(to_days(d(2025, 3, 14))), d(2025, 3, 14));
-        assert_eq!(to_days(d(1970, 1, 1)), 0);
     }
 }

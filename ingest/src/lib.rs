@@ -18,7 +18,7 @@ use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
@@ -45,8 +45,6 @@ pub const TABLES_READ: &[&str] = &[
 ];
 
 const BATCH_ROWS: usize = 65_536;
-/// Days between 0001-01-01 (chrono's CE day 1) and 1970-01-01.
-const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -170,10 +168,6 @@ impl ColumnBuilder {
     }
 }
 
-fn date_days(d: NaiveDate) -> i32 {
-    chrono::Datelike::num_days_from_ce(&d) - UNIX_EPOCH_CE_DAYS
-}
-
 /// Parses a SQLite timestamp: RFC 3339 with its offset (`2025-01-10T10:00:00+01:00`);
 /// the space-separated form SQLite itself writes is accepted too.
 fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
@@ -265,7 +259,7 @@ impl TableReader {
                         row.try_get(i).map_err(|_| err("date AAAA-MM-JJ"))?;
                     let days = match text.as_deref() {
                         None => None,
-                        Some(t) => Some(date_days(
+                        Some(t) => Some(Date32Type::from_naive_date(
                             NaiveDate::parse_from_str(t, "%Y-%m-%d")
                                 .map_err(|_| err("date AAAA-MM-JJ"))?,
                         )),
@@ -315,7 +309,7 @@ impl TableReader {
                 ColumnBuilder::Date(b) => b.append_option(
                     row.try_get::<Option<NaiveDate>, _>(i)
                         .map_err(|_| err("date"))?
-                        .map(date_days),
+                        .map(Date32Type::from_naive_date),
                 ),
                 ColumnBuilder::Timestamp(b) => b.append_option(
                     row.try_get::<Option<DateTime<Utc>>, _>(i)
@@ -424,10 +418,5 @@ mod tests {
         let t = parse_timestamp("2025-01-31T23:30:00+00:00").unwrap();
         assert_eq!(t, parse_timestamp("2025-02-01T00:30:00+01:00").unwrap());
         assert!(parse_timestamp("31/01/2025").is_none());
-    }
-
-    #[test]
-    fn dates_count_days_from_1970() {
-        assert_eq!(date_days(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()), 1);
     }
 }

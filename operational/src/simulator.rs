@@ -267,6 +267,18 @@ struct Household {
     housed: bool,
 }
 
+/// A stay to write: `persons` places from `entree` (included) to `sortie` (excluded).
+struct Stay {
+    menage: i64,
+    demande: Option<i64>,
+    orientation: Option<i64>,
+    persons: i64,
+    entree: NaiveDate,
+    sortie: NaiveDate,
+    motif: &'static str,
+    renews: Option<i64>,
+}
+
 struct PlaceGroup {
     id: i64,
     dispositif_id: i64,
@@ -304,6 +316,38 @@ impl PlaceGroup {
         (0..max)
             .take_while(|&k| self.free_over(from, start + Duration::days(k), 1) >= size)
             .count() as i64
+    }
+
+    /// Writes a stay in this group and takes its places. A stay ending on or after the
+    /// end of the interval is still open: its exit date and motif are not known yet.
+    fn admit(
+        &mut self,
+        data: &mut Dataset,
+        ids: &mut Ids,
+        (from, to): (NaiveDate, NaiveDate),
+        stay: Stay,
+    ) -> i64 {
+        self.occupy(from, stay.entree, stay.sortie.min(to), stay.persons);
+        let id = ids.next("prise_en_charge");
+        let known_sortie = (stay.sortie < to).then_some(stay.sortie);
+        data.push(
+            "prise_en_charge",
+            vec![
+                id.into(),
+                stay.menage.into(),
+                Value::from(stay.demande),
+                Value::from(stay.orientation),
+                self.dispositif_id.into(),
+                self.id.into(),
+                Value::Int(stay.persons),
+                stay.entree.into(),
+                Value::from(known_sortie),
+                Value::from(known_sortie.map(|_| stay.motif)),
+                Value::from(stay.renews),
+                stamp(stay.entree),
+            ],
+        );
+        id
     }
 
     fn occupy(&mut self, from: NaiveDate, start: NaiveDate, end: NaiveDate, n: i64) {
@@ -659,26 +703,21 @@ fn simulate_departement(
             let h = create_household(rng, ids, data, dep, created, (created, created));
             let size = (h.persons.len() as i64).min(g.places - filled);
             let sortie = from + Duration::days(rng.random_range(1..600));
-            let known_sortie = (sortie < to).then_some(sortie);
-            g.occupy(from, from, sortie.min(to), size);
-            let sid = ids.next("prise_en_charge");
-            let motif = known_sortie.map(|_| exit_motif(rng));
-            data.push(
-                "prise_en_charge",
-                vec![
-                    sid.into(),
-                    h.id.into(),
-                    Value::Null,
-                    Value::Null,
-                    g.dispositif_id.into(),
-                    g.id.into(),
-                    Value::Int(size),
-                    from.into(),
-                    Value::from(known_sortie),
-                    Value::from(motif),
-                    Value::Null,
-                    stamp(from),
-                ],
+            let motif = exit_motif(rng);
+            g.admit(
+                data,
+                ids,
+                (from, to),
+                Stay {
+                    menage: h.id,
+                    demande: None,
+                    orientation: None,
+                    persons: size,
+                    entree: from,
+                    sortie,
+                    motif,
+                    renews: None,
+                },
             );
             filled += size;
         }
@@ -820,26 +859,21 @@ fn simulate_departement(
                     );
                     if statut == "ACCEPTEE" {
                         let sortie = reponse + Duration::days(stay_nights);
-                        let known_sortie = (sortie < to).then_some(sortie);
-                        g.occupy(from, reponse, sortie.min(to), size);
-                        let sid = ids.next("prise_en_charge");
-                        let motif_sortie = known_sortie.map(|_| exit_motif(rng));
-                        data.push(
-                            "prise_en_charge",
-                            vec![
-                                sid.into(),
-                                h.id.into(),
-                                did.into(),
-                                oid.into(),
-                                g.dispositif_id.into(),
-                                g.id.into(),
-                                Value::Int(size),
-                                reponse.into(),
-                                Value::from(known_sortie),
-                                Value::from(motif_sortie),
-                                Value::Null,
-                                stamp(reponse),
-                            ],
+                        let motif = exit_motif(rng);
+                        g.admit(
+                            data,
+                            ids,
+                            (from, to),
+                            Stay {
+                                menage: h.id,
+                                demande: Some(did),
+                                orientation: Some(oid),
+                                persons: size,
+                                entree: reponse,
+                                sortie,
+                                motif,
+                                renews: None,
+                            },
                         );
                         // The request is met at admission; the household leaves the 115.
                         set_request_outcome(
@@ -948,25 +982,21 @@ fn simulate_departement(
                         break;
                     }
                     let sortie = entree + Duration::days(free.max(1));
-                    g.occupy(from, entree, sortie.min(to), size);
-                    let sid = ids.next("prise_en_charge");
-                    let known_sortie = (sortie < to).then_some(sortie);
-                    data.push(
-                        "prise_en_charge",
-                        vec![
-                            sid.into(),
-                            h.id.into(),
-                            if first { Value::Int(did) } else { Value::Null },
-                            Value::Null,
-                            g.dispositif_id.into(),
-                            g.id.into(),
-                            Value::Int(size),
-                            entree.into(),
-                            Value::from(known_sortie),
-                            Value::from(known_sortie.map(|_| "FIN_NUITEE_115")),
-                            Value::from(previous),
-                            stamp(entree),
-                        ],
+                    let demande = if first { Some(did) } else { None };
+                    let sid = g.admit(
+                        data,
+                        ids,
+                        (from, to),
+                        Stay {
+                            menage: h.id,
+                            demande,
+                            orientation: None,
+                            persons: size,
+                            entree,
+                            sortie,
+                            motif: "FIN_NUITEE_115",
+                            renews: previous,
+                        },
                     );
                     h.sheltered_until = Some(sortie);
                     if sortie >= to

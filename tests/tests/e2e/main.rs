@@ -3,8 +3,10 @@
 
 mod api;
 mod backends;
+mod bad_input;
 mod browser;
 mod fixture;
 mod golden;
 mod privacy;
+mod schema;
 mod u04_plain_sql;

@@ -1,0 +1,144 @@
+//! Bad input gets a clear error naming the problem, and nothing stored is lost:
+//! a missing source, a malformed row, another key, a compute before any ingest, SQL
+//! that tries to write.
+
+use observatoire_tests::{
+    TEST_KEY_HEX, install_test_key, load_scenario, repo_root, sqlite_url, temp_dir, write_rows,
+};
+
+async fn skeleton_source(dir: &std::path::Path) -> String {
+    let scenario = load_scenario(&repo_root().join("tests/scenarios/squelette.toml")).unwrap();
+    let url = sqlite_url(dir);
+    let source = operational::Source::create(&url).await.unwrap();
+    write_rows(&source, &scenario.tables).await;
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_sqlite_source_is_named() {
+    let dir = temp_dir("missing");
+    install_test_key(dir.path());
+    let url = format!("sqlite://{}", dir.path().join("absente.db").display());
+    let err = observatoire::ingest(&url, dir.path(), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("absente.db") && err.contains("n'existe pas"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("absente.db").exists(),
+        "ingest never creates a source"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_date_is_reported_and_the_previous_run_stays_in_force() {
+    let dir = temp_dir("malformed");
+    let url = skeleton_source(dir.path()).await;
+    install_test_key(dir.path());
+    let first = observatoire::ingest(&url, dir.path(), |_| {})
+        .await
+        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE prise_en_charge SET date_entree = '10/02/2025' WHERE id = 8")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = observatoire::ingest(&url, dir.path(), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("prise_en_charge") && err.contains("id=8") && err.contains("date_entree"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("10/02/2025"),
+        "the value itself is not echoed: {err}"
+    );
+    let lake = warehouse::Lake::new(dir.path());
+    assert_eq!(
+        lake.latest_run().unwrap().unwrap(),
+        first,
+        "the previous run stays in force"
+    );
+    let release = observatoire::compute(dir.path(), 1, |_| {}).await.unwrap();
+    assert_eq!(release.run, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_key_is_refused_and_the_lake_is_untouched() {
+    let dir = temp_dir("key");
+    let url = skeleton_source(dir.path()).await;
+    install_test_key(dir.path());
+    let first = observatoire::ingest(&url, dir.path(), |_| {})
+        .await
+        .unwrap();
+    let key_file = observatoire::key_path(dir.path());
+    std::fs::write(&key_file, "ff".repeat(32)).unwrap();
+    let err = observatoire::ingest(&url, dir.path(), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("n'est pas celle du lac"), "{err}");
+    assert!(
+        !err.contains(&"ff".repeat(32)),
+        "the key never appears in a message"
+    );
+    let lake = warehouse::Lake::new(dir.path());
+    assert_eq!(lake.latest_run().unwrap().unwrap(), first);
+    // With the original key back, ingest works again.
+    std::fs::write(&key_file, TEST_KEY_HEX).unwrap();
+    assert_eq!(
+        observatoire::ingest(&url, dir.path(), |_| {})
+            .await
+            .unwrap()
+            .run,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compute_before_any_ingest_says_what_to_do() {
+    let dir = temp_dir("noingest");
+    let err = observatoire::compute(dir.path(), 11, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("observatoire ingest"), "{err}");
+    let err = observatoire::compute(dir.path(), 0, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_is_read_only() {
+    let dir = temp_dir("sql");
+    let url = skeleton_source(dir.path()).await;
+    observatoire_tests::ingest_and_compute(&url, dir.path(), 1).await;
+    for statement in [
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO demande SELECT * FROM demande",
+        "DROP TABLE demande",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let err = observatoire::sql(dir.path(), statement)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refusée ou invalide"), "{statement}: {err}");
+    }
+    let err = observatoire::sql(dir.path(), "SELECT * FROM table_absente")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("table_absente"), "{err}");
+    let ok = observatoire::sql(dir.path(), "SELECT COUNT(*) FROM demande")
+        .await
+        .unwrap();
+    assert_eq!(observatoire_tests::ints(ok[0].column(0))[0], Some(13));
+}
