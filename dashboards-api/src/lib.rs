@@ -4,6 +4,8 @@
 //! - `GET /health`: liveness and the latest release;
 //! - `GET /api/v1/indicateurs`: the catalogue (French labels and definitions);
 //! - `GET /api/v1/territoires`: the published territories with their names;
+//! - `GET /api/v1/publications`: the releases (number, ingest run, catalogue version,
+//!   secrecy threshold, time);
 //! - `GET /api/v1/indicateurs/{id}/valeurs?territoire=D93&pas=MOIS&du=…&au=…[&dimension=…]`:
 //!   the current figures (highest recorded release per key), in the stats table's shape;
 //! - `GET /`: the dashboard page; `GET /assets/…`: vendored DSFR and Chart.js, embedded in
@@ -96,6 +98,7 @@ pub fn router(lake: Lake) -> Router {
         .route("/health", get(health))
         .route("/api/v1/indicateurs", get(catalogue))
         .route("/api/v1/territoires", get(territoires))
+        .route("/api/v1/publications", get(publications))
         .route("/api/v1/indicateurs/{id}/valeurs", get(valeurs))
         .route("/assets/{*path}", get(assets::serve))
         .fallback(not_found)
@@ -152,6 +155,12 @@ async fn health(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
         statut: "ok",
         version,
     }))
+}
+
+async fn publications(
+    State(state): State<AppState>,
+) -> Result<axum::Json<Vec<values::Publication>>, ApiError> {
+    Ok(axum::Json(values::publications(&state.lake).await?))
 }
 
 async fn catalogue() -> impl IntoResponse {

@@ -168,6 +168,69 @@ pub async fn latest_release(lake: &Lake) -> Result<Option<i64>, String> {
     }))
 }
 
+/// One release of the statistical base.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Publication {
+    pub version: i64,
+    pub ingestion: i64,
+    pub catalogue: String,
+    pub seuil_secret: i64,
+    pub calculee_le: String,
+    pub lignes: i64,
+}
+
+/// Every recorded release, latest first.
+pub async fn publications(lake: &Lake) -> Result<Vec<Publication>, ApiError> {
+    let ctx = stats_session(lake).await?;
+    let batches = ctx
+        .table("releases")
+        .await
+        .and_then(|t| t.sort(vec![col("version").sort(false, false)]))
+        .map_err(ApiError::internal)?
+        .collect()
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let int = |name: &str| {
+            arrow::compute::cast(
+                b.column_by_name(name).expect("releases column"),
+                &arrow::datatypes::DataType::Int64,
+            )
+            .expect("integer column")
+            .as_primitive::<Int64Type>()
+            .clone()
+        };
+        let text = |name: &str| {
+            arrow::compute::cast(
+                b.column_by_name(name).expect("releases column"),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .expect("text column")
+            .as_string::<i32>()
+            .clone()
+        };
+        let (version, run, seuil, lignes) = (
+            int("version"),
+            int("run"),
+            int("seuil_secret"),
+            int("lignes"),
+        );
+        let (catalogue, quand) = (text("catalogue"), text("calculee_le"));
+        for i in 0..b.num_rows() {
+            out.push(Publication {
+                version: version.value(i),
+                ingestion: run.value(i),
+                catalogue: catalogue.value(i).to_owned(),
+                seuil_secret: seuil.value(i),
+                calculee_le: quand.value(i).to_owned(),
+                lignes: lignes.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The published territories of the latest release, FR first, then régions, then départements.
 pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>, ApiError> {
     let ctx = stats_session(lake).await?;

@@ -29,6 +29,7 @@
   var catalogue = [];
   var territoires = [];
   var chart = null;
+  var publication = null;
 
   function lireJson(url) {
     return fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
@@ -163,14 +164,19 @@
       els.corps.appendChild(tr);
     });
     var version = lignes.length ? lignes[0].version : null;
-    els.publication.textContent = version ? "Publication n° " + version + " ; valeurs provisoires tant que le mois n'est pas clos." : "Aucune valeur publiée pour ce choix.";
+    var quand = publication ? " du " + new Date(publication.calculee_le).toLocaleString("fr-FR", { dateStyle: "long", timeStyle: "short" }) : "";
+    els.publication.textContent = version ? "Publication n° " + version + quand + " ; valeurs provisoires tant que le mois n'est pas clos." : "Aucune valeur publiée pour ce choix.";
     document.body.dataset.pret = "oui";
   }
 
   function demarrer() {
-    Promise.all([lireJson("/api/v1/indicateurs"), lireJson("/api/v1/territoires")]).then(function (r) {
+    Promise.all([lireJson("/api/v1/indicateurs"), lireJson("/api/v1/territoires"), lireJson("/api/v1/publications")]).then(function (r) {
       catalogue = r[0];
       territoires = r[1];
+      if (r[2].length) {
+        publication = r[2][0];
+        document.getElementById("seuil").textContent = String(publication.seuil_secret);
+      }
       catalogue.forEach(function (i) { option(els.indicateur, i.id, i.code + " – " + i.libelle); });
       territoires.forEach(function (t) { option(els.territoire, t.code, t.libelle); });
       var p = parametres();

@@ -136,3 +136,17 @@ async fn bad_requests_get_a_french_message() {
     assert_eq!(status, 200);
     assert_eq!(body["statut"], "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_record_the_release_and_its_threshold() {
+    let (status, body) = get("/api/v1/publications").await;
+    assert_eq!(status, 200);
+    let list = body.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["version"], 1);
+    assert_eq!(list[0]["ingestion"], 1);
+    assert_eq!(list[0]["seuil_secret"], 11);
+    assert_eq!(list[0]["catalogue"], indicators::CATALOGUE_VERSION);
+    // 4 départements, 3 régions and FR; 12 months and 1 year; 5 indicators.
+    assert_eq!(list[0]["lignes"], 8 * 13 * 5);
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use observatoire_tests::{ingest_and_compute, sqlite_url, temp_dir};
+use observatoire_tests::{ingest_and_compute, sqlite_url};
 use operational::simulator::SimulationConfig;
 
 pub struct DemoLake {
@@ -19,10 +19,11 @@ static DEMO: OnceLock<DemoLake> = OnceLock::new();
 /// The demo lake and a server over it, built on first use.
 pub fn demo() -> &'static DemoLake {
     DEMO.get_or_init(|| {
-        let dir = temp_dir("demo");
-        let data = dir.path().to_owned();
-        // Kept for the whole test process.
-        std::mem::forget(dir);
+        // One folder reused by every run (replaced at the start), so that runs do not
+        // pile demo lakes up in the temporary directory.
+        let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-lake");
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).expect("demo folder");
         let url = sqlite_url(&data);
         let (tx, rx) = std::sync::mpsc::channel();
         let data_for_thread = data.clone();
