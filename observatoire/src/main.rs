@@ -163,13 +163,9 @@ async fn run_simulate(url: &str, config: &SimulationConfig, replace: bool) -> Re
 }
 
 async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {
-    let (_, created) = observatoire::load_key(data)?;
-    if created {
-        println!(
-            "Clé de pseudonymisation créée : {} (droits 0600). Conservez-la hors du lac : sans elle, les pseudonymes ne peuvent plus être prolongés.",
-            observatoire::key_path(data).display()
-        );
-    }
+    // The key is created by the ingest itself, once the source has been opened: a
+    // mistyped source URL leaves nothing behind.
+    let key_existed = observatoire::key_path(data).exists();
     let pb = bar((ingest::TABLES_READ.len() * 2) as u64, "ingestion");
     let manifest = observatoire::ingest(url, data, |table| {
         pb.inc(1);
@@ -177,6 +173,12 @@ async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {
     })
     .await?;
     pb.finish_and_clear();
+    if !key_existed && observatoire::key_path(data).exists() {
+        println!(
+            "Clé de pseudonymisation créée : {} (droits 0600). Conservez-la hors du lac : sans elle, les pseudonymes ne peuvent plus être prolongés.",
+            observatoire::key_path(data).display()
+        );
+    }
     let rows: u64 = manifest.rows.values().sum();
     println!(
         "Ingestion n° {} terminée : {} tables, {} lignes dans la zone détail ({}).",

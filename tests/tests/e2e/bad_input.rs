@@ -17,7 +17,6 @@ async fn skeleton_source(dir: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_sqlite_source_is_named() {
     let dir = temp_dir("missing");
-    install_test_key(dir.path());
     let url = format!("sqlite://{}", dir.path().join("absente.db").display());
     let err = observatoire::ingest(&url, dir.path(), |_| {})
         .await
