@@ -192,24 +192,8 @@ pub async fn publications(lake: &Lake) -> Result<Vec<Publication>, ApiError> {
         .map_err(ApiError::internal)?;
     let mut out = Vec::new();
     for b in &batches {
-        let int = |name: &str| {
-            arrow::compute::cast(
-                b.column_by_name(name).expect("releases column"),
-                &arrow::datatypes::DataType::Int64,
-            )
-            .expect("integer column")
-            .as_primitive::<Int64Type>()
-            .clone()
-        };
-        let text = |name: &str| {
-            arrow::compute::cast(
-                b.column_by_name(name).expect("releases column"),
-                &arrow::datatypes::DataType::Utf8,
-            )
-            .expect("text column")
-            .as_string::<i32>()
-            .clone()
-        };
+        let int = |name: &str| int_column(b, name);
+        let text = |name: &str| text_column(b, name);
         let (version, run, seuil, lignes) = (
             int("version"),
             int("run"),
@@ -343,16 +327,27 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
     Ok(rows)
 }
 
+/// A text column as Utf8 (strings may come back from Parquet as Utf8View).
+fn text_column(b: &RecordBatch, name: &str) -> arrow::array::StringArray {
+    let column = b.column_by_name(name).expect("declared column");
+    arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+        .expect("text column")
+        .as_string::<i32>()
+        .clone()
+}
+
+/// An integer column as Int64.
+fn int_column(b: &RecordBatch, name: &str) -> arrow::array::Int64Array {
+    let column = b.column_by_name(name).expect("declared column");
+    arrow::compute::cast(column, &arrow::datatypes::DataType::Int64)
+        .expect("integer column")
+        .as_primitive::<Int64Type>()
+        .clone()
+}
+
 /// Converts a batch of the stats table's shape into rows.
 pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
-    // Strings may come back as Utf8View from Parquet: normalise to Utf8.
-    let s = |name: &str| {
-        let column = b.column_by_name(name).expect("stats column");
-        arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
-            .expect("string column")
-            .as_string::<i32>()
-            .clone()
-    };
+    let s = |name: &str| text_column(b, name);
     let f = |name: &str| {
         b.column_by_name(name)
             .expect("stats column")

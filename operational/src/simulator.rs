@@ -552,92 +552,78 @@ fn simulate_departement(
         }
     };
 
-    let u = profile.urgence_places;
-    add_dispositif(
-        rng,
-        ids,
-        data,
-        &mut groups,
-        "HEBERGEMENT",
-        "HORS_CHRS",
-        "URGENCE",
-        ADULT_COMPOSITIONS,
-        u * 45 / 100,
-        u / 6,
-    );
-    add_dispositif(
-        rng,
-        ids,
-        data,
-        &mut groups,
-        "HEBERGEMENT",
-        "HORS_CHRS",
-        "URGENCE",
-        ALL_COMPOSITIONS,
-        u * 20 / 100,
-        u / 10,
-    );
-    add_dispositif(
-        rng,
-        ids,
-        data,
-        &mut groups,
-        "HEBERGEMENT",
-        "HOTEL",
-        "URGENCE",
-        FAMILY_COMPOSITIONS,
-        u * 35 / 100,
-        0,
-    );
-    add_dispositif(
-        rng,
-        ids,
-        data,
-        &mut groups,
-        "VEILLE_SOCIALE",
-        "HALTE_NUIT",
-        "URGENCE",
-        ADULT_COMPOSITIONS,
-        10,
-        0,
-    );
-    let i = profile.insertion_places;
-    add_dispositif(
-        rng,
-        ids,
-        data,
-        &mut groups,
-        "HEBERGEMENT",
-        "CHRS",
-        "INSERTION",
-        ALL_COMPOSITIONS,
-        i * 50 / 100,
-        0,
-    );
-    add_dispositif(
-        rng,
-        ids,
-        data,
-        &mut groups,
-        "LOGEMENT_ADAPTE",
-        "PENSION_FAMILLE",
-        "INSERTION",
-        ADULT_COMPOSITIONS,
-        i * 20 / 100,
-        0,
-    );
-    add_dispositif(
-        rng,
-        ids,
-        data,
-        &mut groups,
-        "IML",
-        "IML_LOCATION",
-        "INSERTION",
-        ALL_COMPOSITIONS,
-        i * 30 / 100,
-        0,
-    );
+    // The offer with places, per département: (categorie, type, volet, accepted
+    // compositions, share of the volet's places in %, winter places as a share in %).
+    // The halte de nuit has a fixed 10 places.
+    const OFFER: &[(&str, &str, &str, &str, i64, i64)] = &[
+        (
+            "HEBERGEMENT",
+            "HORS_CHRS",
+            "URGENCE",
+            ADULT_COMPOSITIONS,
+            45,
+            16,
+        ),
+        (
+            "HEBERGEMENT",
+            "HORS_CHRS",
+            "URGENCE",
+            ALL_COMPOSITIONS,
+            20,
+            10,
+        ),
+        (
+            "HEBERGEMENT",
+            "HOTEL",
+            "URGENCE",
+            FAMILY_COMPOSITIONS,
+            35,
+            0,
+        ),
+        (
+            "VEILLE_SOCIALE",
+            "HALTE_NUIT",
+            "URGENCE",
+            ADULT_COMPOSITIONS,
+            0,
+            0,
+        ),
+        ("HEBERGEMENT", "CHRS", "INSERTION", ALL_COMPOSITIONS, 50, 0),
+        (
+            "LOGEMENT_ADAPTE",
+            "PENSION_FAMILLE",
+            "INSERTION",
+            ADULT_COMPOSITIONS,
+            20,
+            0,
+        ),
+        ("IML", "IML_LOCATION", "INSERTION", ALL_COMPOSITIONS, 30, 0),
+    ];
+    for &(categorie, ty, volet, accepts, share, winter) in OFFER {
+        let total = if volet == "URGENCE" {
+            profile.urgence_places
+        } else {
+            profile.insertion_places
+        };
+        let places = if ty == "HALTE_NUIT" {
+            10
+        } else {
+            total * share / 100
+        };
+        let winter = total * winter / 100;
+        add_dispositif(
+            rng,
+            ids,
+            data,
+            &mut groups,
+            categorie,
+            ty,
+            volet,
+            accepts,
+            places,
+            winter,
+        );
+    }
     // Services with no places.
     for (categorie, ty) in [
         ("VEILLE_SOCIALE", "MARAUDE"),
