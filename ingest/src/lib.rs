@@ -26,6 +26,8 @@ use operational::{ColumnType, Source, Table};
 use sqlx::{AssertSqlSafe, Row};
 
 /// Source columns that are never selected, whatever the table.
+pub mod quality;
+
 pub const NEVER_SELECTED: &[&str] = &["nom", "prenom", "telephone", "email", "texte", "auteur"];
 
 /// Tables read by the ingest, in dependency order (offer, households, requests, outcomes).

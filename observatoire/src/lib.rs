@@ -3,13 +3,13 @@
 //! compute (publish a release) → serve.
 
 pub mod config;
+mod simulate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anonymize::{DetailBuilder, MasterKey};
 use arrow::record_batch::RecordBatch;
-use operational::simulator::{Dataset, SimulationConfig};
 use operational::{Source, SourceKind};
 use warehouse::{Lake, RunManifest};
 
@@ -33,6 +33,20 @@ pub enum Error {
         "la base {0} contient déjà des données : « simulate » n'écrit que dans une base vide (ajoutez --replace pour l'effacer d'abord)"
     )]
     SourceNotEmpty(String),
+    #[error(
+        "la base {0} n'a pas été écrite par « simulate » : rien à prolonger (lancez d'abord « simulate » sans --continue)"
+    )]
+    NothingToContinue(String),
+    #[error(
+        "espace disque insuffisant dans {folder} : la simulation demande environ {needed_mb} Mo, {free_mb} Mo sont libres (réduisez --scale, la période ou les départements)"
+    )]
+    DiskSpace {
+        folder: String,
+        needed_mb: u64,
+        free_mb: u64,
+    },
+    #[error("contrôle de qualité des données impossible : {0}")]
+    Quality(String),
     #[error("requête SQL refusée ou invalide : {0}")]
     Sql(String),
     #[error("configuration invalide : {0}")]
@@ -79,33 +93,7 @@ fn sqlx_count_sql(table: &str) -> String {
     format!("SELECT COUNT(*) FROM {table}")
 }
 
-/// Simulates into the source at `url` (created and migrated if needed). Refuses a
-/// non-empty database unless `replace` is set.
-pub async fn simulate(
-    url: &str,
-    config: &SimulationConfig,
-    replace: bool,
-    mut progress: impl FnMut(&str, usize, usize),
-) -> Result<Dataset> {
-    let dataset = operational::simulator::simulate(config)?;
-    let source = Source::create(url).await?;
-    if source_has_rows(&source).await? {
-        if !replace {
-            return Err(Error::SourceNotEmpty(operational::source::redact_url(url)));
-        }
-        source.truncate_all().await?;
-    }
-    let total = dataset.total_rows();
-    let mut done = 0;
-    for (table, rows) in dataset.in_schema_order() {
-        for chunk in rows.chunks(50_000) {
-            source.insert(table, chunk).await?;
-            done += chunk.len();
-            progress(table.name, done, total);
-        }
-    }
-    Ok(dataset)
-}
+pub use simulate::{SimulationReport, simulate, simulate_continue, write_manifest};
 
 /// Loads (or creates, on first run) the pseudonymisation key of a data folder.
 pub fn load_key(data_dir: &Path) -> Result<(MasterKey, bool)> {
@@ -132,6 +120,14 @@ pub async fn ingest(
             anonymize::concat(&table.schema, &table.batches)?,
         );
     }
+    // The rules of SOURCE_SCHEMA.md: quarantined rows leave before anything is stored.
+    let quality = ingest::quality::apply(&mut tables, &|d| operational::departement(d).is_some())
+        .map_err(|e| Error::Quality(e.to_string()))?;
+    let regles = quality
+        .by_rule()
+        .into_iter()
+        .map(|(rule, n)| (rule.to_owned(), n))
+        .collect();
     let detail = DetailBuilder::new(&key).build(&tables)?;
     drop(tables);
     let kind = match source.kind() {
@@ -139,7 +135,7 @@ pub async fn ingest(
         SourceKind::Postgres => "postgres",
     };
     Ok(lake
-        .write_detail(&detail, kind, &key.fingerprint(), progress)
+        .write_detail(&detail, kind, &key.fingerprint(), regles, progress)
         .await?)
 }
 

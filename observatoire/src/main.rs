@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, env = "OBSERVATOIRE_SECRECY_THRESHOLD")]
         secrecy_threshold: Option<i64>,
     },
-    /// Simule l'activité des SIAO dans une base opérationnelle (vide).
+    /// Simule l'activité des SIAO dans une base opérationnelle (vide), ou la prolonge.
     Simulate {
         /// URL de la base : sqlite://CHEMIN ou postgres://…
         #[arg(long, env = "OBSERVATOIRE_SOURCE")]
@@ -52,11 +52,24 @@ enum Command {
         /// Premier jour non simulé (exclu).
         #[arg(long, default_value = "2026-01-01")]
         to: String,
+        /// Taille : 1.0 donne l'ordre de grandeur du système national réel.
+        #[arg(long, default_value_t = operational::simulator::DEMO_SCALE)]
+        scale: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Taux de défauts injectés, pour chaque règle de SOURCE_SCHEMA.md (0 : aucun).
+        #[arg(long, default_value_t = 0.0)]
+        defects: f64,
+        /// Fichier CSV (table,id,rule) listant chaque défaut injecté.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
         /// Efface d'abord les données d'une base non vide.
         #[arg(long)]
         replace: bool,
+        /// Prolonge une base déjà simulée jusqu'à --to (mêmes graine, départements,
+        /// échelle et taux de défauts).
+        #[arg(long = "continue", conflicts_with = "replace")]
+        continue_: bool,
     },
     /// Lit la base opérationnelle et remplace la zone détail du lac (pseudonymisée).
     Ingest {
@@ -138,27 +151,134 @@ fn parse_departments(text: &str) -> Result<Vec<String>> {
     Ok(list)
 }
 
-async fn run_simulate(url: &str, config: &SimulationConfig, replace: bool) -> Result<()> {
-    let pb = bar(0, "simulation");
-    let dataset = observatoire::simulate(url, config, replace, |table, done, total| {
+fn percent(x: f64) -> String {
+    format!("{:.1} %", x * 100.0).replace('.', ",")
+}
+
+fn print_summary(report: &observatoire::SimulationReport, elapsed: Duration) {
+    let s = &report.summary;
+    let c = &report.config;
+    match report.continued_from {
+        Some(from) => println!(
+            "Simulation prolongée du {from} au {} (exclu) : {} lignes écrites, {} supprimées, en {:.1} s.",
+            c.to,
+            report.inserted,
+            report.deleted,
+            elapsed.as_secs_f64()
+        ),
+        None => println!(
+            "Simulation écrite du {} au {} (exclu), {} département(s), échelle {}, graine {} : {} lignes en {:.1} s.",
+            c.from,
+            c.to,
+            c.departements.len(),
+            c.scale,
+            c.seed,
+            report.inserted,
+            elapsed.as_secs_f64()
+        ),
+    }
+    let rows = |t: &str| s.rows.get(t).copied().unwrap_or(0);
+    println!(
+        "  personnes {} · ménages {} · demandes {} · séjours {} · orientations {} · évaluations {}",
+        rows("personne"),
+        rows("menage"),
+        rows("demande"),
+        rows("prise_en_charge"),
+        rows("orientation"),
+        rows("evaluation")
+    );
+    println!(
+        "  places installées (dernier jour) {} · places financées {}",
+        s.places_installed, s.places_funded
+    );
+    println!("  demandes par type et statut :");
+    for ((ty, statut), n) in &s.requests {
+        println!("    {ty:<10} {statut:<12} {n}");
+    }
+    let mut rates: Vec<(String, f64, u64)> = s
+        .dnp
+        .iter()
+        .filter(|(_, (_, t))| *t > 0)
+        .map(|(d, (n, t))| (d.clone(), *n as f64 / *t as f64, *t))
+        .collect();
+    rates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("  taux de DNP 115 par département (demandes décidées) :");
+    let shown: Vec<String> = rates
+        .iter()
+        .map(|(d, r, t)| format!("{d} {} ({t})", percent(*r)))
+        .collect();
+    for line in shown.chunks(6) {
+        println!("    {}", line.join(" · "));
+    }
+    println!("  compositions des ménages demandeurs au 115 (à leur première demande) :");
+    let total: u64 = s.compositions.values().sum();
+    for (composition, n) in &s.compositions {
+        println!(
+            "    {composition:<26} {n:>9} ({})",
+            percent(*n as f64 / total.max(1) as f64)
+        );
+    }
+    println!(
+        "  vie de l'application : {} ménages purgés, {} personnes fusionnées ({} doublons 115 créés par ces fusions), {} corrections tardives",
+        s.purged_households, s.merged_persons, s.merge_doublons, s.corrections
+    );
+    if c.defects > 0.0 {
+        let mut by_rule = std::collections::BTreeMap::new();
+        for d in &report.defects {
+            *by_rule.entry(d.rule).or_insert(0u64) += 1;
+        }
+        println!("  défauts injectés (taux {}) :", c.defects);
+        for (rule, n) in by_rule {
+            println!("    {rule:<26} {n}");
+        }
+    }
+}
+
+async fn run_simulate(
+    url: &str,
+    config: &SimulationConfig,
+    replace: bool,
+    manifest: Option<&std::path::Path>,
+) -> Result<()> {
+    let pb = bar(config.departements.len() as u64, "départements simulés");
+    let started = std::time::Instant::now();
+    let report = observatoire::simulate(url, config, replace, |done, _| {
+        pb.set_position(done as u64);
+    })
+    .await;
+    pb.finish_and_clear();
+    let report = report?;
+    print_summary(&report, started.elapsed());
+    if let Some(path) = manifest {
+        observatoire::write_manifest(path, &report.defects)?;
+        println!(
+            "Manifeste des défauts : {} ({} lignes)",
+            path.display(),
+            report.defects.len()
+        );
+    }
+    Ok(())
+}
+
+async fn run_continue(url: &str, to: NaiveDate, manifest: Option<&std::path::Path>) -> Result<()> {
+    let pb = bar(0, "départements prolongés");
+    let started = std::time::Instant::now();
+    let report = observatoire::simulate_continue(url, to, |done, total| {
         pb.set_length(total as u64);
         pb.set_position(done as u64);
-        pb.set_message(format!("écriture de {table}"));
     })
-    .await?;
+    .await;
     pb.finish_and_clear();
-    println!(
-        "Simulation écrite dans {} : {} lignes ({} demandes, {} ménages, {} séjours), départements {}, du {} au {} (exclu), graine {}.",
-        operational::source::redact_url(url),
-        dataset.total_rows(),
-        dataset.rows("demande").len(),
-        dataset.rows("menage").len(),
-        dataset.rows("prise_en_charge").len(),
-        config.departements.join(", "),
-        config.from,
-        config.to,
-        config.seed
-    );
+    let report = report?;
+    print_summary(&report, started.elapsed());
+    if let Some(path) = manifest {
+        observatoire::write_manifest(path, &report.defects)?;
+        println!(
+            "Manifeste des défauts : {} ({} lignes)",
+            path.display(),
+            report.defects.len()
+        );
+    }
     Ok(())
 }
 
@@ -180,6 +300,23 @@ async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {
         );
     }
     let rows: u64 = manifest.rows.values().sum();
+    let quarantined: u64 = manifest
+        .regles
+        .iter()
+        .filter(|(rule, _)| {
+            ingest::quality::RULES
+                .iter()
+                .any(|(r, a)| r == rule && *a == ingest::quality::Action::Quarantine)
+        })
+        .map(|(_, n)| n)
+        .sum();
+    if !manifest.regles.is_empty() {
+        println!("Règles de qualité des données (lignes concernées) :");
+        for (rule, n) in &manifest.regles {
+            println!("  {rule:<26} {n}");
+        }
+        println!("  dont {quarantined} lignes en quarantaine (ni stockées ni comptées).");
+    }
     println!(
         "Ingestion n° {} terminée : {} tables, {} lignes dans la zone détail ({}).",
         manifest.run,
@@ -240,7 +377,7 @@ async fn run(cli: Cli) -> Result<()> {
             let url = format!("sqlite://{}", data.join("source.db").display());
             println!("Démonstration Observatoire dans {}", data.display());
             let config = SimulationConfig::default();
-            run_simulate(&url, &config, true).await?;
+            run_simulate(&url, &config, true, None).await?;
             run_ingest(&url, &data).await?;
             run_compute(&data, threshold).await?;
             run_serve(data, listen).await
@@ -250,16 +387,26 @@ async fn run(cli: Cli) -> Result<()> {
             departments,
             from,
             to,
+            scale,
             seed,
+            defects,
+            manifest,
             replace,
+            continue_,
         } => {
+            let to = parse_date("to", &to)?;
+            if continue_ {
+                return run_continue(&source, to, manifest.as_deref()).await;
+            }
             let config = SimulationConfig {
                 departements: parse_departments(&departments)?,
                 from: parse_date("from", &from)?,
-                to: parse_date("to", &to)?,
+                to,
                 seed,
+                scale,
+                defects,
             };
-            run_simulate(&source, &config, replace).await
+            run_simulate(&source, &config, replace, manifest.as_deref()).await
         }
         Command::Ingest { source, data } => {
             let data = file.data(data);

@@ -5,6 +5,7 @@
 //! This is the only crate of the workspace that writes names, phone numbers and
 //! free text; every other stage only ever reads what the field policy lets through.
 
+pub mod load;
 pub mod schema;
 pub mod simulator;
 pub mod source;

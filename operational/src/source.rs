@@ -38,6 +38,16 @@ pub enum SourceError {
         found: usize,
         expected: usize,
     },
+    #[error("valeur de type inattendu pour la colonne {table}.{column}")]
+    ValueType {
+        table: &'static str,
+        column: &'static str,
+    },
+    #[error(
+        "la table {} de cette base est illisible : relancez « simulate --replace »",
+        crate::load::SIMULATION_TABLE
+    )]
+    SimulationRecord,
     #[error("requête sur la base opérationnelle impossible : {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -191,6 +201,14 @@ impl Source {
                     .map_err(connect_err)?;
                 Ok(Source::Postgres(pool))
             }
+        }
+    }
+
+    /// Closes the pool's connections (so that a test database can be dropped).
+    pub async fn close(&self) {
+        match self {
+            Source::Sqlite(pool) => pool.close().await,
+            Source::Postgres(pool) => pool.close().await,
         }
     }
 

@@ -13,6 +13,8 @@ pub struct Scenario {
     pub description: String,
     pub tables: BTreeMap<&'static str, Vec<Vec<Value>>>,
     pub expected: Vec<Expected>,
+    /// Rows the run must find breaking each listed rule of SOURCE_SCHEMA.md.
+    pub rules: BTreeMap<String, u64>,
 }
 
 /// One expected published value.
@@ -44,9 +46,20 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
     let mut tables = BTreeMap::new();
     let mut expected = Vec::new();
     let mut description = String::new();
+    let mut rules = BTreeMap::new();
     for (key, value) in &doc {
         if key == "description" {
             description = value.as_str().unwrap_or_default().to_owned();
+            continue;
+        }
+        if key == "regles" {
+            let t = value.as_table().ok_or("[regles] : table attendue")?;
+            for (rule, n) in t {
+                let n = n
+                    .as_integer()
+                    .ok_or_else(|| format!("regles.{rule} : entier attendu"))?;
+                rules.insert(rule.clone(), n as u64);
+            }
             continue;
         }
         let items = value
@@ -134,6 +147,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
         description,
         tables,
         expected,
+        rules,
     })
 }
 

@@ -71,6 +71,9 @@ pub struct RunManifest {
     /// Detail table name → Delta version written by this run.
     pub tables: BTreeMap<String, i64>,
     pub rows: BTreeMap<String, u64>,
+    /// Rows found breaking each rule of SOURCE_SCHEMA.md (quarantined or kept).
+    #[serde(default)]
+    pub regles: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -206,6 +209,7 @@ impl Lake {
         tables: &BTreeMap<String, RecordBatch>,
         source: &str,
         key_fingerprint: &str,
+        regles: BTreeMap<String, u64>,
         mut progress: impl FnMut(&str),
     ) -> Result<RunManifest> {
         self.check_key(key_fingerprint)?;
@@ -227,6 +231,7 @@ impl Lake {
             key_fingerprint: key_fingerprint.to_owned(),
             tables: versions,
             rows,
+            regles,
         };
         let path = self.runs_dir().join(format!("{run:06}.json"));
         write_atomically(

@@ -13,14 +13,16 @@ async fn postgres_and_sqlite_sources_give_identical_stats() {
         from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
         to: chrono::NaiveDate::from_ymd_opt(2025, 4, 1).unwrap(),
         seed: 42,
+        scale: 0.05,
+        defects: 0.0,
     };
     let sqlite_dir = temp_dir("sqlite");
     let pg_dir = temp_dir("pg");
     let sqlite = sqlite_url(sqlite_dir.path());
-    observatoire::simulate(&sqlite, &config, false, |_, _, _| {})
+    observatoire::simulate(&sqlite, &config, false, |_, _| {})
         .await
         .unwrap();
-    observatoire::simulate(&pg.url, &config, false, |_, _, _| {})
+    observatoire::simulate(&pg.url, &config, false, |_, _| {})
         .await
         .unwrap();
     ingest_and_compute(&sqlite, sqlite_dir.path(), 11).await;
@@ -67,11 +69,13 @@ async fn simulate_refuses_a_database_that_already_holds_data() {
         from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
         to: chrono::NaiveDate::from_ymd_opt(2025, 2, 1).unwrap(),
         seed: 1,
+        scale: 0.05,
+        defects: 0.0,
     };
-    observatoire::simulate(&pg.url, &config, false, |_, _, _| {})
+    observatoire::simulate(&pg.url, &config, false, |_, _| {})
         .await
         .unwrap();
-    let err = observatoire::simulate(&pg.url, &config, false, |_, _, _| {})
+    let err = observatoire::simulate(&pg.url, &config, false, |_, _| {})
         .await
         .unwrap_err();
     assert!(

@@ -7,7 +7,7 @@ use observatoire_tests::{
 };
 
 async fn skeleton_source(dir: &std::path::Path) -> String {
-    let scenario = load_scenario(&repo_root().join("tests/scenarios/squelette.toml")).unwrap();
+    let scenario = load_scenario(&repo_root().join("tests/scenarios/01_squelette.toml")).unwrap();
     let url = sqlite_url(dir);
     let source = operational::Source::create(&url).await.unwrap();
     write_rows(&source, &scenario.tables).await;

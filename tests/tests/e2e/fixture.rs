@@ -35,7 +35,7 @@ pub fn demo() -> &'static DemoLake {
                     &url_for_thread,
                     &SimulationConfig::default(),
                     false,
-                    |_, _, _| {},
+                    |_, _| {},
                 )
                 .await
                 .expect("simulation");

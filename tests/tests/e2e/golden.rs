@@ -1,9 +1,11 @@
 //! Golden scenarios: every `tests/scenarios/*.toml` is written into a fresh SQLite
-//! source, ingested and computed with the secrecy threshold at 1, and each expected
-//! value (worked out by hand in the file) is compared with the published one.
+//! source and a fresh PostgreSQL database, ingested and computed with the secrecy
+//! threshold at 1, and each expected value (worked out by hand in the file) is compared
+//! with the published one, on both back ends.
 
 use observatoire_tests::{
-    all_stats, ingest_and_compute, load_scenario, repo_root, sqlite_url, temp_dir, write_rows,
+    PgDatabase, all_stats, ingest_and_compute, load_scenario, repo_root, sqlite_url, temp_dir,
+    write_rows,
 };
 
 fn close(a: f64, b: f64) -> bool {
@@ -20,28 +22,66 @@ async fn golden_scenarios_match_hand_computed_values() {
     files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
     files.sort();
     assert!(!files.is_empty(), "no scenario in {}", dir.display());
+    assert!(files.len() >= 12, "{} scénarios seulement", files.len());
     let mut failures = Vec::new();
     let mut checked = 0;
-    for file in files {
+    for (file, backend) in files
+        .iter()
+        .flat_map(|f| [(f.clone(), "sqlite"), (f.clone(), "postgres")])
+    {
         let scenario = load_scenario(&file).unwrap();
         let tmp = temp_dir("golden");
-        let url = sqlite_url(tmp.path());
+        let pg = if backend == "postgres" {
+            match PgDatabase::create("golden").await {
+                Some(pg) => Some(pg),
+                None => continue,
+            }
+        } else {
+            None
+        };
+        let url = match &pg {
+            Some(pg) => pg.url.clone(),
+            None => sqlite_url(tmp.path()),
+        };
         let source = operational::Source::create(&url).await.unwrap();
         write_rows(&source, &scenario.tables).await;
         ingest_and_compute(&url, tmp.path(), 1).await;
         let rows = all_stats(tmp.path()).await;
+        let run = warehouse::Lake::new(tmp.path())
+            .latest_run()
+            .unwrap()
+            .expect("a run");
+        for (rule, n) in &scenario.rules {
+            checked += 1;
+            let found = run.regles.get(rule).copied().unwrap_or(0);
+            if found != *n {
+                failures.push(format!(
+                    "{} ({backend}) : règle {rule} : {n} ligne(s) attendue(s), {found} trouvée(s)",
+                    file.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
+        if let Some(pg) = pg {
+            source.close().await;
+            pg.drop_now().await;
+        }
         for e in &scenario.expected {
+            // An indicator is named by its code (U01) or its id (demandes_115).
+            let id = indicators::CATALOGUE
+                .iter()
+                .find(|i| i.code == e.indicateur)
+                .map_or(e.indicateur.as_str(), |i| i.id);
             let found: Vec<_> = rows
                 .iter()
                 .filter(|r| {
-                    r.indicateur == e.indicateur
+                    r.indicateur == id
                         && r.code_territoire == e.territoire
                         && r.periode == e.periode
                         && r.dimension.is_empty()
                 })
                 .collect();
             let label = format!(
-                "{} : {} {} {}",
+                "{} ({backend}) : {} {} {}",
                 file.file_name().unwrap().to_string_lossy(),
                 e.indicateur,
                 e.territoire,
@@ -109,7 +149,7 @@ async fn golden_scenarios_match_hand_computed_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skeleton_scenario_publishes_the_expected_grid() {
     // D0 = 2024-12-02, D1 = 2025-02-20: 3 months and 2 years, for FR, R11, R75, D23, D93.
-    let scenario = load_scenario(&repo_root().join("tests/scenarios/squelette.toml")).unwrap();
+    let scenario = load_scenario(&repo_root().join("tests/scenarios/01_squelette.toml")).unwrap();
     let tmp = temp_dir("grid");
     let url = sqlite_url(tmp.path());
     let source = operational::Source::create(&url).await.unwrap();

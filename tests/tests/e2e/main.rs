@@ -9,4 +9,5 @@ mod fixture;
 mod golden;
 mod privacy;
 mod schema;
+mod simulation;
 mod u04_plain_sql;

