@@ -15,6 +15,8 @@ pub struct Scenario {
     pub expected: Vec<Expected>,
     /// Rows the run must find breaking each listed rule of SOURCE_SCHEMA.md.
     pub rules: BTreeMap<String, u64>,
+    /// SQL over the lake and the text its first value must read.
+    pub queries: Vec<(String, String)>,
 }
 
 /// One expected published value.
@@ -47,9 +49,23 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
     let mut expected = Vec::new();
     let mut description = String::new();
     let mut rules = BTreeMap::new();
+    let mut queries = Vec::new();
     for (key, value) in &doc {
         if key == "description" {
             description = value.as_str().unwrap_or_default().to_owned();
+            continue;
+        }
+        if key == "requete" {
+            for item in value.as_array().ok_or("requete : liste attendue")? {
+                let t = item.as_table().ok_or("requete : table attendue")?;
+                let s = |k: &str| {
+                    t.get(k)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                        .ok_or(format!("requete : {k} manquant"))
+                };
+                queries.push((s("sql")?, s("attendu")?));
+            }
             continue;
         }
         if key == "regles" {
@@ -148,6 +164,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
         tables,
         expected,
         rules,
+        queries,
     })
 }
 

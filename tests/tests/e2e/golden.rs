@@ -51,6 +51,20 @@ async fn golden_scenarios_match_hand_computed_values() {
             .latest_run()
             .unwrap()
             .expect("a run");
+        for (sql, expected) in &scenario.queries {
+            checked += 1;
+            let batches = observatoire::sql(tmp.path(), sql).await.unwrap();
+            let found = batches
+                .first()
+                .filter(|b| b.num_rows() > 0)
+                .and_then(|b| arrow::util::display::array_value_to_string(b.column(0), 0).ok());
+            if found.as_deref() != Some(expected.as_str()) {
+                failures.push(format!(
+                    "{} ({backend}) : « {sql} » : attendu {expected}, trouvé {found:?}",
+                    file.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
         for (rule, n) in &scenario.rules {
             checked += 1;
             let found = run.regles.get(rule).copied().unwrap_or(0);
