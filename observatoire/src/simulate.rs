@@ -27,10 +27,13 @@ pub struct SimulationReport {
     pub deleted: u64,
 }
 
-/// Rows written per département and day at scale 1.0, per thousand inhabitants, with
-/// a margin; bytes per row on disk, index included, with a margin.
-const ROWS_PER_THOUSAND_PER_YEAR: f64 = 500.0;
-const BYTES_PER_ROW: f64 = 220.0;
+/// Rows written per thousand inhabitants and year at scale 1.0, and bytes per row on
+/// disk with its primary-key index, both measured on a national year into PostgreSQL
+/// (BENCHMARKS.md: 16.2 M rows, 2.0 GB); a margin of half as much again for the
+/// write-ahead log and the index builds.
+const ROWS_PER_THOUSAND_PER_YEAR: f64 = 240.0;
+const BYTES_PER_ROW: f64 = 125.0;
+const MARGIN: f64 = 1.5;
 
 /// Bytes a simulation is expected to need.
 pub fn estimated_bytes(config: &SimulationConfig) -> u64 {
@@ -40,7 +43,8 @@ pub fn estimated_bytes(config: &SimulationConfig) -> u64 {
         .iter()
         .map(|d| f64::from(simulator::profile::population(d)))
         .sum();
-    (inhabitants * config.scale * years * ROWS_PER_THOUSAND_PER_YEAR * BYTES_PER_ROW) as u64
+    (inhabitants * config.scale * years * ROWS_PER_THOUSAND_PER_YEAR * BYTES_PER_ROW * MARGIN)
+        as u64
 }
 
 async fn check_space(source: &Source, url: &str, config: &SimulationConfig) -> Result<()> {
@@ -297,4 +301,26 @@ pub fn write_manifest(path: &Path, defects: &[Defect]) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_national_year_is_estimated_at_a_few_gigabytes() {
+        let mut config = SimulationConfig {
+            departements: operational::territory::departements()
+                .map(|d| d.code.to_owned())
+                .collect(),
+            to: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            scale: 1.0,
+            ..SimulationConfig::default()
+        };
+        let year = estimated_bytes(&config);
+        assert!((2_000_000_000..5_000_000_000).contains(&year), "{year}");
+        config.scale = 0.05;
+        assert!(estimated_bytes(&config) < year / 10);
+        assert!(available_space(Path::new("/")).is_some_and(|b| b > 0));
+    }
 }

@@ -360,13 +360,23 @@ async fn same_seed_same_rows_on_postgresql_and_sqlite() {
     };
     let tmp = temp_dir("sim-rows");
     let url = sqlite_url(tmp.path());
-    let c = config(&["93", "23"], "2025-01-01", "2025-03-01", 0.02, 0.01);
+    // Written up to 1 February, then continued to 1 March on both back ends: the
+    // continuation's deletions and rewrites go through each back end's own path.
+    let c = config(&["93", "23"], "2025-01-01", "2025-02-01", 0.02, 0.01);
     observatoire::simulate(&url, &c, false, |_, _| {})
         .await
         .unwrap();
     observatoire::simulate(&pg.url, &c, false, |_, _| {})
         .await
         .unwrap();
+    let a = observatoire::simulate_continue(&url, date("2025-03-01"), |_, _| {})
+        .await
+        .unwrap();
+    let b = observatoire::simulate_continue(&pg.url, date("2025-03-01"), |_, _| {})
+        .await
+        .unwrap();
+    assert!(a.deleted > 0, "exits and answers rewrite rows");
+    assert_eq!((a.inserted, a.deleted), (b.inserted, b.deleted));
     let lite = pool(&url).await;
     let pgpool = sqlx::PgPool::connect(&pg.url).await.unwrap();
     for table in ["demande", "prise_en_charge", "personne", "orientation"] {
