@@ -279,29 +279,9 @@ const PARENTS: &[(&str, &str, &str)] = &[
     ("evaluation", "menage_id", "menage"),
 ];
 
-/// The tables' names as the rules know them.
-const TABLE_NAMES: &[&str] = &[
-    "entite",
-    "dispositif",
-    "groupe_places",
-    "menage",
-    "personne",
-    "menage_personne",
-    "evaluation",
-    "note",
-    "demande",
-    "demande_personne",
-    "orientation",
-    "liste_attente",
-    "prise_en_charge",
-];
-
+/// The schema's own name for a table (static, for the counts).
 fn static_name(name: &str) -> &'static str {
-    TABLE_NAMES
-        .iter()
-        .find(|n| **n == name)
-        .copied()
-        .unwrap_or("autre")
+    operational::table(name).map_or("autre", |t| t.name)
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {

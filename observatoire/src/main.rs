@@ -234,6 +234,24 @@ fn print_summary(report: &observatoire::SimulationReport, elapsed: Duration) {
     }
 }
 
+/// Prints the summary and writes the defect manifest when asked.
+fn report_simulation(
+    report: &observatoire::SimulationReport,
+    elapsed: Duration,
+    manifest: Option<&std::path::Path>,
+) -> Result<()> {
+    print_summary(report, elapsed);
+    if let Some(path) = manifest {
+        observatoire::write_manifest(path, &report.defects)?;
+        println!(
+            "Manifeste des défauts : {} ({} lignes)",
+            path.display(),
+            report.defects.len()
+        );
+    }
+    Ok(())
+}
+
 async fn run_simulate(
     url: &str,
     config: &SimulationConfig,
@@ -248,16 +266,7 @@ async fn run_simulate(
     .await;
     pb.finish_and_clear();
     let report = report?;
-    print_summary(&report, started.elapsed());
-    if let Some(path) = manifest {
-        observatoire::write_manifest(path, &report.defects)?;
-        println!(
-            "Manifeste des défauts : {} ({} lignes)",
-            path.display(),
-            report.defects.len()
-        );
-    }
-    Ok(())
+    report_simulation(&report, started.elapsed(), manifest)
 }
 
 async fn run_continue(url: &str, to: NaiveDate, manifest: Option<&std::path::Path>) -> Result<()> {
@@ -270,16 +279,7 @@ async fn run_continue(url: &str, to: NaiveDate, manifest: Option<&std::path::Pat
     .await;
     pb.finish_and_clear();
     let report = report?;
-    print_summary(&report, started.elapsed());
-    if let Some(path) = manifest {
-        observatoire::write_manifest(path, &report.defects)?;
-        println!(
-            "Manifeste des défauts : {} ({} lignes)",
-            path.display(),
-            report.defects.len()
-        );
-    }
-    Ok(())
+    report_simulation(&report, started.elapsed(), manifest)
 }
 
 async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {

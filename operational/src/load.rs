@@ -43,15 +43,25 @@ fn pg_epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date")
 }
 
-fn pg_binary(table: &Table, rows: &[Vec<Value>], out: &mut Vec<u8>) -> Result<(), SourceError> {
+/// Every row has one value per column of its table.
+pub(crate) fn check_shape(table: &'static Table, rows: &[Vec<Value>]) -> Result<(), SourceError> {
+    match rows.iter().find(|r| r.len() != table.columns.len()) {
+        Some(row) => Err(SourceError::RowShape {
+            table: table.name,
+            found: row.len(),
+            expected: table.columns.len(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn pg_binary(
+    table: &'static Table,
+    rows: &[Vec<Value>],
+    out: &mut Vec<u8>,
+) -> Result<(), SourceError> {
+    check_shape(table, rows)?;
     for row in rows {
-        if row.len() != table.columns.len() {
-            return Err(SourceError::RowShape {
-                table: table.name,
-                found: row.len(),
-                expected: table.columns.len(),
-            });
-        }
         out.extend_from_slice(&(row.len() as i16).to_be_bytes());
         for (value, column) in row.iter().zip(table.columns) {
             let field = |out: &mut Vec<u8>, bytes: &[u8]| {
@@ -337,20 +347,13 @@ pub fn available_space(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-async fn sqlite_insert(
+/// Multi-row INSERTs into SQLite inside a transaction.
+pub(crate) async fn sqlite_insert(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     table: &'static Table,
     rows: &[Vec<Value>],
 ) -> Result<(), SourceError> {
-    for row in rows {
-        if row.len() != table.columns.len() {
-            return Err(SourceError::RowShape {
-                table: table.name,
-                found: row.len(),
-                expected: table.columns.len(),
-            });
-        }
-    }
+    check_shape(table, rows)?;
     let write_err = |source| SourceError::Write {
         table: table.name,
         source,

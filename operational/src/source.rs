@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::str::FromStr;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat};
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -250,20 +250,12 @@ impl Source {
         table: &'static Table,
         rows: &[Vec<Value>],
     ) -> Result<(), SourceError> {
-        for row in rows {
-            if row.len() != table.columns.len() {
-                return Err(SourceError::RowShape {
-                    table: table.name,
-                    found: row.len(),
-                    expected: table.columns.len(),
-                });
-            }
-        }
+        crate::load::check_shape(table, rows)?;
         let write_err = |source| SourceError::Write {
             table: table.name,
             source,
         };
-        // Both back ends accept at least 32 766 bound parameters per statement.
+        // PostgreSQL accepts at least 32 766 bound parameters per statement.
         let per_statement = (30_000 / table.columns.len()).max(1);
         let head = format!(
             "INSERT INTO {} ({}) ",
@@ -278,26 +270,7 @@ impl Source {
         match self {
             Source::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(write_err)?;
-                for chunk in rows.chunks(per_statement) {
-                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(head.clone());
-                    qb.push_values(chunk, |mut b, row| {
-                        for (value, column) in row.iter().zip(table.columns) {
-                            match (value, column.ty) {
-                                (Value::Null, _) => b.push_bind(Option::<String>::None),
-                                (Value::Int(v), _) => b.push_bind(*v),
-                                (Value::Text(v), _) => b.push_bind(v.clone()),
-                                (Value::Bool(v), _) => b.push_bind(i64::from(*v)),
-                                (Value::Date(v), _) => {
-                                    b.push_bind(v.format("%Y-%m-%d").to_string())
-                                }
-                                (Value::Timestamp(v), _) => {
-                                    b.push_bind(v.to_rfc3339_opts(SecondsFormat::Secs, false))
-                                }
-                            };
-                        }
-                    });
-                    qb.build().execute(&mut *tx).await.map_err(write_err)?;
-                }
+                crate::load::sqlite_insert(&mut tx, table, rows).await?;
                 tx.commit().await.map_err(write_err)?;
             }
             Source::Postgres(pool) => {

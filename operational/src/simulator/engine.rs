@@ -706,29 +706,7 @@ impl Engine {
         created: NaiveDate,
         visible: NaiveDate,
     ) -> usize {
-        let dep = self.dep;
-        let id = self.id(T_MENAGE);
-        let row = self.push(
-            T_MENAGE,
-            visible,
-            vec![id.into(), dep.into(), created.into(), stamp_at(visible, 20)],
-        );
-        let index = self.households.len();
-        self.households.push(Household {
-            id,
-            members: Vec::new(),
-            need_end: created,
-            propensity: 0.0,
-            calls_115: false,
-            sheltered_until: None,
-            insertion: None,
-            asked_insertion: false,
-            done: false,
-            last_activity: created,
-            owned: vec![(T_MENAGE, row)],
-            purge_group: index,
-            first_urgence: false,
-        });
+        let index = self.new_household_empty(created, visible);
         let children = if self.rng.random_bool(0.5) {
             1
         } else {
@@ -1015,6 +993,7 @@ impl Engine {
         }
     }
 
+    /// Writes a new household without members yet; returns its index.
     fn new_household_empty(&mut self, created: NaiveDate, visible: NaiveDate) -> usize {
         let dep = self.dep;
         let id = self.id(T_MENAGE);
