@@ -347,6 +347,16 @@ pub fn available_space(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// `INSERT INTO table (columns) ` and the rows per statement that keep under the
+/// 32 766 bound parameters both back ends accept.
+pub(crate) fn insert_head(table: &Table) -> (String, usize) {
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+    (
+        format!("INSERT INTO {} ({}) ", table.name, columns.join(", ")),
+        (30_000 / table.columns.len()).max(1),
+    )
+}
+
 /// Multi-row INSERTs into SQLite inside a transaction.
 pub(crate) async fn sqlite_insert(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -358,18 +368,7 @@ pub(crate) async fn sqlite_insert(
         table: table.name,
         source,
     };
-    // SQLite accepts 32 766 bound parameters per statement.
-    let per_statement = (30_000 / table.columns.len()).max(1);
-    let head = format!(
-        "INSERT INTO {} ({}) ",
-        table.name,
-        table
-            .columns
-            .iter()
-            .map(|c| c.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let (head, per_statement) = insert_head(table);
     for chunk in rows.chunks(per_statement) {
         let mut qb = QueryBuilder::<sqlx::Sqlite>::new(head.clone());
         qb.push_values(chunk, |mut b, row| {

@@ -255,18 +255,7 @@ impl Source {
             table: table.name,
             source,
         };
-        // PostgreSQL accepts at least 32 766 bound parameters per statement.
-        let per_statement = (30_000 / table.columns.len()).max(1);
-        let head = format!(
-            "INSERT INTO {} ({}) ",
-            table.name,
-            table
-                .columns
-                .iter()
-                .map(|c| c.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let (head, per_statement) = crate::load::insert_head(table);
         match self {
             Source::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(write_err)?;
