@@ -112,11 +112,22 @@ impl MasterKey {
 
     /// The subkey for one purpose (HKDF-SHA256, info = purpose).
     pub fn subkey(&self, purpose: &str) -> Pseudonymizer {
+        Pseudonymizer {
+            key: self.derive(purpose),
+        }
+    }
+
+    /// The subkey of the duplicate-linkage key (purpose `linkage`), used in memory only.
+    pub(crate) fn linkage_subkey(&self) -> [u8; 32] {
+        self.derive("linkage")
+    }
+
+    fn derive(&self, purpose: &str) -> [u8; 32] {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let mut okm = [0u8; 32];
         hk.expand(purpose.as_bytes(), &mut okm)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Pseudonymizer { key: okm }
+        okm
     }
 }
 

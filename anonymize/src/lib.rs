@@ -12,7 +12,9 @@
 //! describe no person, and the national conventions order ties by them ("earliest date,
 //! then smallest id").
 
+pub mod disclosure;
 pub mod key;
+pub mod linkage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -69,7 +71,7 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     ("dispositif", "id", Keep),
     ("dispositif", "entite_id", Keep),
     ("dispositif", "departement", Keep),
-    ("dispositif", "nom", Keep),
+    ("dispositif", "nom", Drop),
     ("dispositif", "siret", Keep),
     ("dispositif", "finess", Keep),
     ("dispositif", "categorie", Keep),
@@ -105,8 +107,16 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
         Derive("filigrane de lecture incrémentale"),
     ),
     ("personne", "id", Pseudonymise("personne")),
-    ("personne", "nom", Drop),
-    ("personne", "prenom", Drop),
+    (
+        "personne",
+        "nom",
+        Derive("clé de rapprochement des doublons suspects, en mémoire"),
+    ),
+    (
+        "personne",
+        "prenom",
+        Derive("clé de rapprochement des doublons suspects, en mémoire"),
+    ),
     (
         "personne",
         "date_naissance",
@@ -546,8 +556,6 @@ mod tests {
     #[test]
     fn identifiers_and_free_text_are_dropped() {
         for (table, column) in [
-            ("personne", "nom"),
-            ("personne", "prenom"),
             ("personne", "telephone"),
             ("personne", "email"),
             ("evaluation", "texte"),

@@ -60,6 +60,14 @@ pub struct Indicator {
     pub shape: Shape,
     #[serde(skip)]
     pub sql: &'static str,
+    /// The additive terms the indicator publishes, each with the quantity it measures
+    /// (`("numerateur", "dnp_urgence")`): cells of one quantity add up from
+    /// départements to régions and FR and from months to years, and two terms of the
+    /// same quantity are the same cell (secondary suppression, [`crate::suppression`]).
+    /// `complement` is a ratio's denominator minus its numerator. Empty for distinct
+    /// counts of persons or households and for capacities.
+    #[serde(skip)]
+    pub additive_terms: &'static [(&'static str, &'static str)],
 }
 
 /// The version of the catalogue, recorded in every release.
@@ -84,6 +92,7 @@ pub const CATALOGUE: &[Indicator] = &[
               JOIN periodes p ON d.date_demande >= p.debut AND d.date_demande < p.fin
               WHERE d.type = 'URGENCE' AND d.statut <> 'ANNULEE'
               GROUP BY t.niveau, t.territoire, p.pas, p.periode",
+        additive_terms: &[("valeur", "demandes_urgence")],
     },
     Indicator {
         code: "U03",
@@ -100,6 +109,7 @@ pub const CATALOGUE: &[Indicator] = &[
               JOIN periodes p ON d.date_demande >= p.debut AND d.date_demande < p.fin
               WHERE d.type = 'URGENCE' AND d.statut = 'NON_POURVUE'
               GROUP BY t.niveau, t.territoire, p.pas, p.periode",
+        additive_terms: &[("valeur", "dnp_urgence")],
     },
     Indicator {
         code: "U04",
@@ -118,6 +128,11 @@ pub const CATALOGUE: &[Indicator] = &[
               JOIN periodes p ON d.date_demande >= p.debut AND d.date_demande < p.fin
               WHERE d.type = 'URGENCE' AND d.statut IN ('POURVUE', 'NON_POURVUE')
               GROUP BY t.niveau, t.territoire, p.pas, p.periode",
+        additive_terms: &[
+            ("numerateur", "dnp_urgence"),
+            ("denominateur", "demandes_urgence_decidees"),
+            ("complement", "demandes_urgence_pourvues"),
+        ],
     },
     Indicator {
         code: "I03",
@@ -140,6 +155,7 @@ pub const CATALOGUE: &[Indicator] = &[
               JOIN territoires t ON t.departement = d.siao_departement
               JOIN periodes p ON s.date_entree >= p.debut AND s.date_entree < p.fin
               WHERE s.rang = 1 AND d.type = 'INSERTION' AND d.date_demande IS NOT NULL",
+        additive_terms: &[("denominateur", "premiers_sejours_insertion")],
     },
     Indicator {
         code: "O04",
@@ -178,6 +194,7 @@ pub const CATALOGUE: &[Indicator] = &[
               FROM installees i
               LEFT JOIN occupees o ON o.niveau = i.niveau AND o.territoire = i.territoire
                                   AND o.pas = i.pas AND o.periode = i.periode",
+        additive_terms: &[],
     },
 ];
 

@@ -10,6 +10,7 @@
 //!   siao_departement or a dispositif's departement, their régions and FR;
 //! - a count with no record is 0; a ratio with a zero denominator and a median over no
 //!   record are null and not secret;
+//! - disclosure control: the sdc rule of each indicator, then secondary suppression;
 //! - medians are lower medians (position ⌈n/2⌉), computed with window row numbers.
 
 use std::sync::Arc;
@@ -158,7 +159,10 @@ pub async fn compute_rows(
         progress(indicator);
     }
     let schema = stats_schema();
-    Ok((concat_batches(&schema, &batches)?, bounds))
+    let rows = concat_batches(&schema, &batches)?;
+    // `secret` holds primary suppression: add the secondary one, then blank.
+    let rows = crate::suppression::apply(&rows, options.secrecy_threshold)?;
+    Ok((rows, bounds))
 }
 
 /// Computes and publishes a release: rows appended to `stats/indicateurs`, then the
@@ -350,7 +354,9 @@ async fn register_periods(
     Ok(())
 }
 
-/// The SQL that turns an indicator's result into its published rows.
+/// The SQL that turns an indicator's result into its grid of rows, with `secret` set by
+/// the indicator's primary disclosure rule (values not yet blanked: see
+/// [`crate::suppression`]).
 fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
     let inner = resolved_sql(indicator);
     let (values, result) = match indicator.shape {
@@ -402,10 +408,7 @@ fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
          controle AS (SELECT *, COALESCE({secret}, FALSE) AS secret FROM grille)
          SELECT indicateur, territoire_niveau, territoire, pas, periode, debut, fin,
                 '' AS dimension, '' AS modalite,
-                CASE WHEN secret THEN NULL ELSE valeur END AS valeur,
-                secret,
-                CASE WHEN secret THEN NULL ELSE numerateur END AS numerateur,
-                CASE WHEN secret THEN NULL ELSE denominateur END AS denominateur,
+                valeur, secret, numerateur, denominateur,
                 'PROVISOIRE' AS statut, CAST({version} AS BIGINT) AS version, CAST(NULL AS VARCHAR) AS revision
          FROM controle",
         id = indicator.id,

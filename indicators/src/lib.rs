@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod compute;
+pub mod suppression;
 
 pub use catalogue::{CATALOGUE, CATALOGUE_VERSION, Disclosure, Indicator, by_id};
 pub use compute::{ComputeError, ComputeOptions, Release, publish};

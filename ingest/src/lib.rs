@@ -2,11 +2,13 @@
 //!
 //! A full read of every table the indicators need, from PostgreSQL or SQLite. The
 //! SELECT lists are built from the schema declaration minus the columns that must
-//! never leave the source: direct identifiers (nom, prenom, telephone, email), free
-//! text (texte) and workers' names (auteur). Those columns are not read at all, so
-//! they cannot reach memory, a log line or the lake. `note` holds nothing but free
-//! text and is not read. Birth dates are read: anonymize turns them into age bands at
-//! each event and drops them.
+//! never leave the source: contact details (telephone, email), free text (texte) and
+//! workers' names (auteur). Those columns are not read at all, so they cannot reach
+//! memory, a log line or the lake. `note` holds nothing but free text and is not read.
+//! Birth dates are read: anonymize turns them into age bands at each event and drops
+//! them. Last and first names are read into memory only, to derive the keyed linkage
+//! key of suspected duplicates (anonymize::linkage), then dropped: they never reach the
+//! lake, a log line or an error message.
 //!
 //! Both back ends produce the same Arrow types: ids and counts Int64, codes Utf8,
 //! booleans Boolean, dates Date32, timestamps Timestamp(µs, UTC).
@@ -25,10 +27,19 @@ use futures::TryStreamExt;
 use operational::{ColumnType, Source, Table};
 use sqlx::{AssertSqlSafe, Row};
 
-/// Source columns that are never selected, whatever the table.
 pub mod quality;
 
-pub const NEVER_SELECTED: &[&str] = &["nom", "prenom", "telephone", "email", "texte", "auteur"];
+/// Source columns that are never selected, whatever the table.
+pub const NEVER_SELECTED: &[&str] = &["telephone", "email", "texte", "auteur"];
+
+/// Columns read from one table only: a person's names, for the linkage key. Elsewhere
+/// (`dispositif.nom`) a column of that name is not read.
+const ONLY_FROM: &[(&str, &str)] = &[("nom", "personne"), ("prenom", "personne")];
+
+/// Whether the ingest reads a column of a table.
+pub fn is_selected(table: &str, column: &str) -> bool {
+    !NEVER_SELECTED.contains(&column) && ONLY_FROM.iter().all(|(c, t)| *c != column || *t == table)
+}
 
 /// Tables read by the ingest, in dependency order (offer, households, requests, outcomes).
 pub const TABLES_READ: &[&str] = &[
@@ -57,7 +68,9 @@ pub enum IngestError {
         table: &'static str,
         source: sqlx::Error,
     },
-    #[error("table {table}, ligne id={id} : la colonne {column} n'est pas une {expected} valide")]
+    #[error(
+        "table {table}, ligne d'identifiant {id} : la colonne {column} n'est pas une {expected} valide"
+    )]
     Malformed {
         table: &'static str,
         column: &'static str,
@@ -78,7 +91,7 @@ pub fn selected_columns(table: &Table) -> Vec<&'static operational::Column> {
     table
         .columns
         .iter()
-        .filter(|c| !NEVER_SELECTED.contains(&c.name))
+        .filter(|c| is_selected(table.name, c.name))
         .collect()
 }
 
@@ -179,16 +192,34 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Tables whose ids identify a person or a household: an error never shows them (the
+/// lake only knows their pseudonyms).
+const PERSON_TABLES: &[&str] = &[
+    "personne",
+    "menage",
+    "menage_personne",
+    "evaluation",
+    "demande_personne",
+    "note",
+];
+
 fn malformed(
     table: &'static str,
     column: &'static str,
     id: Option<i64>,
     expected: &'static str,
 ) -> IngestError {
+    let id = match id {
+        _ if PERSON_TABLES.contains(&table) => {
+            "masqué (table de personnes ou de ménages)".to_owned()
+        }
+        Some(v) => v.to_string(),
+        None => "?".to_owned(),
+    };
     IngestError::Malformed {
         table,
         column,
-        id: id.map_or_else(|| "?".to_owned(), |v| v.to_string()),
+        id,
         expected,
     }
 }
@@ -411,8 +442,24 @@ mod tests {
         let names: Vec<_> = selected_columns(personne).iter().map(|c| c.name).collect();
         assert_eq!(
             names,
-            ["id", "date_naissance", "sexe", "nationalite", "updated_at"]
+            [
+                "id",
+                "nom",
+                "prenom",
+                "date_naissance",
+                "sexe",
+                "nationalite",
+                "updated_at"
+            ]
         );
+    }
+
+    #[test]
+    fn errors_never_show_a_person_or_household_id() {
+        let e = malformed("personne", "date_naissance", Some(4242), "date AAAA-MM-JJ");
+        assert!(!e.to_string().contains("4242"), "{e}");
+        let e = malformed("demande", "date_demande", Some(4242), "date-heure RFC 3339");
+        assert!(e.to_string().contains("4242"), "{e}");
     }
 
     #[test]

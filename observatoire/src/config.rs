@@ -8,6 +8,7 @@
 //! | `source` | `OBSERVATOIRE_SOURCE` | `sqlite://<data>/source.db` |
 //! | `listen` | `OBSERVATOIRE_LISTEN` | `127.0.0.1:8080` |
 //! | `secrecy_threshold` | `OBSERVATOIRE_SECRECY_THRESHOLD` | `11` |
+//! | `time_travel_days` | `OBSERVATOIRE_TIME_TRAVEL_DAYS` | `7` (what `vacuum` keeps) |
 //!
 //! The pseudonymisation key is never in this file: `<data>/secrets/pseudonymisation.key`
 //! or `OBSERVATOIRE_PSEUDO_KEY`.
@@ -26,6 +27,7 @@ pub struct FileConfig {
     pub source: Option<String>,
     pub listen: Option<String>,
     pub secrecy_threshold: Option<i64>,
+    pub time_travel_days: Option<i64>,
 }
 
 impl FileConfig {
@@ -79,6 +81,17 @@ impl FileConfig {
             )));
         }
         Ok(t)
+    }
+
+    /// The time-travel window kept by `vacuum`, in days.
+    pub fn time_travel_days(&self, flag: Option<i64>) -> Result<i64, Error> {
+        let days = flag.or(self.time_travel_days).unwrap_or(7);
+        if days < 0 {
+            return Err(Error::Config(format!(
+                "fenêtre de voyage dans le temps invalide : {days} jour(s) (au moins 0)"
+            )));
+        }
+        Ok(days)
     }
 
     pub fn source(&self, flag: Option<String>, data: &Path) -> String {

@@ -128,6 +128,8 @@ pub async fn ingest(
         .into_iter()
         .map(|(rule, n)| (rule.to_owned(), n))
         .collect();
+    // Names are read for this only, in memory, and dropped with `tables`.
+    let doublons = anonymize::linkage::suspected_duplicates(&key, &tables)?;
     let detail = DetailBuilder::new(&key).build(&tables)?;
     drop(tables);
     let kind = match source.kind() {
@@ -135,7 +137,14 @@ pub async fn ingest(
         SourceKind::Postgres => "postgres",
     };
     Ok(lake
-        .write_detail(&detail, kind, &key.fingerprint(), regles, progress)
+        .write_detail(
+            &detail,
+            kind,
+            &key.fingerprint(),
+            regles,
+            doublons,
+            progress,
+        )
         .await?)
 }
 
@@ -148,6 +157,17 @@ pub async fn compute(
     let lake = Lake::new(data_dir);
     let options = indicators::ComputeOptions { secrecy_threshold };
     Ok(indicators::publish(&lake, &options, progress).await?)
+}
+
+/// Removes from disk the Delta files and commits that only versions older than
+/// `days` days need (a household purged in the source and gone from the detail zone at
+/// the last ingest is then gone from every file of the lake).
+pub async fn vacuum(data_dir: &Path, days: i64) -> Result<Vec<warehouse::VacuumedTable>> {
+    let lake = Lake::new(data_dir);
+    if lake.latest_run()?.is_none() {
+        return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
+    }
+    Ok(lake.vacuum(chrono::Duration::days(days)).await?)
 }
 
 /// Runs a read-only SQL query over the lake (detail zone of the latest complete run and

@@ -92,6 +92,16 @@ enum Command {
         #[arg(long, env = "OBSERVATOIRE_LISTEN")]
         listen: Option<String>,
     },
+    /// Supprime du disque les fichiers et journaux Delta que seules des versions plus
+    /// anciennes que la fenêtre de voyage dans le temps utilisent (droit à l'oubli).
+    Vacuum {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// Fenêtre de voyage dans le temps, en jours (7 par défaut ; 0 : ne garder que
+        /// la version courante).
+        #[arg(long, env = "OBSERVATOIRE_TIME_TRAVEL_DAYS")]
+        retention_days: Option<i64>,
+    },
     /// Exécute une requête SQL (lecture seule) sur le lac et affiche le résultat.
     Sql {
         #[arg(long, env = "OBSERVATOIRE_DATA")]
@@ -317,6 +327,18 @@ async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {
         }
         println!("  dont {quarantined} lignes en quarantaine (ni stockées ni comptées).");
     }
+    let doublons: u64 = manifest.doublons_suspects.values().sum();
+    if doublons > 0 {
+        let by_siao: Vec<String> = manifest
+            .doublons_suspects
+            .iter()
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        println!(
+            "Doublons suspects (personnes partageant une clé de rapprochement avec une autre) : {doublons} ({}).",
+            by_siao.join(" · ")
+        );
+    }
     println!(
         "Ingestion n° {} terminée : {} tables, {} lignes dans la zone détail ({}).",
         manifest.run,
@@ -423,6 +445,30 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { data, listen } => {
             let data = file.data(data);
             run_serve(data, file.listen(listen)?).await
+        }
+        Command::Vacuum {
+            data,
+            retention_days,
+        } => {
+            let data = file.data(data);
+            let days = file.time_travel_days(retention_days)?;
+            let sp = spinner("nettoyage du lac");
+            let report = observatoire::vacuum(&data, days).await;
+            sp.finish_and_clear();
+            let report = report?;
+            let files: usize = report.iter().map(|t| t.files_deleted).sum();
+            let logs: usize = report.iter().map(|t| t.logs_deleted).sum();
+            for t in &report {
+                println!(
+                    "  {:<28} version {:>4} conservée : {} fichier(s) de données, {} journal(aux) supprimé(s)",
+                    t.table, t.version, t.files_deleted, t.logs_deleted
+                );
+            }
+            println!(
+                "Nettoyage terminé ({} tables, fenêtre de {days} jour(s)) : {files} fichier(s) de données et {logs} fichier(s) de journal supprimés ; les versions antérieures à la fenêtre ne sont plus lisibles.",
+                report.len()
+            );
+            Ok(())
         }
         Command::Sql { data, query } => {
             let data = file.data(data);

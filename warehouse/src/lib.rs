@@ -12,6 +12,7 @@
 //! manifest, which is written last, atomically (temporary file then rename). A run
 //! killed half-way leaves the previous manifest in force.
 
+pub mod retention;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use retention::VacuumedTable;
 pub use stats::{STATS_COLUMNS, stats_schema};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,10 @@ pub struct RunManifest {
     /// Rows found breaking each rule of SOURCE_SCHEMA.md (quarantined or kept).
     #[serde(default)]
     pub regles: BTreeMap<String, u64>,
+    /// Persons sharing a linkage key with another person, per SIAO (suspected
+    /// duplicates; the keys themselves are never stored).
+    #[serde(default)]
+    pub doublons_suspects: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -210,6 +216,7 @@ impl Lake {
         source: &str,
         key_fingerprint: &str,
         regles: BTreeMap<String, u64>,
+        doublons_suspects: BTreeMap<String, u64>,
         mut progress: impl FnMut(&str),
     ) -> Result<RunManifest> {
         self.check_key(key_fingerprint)?;
@@ -232,6 +239,7 @@ impl Lake {
             tables: versions,
             rows,
             regles,
+            doublons_suspects,
         };
         let path = self.runs_dir().join(format!("{run:06}.json"));
         write_atomically(

@@ -36,9 +36,20 @@ async fn dnp_rate_of_seine_saint_denis_has_one_value_per_month_of_2025() {
             (false, None) => panic!("{} : valeur absente sans secret", r.periode),
         }
     }
-    // Seine-Saint-Denis is saturated: no month is hidden and the rate is high.
-    assert!(rows.iter().all(|r| !r.secret));
-    let mean = rows.iter().filter_map(|r| r.valeur).sum::<f64>() / 12.0;
+    // Seine-Saint-Denis is saturated: no month breaks the sdc rule; a few may be hidden
+    // by secondary suppression (to protect Creuse's and Bouches-du-Rhône's small cells
+    // through Île-de-France and FR); the rate is high.
+    let hidden: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.secret)
+        .map(|r| r.periode.as_str())
+        .collect();
+    assert!(
+        hidden.len() <= 4,
+        "mois cachés en Seine-Saint-Denis : {hidden:?}"
+    );
+    let shown: Vec<f64> = rows.iter().filter_map(|r| r.valeur).collect();
+    let mean = shown.iter().sum::<f64>() / shown.len() as f64;
     assert!(mean > 0.4, "DNP rate of 93: {mean}");
 }
 

@@ -50,7 +50,9 @@ async fn malformed_date_is_reported_and_the_previous_run_stays_in_force() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("prise_en_charge") && err.contains("id=8") && err.contains("date_entree"),
+        err.contains("prise_en_charge")
+            && err.contains("identifiant 8 ")
+            && err.contains("date_entree"),
         "{err}"
     );
     assert!(

@@ -64,3 +64,24 @@ async fn postgres_migration_matches_the_declared_schema() {
     pool.close().await;
     pg.drop_now().await;
 }
+
+#[test]
+fn the_ingest_reads_exactly_what_the_field_policy_lets_through() {
+    for table in operational::TABLES {
+        if !ingest::TABLES_READ.contains(&table.name) {
+            continue;
+        }
+        for column in table.columns {
+            let policy = anonymize::treatment(table.name, column.name)
+                .unwrap_or_else(|| panic!("{}.{} non classée", table.name, column.name));
+            assert_eq!(
+                ingest::is_selected(table.name, column.name),
+                policy != anonymize::Treatment::Drop,
+                "{}.{} : {}",
+                table.name,
+                column.name,
+                policy.describe()
+            );
+        }
+    }
+}

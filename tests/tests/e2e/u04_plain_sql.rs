@@ -84,7 +84,7 @@ async fn dnp_rate_matches_plain_sql_on_the_source() {
             compared += 1;
         }
     }
-    // Paris and Seine-Saint-Denis are never hidden (Bouches-du-Rhône and Creuse, with
-    // few refusals at the demo's scale, sometimes are).
-    assert!(compared >= 24, "{compared} months compared");
+    // Paris and Seine-Saint-Denis are seldom hidden (only by secondary suppression);
+    // Bouches-du-Rhône and Creuse, with few refusals at the demo's scale, often are.
+    assert!(compared >= 18, "{compared} months compared");
 }

@@ -1,0 +1,192 @@
+//! The right to be forgotten: a household purged in the source leaves the detail zone
+//! at the next ingest, and after `vacuum` (window 0) no file of the lake holds its
+//! pseudonym and the earlier Delta versions that held it can no longer be read.
+
+use std::path::{Path, PathBuf};
+
+use observatoire_tests::{TEST_KEY_HEX, ingest_and_compute, sqlite_url, temp_dir};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// The lake's files that hold `needle`: in a Parquet file's decoded values (data files
+/// and checkpoints), or in the text of any other file (Delta commits, manifests).
+fn files_holding(lake: &Path, needle: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    files(lake, &mut all);
+    let mut out = Vec::new();
+    for path in all {
+        let name = path.to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let found = if name.ends_with(".parquet") {
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            reader.into_iter().any(|batch| {
+                let batch = batch.unwrap();
+                batch.columns().iter().any(|c| {
+                    arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).is_ok_and(|c| {
+                        use arrow::array::AsArray;
+                        c.as_string::<i32>()
+                            .iter()
+                            .flatten()
+                            .any(|v| v.contains(needle))
+                    })
+                })
+            }) || bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        } else {
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        };
+        if found {
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
+    let tmp = temp_dir("oubli");
+    let url = sqlite_url(tmp.path());
+    let config = operational::simulator::SimulationConfig {
+        departements: vec!["23".into()],
+        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        to: chrono::NaiveDate::from_ymd_opt(2025, 4, 1).unwrap(),
+        scale: 0.05,
+        ..Default::default()
+    };
+    observatoire::simulate(&url, &config, false, |_, _| {})
+        .await
+        .expect("simulation");
+    ingest_and_compute(&url, tmp.path(), 11).await;
+
+    // A household with requests and members: the one with the most requests.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let menage: i64 = sqlx::query_scalar(
+        "SELECT menage_id FROM demande GROUP BY menage_id ORDER BY COUNT(*) DESC, menage_id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let key = anonymize::MasterKey::from_hex(TEST_KEY_HEX, "test").unwrap();
+    let pseudonym = key.subkey("detail").pseudonym("menage", menage);
+    let lake_count = |sql: String| {
+        let data = tmp.path().to_owned();
+        async move {
+            let b = observatoire::sql(&data, &sql).await.unwrap();
+            observatoire_tests::ints(b[0].column(0))[0].unwrap()
+        }
+    };
+    let requests_before = lake_count("SELECT COUNT(*) FROM demande".into()).await;
+    let requests_of_household = lake_count(format!(
+        "SELECT COUNT(*) FROM demande WHERE menage_id = '{pseudonym}'"
+    ))
+    .await;
+    assert!(requests_of_household > 0);
+    let lake = tmp.path().join("lake");
+    let before = files_holding(&lake, &pseudonym);
+    assert!(
+        !before.is_empty(),
+        "the household's pseudonym is in the lake before the purge"
+    );
+    let run_before = warehouse::Lake::new(tmp.path())
+        .latest_run()
+        .unwrap()
+        .unwrap();
+
+    // The operational application's purge: the household and everything attached.
+    let persons: Vec<i64> =
+        sqlx::query_scalar("SELECT personne_id FROM menage_personne WHERE menage_id = ?")
+            .bind(menage)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for sql in [
+        "DELETE FROM demande_personne WHERE demande_id IN (SELECT id FROM demande WHERE menage_id = ?1)",
+        "DELETE FROM orientation WHERE demande_id IN (SELECT id FROM demande WHERE menage_id = ?1)",
+        "DELETE FROM liste_attente WHERE demande_id IN (SELECT id FROM demande WHERE menage_id = ?1)",
+        "DELETE FROM prise_en_charge WHERE menage_id = ?1",
+        "DELETE FROM demande WHERE menage_id = ?1",
+        "DELETE FROM evaluation WHERE menage_id = ?1",
+        "DELETE FROM note WHERE menage_id = ?1",
+        "DELETE FROM menage_personne WHERE menage_id = ?1",
+        "DELETE FROM menage WHERE id = ?1",
+    ] {
+        sqlx::query(sql).bind(menage).execute(&pool).await.unwrap();
+    }
+    for p in &persons {
+        sqlx::query("DELETE FROM personne WHERE id = ?")
+            .bind(p)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    ingest_and_compute(&url, tmp.path(), 11).await;
+    let n = observatoire::sql(
+        tmp.path(),
+        &format!("SELECT COUNT(*) FROM demande WHERE menage_id = '{pseudonym}'"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        observatoire_tests::ints(n[0].column(0))[0],
+        Some(0),
+        "gone from the detail zone at the next ingest"
+    );
+    // Still on disk, for time travel, until the vacuum.
+    assert!(!files_holding(&lake, &pseudonym).is_empty());
+
+    let report = observatoire::vacuum(tmp.path(), 0).await.expect("vacuum");
+    assert!(
+        report
+            .iter()
+            .any(|t| t.files_deleted > 0 && t.logs_deleted > 0)
+    );
+    let after = files_holding(&lake, &pseudonym);
+    assert!(
+        after.is_empty(),
+        "pseudonyme encore présent dans : {after:?}"
+    );
+
+    // The version that held it can no longer be read; the current one can.
+    let old = run_before.tables["demande"];
+    let lake_handle = warehouse::Lake::new(tmp.path());
+    let readable = match lake_handle.open("detail", "demande", Some(old)).await {
+        Err(_) => false,
+        Ok(None) => false,
+        Ok(Some(table)) => {
+            let ctx = warehouse::new_session();
+            lake_handle.register(&ctx, "ancienne", &table).await.is_ok()
+                && match ctx.sql("SELECT COUNT(*) FROM ancienne").await {
+                    Ok(frame) => frame.collect().await.is_ok(),
+                    Err(_) => false,
+                }
+        }
+    };
+    assert!(!readable, "la version {old} de demande est encore lisible");
+    let current = observatoire::sql(tmp.path(), "SELECT COUNT(*) FROM demande")
+        .await
+        .unwrap();
+    assert_eq!(
+        observatoire_tests::ints(current[0].column(0))[0],
+        Some(requests_before - requests_of_household),
+        "the current version is whole"
+    );
+    // And the statistics were computed again without error over the current versions.
+    observatoire::compute(tmp.path(), 11, |_| {})
+        .await
+        .expect("compute after vacuum");
+}

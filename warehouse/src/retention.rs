@@ -1,0 +1,117 @@
+//! Retention: the right to be forgotten on disk.
+//!
+//! A household purged in the source leaves the detail zone at the next ingest (the
+//! tables are rewritten without it), but Delta keeps the files of earlier versions for
+//! time travel, and the JSON commits of those versions carry per-file statistics
+//! (minimum and maximum of each column, pseudonyms included). `vacuum` removes both once
+//! the time-travel window is past:
+//! - the data files that no version inside the window references (Delta `VACUUM`, lite
+//!   mode: files of `remove` actions older than the window);
+//! - the commits older than the window, after writing a checkpoint of the version kept,
+//!   so that the table stays readable and older versions can no longer be rebuilt.
+//!
+//! Detail tables are vacuumed at the version pinned by the latest complete run (never at
+//! a later version a half-finished ingest may have committed), the other zones at their
+//! latest version. Published aggregates are untouched: they are anonymous, and the
+//! statistical base is append-only.
+
+use std::path::{Path, PathBuf};
+
+use deltalake::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
+
+use crate::{Lake, Result, WarehouseError, delta, io};
+
+/// The zones whose Delta tables are vacuumed.
+const ZONES: &[&str] = &["detail", "analyst", "stats", "quality", "audit"];
+
+/// What a vacuum removed, per table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VacuumedTable {
+    /// `zone/table`.
+    pub table: String,
+    /// The version kept (and checkpointed).
+    pub version: i64,
+    /// Data files deleted.
+    pub files_deleted: usize,
+    /// Commit and checkpoint files of older versions deleted.
+    pub logs_deleted: usize,
+}
+
+impl Lake {
+    /// Removes the files and commits that only versions older than `window` need.
+    /// A window of zero keeps only the current version of each table.
+    pub async fn vacuum(&self, window: chrono::Duration) -> Result<Vec<VacuumedTable>> {
+        if window < chrono::Duration::zero() {
+            return Err(WarehouseError::Manifest {
+                path: self.root.clone(),
+                reason: "la fenêtre de conservation ne peut pas être négative".into(),
+            });
+        }
+        let pinned = self.latest_run()?.map(|m| m.tables).unwrap_or_default();
+        let mut out = Vec::new();
+        for zone in ZONES {
+            for name in delta_tables(&self.root.join(zone))? {
+                let version = if *zone == "detail" {
+                    match pinned.get(&name) {
+                        Some(v) => Some(*v),
+                        // A table no complete run references yet: a half-finished first
+                        // ingest. Leave it to the run that will finish it.
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
+                let label = format!("{zone}/{name}");
+                let Some(table) = self.open(zone, &name, version).await? else {
+                    continue;
+                };
+                let version = table.version().map_or(0, |v| v as i64);
+                let (table, metrics) = table
+                    .vacuum()
+                    .with_retention_period(window)
+                    .with_enforce_retention_duration(false)
+                    .await
+                    .map_err(delta(&label))?;
+                // The checkpoint holds the state of the kept version: commits before it
+                // are no longer needed to read the table, and are deleted.
+                let kept = self
+                    .open(zone, &name, Some(version))
+                    .await?
+                    .unwrap_or(table);
+                create_checkpoint(&kept, None)
+                    .await
+                    .map_err(delta(&label))?;
+                let cutoff = (chrono::Utc::now() - window).timestamp_millis() + 1;
+                let logs_deleted =
+                    cleanup_expired_logs_for(version as _, kept.log_store().as_ref(), cutoff, None)
+                        .await
+                        .map_err(delta(&label))?;
+                out.push(VacuumedTable {
+                    table: label,
+                    version,
+                    files_deleted: metrics.files_deleted.len(),
+                    logs_deleted,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The Delta tables directly under a zone's folder, by name.
+fn delta_tables(zone: &Path) -> Result<Vec<String>> {
+    if !zone.exists() {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(zone).map_err(io(zone))? {
+        let path: PathBuf = entry.map_err(io(zone))?.path();
+        if path.join("_delta_log").is_dir()
+            && let Some(name) = path.file_name().and_then(|n| n.to_str())
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
