@@ -360,10 +360,19 @@ impl Lake {
 }
 
 /// A DataFusion session with the settings every reader of the lake uses.
+///
+/// DataFusion 55's dynamic filters pushed from a MIN/MAX aggregate into the scans below
+/// a UNION ALL sometimes prune rows of one branch with the bound found in another (the
+/// observed interval [D0, D1] then lost its first weeks, about one run in ten): they
+/// are turned off (test `dynamic_filters`).
 pub fn new_session() -> SessionContext {
-    let config = datafusion::prelude::SessionConfig::new()
+    let mut config = datafusion::prelude::SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .with_information_schema(true);
+    config
+        .options_mut()
+        .optimizer
+        .enable_aggregate_dynamic_filter_pushdown = false;
     SessionContext::new_with_config(config)
 }
 

@@ -6,6 +6,7 @@ mod backends;
 mod bad_input;
 mod browser;
 mod disclosure;
+mod dynamic_filters;
 mod fixture;
 mod forgotten;
 mod golden;
