@@ -2,27 +2,15 @@
 //! at the next ingest, and after `vacuum` (window 0) no file of the lake holds its
 //! pseudonym and the earlier Delta versions that held it can no longer be read.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use observatoire_tests::{TEST_KEY_HEX, ingest_and_compute, sqlite_url, temp_dir};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 /// The lake's files that hold `needle`: in a Parquet file's decoded values (data files
 /// and checkpoints), or in the text of any other file (Delta commits, manifests).
 fn files_holding(lake: &Path, needle: &str) -> Vec<String> {
-    let mut all = Vec::new();
-    files(lake, &mut all);
+    let all = observatoire_tests::files_below(lake);
     let mut out = Vec::new();
     for path in all {
         let name = path.to_string_lossy().into_owned();

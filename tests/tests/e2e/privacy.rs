@@ -3,7 +3,6 @@
 //! dates, free texts or workers' names appears, nor any person or household id.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Date32Type, Int64Type};
@@ -12,17 +11,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sqlx::Row;
 
 use crate::fixture::demo;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
 
 struct Secrets {
     strings: HashSet<String>,
@@ -90,8 +78,7 @@ async fn secrets_of_source(url: &str) -> Secrets {
 async fn lake_files_hold_no_personal_data() {
     let demo = demo();
     let secrets = secrets_of_source(&demo.source_url).await;
-    let mut all = Vec::new();
-    files(&demo.data.join("lake"), &mut all);
+    let all = observatoire_tests::files_below(&demo.data.join("lake"));
     let (mut parquet_files, mut log_files, mut values_checked) = (0, 0, 0usize);
     let mut leaks = Vec::new();
     for path in &all {
