@@ -10,6 +10,7 @@ mod dynamic_filters;
 mod fixture;
 mod forgotten;
 mod golden;
+mod logs;
 mod privacy;
 mod schema;
 mod simulation;
