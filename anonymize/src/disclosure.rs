@@ -301,3 +301,112 @@ mod tests {
         assert_eq!(protect(&problem, 11.0).hidden, [true, true]);
     }
 }
+
+#[cfg(test)]
+mod national {
+    use super::*;
+
+    /// A national-sized family: 101 départements in 18 régions, 12 months and the year;
+    /// every fifth département-month is small (hidden by primary suppression).
+    pub(super) fn national_problem() -> Problem {
+        let (deps, regions, months) = (101u32, 18u32, 12u32);
+        let region_of = |d: u32| d % regions;
+        let mut cells = Vec::new();
+        let mut relations = Vec::new();
+        let value = |d: u32, m: u32| {
+            if (d * 7 + m * 3) % 5 == 0 {
+                1.0 + ((d + m) % 9) as f64
+            } else {
+                20.0 + ((d * 13 + m * 17) % 300) as f64
+            }
+        };
+        // Territories × periods (months 0..12, then the year as period 12).
+        let mut index = std::collections::HashMap::new();
+        for p in 0..=months {
+            let ms: Vec<u32> = if p == months {
+                (0..months).collect()
+            } else {
+                vec![p]
+            };
+            let mut add = |key: (u32, u32), ds: Vec<u32>| {
+                let inner: Vec<u32> = ds
+                    .iter()
+                    .flat_map(|&d| ms.iter().map(move |&m| d * months + m))
+                    .collect();
+                let v: f64 = ds
+                    .iter()
+                    .flat_map(|&d| ms.iter().map(move |&m| value(d, m)))
+                    .sum();
+                index.insert(key, cells.len());
+                cells.push(Cell {
+                    value: v,
+                    primary: v >= 1.0 && v < 11.0,
+                    inner,
+                });
+            };
+            for d in 0..deps {
+                add((d, p), vec![d]);
+            }
+            for r in 0..regions {
+                add(
+                    (1000 + r, p),
+                    (0..deps).filter(|&d| region_of(d) == r).collect(),
+                );
+            }
+            add((2000, p), (0..deps).collect());
+        }
+        for p in 0..=months {
+            for r in 0..regions {
+                relations.push(Relation {
+                    total: index[&(1000 + r, p)],
+                    parts: (0..deps)
+                        .filter(|&d| region_of(d) == r)
+                        .map(|d| index[&(d, p)])
+                        .collect(),
+                });
+            }
+            relations.push(Relation {
+                total: index[&(2000, p)],
+                parts: (0..regions).map(|r| index[&(1000 + r, p)]).collect(),
+            });
+        }
+        for t in (0..deps)
+            .chain((0..regions).map(|r| 1000 + r))
+            .chain([2000])
+        {
+            relations.push(Relation {
+                total: index[&(t, months)],
+                parts: (0..months).map(|m| index[&(t, m)]).collect(),
+            });
+        }
+        Problem { cells, relations }
+    }
+
+    #[test]
+    fn a_national_family_is_protected() {
+        let problem = national_problem();
+        let primary = problem.cells.iter().filter(|c| c.primary).count();
+        let s = protect(&problem, 11.0);
+        assert!(primary > 100, "{primary}");
+        // Every relation whose total is published: hidden parts 0 or ≥ 11.
+        for r in &problem.relations {
+            if s.hidden[r.total] {
+                continue;
+            }
+            let sum: f64 = r
+                .parts
+                .iter()
+                .filter(|&&p| s.hidden[p])
+                .map(|&p| problem.cells[p].value)
+                .sum();
+            assert!(sum == 0.0 || sum >= 11.0, "{sum}");
+            // Never exactly one hidden part under a published total.
+            assert_ne!(r.parts.iter().filter(|&&p| s.hidden[p]).count(), 1);
+        }
+        assert!(
+            s.secondary > 0 && s.secondary < problem.cells.len() / 2,
+            "{}",
+            s.secondary
+        );
+    }
+}
