@@ -314,7 +314,7 @@ mod national {
         let mut cells = Vec::new();
         let mut relations = Vec::new();
         let value = |d: u32, m: u32| {
-            if (d * 7 + m * 3) % 5 == 0 {
+            if (d * 7 + m * 3).is_multiple_of(5) {
                 1.0 + ((d + m) % 9) as f64
             } else {
                 20.0 + ((d * 13 + m * 17) % 300) as f64
@@ -340,7 +340,7 @@ mod national {
                 index.insert(key, cells.len());
                 cells.push(Cell {
                     value: v,
-                    primary: v >= 1.0 && v < 11.0,
+                    primary: (1.0..11.0).contains(&v),
                     inner,
                 });
             };

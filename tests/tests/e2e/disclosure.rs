@@ -51,7 +51,7 @@ fn sdc_broken(r: &StatRow) -> bool {
             (Some(n), Some(d)) => small(n) || (d > 0.0 && d < T) || small(d - n),
             _ => true,
         },
-        "delai_attente_admission" => r.denominateur.is_some_and(|n| n >= 1.0 && n < T),
+        "delai_attente_admission" => r.denominateur.is_some_and(|n| (1.0..T).contains(&n)),
         _ => false,
     }
 }
