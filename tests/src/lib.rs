@@ -300,6 +300,22 @@ impl PgDatabase {
     }
 }
 
+/// Simulates `departements` from `from` to `to` (excluded, `AAAA-MM-JJ`) at `scale` into
+/// an empty source, with the default seed and no defects.
+pub async fn simulate_small(url: &str, departements: &[&str], from: &str, to: &str, scale: f64) {
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("AAAA-MM-JJ");
+    let config = operational::simulator::SimulationConfig {
+        departements: departements.iter().map(|d| (*d).to_owned()).collect(),
+        from: day(from),
+        to: day(to),
+        scale,
+        ..Default::default()
+    };
+    observatoire::simulate(url, &config, false, |_, _| {})
+        .await
+        .expect("simulation");
+}
+
 /// Every file below a folder, recursively (a lake's data files, commits, manifests).
 pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -16,8 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dashboards_api::StatRow;
-use observatoire_tests::{all_stats, ingest_and_compute, sqlite_url, temp_dir};
-use operational::simulator::SimulationConfig;
+use observatoire_tests::{all_stats, ingest_and_compute, simulate_small, sqlite_url, temp_dir};
 
 const T: f64 = 11.0;
 
@@ -60,16 +59,7 @@ fn sdc_broken(r: &StatRow) -> bool {
 async fn no_hidden_cell_can_be_recomputed_from_published_ones() {
     let tmp = temp_dir("sdc");
     let url = sqlite_url(tmp.path());
-    let config = SimulationConfig {
-        departements: vec!["93".into(), "23".into()],
-        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-        to: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
-        scale: 0.02,
-        ..SimulationConfig::default()
-    };
-    observatoire::simulate(&url, &config, false, |_, _| {})
-        .await
-        .expect("simulation");
+    simulate_small(&url, &["93", "23"], "2025-01-01", "2026-01-01", 0.02).await;
     ingest_and_compute(&url, tmp.path(), 11).await;
     observatoire::compute(tmp.path(), 1, |_| {})
         .await

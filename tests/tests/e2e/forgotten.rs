@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use observatoire_tests::{TEST_KEY_HEX, ingest_and_compute, sqlite_url, temp_dir};
+use observatoire_tests::{TEST_KEY_HEX, ingest_and_compute, simulate_small, sqlite_url, temp_dir};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// The lake's files that hold `needle`: in a Parquet file's decoded values (data files
@@ -47,16 +47,7 @@ fn files_holding(lake: &Path, needle: &str) -> Vec<String> {
 async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
     let tmp = temp_dir("oubli");
     let url = sqlite_url(tmp.path());
-    let config = operational::simulator::SimulationConfig {
-        departements: vec!["23".into()],
-        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-        to: chrono::NaiveDate::from_ymd_opt(2025, 4, 1).unwrap(),
-        scale: 0.05,
-        ..Default::default()
-    };
-    observatoire::simulate(&url, &config, false, |_, _| {})
-        .await
-        .expect("simulation");
+    simulate_small(&url, &["23"], "2025-01-01", "2025-04-01", 0.05).await;
     ingest_and_compute(&url, tmp.path(), 11).await;
 
     // A household with requests and members: the one with the most requests.

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use observatoire_tests::{ingest_and_compute, sqlite_url, temp_dir};
+use observatoire_tests::{ingest_and_compute, simulate_small, sqlite_url, temp_dir};
 use sqlx::Row;
 
 /// Everything the subscriber writes, kept in memory.
@@ -41,16 +41,7 @@ async fn debug_logs_hold_no_personal_value() {
 
     let tmp = temp_dir("journaux");
     let url = sqlite_url(tmp.path());
-    let config = operational::simulator::SimulationConfig {
-        departements: vec!["23".into()],
-        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-        to: chrono::NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(),
-        scale: 0.4,
-        ..Default::default()
-    };
-    observatoire::simulate(&url, &config, false, |_, _| {})
-        .await
-        .expect("simulation");
+    simulate_small(&url, &["23"], "2025-01-01", "2025-03-01", 0.4).await;
     // The simulation's own writes are the operational application's, not ours: the
     // capture starts with the warehouse.
     captured.0.lock().unwrap().clear();
