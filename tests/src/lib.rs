@@ -300,6 +300,20 @@ impl PgDatabase {
     }
 }
 
+/// The queries that read the source's personal text values (SQLite): names, contact
+/// details, free texts and workers' names — what no lake file, log line or error may hold.
+pub const PERSONAL_TEXT_SQL: &[&str] = &[
+    "SELECT nom FROM personne",
+    "SELECT prenom FROM personne",
+    "SELECT nom || ' ' || prenom FROM personne",
+    "SELECT telephone FROM personne WHERE telephone IS NOT NULL",
+    "SELECT email FROM personne WHERE email IS NOT NULL",
+    "SELECT texte FROM evaluation",
+    "SELECT auteur FROM evaluation",
+    "SELECT texte FROM note",
+    "SELECT auteur FROM note",
+];
+
 /// Simulates `departements` from `from` to `to` (excluded, `AAAA-MM-JJ`) at `scale` into
 /// an empty source, with the default seed and no defects.
 pub async fn simulate_small(url: &str, departements: &[&str], from: &str, to: &str, scale: f64) {

@@ -70,19 +70,12 @@ async fn debug_logs_hold_no_personal_value() {
     // The personal values of the source.
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let mut secrets: HashSet<String> = HashSet::new();
-    for sql in [
-        "SELECT nom FROM personne",
-        "SELECT prenom FROM personne",
-        "SELECT nom || ' ' || prenom FROM personne",
-        "SELECT telephone FROM personne WHERE telephone IS NOT NULL",
-        "SELECT email FROM personne WHERE email IS NOT NULL",
-        "SELECT date_naissance FROM personne WHERE date_naissance < '2016-01-01'",
-        "SELECT texte FROM evaluation",
-        "SELECT auteur FROM evaluation",
-        "SELECT texte FROM note",
-        "SELECT auteur FROM note",
-    ] {
-        for row in sqlx::query(sql).fetch_all(&pool).await.unwrap() {
+    let birth_dates = "SELECT date_naissance FROM personne WHERE date_naissance < '2016-01-01'";
+    for sql in observatoire_tests::PERSONAL_TEXT_SQL
+        .iter()
+        .chain([&birth_dates])
+    {
+        for row in sqlx::query(*sql).fetch_all(&pool).await.unwrap() {
             let v: String = row.get(0);
             // Short names (« Ali ») would match ordinary words of a log line.
             if v.len() >= 5 {

@@ -22,18 +22,8 @@ struct Secrets {
 async fn secrets_of_source(url: &str) -> Secrets {
     let pool = sqlx::SqlitePool::connect(url).await.unwrap();
     let mut strings = HashSet::new();
-    for sql in [
-        "SELECT nom FROM personne",
-        "SELECT prenom FROM personne",
-        "SELECT telephone FROM personne WHERE telephone IS NOT NULL",
-        "SELECT email FROM personne WHERE email IS NOT NULL",
-        "SELECT texte FROM evaluation",
-        "SELECT auteur FROM evaluation",
-        "SELECT texte FROM note",
-        "SELECT auteur FROM note",
-        "SELECT nom || ' ' || prenom FROM personne",
-    ] {
-        for row in sqlx::query(sql).fetch_all(&pool).await.unwrap() {
+    for sql in observatoire_tests::PERSONAL_TEXT_SQL {
+        for row in sqlx::query(*sql).fetch_all(&pool).await.unwrap() {
             let v: String = row.get(0);
             strings.insert(v);
         }
