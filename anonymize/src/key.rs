@@ -35,6 +35,10 @@ pub enum KeyError {
     },
     #[error("le générateur aléatoire du système est indisponible : {0}")]
     Random(String),
+    #[error(
+        "clé de pseudonymisation absente ({0}) : lancez d'abord une ingestion, qui la crée, ou donnez-la par OBSERVATOIRE_PSEUDO_KEY"
+    )]
+    Missing(PathBuf),
 }
 
 /// The 256-bit master key.
@@ -63,20 +67,28 @@ impl MasterKey {
         Ok(Self(bytes))
     }
 
-    /// The key of `OBSERVATOIRE_PSEUDO_KEY` if set, else the key file, created (mode 0600)
-    /// on first use. Returns the key and whether it was just created.
-    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+    /// The key of `OBSERVATOIRE_PSEUDO_KEY` if set, else the key file, which must exist.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
         if let Ok(hex_text) = std::env::var(KEY_ENV) {
-            return Ok((Self::from_hex(&hex_text, KEY_ENV)?, false));
+            return Self::from_hex(&hex_text, KEY_ENV);
         }
-        if path.exists() {
-            let text = fs::read_to_string(path).map_err(|source| KeyError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            return Ok((Self::from_hex(&text, &path.display().to_string())?, false));
+        if !path.exists() {
+            return Err(KeyError::Missing(path.to_owned()));
         }
-        let key = Self::generate()?;
+        Self::read(path)
+    }
+
+    /// The key of a key file.
+    pub fn read(path: &Path) -> Result<Self, KeyError> {
+        let text = fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_hex(&text, &path.display().to_string())
+    }
+
+    /// Writes the key to a new file, mode 0600 (its folder 0700); fails if it exists.
+    pub fn write_new(&self, path: &Path) -> Result<(), KeyError> {
         let create = |source| KeyError::Create {
             path: path.to_owned(),
             source,
@@ -97,8 +109,21 @@ impl MasterKey {
             options.mode(0o600);
         }
         let mut file = options.open(path).map_err(create)?;
-        writeln!(file, "{}", hex::encode(key.0)).map_err(create)?;
-        file.sync_all().map_err(create)?;
+        writeln!(file, "{}", hex::encode(self.0)).map_err(create)?;
+        file.sync_all().map_err(create)
+    }
+
+    /// The key of `OBSERVATOIRE_PSEUDO_KEY` if set, else the key file, created (mode 0600)
+    /// on first use. Returns the key and whether it was just created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+        if let Ok(hex_text) = std::env::var(KEY_ENV) {
+            return Ok((Self::from_hex(&hex_text, KEY_ENV)?, false));
+        }
+        if path.exists() {
+            return Ok((Self::read(path)?, false));
+        }
+        let key = Self::generate()?;
+        key.write_new(path)?;
         Ok((key, true))
     }
 
@@ -140,11 +165,17 @@ pub struct Pseudonymizer {
 impl Pseudonymizer {
     /// `HMAC-SHA256(subkey, entity ':' id)` truncated to 128 bits, lower-case hex.
     pub fn pseudonym(&self, entity: &str, id: i64) -> String {
+        self.pseudonym_of_text(entity, &id.to_string())
+    }
+
+    /// The same over an identifier that is already text: the analyst zone keys the
+    /// detail zone's pseudonyms of persons and households this way, per release.
+    pub fn pseudonym_of_text(&self, entity: &str, id: &str) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
         mac.update(entity.as_bytes());
         mac.update(b":");
-        mac.update(id.to_string().as_bytes());
+        mac.update(id.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 }

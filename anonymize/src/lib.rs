@@ -13,6 +13,7 @@
 //! then smallest id").
 
 pub mod disclosure;
+pub mod kanon;
 pub mod key;
 pub mod linkage;
 
@@ -235,6 +236,19 @@ pub fn treatment(table: &str, column: &str) -> Option<Treatment> {
         .iter()
         .find(|(t, c, _)| *t == table && *c == column)
         .map(|(_, _, tr)| *tr)
+}
+
+/// The field policy as a Markdown table (rendered in the README between the markers
+/// `<!-- politique:debut -->` and `<!-- politique:fin -->`, kept in step by a test).
+pub fn policy_markdown() -> String {
+    let mut out = String::from("| table | column | treatment |\n|---|---|---|\n");
+    for (table, column, treatment) in POLICY {
+        out.push_str(&format!(
+            "| {table} | {column} | {} |\n",
+            treatment.describe()
+        ));
+    }
+    out
 }
 
 /// The age bands of INDICATORS.md.
@@ -550,6 +564,25 @@ mod tests {
                 .iter()
                 .map(|t| t.columns.len())
                 .sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn the_readme_renders_the_policy() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap();
+        let start = "<!-- politique:debut -->\n";
+        let block = readme
+            .split_once(start)
+            .and_then(|(_, rest)| rest.split_once("<!-- politique:fin -->"))
+            .map(|(block, _)| block)
+            .expect("the README holds the policy between its markers");
+        assert_eq!(
+            block,
+            policy_markdown(),
+            "README out of date: paste anonymize::policy_markdown()"
         );
     }
 

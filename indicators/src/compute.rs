@@ -40,6 +40,8 @@ pub enum ComputeError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("le seuil de secret statistique doit être au moins 1 (reçu {0})")]
     BadThreshold(i64),
+    #[error("le k de la zone analyste doit être au moins 1 (reçu {0})")]
+    BadK(usize),
 }
 
 impl From<datafusion::error::DataFusionError> for ComputeError {
@@ -105,6 +107,8 @@ pub struct Release {
     pub secret_rows: usize,
     pub d0: Option<NaiveDate>,
     pub d1: Option<NaiveDate>,
+    /// What the anonymisation did to each table of the analyst zone.
+    pub analyst: Vec<crate::analyst::AnonymisedTable>,
 }
 
 /// Options of a compute.
@@ -112,12 +116,15 @@ pub struct Release {
 pub struct ComputeOptions {
     /// Statistical-secrecy threshold t (11 by default; 1 turns disclosure control off).
     pub secrecy_threshold: i64,
+    /// The analyst zone's k-anonymity.
+    pub analyst: crate::analyst::AnalystOptions,
 }
 
 impl Default for ComputeOptions {
     fn default() -> Self {
         Self {
             secrecy_threshold: 11,
+            analyst: crate::analyst::AnalystOptions::default(),
         }
     }
 }
@@ -165,14 +172,18 @@ pub async fn compute_rows(
     Ok((rows, bounds))
 }
 
-/// Computes and publishes a release: rows appended to `stats/indicateurs`, then the
-/// release recorded in `stats/releases` (written last: readers only trust recorded
-/// releases).
+/// Computes and publishes a release: rows appended to `stats/indicateurs`, the analyst
+/// zone rebuilt with the release's own pseudonyms, then the release recorded in
+/// `stats/releases` (written last: readers only trust recorded releases).
 pub async fn publish(
     lake: &Lake,
     options: &ComputeOptions,
+    key: &anonymize::MasterKey,
     progress: impl FnMut(&Indicator),
 ) -> Result<Release> {
+    if options.analyst.k < 1 {
+        return Err(ComputeError::BadK(options.analyst.k));
+    }
     let (ctx, manifest) = lake.detail_session().await?;
     let version = next_version(lake).await?;
     let (rows, bounds) = compute_rows(&ctx, options, version, progress).await?;
@@ -182,6 +193,7 @@ pub async fn publish(
         .map_or(0, |b| b.true_count());
     let n = rows.num_rows();
     lake.append("stats", "indicateurs", rows).await?;
+    let analyst = crate::analyst::build(lake, &ctx, key, version, &options.analyst).await?;
     let release = RecordBatch::try_new(
         warehouse::stats::releases_schema(),
         vec![
@@ -201,6 +213,7 @@ pub async fn publish(
         secret_rows,
         d0: bounds.map(|b| b.0),
         d1: bounds.map(|b| b.1),
+        analyst,
     })
 }
 

@@ -2,6 +2,7 @@
 //! engine that computes them over the lake's detail zone and publishes releases into
 //! the statistical base.
 
+pub mod analyst;
 pub mod catalogue;
 pub mod compute;
 pub mod suppression;

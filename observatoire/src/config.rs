@@ -9,6 +9,7 @@
 //! | `listen` | `OBSERVATOIRE_LISTEN` | `127.0.0.1:8080` |
 //! | `secrecy_threshold` | `OBSERVATOIRE_SECRECY_THRESHOLD` | `11` |
 //! | `time_travel_days` | `OBSERVATOIRE_TIME_TRAVEL_DAYS` | `7` (what `vacuum` keeps) |
+//! | `analyst_k` | `OBSERVATOIRE_ANALYST_K` | `11` (k-anonymity of the analyst zone) |
 //!
 //! The pseudonymisation key is never in this file: `<data>/secrets/pseudonymisation.key`
 //! or `OBSERVATOIRE_PSEUDO_KEY`.
@@ -28,6 +29,7 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub secrecy_threshold: Option<i64>,
     pub time_travel_days: Option<i64>,
+    pub analyst_k: Option<i64>,
 }
 
 impl FileConfig {
@@ -92,6 +94,17 @@ impl FileConfig {
             )));
         }
         Ok(days)
+    }
+
+    /// The k of the analyst zone's k-anonymity.
+    pub fn analyst_k(&self, flag: Option<i64>) -> Result<usize, Error> {
+        let k = flag.or(self.analyst_k).unwrap_or(11);
+        if k < 1 {
+            return Err(Error::Config(format!(
+                "k de la zone analyste invalide : {k} (au moins 1)"
+            )));
+        }
+        Ok(k as usize)
     }
 
     pub fn source(&self, flag: Option<String>, data: &Path) -> String {

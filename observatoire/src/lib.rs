@@ -102,17 +102,22 @@ pub fn load_key(data_dir: &Path) -> Result<(MasterKey, bool)> {
 
 /// A full ingest: reads the source, anonymises in memory, replaces the detail zone and
 /// writes the run's manifest.
-pub async fn ingest(
-    url: &str,
+pub async fn ingest(url: &str, data_dir: &Path, progress: impl FnMut(&str)) -> Result<RunManifest> {
+    let source = Source::open(url).await?;
+    let (key, _) = load_key(data_dir)?;
+    ingest_with(&source, &key, data_dir, progress).await
+}
+
+async fn ingest_with(
+    source: &Source,
+    key: &MasterKey,
     data_dir: &Path,
     mut progress: impl FnMut(&str),
 ) -> Result<RunManifest> {
-    let source = Source::open(url).await?;
-    let (key, _) = load_key(data_dir)?;
     let lake = Lake::new(data_dir);
     // Refuse a foreign key before reading anything.
     lake.check_key(&key.fingerprint())?;
-    let extract = ingest::read_full(&source, |table, _| progress(table)).await?;
+    let extract = ingest::read_full(source, |table, _| progress(table)).await?;
     let mut tables: BTreeMap<String, RecordBatch> = BTreeMap::new();
     for (name, table) in &extract.tables {
         tables.insert(
@@ -129,8 +134,8 @@ pub async fn ingest(
         .map(|(rule, n)| (rule.to_owned(), n))
         .collect();
     // Names are read for this only, in memory, and dropped with `tables`.
-    let doublons = anonymize::linkage::suspected_duplicates(&key, &tables)?;
-    let detail = DetailBuilder::new(&key).build(&tables)?;
+    let doublons = anonymize::linkage::suspected_duplicates(key, &tables)?;
+    let detail = DetailBuilder::new(key).build(&tables)?;
     drop(tables);
     let kind = match source.kind() {
         SourceKind::Sqlite => "sqlite",
@@ -148,15 +153,112 @@ pub async fn ingest(
         .await?)
 }
 
-/// Computes every indicator over the latest complete run and publishes a release.
+/// Computes every indicator over the latest complete run and publishes a release, with
+/// its analyst zone (k-anonymous at `analyst_k`; its pseudonyms need the key).
 pub async fn compute(
     data_dir: &Path,
     secrecy_threshold: i64,
+    analyst_k: usize,
     progress: impl FnMut(&indicators::Indicator),
 ) -> Result<indicators::Release> {
     let lake = Lake::new(data_dir);
-    let options = indicators::ComputeOptions { secrecy_threshold };
-    Ok(indicators::publish(&lake, &options, progress).await?)
+    if lake.latest_run()?.is_none() {
+        return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
+    }
+    let key = MasterKey::load(&key_path(data_dir))?;
+    lake.check_key(&key.fingerprint())?;
+    let options = indicators::ComputeOptions {
+        secrecy_threshold,
+        analyst: indicators::analyst::AnalystOptions {
+            k: analyst_k,
+            ..Default::default()
+        },
+    };
+    Ok(indicators::publish(&lake, &options, &key, progress).await?)
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub old_fingerprint: String,
+    pub new_fingerprint: String,
+    /// Where the old key now lives (to be destroyed), unless destroyed already.
+    pub retired_key: Option<PathBuf>,
+    pub manifest: RunManifest,
+}
+
+/// Rotates the pseudonymisation key: a new 256-bit key, a new detail zone built from the
+/// source with it, the lake set to refuse the old key, and the old key moved to
+/// `secrets/retired/<fingerprint>.key` (or destroyed with `destroy_old`). Once the old
+/// key is destroyed and the older Delta versions vacuumed, the old and new generations
+/// of pseudonyms cannot be linked. An interrupted rotation is resumed by running it again.
+pub async fn rotate_key(
+    url: &str,
+    data_dir: &Path,
+    destroy_old: bool,
+    progress: impl FnMut(&str),
+) -> Result<Rotation> {
+    if std::env::var_os(anonymize::KEY_ENV).is_some() {
+        return Err(Error::Config(format!(
+            "la clé vient de la variable {} : la rotation écrit la nouvelle clé dans {}, retirez d'abord la variable",
+            anonymize::KEY_ENV,
+            key_path(data_dir).display()
+        )));
+    }
+    let lake = Lake::new(data_dir);
+    if lake.latest_run()?.is_none() {
+        return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
+    }
+    let current = key_path(data_dir);
+    let pending = current.with_extension("key.nouvelle");
+    let old = MasterKey::load(&current)?;
+    // Open the source first: a wrong URL leaves everything as it was.
+    let source = Source::open(url).await?;
+    let new = if pending.exists() {
+        MasterKey::read(&pending)?
+    } else {
+        let key = MasterKey::generate()?;
+        key.write_new(&pending)?;
+        key
+    };
+    lake.rotate_key(&old.fingerprint(), &new.fingerprint())?;
+    let manifest = ingest_with(&source, &new, data_dir, progress).await?;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    let retired_dir = data_dir.join("secrets").join("retired");
+    std::fs::create_dir_all(&retired_dir).map_err(io(&retired_dir))?;
+    let retired = retired_dir.join(format!("{}.key", old.fingerprint()));
+    std::fs::rename(&current, &retired).map_err(io(&retired))?;
+    std::fs::rename(&pending, &current).map_err(io(&current))?;
+    let retired_key = if destroy_old {
+        // Overwrite before unlinking, so that the key's bytes do not linger in the file.
+        std::fs::write(&retired, [0u8; 65]).map_err(io(&retired))?;
+        std::fs::remove_file(&retired).map_err(io(&retired))?;
+        None
+    } else {
+        Some(retired)
+    };
+    Ok(Rotation {
+        old_fingerprint: old.fingerprint(),
+        new_fingerprint: new.fingerprint(),
+        retired_key,
+        manifest,
+    })
+}
+
+/// The analyst zone's anonymity, measured on the tables as stored.
+pub async fn anonymity_report(data_dir: &Path) -> Result<Vec<indicators::analyst::TableRisk>> {
+    let lake = Lake::new(data_dir);
+    indicators::analyst::anonymity_report(&lake)
+        .await?
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "la zone analyste de {} n'existe pas encore : lancez d'abord « observatoire compute »",
+                lake.root().display()
+            ))
+        })
 }
 
 /// Removes from disk the Delta files and commits that only versions older than

@@ -78,12 +78,28 @@ enum Command {
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
     },
-    /// Calcule les indicateurs et publie une nouvelle version de la base statistique.
+    /// Calcule les indicateurs, publie une nouvelle version de la base statistique et
+    /// reconstruit la zone analyste (k-anonyme).
     Compute {
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
         #[arg(long, env = "OBSERVATOIRE_SECRECY_THRESHOLD")]
         secrecy_threshold: Option<i64>,
+        /// k de la zone analyste : chaque combinaison de quasi-identifiants y réunit au
+        /// moins k enregistrements (11 par défaut).
+        #[arg(long, env = "OBSERVATOIRE_ANALYST_K")]
+        analyst_k: Option<i64>,
+    },
+    /// Mesure l'anonymat de la zone analyste telle qu'elle est stockée : k atteint,
+    /// enregistrements supprimés, risques « procureur » (ARX).
+    AnonymityReport {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// Gestion de la clé de pseudonymisation.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
     },
     /// Sert l'API et le tableau de bord.
     Serve {
@@ -108,6 +124,21 @@ enum Command {
         data: Option<PathBuf>,
         /// La requête, par exemple "SELECT COUNT(*) FROM demande".
         query: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Crée une nouvelle clé, reconstruit la zone détail avec elle depuis la source et
+    /// retire l'ancienne (déplacée dans secrets/retired, ou détruite).
+    Rotate {
+        #[arg(long, env = "OBSERVATOIRE_SOURCE")]
+        source: Option<String>,
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// Détruit l'ancienne clé dès la rotation faite (sinon : à détruire soi-même).
+        #[arg(long)]
+        destroy_old_key: bool,
     },
 }
 
@@ -349,9 +380,9 @@ async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn run_compute(data: &std::path::Path, threshold: i64) -> Result<()> {
+async fn run_compute(data: &std::path::Path, threshold: i64, analyst_k: usize) -> Result<()> {
     let pb = bar(indicators::CATALOGUE.len() as u64, "calcul des indicateurs");
-    let release = observatoire::compute(data, threshold, |i| {
+    let release = observatoire::compute(data, threshold, analyst_k, |i| {
         pb.inc(1);
         pb.set_message(i.code.to_owned());
     })
@@ -365,6 +396,88 @@ async fn run_compute(data: &std::path::Path, threshold: i64) -> Result<()> {
         "Publication n° {} (ingestion n° {}) : {} valeurs, dont {} sous secret statistique (seuil {}) ; {}.",
         release.version, release.run, release.rows, release.secret_rows, threshold, span
     );
+    let tables: Vec<String> = release
+        .analyst
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} enregistrements ({} supprimés)",
+                t.table,
+                t.records - t.suppressed,
+                t.suppressed
+            )
+        })
+        .collect();
+    println!(
+        "Zone analyste (k = {analyst_k}, pseudonymes propres à la publication n° {}) : {}.",
+        release.version,
+        tables.join(" · ")
+    );
+    Ok(())
+}
+
+fn ratio_fr(x: f64) -> String {
+    format!("{x:.4}").replace('.', ",")
+}
+
+async fn run_anonymity_report(data: &std::path::Path) -> Result<()> {
+    let report = observatoire::anonymity_report(data).await?;
+    let Some(first) = report.first() else {
+        println!("La zone analyste ne contient aucune table.");
+        return Ok(());
+    };
+    println!(
+        "Anonymat de la zone analyste, publication n° {} (k visé : {}) :",
+        first.publication, first.k_target
+    );
+    for t in &report {
+        let r = &t.risk;
+        println!("  {} :", t.table);
+        println!(
+            "    enregistrements lus {} · publiés {} · supprimés {} ({})",
+            t.records_read,
+            r.records,
+            t.suppressed,
+            percent(t.suppressed as f64 / t.records_read.max(1) as f64)
+        );
+        println!(
+            "    k atteint {} ({} classes d'équivalence) · généralisation {}",
+            r.k, r.classes, t.levels
+        );
+        println!(
+            "    risque procureur : le plus élevé {} (1/{}) · enregistrements au-dessus de 1/{} : {} · moyen {}",
+            ratio_fr(r.highest),
+            r.k,
+            t.k_target,
+            r.records_at_risk,
+            ratio_fr(r.average)
+        );
+    }
+    Ok(())
+}
+
+async fn run_rotate(url: &str, data: &std::path::Path, destroy_old: bool) -> Result<()> {
+    let pb = bar((ingest::TABLES_READ.len() * 2) as u64, "rotation de la clé");
+    let rotation = observatoire::rotate_key(url, data, destroy_old, |table| {
+        pb.inc(1);
+        pb.set_message(table.to_owned());
+    })
+    .await;
+    pb.finish_and_clear();
+    let rotation = rotation?;
+    println!(
+        "Clé de pseudonymisation remplacée : empreinte {} → {}. Zone détail reconstruite (ingestion n° {}) ; le lac refuse désormais l'ancienne clé.",
+        rotation.old_fingerprint, rotation.new_fingerprint, rotation.manifest.run
+    );
+    match &rotation.retired_key {
+        Some(path) => println!(
+            "Ancienne clé retirée dans {} : détruisez-la dès qu'elle n'est plus utile. Tant qu'elle existe, ou tant que les anciennes versions Delta restent lisibles (lancez « observatoire vacuum »), les deux générations de pseudonymes restent rapprochables.",
+            path.display()
+        ),
+        None => println!(
+            "Ancienne clé détruite. Lancez « observatoire vacuum » pour effacer les anciennes versions de la zone détail."
+        ),
+    }
     Ok(())
 }
 
@@ -401,7 +514,7 @@ async fn run(cli: Cli) -> Result<()> {
             let config = SimulationConfig::default();
             run_simulate(&url, &config, true, None).await?;
             run_ingest(&url, &data).await?;
-            run_compute(&data, threshold).await?;
+            run_compute(&data, threshold, file.analyst_k(None)?).await?;
             run_serve(data, listen).await
         }
         Command::Simulate {
@@ -438,9 +551,28 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Compute {
             data,
             secrecy_threshold,
+            analyst_k,
         } => {
             let data = file.data(data);
-            run_compute(&data, file.secrecy_threshold(secrecy_threshold)?).await
+            run_compute(
+                &data,
+                file.secrecy_threshold(secrecy_threshold)?,
+                file.analyst_k(analyst_k)?,
+            )
+            .await
+        }
+        Command::AnonymityReport { data } => run_anonymity_report(&file.data(data)).await,
+        Command::Key {
+            action:
+                KeyCommand::Rotate {
+                    source,
+                    data,
+                    destroy_old_key,
+                },
+        } => {
+            let data = file.data(data);
+            let url = file.source(source, &data);
+            run_rotate(&url, &data, destroy_old_key).await
         }
         Command::Serve { data, listen } => {
             let data = file.data(data);

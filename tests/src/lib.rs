@@ -208,7 +208,7 @@ pub async fn ingest_and_compute(url: &str, data: &Path, threshold: i64) -> indic
     observatoire::ingest(url, data, |_| {})
         .await
         .expect("ingest");
-    observatoire::compute(data, threshold, |_| {})
+    observatoire::compute(data, threshold, 11, |_| {})
         .await
         .expect("compute")
 }
@@ -375,4 +375,41 @@ pub fn ints(column: &arrow::array::ArrayRef) -> Vec<Option<i64>> {
     c.as_primitive::<arrow::datatypes::Int64Type>()
         .iter()
         .collect()
+}
+
+/// The first column of a read-only SQL query over a data folder's lake, as text.
+pub async fn sql_strings(data: &Path, query: &str) -> Vec<String> {
+    let batches = observatoire::sql(data, query)
+        .await
+        .unwrap_or_else(|e| panic!("{query} : {e}"));
+    batches
+        .iter()
+        .flat_map(|b| strings(b.column(0)))
+        .flatten()
+        .collect()
+}
+
+/// Every text value of every Parquet file below a folder (data files and checkpoints).
+pub fn parquet_strings(dir: &Path) -> Vec<String> {
+    use arrow::array::AsArray;
+    let mut out = Vec::new();
+    for path in files_below(dir) {
+        if !path.to_string_lossy().ends_with(".parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).expect("readable Parquet file");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("Parquet file")
+            .build()
+            .expect("Parquet reader");
+        for batch in reader {
+            let batch = batch.expect("Parquet batch");
+            for column in batch.columns() {
+                if let Ok(c) = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8) {
+                    out.extend(c.as_string::<i32>().iter().flatten().map(str::to_owned));
+                }
+            }
+        }
+    }
+    out
 }

@@ -48,6 +48,10 @@ pub enum WarehouseError {
     )]
     KeyMismatch { given: String, recorded: String },
     #[error(
+        "la clé de pseudonymisation d'empreinte {0} a été retirée par une rotation (observatoire key rotate) : utilisez la clé courante"
+    )]
+    KeyRetired(String),
+    #[error(
         "le lac de {0} ne contient encore aucune ingestion complète : lancez d'abord « observatoire ingest »"
     )]
     NoRun(PathBuf),
@@ -85,6 +89,9 @@ pub struct RunManifest {
 #[derive(Debug, Serialize, Deserialize)]
 struct KeyRecord {
     empreinte: String,
+    /// Fingerprints of keys retired by a rotation, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retirees: Vec<String>,
 }
 
 /// The lake of one data folder.
@@ -148,16 +155,60 @@ impl Lake {
         })
     }
 
+    fn key_record(&self) -> Result<Option<KeyRecord>> {
+        let path = self.meta_dir().join("key.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| WarehouseError::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The fingerprint of the lake's key, once recorded.
+    pub fn key_fingerprint(&self) -> Result<Option<String>> {
+        Ok(self.key_record()?.map(|r| r.empreinte))
+    }
+
+    /// Records that the key `new` replaces `old` (a rotation): from now on the lake
+    /// refuses `old`. Resuming an interrupted rotation (the lake already on `new`, `old`
+    /// retired) is accepted.
+    pub fn rotate_key(&self, old: &str, new: &str) -> Result<()> {
+        let path = self.meta_dir().join("key.json");
+        let mut record = match self.key_record()? {
+            Some(r) if r.empreinte == new && r.retirees.iter().any(|f| f == old) => return Ok(()),
+            Some(r) if r.empreinte == old => r,
+            Some(r) => {
+                return Err(WarehouseError::KeyMismatch {
+                    given: old.to_owned(),
+                    recorded: r.empreinte,
+                });
+            }
+            None => KeyRecord {
+                empreinte: old.to_owned(),
+                retirees: Vec::new(),
+            },
+        };
+        record
+            .retirees
+            .push(std::mem::replace(&mut record.empreinte, new.to_owned()));
+        write_atomically(
+            &path,
+            &serde_json::to_vec_pretty(&record).expect("serialisable"),
+        )
+    }
+
     /// Records the key's fingerprint on first use; refuses another key afterwards.
     pub fn check_key(&self, fingerprint: &str) -> Result<()> {
         let path = self.meta_dir().join("key.json");
-        if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-            let record: KeyRecord =
-                serde_json::from_str(&text).map_err(|e| WarehouseError::Manifest {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+        if let Some(record) = self.key_record()? {
+            if record.retirees.iter().any(|f| f == fingerprint) {
+                return Err(WarehouseError::KeyRetired(fingerprint.to_owned()));
+            }
             if record.empreinte != fingerprint {
                 return Err(WarehouseError::KeyMismatch {
                     given: fingerprint.to_owned(),
@@ -168,6 +219,7 @@ impl Lake {
         }
         let record = KeyRecord {
             empreinte: fingerprint.to_owned(),
+            retirees: Vec::new(),
         };
         write_atomically(
             &path,
@@ -339,11 +391,34 @@ impl Lake {
     }
 
     /// A session over the whole lake as of the latest complete run: the detail tables
-    /// (by their names) and the statistical base (`indicateurs`, `releases`) when present.
+    /// (by their names), the statistical base (`indicateurs`, `releases`) and the analyst
+    /// zone (`analyst.<table>`) when present.
     pub async fn session(&self) -> Result<SessionContext> {
         let (ctx, _) = self.detail_session().await?;
         self.register_stats(&ctx).await?;
+        self.register_analyst(&ctx).await?;
         Ok(ctx)
+    }
+
+    /// Registers the analyst zone's tables as `analyst.<table>`; returns how many.
+    pub async fn register_analyst(&self, ctx: &SessionContext) -> Result<usize> {
+        let names = retention::delta_tables(&self.root.join("analyst"))?;
+        if names.is_empty() {
+            return Ok(0);
+        }
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            catalog.register_schema(
+                "analyst",
+                Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+            )?;
+        }
+        for name in &names {
+            if let Some(table) = self.open("analyst", name, None).await? {
+                self.register(ctx, &format!("analyst.{name}"), &table)
+                    .await?;
+            }
+        }
+        Ok(names.len())
     }
 
     /// Registers `indicateurs` and `releases` into a session, when they exist.

@@ -99,7 +99,7 @@ impl Lake {
 }
 
 /// The Delta tables directly under a zone's folder, by name.
-fn delta_tables(zone: &Path) -> Result<Vec<String>> {
+pub(crate) fn delta_tables(zone: &Path) -> Result<Vec<String>> {
     if !zone.exists() {
         return Ok(Vec::new());
     }

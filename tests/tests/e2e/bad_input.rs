@@ -65,7 +65,9 @@ async fn malformed_date_is_reported_and_the_previous_run_stays_in_force() {
         first,
         "the previous run stays in force"
     );
-    let release = observatoire::compute(dir.path(), 1, |_| {}).await.unwrap();
+    let release = observatoire::compute(dir.path(), 1, 11, |_| {})
+        .await
+        .unwrap();
     assert_eq!(release.run, 1);
 }
 
@@ -104,12 +106,12 @@ async fn another_key_is_refused_and_the_lake_is_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_before_any_ingest_says_what_to_do() {
     let dir = temp_dir("noingest");
-    let err = observatoire::compute(dir.path(), 11, |_| {})
+    let err = observatoire::compute(dir.path(), 11, 11, |_| {})
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("observatoire ingest"), "{err}");
-    let err = observatoire::compute(dir.path(), 0, |_| {})
+    let err = observatoire::compute(dir.path(), 0, 11, |_| {})
         .await
         .unwrap_err()
         .to_string();

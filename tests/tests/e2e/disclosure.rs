@@ -7,15 +7,20 @@
 //!   up to their région and FR, months to their year, for every additive term; U03 is
 //!   U04's numerator, and numerator + POURVUE requests = denominator): its unit vector is
 //!   not in the row space of that system, checked here by a separate elimination;
-//! - in every relation whose total is published and which holds hidden parts, those
-//!   parts add up to at least the threshold (their true values come from a second
-//!   release computed with the threshold at 1).
+//! - the attacker's linear programme, solved for every hidden term (minimise and
+//!   maximise it under the published values, those equalities, non-negativity and the
+//!   known inequality "decided requests ≤ non-cancelled requests"), never pins it down:
+//!   its minimum is below its maximum;
+//! - in every relation that holds hidden cells, those cells add up to at least the
+//!   threshold (their true values come from a second release computed with the
+//!   threshold at 1).
 //!
 //! The relations are written here from INDICATORS.md, independently of the engine.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use dashboards_api::StatRow;
+use good_lp::SolverModel;
 use observatoire_tests::{all_stats, ingest_and_compute, simulate_small, sqlite_url, temp_dir};
 
 const T: f64 = 11.0;
@@ -61,7 +66,7 @@ async fn no_hidden_cell_can_be_recomputed_from_published_ones() {
     let url = sqlite_url(tmp.path());
     simulate_small(&url, &["93", "23"], "2025-01-01", "2026-01-01", 0.02).await;
     ingest_and_compute(&url, tmp.path(), 11).await;
-    observatoire::compute(tmp.path(), 1, |_| {})
+    observatoire::compute(tmp.path(), 1, 11, |_| {})
         .await
         .expect("compute at threshold 1");
     let rows = all_stats(tmp.path()).await;
@@ -195,16 +200,106 @@ async fn no_hidden_cell_can_be_recomputed_from_published_ones() {
         recomputable.len()
     );
 
-    // 3. Relations with a published total: hidden parts add up to at least t.
+    // 3. The attacker's linear programme: every hidden term keeps a range.
+    let constant = |identity: &[(Key, f64)]| -> f64 {
+        -identity
+            .iter()
+            .filter_map(|(k, c)| known.get(k).map(|v| c * v))
+            .sum::<f64>()
+    };
+    let usable: Vec<&Vec<(Key, f64)>> = identities
+        .iter()
+        .filter(|identity| {
+            identity
+                .iter()
+                .all(|(k, _)| index.contains_key(k) || known.contains_key(k))
+                && identity.iter().any(|(k, _)| index.contains_key(k))
+        })
+        .collect();
+    // Decided requests (U04's denominator) ≤ non-cancelled requests (U01).
+    let mut inequalities: Vec<Vec<(Key, f64)>> = Vec::new();
+    for t in ["D93", "D23", "R11", "R75", "FR"] {
+        for p in &periods {
+            inequalities.push(vec![
+                (("u04_den", t.to_owned(), p.clone()), 1.0),
+                (("u01", t.to_owned(), p.clone()), -1.0),
+            ]);
+        }
+    }
+    let inequalities: Vec<&Vec<(Key, f64)>> = inequalities
+        .iter()
+        .filter(|row| {
+            row.iter()
+                .all(|(k, _)| index.contains_key(k) || known.contains_key(k))
+                && row.iter().any(|(k, _)| index.contains_key(k))
+        })
+        .collect();
+    let mut pinned = Vec::new();
+    for (target, &i) in &index {
+        let bounds: Vec<f64> = [false, true]
+            .into_iter()
+            .map(|maximise| {
+                let mut vars = good_lp::ProblemVariables::new();
+                let x: Vec<good_lp::Variable> = (0..index.len())
+                    .map(|_| vars.add(good_lp::variable().min(0.0)))
+                    .collect();
+                let objective = good_lp::Expression::from(x[i]);
+                let problem = if maximise {
+                    vars.maximise(objective)
+                } else {
+                    vars.minimise(objective)
+                };
+                let mut model = problem.using(good_lp::microlp);
+                let expression = |row: &[(Key, f64)]| {
+                    let mut e = good_lp::Expression::from(0.0);
+                    for (k, c) in row {
+                        if let Some(&j) = index.get(k) {
+                            e.add_mul(*c, x[j]);
+                        }
+                    }
+                    e
+                };
+                for identity in &usable {
+                    model = model.with(expression(identity).eq(constant(identity)));
+                }
+                for row in &inequalities {
+                    model = model.with(expression(row).leq(constant(row)));
+                }
+                match model.solve() {
+                    Ok(solution) => good_lp::Solution::value(&solution, x[i]),
+                    // Unbounded above: the attacker learns nothing of the maximum.
+                    Err(good_lp::ResolutionError::Unbounded) if maximise => f64::INFINITY,
+                    Err(e) => panic!("programme linéaire de {target:?} : {e}"),
+                }
+            })
+            .collect();
+        let truth = true_value[*target];
+        assert!(
+            bounds[0] - 1e-6 <= truth && truth <= bounds[1] + 1e-6,
+            "{target:?} = {truth} hors de [{}, {}]",
+            bounds[0],
+            bounds[1]
+        );
+        if bounds[1] - bounds[0] < 0.5 {
+            pinned.push(format!("{target:?} = {}", bounds[0]));
+        }
+    }
+    assert!(
+        pinned.is_empty(),
+        "{} cellule(s) cachée(s) déterminée(s) par le programme linéaire : {pinned:?}",
+        pinned.len()
+    );
+
+    // 4. Every relation holding hidden cells: those cells add up to at least t.
     let mut narrow = Vec::new();
     for (total, parts) in &equalities {
-        if index.contains_key(total) || !known.contains_key(total) {
-            continue;
-        }
-        let hidden: Vec<&Key> = parts.iter().filter(|p| index.contains_key(*p)).collect();
+        let hidden: Vec<&Key> = std::iter::once(total)
+            .chain(parts)
+            .filter(|p| index.contains_key(*p))
+            .collect();
         let sum: f64 = hidden.iter().map(|p| true_value[*p]).sum();
-        if !hidden.is_empty() && sum > 0.0 && sum < T {
-            narrow.push(format!("{total:?} : parties cachées {hidden:?} = {sum}"));
+        if !hidden.is_empty() && sum < T {
+            narrow.push(format!("{total:?} : cellules cachées {hidden:?} = {sum}"));
         }
     }
     assert!(narrow.is_empty(), "intervalles trop étroits : {narrow:?}");

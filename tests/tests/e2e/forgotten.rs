@@ -165,7 +165,7 @@ async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
         "the current version is whole"
     );
     // And the statistics were computed again without error over the current versions.
-    observatoire::compute(tmp.path(), 11, |_| {})
+    observatoire::compute(tmp.path(), 11, 11, |_| {})
         .await
         .expect("compute after vacuum");
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests across the crates: golden scenarios, the demo's lake, privacy of
 //! the lake, PostgreSQL and SQLite giving the same statistics, the API and the page.
 
+mod analyst;
 mod api;
 mod backends;
 mod bad_input;
@@ -12,6 +13,7 @@ mod forgotten;
 mod golden;
 mod logs;
 mod privacy;
+mod rotation;
 mod schema;
 mod simulation;
 mod u04_plain_sql;

@@ -199,3 +199,164 @@ async fn detail_zone_links_persons_only_through_pseudonyms() {
     }
     assert!(list.len() >= 6, "{list:?}");
 }
+
+/// Which columns of a lake table carry pseudonyms: the detail zone's columns the policy
+/// pseudonymises, and the analyst zone's record and household columns.
+fn pseudonym_columns(zone: &str, table: &str) -> Vec<String> {
+    match zone {
+        "detail" => anonymize::POLICY
+            .iter()
+            .filter(|(t, _, tr)| *t == table && matches!(tr, anonymize::Treatment::Pseudonymise(_)))
+            .map(|(_, c, _)| (*c).to_owned())
+            .collect(),
+        "analyst" => ["menage", "demande", "sejour", "orientation"]
+            .map(str::to_owned)
+            .to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pseudonyms_are_text_and_neither_ids_nor_their_plain_hashes() {
+    use sha2::{Digest, Sha256};
+    let demo = demo();
+    let pool = sqlx::SqlitePool::connect(&demo.source_url).await.unwrap();
+    // Every id of every source table, as decimal text and as plain SHA-256 (of the
+    // decimal text and of `entity:id`, whole and truncated to 128 bits).
+    let mut decimals = HashSet::new();
+    let mut hashes = HashSet::new();
+    for table in operational::TABLES {
+        if !table.columns.iter().any(|c| c.name == "id") {
+            continue;
+        }
+        let sql = format!("SELECT id FROM {}", table.name);
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        {
+            let id = row.get::<i64, _>(0).to_string();
+            for text in [id.clone(), format!("{}:{id}", table.name)] {
+                let h = hex::encode(Sha256::digest(text.as_bytes()));
+                hashes.insert(h[..32].to_owned());
+                hashes.insert(h);
+            }
+            decimals.insert(id);
+        }
+    }
+    assert!(decimals.len() > 10_000, "{}", decimals.len());
+
+    let lake = demo.data.join("lake");
+    let (mut pseudonyms_checked, mut strings_checked, mut problems) = (0usize, 0usize, Vec::new());
+    for zone in ["detail", "analyst", "stats", "quality", "audit"] {
+        let dir = lake.join(zone);
+        if !dir.exists() {
+            continue;
+        }
+        for path in observatoire_tests::files_below(&dir) {
+            let name = path.to_string_lossy().into_owned();
+            if !name.ends_with(".parquet") || name.contains("_delta_log") {
+                continue;
+            }
+            let table = path
+                .strip_prefix(&dir)
+                .unwrap()
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy()
+                .into_owned();
+            let columns = pseudonym_columns(zone, &table);
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                    let is_pseudonym = columns.iter().any(|c| c == field.name());
+                    if is_pseudonym
+                        && !matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View)
+                    {
+                        problems.push(format!(
+                            "{zone}/{table}.{} est de type {} (un pseudonyme est un texte)",
+                            field.name(),
+                            field.data_type()
+                        ));
+                        continue;
+                    }
+                    if !matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View) {
+                        continue;
+                    }
+                    for v in observatoire_tests::strings(column).iter().flatten() {
+                        strings_checked += 1;
+                        if hashes.contains(v) {
+                            problems.push(format!(
+                                "{zone}/{table}.{} : SHA-256 simple d'un identifiant",
+                                field.name()
+                            ));
+                        }
+                        if is_pseudonym {
+                            pseudonyms_checked += 1;
+                            if decimals.contains(v) {
+                                problems.push(format!(
+                                    "{zone}/{table}.{} : identifiant en clair",
+                                    field.name()
+                                ));
+                            }
+                            if v.len() != 32
+                                || !v
+                                    .chars()
+                                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                            {
+                                problems.push(format!(
+                                    "{zone}/{table}.{} : pseudonyme mal formé",
+                                    field.name()
+                                ));
+                            }
+                        }
+                    }
+                    if problems.len() > 20 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        pseudonyms_checked > 100_000,
+        "{pseudonyms_checked} pseudonymes lus"
+    );
+    assert!(strings_checked > pseudonyms_checked);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_person_has_the_pseudonym_the_key_gives() {
+    let demo = demo();
+    let pool = sqlx::SqlitePool::connect(&demo.source_url).await.unwrap();
+    let row = sqlx::query("SELECT id, sexe FROM personne ORDER BY id LIMIT 1 OFFSET 100")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (id, sexe): (i64, String) = (row.get(0), row.get(1));
+    let key = anonymize::MasterKey::from_hex(observatoire_tests::TEST_KEY_HEX, "test").unwrap();
+    let pseudonym = key.subkey("detail").pseudonym("personne", id);
+    let found = observatoire_tests::sql_strings(
+        &demo.data,
+        &format!("SELECT sexe FROM personne WHERE id = '{pseudonym}'"),
+    )
+    .await;
+    assert_eq!(found, vec![sexe]);
+    // Another key gives another pseudonym, found nowhere.
+    let other = anonymize::MasterKey::from_hex(&"ab".repeat(32), "test").unwrap();
+    let absent = other.subkey("detail").pseudonym("personne", id);
+    let found = observatoire_tests::sql_strings(
+        &demo.data,
+        &format!("SELECT sexe FROM personne WHERE id = '{absent}'"),
+    )
+    .await;
+    assert!(found.is_empty());
+}

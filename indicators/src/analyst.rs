@@ -1,0 +1,459 @@
+//! The analyst zone: k-anonymous micro-data for SQL, rebuilt at each release.
+//!
+//! Three tables (`demandes`, `sejours`, `orientations`), one row per record, with the
+//! waiting times and durations precomputed in days. Their pseudonyms are keyed per
+//! release (subkey `analyst/<release>` over the detail zone's ids and pseudonyms): they
+//! link the records of one release to each other, never to the detail zone nor to
+//! another release. Sensitive flags (evaluations) never reach this zone.
+//!
+//! Household sizes are capped at 5 ("5 or more"): a large household is rare enough to
+//! single it out.
+//!
+//! Quasi-identifiers: département, month, age band, sex, composition and nationality,
+//! all read at the request the record belongs to (the request's persons and their age
+//! bands at its date; the reference person is the principal applicant, else an adult).
+//! They are generalised along [`anonymize::kanon::hierarchy`] until every combination
+//! holds at least k records (k = 11 by default); the records of the classes that still
+//! fall short are suppressed and counted in `analyst/anonymisation`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anonymize::MasterKey;
+use anonymize::kanon::{self, QuasiIdentifier, hierarchy};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::compute::{cast, concat_batches};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::prelude::SessionContext;
+use warehouse::Lake;
+
+use crate::compute::Result;
+
+/// The zone's folder in the lake.
+pub const ZONE: &str = "analyst";
+
+/// The table that records, per release and analyst table, what the anonymisation did.
+pub const LOG_TABLE: &str = "anonymisation";
+
+/// Options of the analyst zone.
+#[derive(Debug, Clone)]
+pub struct AnalystOptions {
+    /// Every combination of quasi-identifiers holds at least k records.
+    pub k: usize,
+    /// The share of records the anonymisation may suppress rather than generalise more.
+    pub max_suppression: f64,
+}
+
+impl Default for AnalystOptions {
+    fn default() -> Self {
+        Self {
+            k: 11,
+            max_suppression: 0.01,
+        }
+    }
+}
+
+/// The quasi-identifiers, in the order of every table, with their hierarchies.
+pub const QUASI_IDENTIFIERS: &[(&str, fn(&str, usize) -> String, usize, f64)] = &[
+    ("departement", hierarchy::departement, 3, 3.0),
+    ("mois", hierarchy::mois, 3, 3.0),
+    ("tranche_age", hierarchy::tranche_age, 3, 1.0),
+    ("sexe", hierarchy::masque, 2, 1.0),
+    ("composition", hierarchy::composition, 3, 1.5),
+    ("nationalite", hierarchy::nationalite, 3, 1.0),
+];
+
+/// What one analyst table holds: its SQL over the detail zone, and which of its columns
+/// are pseudonymised with which entity.
+struct TableSpec {
+    name: &'static str,
+    sql: &'static str,
+    pseudonyms: &'static [(&'static str, &'static str)],
+}
+
+/// The profile of each request at its date (see the module's documentation).
+const PROFILE_SQL: &str = "
+profil_membres AS (
+    SELECT dp.demande_id, dp.personne_id,
+           MIN(COALESCE(dp.tranche_age, 'NON_RENSEIGNE')) AS tranche_age,
+           MIN(mp.role) AS role, MIN(p.sexe) AS sexe, MIN(p.nationalite) AS nationalite
+    FROM demande_personne dp
+    JOIN demande d ON d.id = dp.demande_id
+    LEFT JOIN menage_personne mp ON mp.menage_id = d.menage_id
+         AND mp.personne_id = dp.personne_id
+         AND mp.date_debut <= d.date_demande
+         AND (mp.date_fin IS NULL OR d.date_demande < mp.date_fin)
+    LEFT JOIN personne p ON p.id = dp.personne_id
+    GROUP BY dp.demande_id, dp.personne_id
+),
+profil_adultes AS (
+    SELECT *,
+           (tranche_age NOT IN ('0-2', '3-17', 'NON_RENSEIGNE'))
+           OR (tranche_age = 'NON_RENSEIGNE'
+               AND COALESCE(role, '') IN ('DEMANDEUR_PRINCIPAL', 'CONJOINT', 'AUTRE_ADULTE'))
+             AS adulte,
+           ROW_NUMBER() OVER (PARTITION BY demande_id
+               ORDER BY CASE WHEN role = 'DEMANDEUR_PRINCIPAL' THEN 0 ELSE 1 END,
+                        CASE WHEN tranche_age NOT IN ('0-2', '3-17', 'NON_RENSEIGNE') THEN 0 ELSE 1 END,
+                        personne_id) AS rang
+    FROM profil_membres
+),
+profil AS (
+    SELECT demande_id,
+           COUNT(*) AS membres,
+           SUM(CASE WHEN adulte THEN 1 ELSE 0 END) AS adultes,
+           SUM(CASE WHEN adulte AND role = 'CONJOINT' THEN 1 ELSE 0 END) AS conjoints,
+           MAX(CASE WHEN adulte THEN sexe END) AS sexe_adulte,
+           MAX(CASE WHEN rang = 1 THEN tranche_age END) AS tranche_age,
+           MAX(CASE WHEN rang = 1 THEN sexe END) AS sexe,
+           MAX(CASE WHEN rang = 1 THEN nationalite END) AS nationalite
+    FROM profil_adultes
+    GROUP BY demande_id
+),
+profil_demande AS (
+    SELECT d.id AS demande_id,
+           COALESCE(pr.membres, 0) AS personnes,
+           COALESCE(pr.tranche_age, 'NON_RENSEIGNE') AS tranche_age,
+           COALESCE(pr.sexe, 'NON_RENSEIGNE') AS sexe,
+           COALESCE(pr.nationalite, 'NON_RENSEIGNE') AS nationalite,
+           CASE
+             WHEN pr.membres IS NULL OR pr.membres = 0 THEN 'INCONNUE'
+             WHEN pr.adultes = 0 THEN 'MINEUR_ISOLE'
+             WHEN pr.adultes = 1 THEN
+               CASE pr.sexe_adulte
+                 WHEN 'M' THEN CASE WHEN pr.membres > 1 THEN 'HOMME_SEUL_AVEC_ENFANTS' ELSE 'HOMME_SEUL' END
+                 WHEN 'F' THEN CASE WHEN pr.membres > 1 THEN 'FEMME_SEULE_AVEC_ENFANTS' ELSE 'FEMME_SEULE' END
+                 ELSE 'INCONNUE'
+               END
+             WHEN pr.adultes = 2 AND pr.conjoints >= 1 THEN
+               CASE WHEN pr.membres > 2 THEN 'COUPLE_AVEC_ENFANTS' ELSE 'COUPLE_SANS_ENFANT' END
+             ELSE CASE WHEN pr.membres > pr.adultes THEN 'GROUPE_AVEC_ENFANTS' ELSE 'GROUPE_SANS_ENFANT' END
+           END AS composition
+    FROM demande d
+    LEFT JOIN profil pr ON pr.demande_id = d.id
+)";
+
+const TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "demandes",
+        sql: "SELECT d.id AS demande, d.menage_id AS menage, d.type, d.canal, d.statut,
+                     d.motif_non_pourvue, d.preconisation, LEAST(pd.personnes, 5) AS personnes,
+                     CASE WHEN d.statut IN ('POURVUE', 'NON_POURVUE')
+                          THEN arrow_cast(d.date_statut, 'Int64') - arrow_cast(d.date_demande, 'Int64')
+                     END AS delai_decision_jours,
+                     d.siao_departement AS departement, to_char(d.date_demande, '%Y-%m') AS mois,
+                     pd.tranche_age, pd.sexe, pd.composition, pd.nationalite
+              FROM demande d JOIN profil_demande pd ON pd.demande_id = d.id",
+        pseudonyms: &[("demande", "demande"), ("menage", "menage")],
+    },
+    TableSpec {
+        name: "sejours",
+        sql: "SELECT s.id AS sejour, s.menage_id AS menage, s.demande_id AS demande,
+                     disp.categorie, disp.type AS type_dispositif,
+                     LEAST(s.nb_personnes, 5) AS nb_personnes, s.motif_sortie,
+                     s.date_sortie IS NULL AS en_cours,
+                     arrow_cast(s.date_sortie, 'Int64') - arrow_cast(s.date_entree, 'Int64') AS duree_nuits,
+                     arrow_cast(s.date_entree, 'Int64') - arrow_cast(d.date_demande, 'Int64') AS delai_admission_jours,
+                     disp.departement, to_char(s.date_entree, '%Y-%m') AS mois,
+                     COALESCE(pd.tranche_age, 'NON_RENSEIGNE') AS tranche_age,
+                     COALESCE(pd.sexe, 'NON_RENSEIGNE') AS sexe,
+                     COALESCE(pd.composition, 'INCONNUE') AS composition,
+                     COALESCE(pd.nationalite, 'NON_RENSEIGNE') AS nationalite
+              FROM prise_en_charge s
+              JOIN dispositif disp ON disp.id = s.dispositif_id
+              LEFT JOIN demande d ON d.id = s.demande_id
+              LEFT JOIN profil_demande pd ON pd.demande_id = s.demande_id",
+        pseudonyms: &[
+            ("sejour", "prise_en_charge"),
+            ("menage", "menage"),
+            ("demande", "demande"),
+        ],
+    },
+    TableSpec {
+        name: "orientations",
+        sql: "SELECT o.id AS orientation, o.demande_id AS demande, d.menage_id AS menage,
+                     d.type AS type_demande, disp.categorie, o.statut, o.motif_refus,
+                     arrow_cast(o.date_orientation, 'Int64') - arrow_cast(d.date_demande, 'Int64') AS delai_orientation_jours,
+                     arrow_cast(o.date_reponse, 'Int64') - arrow_cast(o.date_orientation, 'Int64') AS delai_reponse_jours,
+                     d.siao_departement AS departement, to_char(o.date_orientation, '%Y-%m') AS mois,
+                     pd.tranche_age, pd.sexe, pd.composition, pd.nationalite
+              FROM orientation o
+              JOIN demande d ON d.id = o.demande_id
+              JOIN dispositif disp ON disp.id = o.dispositif_id
+              JOIN profil_demande pd ON pd.demande_id = o.demande_id",
+        pseudonyms: &[
+            ("orientation", "orientation"),
+            ("demande", "demande"),
+            ("menage", "menage"),
+        ],
+    },
+];
+
+/// What the anonymisation did to one analyst table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnonymisedTable {
+    pub table: String,
+    /// Records read from the detail zone.
+    pub records: usize,
+    /// Records suppressed (classes that could not reach k).
+    pub suppressed: usize,
+    /// The smallest class of the published table (the k reached).
+    pub k_reached: usize,
+    pub classes: usize,
+    /// The generalisation level of each quasi-identifier (0: as read).
+    pub levels: Vec<(String, usize)>,
+}
+
+impl AnonymisedTable {
+    /// `departement=0,mois=1,…`, as recorded in `analyst/anonymisation`.
+    pub fn levels_text(&self) -> String {
+        self.levels
+            .iter()
+            .map(|(q, l)| format!("{q}={l}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Builds the analyst zone of `release` from the detail session `ctx` and replaces the
+/// previous one (the zone holds one release: it is rebuilt at each release).
+pub async fn build(
+    lake: &Lake,
+    ctx: &SessionContext,
+    key: &MasterKey,
+    release: i64,
+    options: &AnalystOptions,
+) -> Result<Vec<AnonymisedTable>> {
+    let pseudonyms = key.subkey(&format!("analyst/{release}"));
+    let mut out = Vec::new();
+    for spec in TABLES {
+        let sql = format!("WITH {PROFILE_SQL} {}", spec.sql);
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => ctx.sql(&sql).await?.schema().inner().clone(),
+        };
+        let raw = concat_batches(&schema, &batches)?;
+        let records = raw.num_rows();
+        // Quasi-identifiers as text (a missing value is NON_RENSEIGNE).
+        let texts: Vec<Vec<String>> = QUASI_IDENTIFIERS
+            .iter()
+            .map(|(name, ..)| text_column(&raw, name))
+            .collect::<Result<_>>()?;
+        let qis: Vec<QuasiIdentifier<'_>> = QUASI_IDENTIFIERS
+            .iter()
+            .zip(&texts)
+            .map(
+                |((name, generalise, levels, weight), values)| QuasiIdentifier {
+                    name,
+                    values,
+                    generalise: *generalise,
+                    levels: *levels,
+                    weight: *weight,
+                },
+            )
+            .collect();
+        let anonymised = kanon::k_anonymise(&qis, options.k, options.max_suppression);
+        let kept = BooleanArray::from(anonymised.kept.clone());
+        let mut fields = vec![Field::new("publication", DataType::Int64, false)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![
+            release;
+            anonymised
+                .kept_records()
+        ]))];
+        for (field, column) in raw.schema().fields().iter().zip(raw.columns()) {
+            let name = field.name().as_str();
+            if let Some(i) = QUASI_IDENTIFIERS.iter().position(|(q, ..)| *q == name) {
+                let values: StringArray = anonymised.values[i]
+                    .iter()
+                    .zip(&anonymised.kept)
+                    .filter(|(_, k)| **k)
+                    .map(|(v, _)| Some(v.as_str()))
+                    .collect();
+                fields.push(Field::new(name, DataType::Utf8, false));
+                columns.push(Arc::new(values));
+            } else if let Some((_, entity)) = spec.pseudonyms.iter().find(|(c, _)| *c == name) {
+                let column = arrow::compute::filter(column, &kept)?;
+                fields.push(Field::new(name, DataType::Utf8, true));
+                columns.push(Arc::new(pseudonymise(&column, entity, &pseudonyms)?));
+            } else {
+                // Text as plain Utf8, whatever view type the engine produced.
+                let data_type = match field.data_type() {
+                    DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+                    other => other.clone(),
+                };
+                let column = cast(&arrow::compute::filter(column, &kept)?, &data_type)?;
+                fields.push(Field::new(name, data_type, true));
+                columns.push(column);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        lake.overwrite(ZONE, spec.name, batch).await?;
+        out.push(AnonymisedTable {
+            table: spec.name.to_owned(),
+            records,
+            suppressed: anonymised.suppressed,
+            k_reached: anonymised.min_class,
+            classes: anonymised.classes,
+            levels: QUASI_IDENTIFIERS
+                .iter()
+                .zip(&anonymised.levels)
+                .map(|((q, ..), l)| ((*q).to_owned(), *l))
+                .collect(),
+        });
+    }
+    let log = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("publication", DataType::Int64, false),
+            Field::new("table_analyse", DataType::Utf8, false),
+            Field::new("enregistrements", DataType::Int64, false),
+            Field::new("supprimes", DataType::Int64, false),
+            Field::new("k_cible", DataType::Int64, false),
+            Field::new("niveaux", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![release; out.len()])),
+            Arc::new(StringArray::from_iter_values(out.iter().map(|t| &t.table))),
+            Arc::new(Int64Array::from_iter_values(
+                out.iter().map(|t| t.records as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                out.iter().map(|t| t.suppressed as i64),
+            )),
+            Arc::new(Int64Array::from(vec![options.k as i64; out.len()])),
+            Arc::new(StringArray::from_iter_values(
+                out.iter().map(AnonymisedTable::levels_text),
+            )),
+        ],
+    )?;
+    lake.overwrite(ZONE, LOG_TABLE, log).await?;
+    Ok(out)
+}
+
+fn text_column(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+    let column = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("the analyst SQL selects {name}"));
+    let column = cast(column, &DataType::Utf8)?;
+    let column = column.as_string::<i32>();
+    Ok(column
+        .iter()
+        .map(|v| v.unwrap_or("NON_RENSEIGNE").to_owned())
+        .collect())
+}
+
+fn pseudonymise(
+    column: &ArrayRef,
+    entity: &str,
+    pseudonyms: &anonymize::Pseudonymizer,
+) -> Result<StringArray> {
+    if let Some(ids) = column.as_primitive_opt::<Int64Type>() {
+        return Ok(ids
+            .iter()
+            .map(|id| id.map(|id| pseudonyms.pseudonym(entity, id)))
+            .collect());
+    }
+    let text = cast(column, &DataType::Utf8)?;
+    Ok(text
+        .as_string::<i32>()
+        .iter()
+        .map(|id| id.map(|id| pseudonyms.pseudonym_of_text(entity, id)))
+        .collect())
+}
+
+/// The prosecutor risks of one analyst table, measured on the table as stored.
+#[derive(Debug, Clone)]
+pub struct TableRisk {
+    pub table: String,
+    pub publication: i64,
+    pub k_target: usize,
+    pub records_read: usize,
+    pub suppressed: usize,
+    pub levels: String,
+    pub risk: kanon::ProsecutorRisk,
+}
+
+/// Reads the analyst zone back and measures, per table, the class sizes of its
+/// quasi-identifiers as published, with ARX's prosecutor risks. `None` when no release
+/// has built the zone yet.
+pub async fn anonymity_report(lake: &Lake) -> Result<Option<Vec<TableRisk>>> {
+    let ctx = warehouse::new_session();
+    let Some(log) = lake.open(ZONE, LOG_TABLE, None).await? else {
+        return Ok(None);
+    };
+    lake.register(&ctx, LOG_TABLE, &log).await?;
+    let rows = ctx
+        .sql("SELECT publication, table_analyse, enregistrements, supprimes, k_cible, niveaux FROM anonymisation ORDER BY table_analyse")
+        .await?
+        .collect()
+        .await?;
+    let mut logged = BTreeMap::new();
+    for b in &rows {
+        let int = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
+        let text = |i: usize| b.column(i).as_string::<i32>().clone();
+        let (publication, table, read, suppressed, k, levels) =
+            (int(0), text(1), int(2), int(3), int(4), text(5));
+        for r in 0..b.num_rows() {
+            logged.insert(
+                table.value(r).to_owned(),
+                (
+                    publication.value(r),
+                    read.value(r) as usize,
+                    suppressed.value(r) as usize,
+                    k.value(r) as usize,
+                    levels.value(r).to_owned(),
+                ),
+            );
+        }
+    }
+    let qis = QUASI_IDENTIFIERS
+        .iter()
+        .map(|(q, ..)| *q)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = Vec::new();
+    for spec in TABLES {
+        let Some((publication, read, suppressed, k, levels)) = logged.get(spec.name).cloned()
+        else {
+            continue;
+        };
+        let Some(table) = lake.open(ZONE, spec.name, None).await? else {
+            continue;
+        };
+        lake.register(&ctx, spec.name, &table).await?;
+        let sizes = ctx
+            .sql(&format!(
+                "SELECT COUNT(*) AS n FROM {} GROUP BY {qis}",
+                spec.name
+            ))
+            .await?
+            .collect()
+            .await?;
+        let sizes: Vec<usize> = sizes
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|n| *n as usize)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.push(TableRisk {
+            table: spec.name.to_owned(),
+            publication,
+            k_target: k,
+            records_read: read,
+            suppressed,
+            levels,
+            risk: kanon::prosecutor_risk(&sizes, k),
+        });
+    }
+    Ok(Some(out))
+}
+
+/// The names of the analyst tables.
+pub fn table_names() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().map(|t| t.name)
+}
