@@ -389,10 +389,18 @@ pub async fn anonymity_report(lake: &Lake) -> Result<Option<Vec<TableRisk>>> {
         .await?;
     let mut logged = BTreeMap::new();
     for b in &rows {
-        let int = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
-        let text = |i: usize| b.column(i).as_string::<i32>().clone();
+        let int = |i: usize| -> Result<Int64Array> {
+            Ok(cast(b.column(i), &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone())
+        };
+        let text = |i: usize| -> Result<StringArray> {
+            Ok(cast(b.column(i), &DataType::Utf8)?
+                .as_string::<i32>()
+                .clone())
+        };
         let (publication, table, read, suppressed, k, levels) =
-            (int(0), text(1), int(2), int(3), int(4), text(5));
+            (int(0)?, text(1)?, int(2)?, int(3)?, int(4)?, text(5)?);
         for r in 0..b.num_rows() {
             logged.insert(
                 table.value(r).to_owned(),
@@ -429,17 +437,17 @@ pub async fn anonymity_report(lake: &Lake) -> Result<Option<Vec<TableRisk>>> {
             .await?
             .collect()
             .await?;
-        let sizes: Vec<usize> = sizes
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_primitive::<Int64Type>()
+        let mut class_sizes: Vec<usize> = Vec::new();
+        for b in &sizes {
+            let n = cast(b.column(0), &DataType::Int64)?;
+            class_sizes.extend(
+                n.as_primitive::<Int64Type>()
                     .values()
                     .iter()
-                    .map(|n| *n as usize)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+                    .map(|n| *n as usize),
+            );
+        }
+        let sizes = class_sizes;
         out.push(TableRisk {
             table: spec.name.to_owned(),
             publication,
