@@ -31,8 +31,10 @@ pub struct QuasiIdentifier<'a> {
 pub struct Anonymised {
     /// The level chosen for each quasi-identifier, in the order given.
     pub levels: Vec<usize>,
-    /// Per quasi-identifier, per record: the generalised value.
-    pub values: Vec<Vec<String>>,
+    /// Per quasi-identifier, per record: the code of its raw value (see [`Self::value`]).
+    codes: Vec<Vec<u32>>,
+    /// Per quasi-identifier, per raw-value code: the generalised value at the chosen level.
+    texts: Vec<Vec<String>>,
     /// Per record: kept (true) or suppressed.
     pub kept: Vec<bool>,
     pub suppressed: usize,
@@ -43,6 +45,11 @@ pub struct Anonymised {
 }
 
 impl Anonymised {
+    /// The generalised value of quasi-identifier `qi` for record `record`.
+    pub fn value(&self, qi: usize, record: usize) -> &str {
+        &self.texts[qi][self.codes[qi][record] as usize]
+    }
+
     /// The records kept.
     pub fn kept_records(&self) -> usize {
         self.kept.iter().filter(|k| **k).count()
@@ -217,18 +224,15 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
         .iter()
         .map(|combo| sizes[&class[*combo]] >= k)
         .collect();
-    let values: Vec<Vec<String>> = (0..qis.len())
-        .map(|i| {
-            let texts = &generalised_text[i][node[i]];
-            codes[i]
-                .iter()
-                .map(|code| texts[*code as usize].clone())
-                .collect()
-        })
+    let texts: Vec<Vec<String>> = generalised_text
+        .into_iter()
+        .zip(&node)
+        .map(|(mut per_level, level)| per_level.swap_remove(*level))
         .collect();
     Anonymised {
         levels: node,
-        values,
+        codes,
+        texts,
         kept,
         suppressed: stats.suppressed,
         min_class: stats.min_class,
@@ -424,8 +428,9 @@ mod tests {
         let out = k_anonymise(&qis, 11, 0.0);
         assert_eq!(out.levels, vec![0, 1]);
         assert_eq!((out.suppressed, out.min_class, out.classes), (0, 20, 2));
-        assert!(out.values[1].iter().all(|v| v == "*"));
-        assert_eq!(out.values[0][0], "75");
+        assert!((0..40).all(|r| out.value(1, r) == "*"));
+        assert_eq!(out.value(0, 0), "75");
+        assert_eq!(out.value(0, 39), "93");
     }
 
     #[test]

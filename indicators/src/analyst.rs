@@ -254,6 +254,8 @@ pub async fn build(
             )
             .collect();
         let anonymised = kanon::k_anonymise(&qis, options.k, options.max_suppression);
+        drop(qis);
+        drop(texts);
         let kept = BooleanArray::from(anonymised.kept.clone());
         let mut fields = vec![Field::new("publication", DataType::Int64, false)];
         let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![
@@ -264,11 +266,9 @@ pub async fn build(
         for (field, column) in raw.schema().fields().iter().zip(raw.columns()) {
             let name = field.name().as_str();
             if let Some(i) = QUASI_IDENTIFIERS.iter().position(|(q, ..)| *q == name) {
-                let values: StringArray = anonymised.values[i]
-                    .iter()
-                    .zip(&anonymised.kept)
-                    .filter(|(_, k)| **k)
-                    .map(|(v, _)| Some(v.as_str()))
+                let values: StringArray = (0..records)
+                    .filter(|r| anonymised.kept[*r])
+                    .map(|r| Some(anonymised.value(i, r)))
                     .collect();
                 fields.push(Field::new(name, DataType::Utf8, false));
                 columns.push(Arc::new(values));
