@@ -312,7 +312,7 @@ pub mod hierarchy {
 
     /// Month `AAAA-MM` → quarter `AAAA-T1` → year `AAAA`.
     pub fn mois(v: &str, level: usize) -> String {
-        let quarter = |m: &str| m.parse::<u32>().map_or(0, |m| (m + 2) / 3);
+        let quarter = |m: &str| m.parse::<u32>().map_or(0, |m| m.div_ceil(3));
         match (level, v.split_once('-')) {
             (0, _) => v.to_owned(),
             (1, Some((y, m))) => format!("{y}-T{}", quarter(m)),

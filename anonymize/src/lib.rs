@@ -143,7 +143,11 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
         "updated_at",
         Derive("filigrane de lecture incrémentale"),
     ),
-    ("evaluation", "id", Pseudonymise("evaluation")),
+    (
+        "evaluation",
+        "id",
+        Derive("clé de ligne des règles de qualité, en mémoire"),
+    ),
     ("evaluation", "menage_id", Pseudonymise("menage")),
     ("evaluation", "type", Keep),
     ("evaluation", "date_evaluation", Keep),

@@ -54,14 +54,37 @@ impl Default for AnalystOptions {
 }
 
 /// The quasi-identifiers, in the order of every table, with their hierarchies.
-pub const QUASI_IDENTIFIERS: &[(&str, fn(&str, usize) -> String, usize, f64)] = &[
-    ("departement", hierarchy::departement, 3, 3.0),
-    ("mois", hierarchy::mois, 3, 3.0),
-    ("tranche_age", hierarchy::tranche_age, 3, 1.0),
-    ("sexe", hierarchy::masque, 2, 1.0),
-    ("composition", hierarchy::composition, 3, 1.5),
-    ("nationalite", hierarchy::nationalite, 3, 1.0),
+pub const QUASI_IDENTIFIERS: &[QuasiIdentifierSpec] = &[
+    qi("departement", hierarchy::departement, 3, 3.0),
+    qi("mois", hierarchy::mois, 3, 3.0),
+    qi("tranche_age", hierarchy::tranche_age, 3, 1.0),
+    qi("sexe", hierarchy::masque, 2, 1.0),
+    qi("composition", hierarchy::composition, 3, 1.5),
+    qi("nationalite", hierarchy::nationalite, 3, 1.0),
 ];
+
+/// One quasi-identifier of the analyst zone: its column, its hierarchy (number of
+/// levels, the raw one included) and the weight of its generalisation in the loss.
+pub struct QuasiIdentifierSpec {
+    pub name: &'static str,
+    pub generalise: fn(&str, usize) -> String,
+    pub levels: usize,
+    pub weight: f64,
+}
+
+const fn qi(
+    name: &'static str,
+    generalise: fn(&str, usize) -> String,
+    levels: usize,
+    weight: f64,
+) -> QuasiIdentifierSpec {
+    QuasiIdentifierSpec {
+        name,
+        generalise,
+        levels,
+        weight,
+    }
+}
 
 /// What one analyst table holds: its SQL over the detail zone, and which of its columns
 /// are pseudonymised with which entity.
@@ -238,20 +261,18 @@ pub async fn build(
         // Quasi-identifiers as text (a missing value is NON_RENSEIGNE).
         let texts: Vec<Vec<String>> = QUASI_IDENTIFIERS
             .iter()
-            .map(|(name, ..)| text_column(&raw, name))
+            .map(|q| text_column(&raw, q.name))
             .collect::<Result<_>>()?;
         let qis: Vec<QuasiIdentifier<'_>> = QUASI_IDENTIFIERS
             .iter()
             .zip(&texts)
-            .map(
-                |((name, generalise, levels, weight), values)| QuasiIdentifier {
-                    name,
-                    values,
-                    generalise: *generalise,
-                    levels: *levels,
-                    weight: *weight,
-                },
-            )
+            .map(|(q, values)| QuasiIdentifier {
+                name: q.name,
+                values,
+                generalise: q.generalise,
+                levels: q.levels,
+                weight: q.weight,
+            })
             .collect();
         let anonymised = kanon::k_anonymise(&qis, options.k, options.max_suppression);
         drop(qis);
@@ -265,7 +286,7 @@ pub async fn build(
         ]))];
         for (field, column) in raw.schema().fields().iter().zip(raw.columns()) {
             let name = field.name().as_str();
-            if let Some(i) = QUASI_IDENTIFIERS.iter().position(|(q, ..)| *q == name) {
+            if let Some(i) = QUASI_IDENTIFIERS.iter().position(|q| q.name == name) {
                 let values: StringArray = (0..records)
                     .filter(|r| anonymised.kept[*r])
                     .map(|r| Some(anonymised.value(i, r)))
@@ -298,7 +319,7 @@ pub async fn build(
             levels: QUASI_IDENTIFIERS
                 .iter()
                 .zip(&anonymised.levels)
-                .map(|((q, ..), l)| ((*q).to_owned(), *l))
+                .map(|(q, l)| (q.name.to_owned(), *l))
                 .collect(),
         });
     }
@@ -416,7 +437,7 @@ pub async fn anonymity_report(lake: &Lake) -> Result<Option<Vec<TableRisk>>> {
     }
     let qis = QUASI_IDENTIFIERS
         .iter()
-        .map(|(q, ..)| *q)
+        .map(|q| q.name)
         .collect::<Vec<_>>()
         .join(", ");
     let mut out = Vec::new();

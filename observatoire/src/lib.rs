@@ -51,6 +51,10 @@ pub enum Error {
     Sql(String),
     #[error("configuration invalide : {0}")]
     Config(String),
+    #[error(
+        "la zone analyste de {0} n'existe pas encore : lancez d'abord « observatoire compute »"
+    )]
+    NoAnalystZone(PathBuf),
     #[error("accès au fichier {path} impossible : {source}")]
     Io {
         path: PathBuf,
@@ -253,12 +257,7 @@ pub async fn anonymity_report(data_dir: &Path) -> Result<Vec<indicators::analyst
     let lake = Lake::new(data_dir);
     indicators::analyst::anonymity_report(&lake)
         .await?
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "la zone analyste de {} n'existe pas encore : lancez d'abord « observatoire compute »",
-                lake.root().display()
-            ))
-        })
+        .ok_or_else(|| Error::NoAnalystZone(lake.root().to_owned()))
 }
 
 /// Removes from disk the Delta files and commits that only versions older than

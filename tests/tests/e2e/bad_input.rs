@@ -1,6 +1,7 @@
 //! Bad input gets a clear error naming the problem, and nothing stored is lost:
 //! a missing source, a malformed row, another key, a compute before any ingest, SQL
-//! that tries to write.
+//! that tries to write, an anonymity report before any compute, a key rotation before
+//! any ingest or with a source that cannot be opened.
 
 use observatoire_tests::{
     TEST_KEY_HEX, install_test_key, load_scenario, repo_root, sqlite_url, temp_dir, write_rows,
@@ -144,4 +145,41 @@ async fn sql_is_read_only() {
         .await
         .unwrap();
     assert_eq!(observatoire_tests::ints(ok[0].column(0))[0], Some(13));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymity_report_and_rotation_before_their_time_say_what_to_do() {
+    let dir = temp_dir("tot");
+    let err = observatoire::anonymity_report(dir.path())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("observatoire compute"), "{err}");
+    let url = skeleton_source(dir.path()).await;
+    let err = observatoire::rotate_key(&url, dir.path(), false, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("observatoire ingest"), "{err}");
+    // A rotation whose source cannot be opened changes nothing: same key, same lake.
+    observatoire_tests::ingest_and_compute(&url, dir.path(), 1).await;
+    let key_before = std::fs::read_to_string(observatoire::key_path(dir.path())).unwrap();
+    let missing = format!("sqlite://{}", dir.path().join("absente.db").display());
+    let err = observatoire::rotate_key(&missing, dir.path(), false, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("absente.db"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(observatoire::key_path(dir.path())).unwrap(),
+        key_before
+    );
+    warehouse::Lake::new(dir.path())
+        .check_key(
+            &anonymize::MasterKey::from_hex(TEST_KEY_HEX, "t")
+                .unwrap()
+                .fingerprint(),
+        )
+        .unwrap();
+    assert!(!dir.path().join("secrets/retired").exists());
 }

@@ -360,3 +360,30 @@ async fn a_known_person_has_the_pseudonym_the_key_gives() {
     .await;
     assert!(found.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_keeps_its_type_date_household_category_and_flags_only() {
+    let demo = demo();
+    let batches = observatoire::sql(&demo.data, "SELECT * FROM evaluation LIMIT 1")
+        .await
+        .unwrap();
+    let mut columns: Vec<String> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    columns.sort();
+    assert_eq!(
+        columns,
+        [
+            "date_evaluation",
+            "menage_id",
+            "sante",
+            "situation_ethos",
+            "sortie_institution",
+            "type",
+            "violences"
+        ]
+    );
+}
