@@ -43,17 +43,48 @@ pub enum Action {
     Keep,
 }
 
-/// Breaches found in one run: (rule, table, SIAO) → rows.
+/// Where a row belongs in the data-quality report: its SIAO (the row's département, or
+/// that of the request, household or dispositif it references; `INCONNU` otherwise) and
+/// its month (`AAAA-MM` of the row's event date, or of its request's; `INCONNU` for rows
+/// without a date).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    pub siao: String,
+    pub mois: String,
+}
+
+/// One quarantined row: its table, its source id (in memory only: the lake stores its
+/// pseudonym), the rule that put it there and its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedRow {
+    pub table: &'static str,
+    pub id: i64,
+    pub rule: &'static str,
+    pub place: Place,
+}
+
+/// Breaches found in one run.
 #[derive(Debug, Default, Clone)]
 pub struct QualityReport {
-    pub counts: BTreeMap<(&'static str, &'static str, String), u64>,
+    /// (rule, table, place) → rows.
+    pub counts: BTreeMap<(&'static str, &'static str, Place), u64>,
+    /// (table, place) → rows read from the source (before quarantine).
+    pub read: BTreeMap<(&'static str, Place), u64>,
+    /// Completeness of the fields the indicators use: (measure, table, place) → rows.
+    pub completeness: BTreeMap<(&'static str, &'static str, Place), u64>,
+    /// Every quarantined row.
+    pub quarantined_rows: Vec<QuarantinedRow>,
 }
 
 impl QualityReport {
-    fn add(&mut self, rule: &'static str, table: &'static str, siao: &str) {
+    fn add(&mut self, rule: &'static str, table: &'static str, place: &Place) {
+        *self.counts.entry((rule, table, place.clone())).or_default() += 1;
+    }
+
+    fn measure(&mut self, measure: &'static str, table: &'static str, place: &Place) {
         *self
-            .counts
-            .entry((rule, table, siao.to_owned()))
+            .completeness
+            .entry((measure, table, place.clone()))
             .or_default() += 1;
     }
 
@@ -372,6 +403,85 @@ fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
     vec!["INCONNU".to_owned(); n]
 }
 
+/// The column of each table's own event date, when it has one.
+const EVENT_DATES: &[(&str, &str)] = &[
+    ("demande", "date_demande"),
+    ("prise_en_charge", "date_entree"),
+    ("orientation", "date_orientation"),
+    ("liste_attente", "date_inscription"),
+    ("evaluation", "date_evaluation"),
+    ("menage", "date_creation"),
+    ("menage_personne", "date_debut"),
+];
+
+/// The month (`AAAA-MM`, Europe/Paris for timestamps) of a table's own event date.
+fn own_months(batch: &RecordBatch, table: &str) -> Option<Vec<String>> {
+    let (_, field) = EVENT_DATES.iter().find(|(t, _)| *t == table)?;
+    let col = column(batch, field)?;
+    if let Some(d) = col.as_any().downcast_ref::<Date32Array>() {
+        return Some(
+            (0..d.len())
+                .map(|i| {
+                    d.value_as_date(i)
+                        .filter(|_| !d.is_null(i))
+                        .map_or_else(|| "INCONNU".to_owned(), |d| d.format("%Y-%m").to_string())
+                })
+                .collect(),
+        );
+    }
+    let t = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
+    Some(
+        (0..t.len())
+            .map(|i| {
+                (!t.is_null(i))
+                    .then(|| DateTime::from_timestamp_micros(t.value(i)))
+                    .flatten()
+                    .map_or_else(
+                        || "INCONNU".to_owned(),
+                        |d| d.with_timezone(&Paris).format("%Y-%m").to_string(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// The month of each row of a table: its own event date, else its request's.
+fn month_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
+    let Some(batch) = tables.get(table) else {
+        return Vec::new();
+    };
+    if let Some(own) = own_months(batch, table) {
+        return own;
+    }
+    if let (Some(refs), Some(d)) = (ints(batch, "demande_id"), tables.get("demande"))
+        && let (Some(ids), Some(months)) = (ints(d, "id"), own_months(d, "demande"))
+    {
+        let map: HashMap<i64, &str> = (0..d.num_rows())
+            .filter(|&i| !ids.is_null(i))
+            .map(|i| (ids.value(i), months[i].as_str()))
+            .collect();
+        return (0..batch.num_rows())
+            .map(|i| {
+                (!refs.is_null(i))
+                    .then(|| map.get(&refs.value(i)).copied())
+                    .flatten()
+                    .unwrap_or("INCONNU")
+                    .to_owned()
+            })
+            .collect();
+    }
+    vec!["INCONNU".to_owned(); batch.num_rows()]
+}
+
+/// The place of each row of a table.
+fn places_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<Place> {
+    siao_of(tables, table)
+        .into_iter()
+        .zip(month_of(tables, table))
+        .map(|(siao, mois)| Place { siao, mois })
+        .collect()
+}
+
 /// Applies the rules in place; returns what was found.
 pub fn apply(
     tables: &mut BTreeMap<String, RecordBatch>,
@@ -384,10 +494,37 @@ pub fn apply(
             .map(|(name, b)| (static_name(name), vec![None; b.num_rows()]))
             .collect(),
     };
-    let siao: HashMap<&'static str, Vec<String>> = tables
+    let siao: HashMap<&'static str, Vec<Place>> = tables
         .keys()
-        .map(|t| (static_name(t), siao_of(tables, t)))
+        .map(|t| (static_name(t), places_of(tables, t)))
         .collect();
+    for (table, places) in &siao {
+        for place in places {
+            *report.read.entry((table, place.clone())).or_default() += 1;
+        }
+    }
+    // Completeness of the fields the indicators use, on the rows read.
+    if let Some(p) = tables.get("personne")
+        && let Some(birth) = dates(p, "date_naissance")
+    {
+        for (i, place) in siao["personne"].iter().enumerate() {
+            if !birth.is_null(i) {
+                report.measure("AVEC_DATE_NAISSANCE", "personne", place);
+            }
+        }
+    }
+    if let Some(d) = tables.get("demande")
+        && let (Some(statut), Some(motif)) = (texts(d, "statut"), texts(d, "motif_non_pourvue"))
+    {
+        for (i, place) in siao["demande"].iter().enumerate() {
+            if !statut.is_null(i) && statut.value(i) == "NON_POURVUE" {
+                report.measure("NON_POURVUE", "demande", place);
+                if !motif.is_null(i) {
+                    report.measure("NON_POURVUE_AVEC_MOTIF", "demande", place);
+                }
+            }
+        }
+    }
 
     // CHAMP_OBLIGATOIRE.
     for (table, fields) in MANDATORY_FIELDS {
@@ -473,11 +610,22 @@ pub fn apply(
     doublons_115(tables, &mut verdicts);
     propagate(tables, &mut verdicts);
 
-    // Count the quarantined rows.
+    // Count the quarantined rows, and list them.
     for (table, rows) in &verdicts.quarantined {
+        let ids = tables.get(*table).and_then(|b| ints(b, "id"));
         for (i, rule) in rows.iter().enumerate() {
             if let Some(rule) = rule {
                 report.add(rule, table, &siao[table][i]);
+                if let Some(ids) = &ids
+                    && !ids.is_null(i)
+                {
+                    report.quarantined_rows.push(QuarantinedRow {
+                        table,
+                        id: ids.value(i),
+                        rule,
+                        place: siao[table][i].clone(),
+                    });
+                }
             }
         }
     }
@@ -626,7 +774,7 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
 fn count_kept(
     tables: &BTreeMap<String, RecordBatch>,
     verdicts: &Verdicts,
-    siao: &HashMap<&'static str, Vec<String>>,
+    siao: &HashMap<&'static str, Vec<Place>>,
     cog: &dyn Fn(&str) -> bool,
     report: &mut QualityReport,
 ) {

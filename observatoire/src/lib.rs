@@ -3,6 +3,7 @@
 //! compute (publish a release) → serve.
 
 pub mod config;
+pub mod quality;
 mod simulate;
 
 use std::collections::BTreeMap;
@@ -141,6 +142,15 @@ async fn ingest_with(
     let doublons = anonymize::linkage::suspected_duplicates(key, &tables)?;
     let detail = DetailBuilder::new(key).build(&tables)?;
     drop(tables);
+    let mut quality_tables = BTreeMap::new();
+    quality_tables.insert(
+        "quarantine".to_owned(),
+        quality::quarantine_batch(&lake, key, &quality, chrono::Utc::now()).await?,
+    );
+    quality_tables.insert(
+        "report".to_owned(),
+        quality::report_batch(&quality, &doublons)?,
+    );
     let kind = match source.kind() {
         SourceKind::Sqlite => "sqlite",
         SourceKind::Postgres => "postgres",
@@ -148,6 +158,7 @@ async fn ingest_with(
     Ok(lake
         .write_detail(
             &detail,
+            &quality_tables,
             kind,
             &key.fingerprint(),
             regles,
@@ -250,6 +261,14 @@ pub async fn rotate_key(
         retired_key,
         manifest,
     })
+}
+
+/// The data-quality report of the latest complete ingest, optionally for one SIAO.
+pub async fn quality_report(
+    data_dir: &Path,
+    siao: Option<&str>,
+) -> Result<Vec<quality::QualityLine>> {
+    quality::read_report(&Lake::new(data_dir), siao).await
 }
 
 /// The analyst zone's anonymity, measured on the tables as stored.

@@ -90,6 +90,15 @@ enum Command {
         #[arg(long, env = "OBSERVATOIRE_ANALYST_K")]
         analyst_k: Option<i64>,
     },
+    /// Affiche le rapport de qualité des données de la dernière ingestion, par SIAO
+    /// (et par mois avec --siao).
+    Quality {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// Un seul SIAO (code du département), détaillé par mois.
+        #[arg(long)]
+        siao: Option<String>,
+    },
     /// Mesure l'anonymat de la zone analyste telle qu'elle est stockée : k atteint,
     /// enregistrements supprimés, risques « procureur » (ARX).
     AnonymityReport {
@@ -416,6 +425,108 @@ async fn run_compute(data: &std::path::Path, threshold: i64, analyst_k: usize) -
     Ok(())
 }
 
+async fn run_quality(data: &std::path::Path, siao: Option<&str>) -> Result<()> {
+    use observatoire::quality::{COMPLETUDE, CONSERVEE, DOUBLONS, LUES, QUARANTAINE};
+    {
+        let lines = observatoire::quality_report(data, siao).await?;
+        if lines.is_empty() {
+            println!("Aucune ligne dans le rapport de qualité pour ce périmètre.");
+            return Ok(());
+        }
+        let sum = |f: &dyn Fn(&observatoire::quality::QualityLine) -> bool| -> u64 {
+            lines.iter().filter(|l| f(l)).map(|l| l.lignes).sum()
+        };
+        let by_rule = |siao: &str, nature: &str| -> String {
+            let mut m: std::collections::BTreeMap<&str, u64> = Default::default();
+            for l in lines
+                .iter()
+                .filter(|l| l.siao == siao && l.nature == nature)
+            {
+                *m.entry(l.mesure.as_str()).or_default() += l.lignes;
+            }
+            m.iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let share = |num: u64, den: u64| {
+            if den == 0 {
+                "sans objet".to_owned()
+            } else {
+                percent(num as f64 / den as f64)
+            }
+        };
+        println!("Rapport de qualité des données (dernière ingestion complète), par SIAO :");
+        let mut sites: Vec<&str> = lines.iter().map(|l| l.siao.as_str()).collect();
+        sites.dedup();
+        for site in sites {
+            let at = |nature: &'static str| {
+                move |l: &observatoire::quality::QualityLine| l.siao == site && l.nature == nature
+            };
+            let measure = |m: &'static str| {
+                move |l: &observatoire::quality::QualityLine| {
+                    l.siao == site && l.nature == COMPLETUDE && l.mesure == m
+                }
+            };
+            let read = sum(&at(LUES));
+            let quarantined = sum(&at(QUARANTAINE));
+            let kept = sum(&at(CONSERVEE));
+            println!("  {site} : {read} lignes lues");
+            if quarantined > 0 {
+                println!(
+                    "    {quarantined} en quarantaine ({})",
+                    by_rule(site, QUARANTAINE)
+                );
+            }
+            if kept > 0 {
+                println!(
+                    "    {kept} conservées avec un défaut ({})",
+                    by_rule(site, CONSERVEE)
+                );
+            }
+            let np = sum(&measure("NON_POURVUE"));
+            if np > 0 {
+                println!(
+                    "    motif renseigné pour {} des demandes NON_POURVUE ({np})",
+                    share(sum(&measure("NON_POURVUE_AVEC_MOTIF")), np)
+                );
+            }
+            let persons = sum(&|l| l.siao == site && l.nature == LUES && l.table == "personne");
+            if persons > 0 {
+                println!(
+                    "    date de naissance connue pour {} des personnes ({persons})",
+                    share(sum(&measure("AVEC_DATE_NAISSANCE")), persons)
+                );
+            }
+            let doublons = sum(&at(DOUBLONS));
+            if doublons > 0 {
+                println!("    {doublons} personnes doublons suspects");
+            }
+            if siao.is_some() {
+                let mut months: Vec<&str> = lines
+                    .iter()
+                    .filter(|l| l.siao == site)
+                    .map(|l| l.mois.as_str())
+                    .collect();
+                months.sort();
+                months.dedup();
+                for m in months {
+                    let of = |nature: &'static str| {
+                        sum(&|l| l.siao == site && l.mois == m && l.nature == nature)
+                    };
+                    println!(
+                        "    {m} : lues {} · quarantaine {} · conservées avec défaut {}",
+                        of(LUES),
+                        of(QUARANTAINE),
+                        of(CONSERVEE)
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn ratio_fr(x: f64) -> String {
     format!("{x:.4}").replace('.', ",")
 }
@@ -562,6 +673,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::AnonymityReport { data } => run_anonymity_report(&file.data(data)).await,
+        Command::Quality { data, siao } => run_quality(&file.data(data), siao.as_deref()).await,
         Command::Key {
             action:
                 KeyCommand::Rotate {

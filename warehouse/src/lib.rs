@@ -84,6 +84,9 @@ pub struct RunManifest {
     /// duplicates; the keys themselves are never stored).
     #[serde(default)]
     pub doublons_suspects: BTreeMap<String, u64>,
+    /// Quality table name (`quarantine`, `report`) → Delta version written by this run.
+    #[serde(default)]
+    pub quality: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -260,11 +263,14 @@ impl Lake {
             })
     }
 
-    /// Writes a full extract into the detail zone (each table replaced), then the run's
-    /// manifest. `progress(table)` is called after each table.
+    /// Writes a full extract into the detail zone (each table replaced) and the run's
+    /// quality tables into the quality zone, then the run's manifest (last: readers pin
+    /// the versions it names). `progress(table)` is called after each detail table.
+    #[allow(clippy::too_many_arguments)]
     pub async fn write_detail(
         &self,
         tables: &BTreeMap<String, RecordBatch>,
+        quality: &BTreeMap<String, RecordBatch>,
         source: &str,
         key_fingerprint: &str,
         regles: BTreeMap<String, u64>,
@@ -281,6 +287,11 @@ impl Lake {
             rows.insert(name.clone(), batch.num_rows() as u64);
             progress(name);
         }
+        let mut quality_versions = BTreeMap::new();
+        for (name, batch) in quality {
+            let version = self.overwrite("quality", name, batch.clone()).await?;
+            quality_versions.insert(name.clone(), version);
+        }
         let run = self.latest_run()?.map_or(1, |m| m.run + 1);
         let manifest = RunManifest {
             run,
@@ -292,6 +303,7 @@ impl Lake {
             rows,
             regles,
             doublons_suspects,
+            quality: quality_versions,
         };
         let path = self.runs_dir().join(format!("{run:06}.json"));
         write_atomically(
@@ -419,6 +431,18 @@ impl Lake {
             }
         }
         Ok(names.len())
+    }
+
+    /// A quality table (`quarantine`, `report`) at the version the latest complete run
+    /// wrote, if any.
+    pub async fn quality_table(&self, name: &str) -> Result<Option<DeltaTable>> {
+        let Some(manifest) = self.latest_run()? else {
+            return Ok(None);
+        };
+        match manifest.quality.get(name) {
+            Some(version) => self.open("quality", name, Some(*version)).await,
+            None => Ok(None),
+        }
     }
 
     /// Registers `indicateurs` and `releases` into a session, when they exist.

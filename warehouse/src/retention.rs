@@ -47,7 +47,12 @@ impl Lake {
                 reason: "la fenêtre de conservation ne peut pas être négative".into(),
             });
         }
-        let pinned = self.latest_run()?.map(|m| m.tables).unwrap_or_default();
+        let latest = self.latest_run()?;
+        let pinned = latest
+            .as_ref()
+            .map(|m| m.tables.clone())
+            .unwrap_or_default();
+        let pinned_quality = latest.map(|m| m.quality).unwrap_or_default();
         let mut out = Vec::new();
         for zone in ZONES {
             for name in delta_tables(&self.root.join(zone))? {
@@ -56,6 +61,12 @@ impl Lake {
                         Some(v) => Some(*v),
                         // A table no complete run references yet: a half-finished first
                         // ingest. Leave it to the run that will finish it.
+                        None => continue,
+                    }
+                } else if *zone == "quality" {
+                    // Like detail: the version the latest complete run wrote.
+                    match pinned_quality.get(&name) {
+                        Some(v) => Some(*v),
                         None => continue,
                     }
                 } else {

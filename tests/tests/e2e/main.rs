@@ -13,6 +13,7 @@ mod forgotten;
 mod golden;
 mod logs;
 mod privacy;
+mod quality;
 mod rotation;
 mod schema;
 mod simulation;
