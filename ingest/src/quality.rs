@@ -374,6 +374,43 @@ fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
             })
             .collect();
     }
+    // A person: through a household it belongs to (its first membership).
+    if table == "personne"
+        && let (Some(ids), Some(mp), Some(m)) = (
+            ints(batch, "id"),
+            tables.get("menage_personne"),
+            tables.get("menage"),
+        )
+        && let (Some(mp_p), Some(mp_m), Some(m_id), Some(m_dep)) = (
+            ints(mp, "personne_id"),
+            ints(mp, "menage_id"),
+            ints(m, "id"),
+            texts(m, "siao_departement"),
+        )
+    {
+        let households: HashMap<i64, &str> = (0..m.num_rows())
+            .filter(|&i| !m_id.is_null(i) && !m_dep.is_null(i))
+            .map(|i| (m_id.value(i), m_dep.value(i)))
+            .collect();
+        let mut of_person: HashMap<i64, &str> = HashMap::new();
+        for i in 0..mp.num_rows() {
+            if mp_p.is_null(i) || mp_m.is_null(i) {
+                continue;
+            }
+            if let Some(dep) = households.get(&mp_m.value(i)) {
+                of_person.entry(mp_p.value(i)).or_insert(dep);
+            }
+        }
+        return (0..n)
+            .map(|i| {
+                (!ids.is_null(i))
+                    .then(|| of_person.get(&ids.value(i)).copied())
+                    .flatten()
+                    .unwrap_or("INCONNU")
+                    .to_owned()
+            })
+            .collect();
+    }
     // Through the request, the household or the dispositif referenced.
     for (column_name, parent, parent_col) in [
         ("demande_id", "demande", "siao_departement"),
