@@ -10,6 +10,7 @@
 //! | `secrecy_threshold` | `OBSERVATOIRE_SECRECY_THRESHOLD` | `11` |
 //! | `time_travel_days` | `OBSERVATOIRE_TIME_TRAVEL_DAYS` | `7` (what `vacuum` keeps) |
 //! | `analyst_k` | `OBSERVATOIRE_ANALYST_K` | `11` (k-anonymity of the analyst zone) |
+//! | `max_delete_share` | `OBSERVATOIRE_MAX_DELETE_SHARE` | `0.05` (safety stop of `ingest`) |
 //!
 //! The pseudonymisation key is never in this file: `<data>/secrets/pseudonymisation.key`
 //! or `OBSERVATOIRE_PSEUDO_KEY`.
@@ -30,6 +31,7 @@ pub struct FileConfig {
     pub secrecy_threshold: Option<i64>,
     pub time_travel_days: Option<i64>,
     pub analyst_k: Option<i64>,
+    pub max_delete_share: Option<f64>,
 }
 
 impl FileConfig {
@@ -94,6 +96,29 @@ impl FileConfig {
             )));
         }
         Ok(days)
+    }
+
+    /// The options of an ingest: the mass-delete stop (variable
+    /// `OBSERVATOIRE_MAX_DELETE_SHARE` over the file's `max_delete_share`).
+    pub fn ingest_options(&self, allow_mass_delete: bool) -> Result<crate::IngestOptions, Error> {
+        let from_env = match std::env::var("OBSERVATOIRE_MAX_DELETE_SHARE") {
+            Ok(text) => Some(text.trim().replace(',', ".").parse::<f64>().map_err(|_| {
+                Error::Config(format!(
+                    "OBSERVATOIRE_MAX_DELETE_SHARE : « {text} » n'est pas une part entre 0 et 1"
+                ))
+            })?),
+            Err(_) => None,
+        };
+        let share = from_env.or(self.max_delete_share).unwrap_or(0.05);
+        if !(0.0..=1.0).contains(&share) {
+            return Err(Error::Config(format!(
+                "part maximale de suppression invalide : {share} (entre 0 et 1)"
+            )));
+        }
+        Ok(crate::IngestOptions {
+            max_delete_share: share,
+            allow_mass_delete,
+        })
     }
 
     /// The k of the analyst zone's k-anonymity.

@@ -3,6 +3,7 @@
 //! compute (publish a release) → serve.
 
 pub mod config;
+pub mod guard;
 pub mod quality;
 mod simulate;
 
@@ -56,6 +57,20 @@ pub enum Error {
         "la zone analyste de {0} n'existe pas encore : lancez d'abord « observatoire compute »"
     )]
     NoAnalystZone(PathBuf),
+    #[error(
+        "le lac est déjà en cours d'écriture par une autre opération ({holder}) : attendez sa fin ou vérifiez qu'aucune autre commande ne tourne sur ce dossier (verrou {path})"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error(
+        "arrêt de sécurité : cette ingestion supprimerait {deleted} des {before} lignes de la table {table} ({share_percent} %, au-delà de la limite de {limit_percent} %). Vérifiez que la source est la bonne et complète ; si ces suppressions sont voulues, relancez avec --allow-mass-delete. Rien n'a été écrit."
+    )]
+    MassDelete {
+        table: String,
+        deleted: u64,
+        before: u64,
+        share_percent: String,
+        limit_percent: String,
+    },
     #[error("accès au fichier {path} impossible : {source}")]
     Io {
         path: PathBuf,
@@ -108,15 +123,45 @@ pub fn load_key(data_dir: &Path) -> Result<(MasterKey, bool)> {
 /// A full ingest: reads the source, anonymises in memory, replaces the detail zone and
 /// writes the run's manifest.
 pub async fn ingest(url: &str, data_dir: &Path, progress: impl FnMut(&str)) -> Result<RunManifest> {
+    ingest_with_options(url, data_dir, &IngestOptions::default(), progress).await
+}
+
+/// Options of an ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// The largest share of a detail table's rows one run may delete (0.05 by default).
+    pub max_delete_share: f64,
+    /// Lets a run delete more than `max_delete_share`.
+    pub allow_mass_delete: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            max_delete_share: 0.05,
+            allow_mass_delete: false,
+        }
+    }
+}
+
+/// [`ingest`] with its options.
+pub async fn ingest_with_options(
+    url: &str,
+    data_dir: &Path,
+    options: &IngestOptions,
+    progress: impl FnMut(&str),
+) -> Result<RunManifest> {
     let source = Source::open(url).await?;
+    let _lock = guard::lock(data_dir, "ingest")?;
     let (key, _) = load_key(data_dir)?;
-    ingest_with(&source, &key, data_dir, progress).await
+    ingest_with(&source, &key, data_dir, options, progress).await
 }
 
 async fn ingest_with(
     source: &Source,
     key: &MasterKey,
     data_dir: &Path,
+    options: &IngestOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<RunManifest> {
     let lake = Lake::new(data_dir);
@@ -142,6 +187,9 @@ async fn ingest_with(
     let doublons = anonymize::linkage::suspected_duplicates(key, &tables)?;
     let detail = DetailBuilder::new(key).build(&tables)?;
     drop(tables);
+    if !options.allow_mass_delete {
+        guard::check_mass_delete(&lake, &detail, options.max_delete_share).await?;
+    }
     let mut quality_tables = BTreeMap::new();
     quality_tables.insert(
         "quarantine".to_owned(),
@@ -180,6 +228,7 @@ pub async fn compute(
     if lake.latest_run()?.is_none() {
         return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
     }
+    let _lock = guard::lock(data_dir, "compute")?;
     let key = MasterKey::load(&key_path(data_dir))?;
     lake.check_key(&key.fingerprint())?;
     let options = indicators::ComputeOptions {
@@ -224,6 +273,7 @@ pub async fn rotate_key(
     if lake.latest_run()?.is_none() {
         return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
     }
+    let _lock = guard::lock(data_dir, "key rotate")?;
     let current = key_path(data_dir);
     let pending = current.with_extension("key.nouvelle");
     let old = MasterKey::load(&current)?;
@@ -237,7 +287,12 @@ pub async fn rotate_key(
         key
     };
     lake.rotate_key(&old.fingerprint(), &new.fingerprint())?;
-    let manifest = ingest_with(&source, &new, data_dir, progress).await?;
+    // Every pseudonym changes, no row is deleted: the mass-delete stop does not apply.
+    let options = IngestOptions {
+        allow_mass_delete: true,
+        ..Default::default()
+    };
+    let manifest = ingest_with(&source, &new, data_dir, &options, progress).await?;
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| Error::Io { path, source }
@@ -287,6 +342,7 @@ pub async fn vacuum(data_dir: &Path, days: i64) -> Result<Vec<warehouse::Vacuume
     if lake.latest_run()?.is_none() {
         return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
     }
+    let _lock = guard::lock(data_dir, "vacuum")?;
     Ok(lake.vacuum(chrono::Duration::days(days)).await?)
 }
 

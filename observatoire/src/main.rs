@@ -77,6 +77,10 @@ enum Command {
         source: Option<String>,
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
+        /// Accepte une ingestion qui supprime plus que la part maximale d'une table
+        /// (max_delete_share, 5 % par défaut).
+        #[arg(long)]
+        allow_mass_delete: bool,
     },
     /// Calcule les indicateurs, publie une nouvelle version de la base statistique et
     /// reconstruit la zone analyste (k-anonyme).
@@ -332,12 +336,16 @@ async fn run_continue(url: &str, to: NaiveDate, manifest: Option<&std::path::Pat
     report_simulation(&report, started.elapsed(), manifest)
 }
 
-async fn run_ingest(url: &str, data: &std::path::Path) -> Result<()> {
+async fn run_ingest(
+    url: &str,
+    data: &std::path::Path,
+    options: &observatoire::IngestOptions,
+) -> Result<()> {
     // The key is created by the ingest itself, once the source has been opened: a
     // mistyped source URL leaves nothing behind.
     let key_existed = observatoire::key_path(data).exists();
     let pb = bar((ingest::TABLES_READ.len() * 2) as u64, "ingestion");
-    let manifest = observatoire::ingest(url, data, |table| {
+    let manifest = observatoire::ingest_with_options(url, data, options, |table| {
         pb.inc(1);
         pb.set_message(table.to_owned());
     })
@@ -624,7 +632,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("Démonstration Observatoire dans {}", data.display());
             let config = SimulationConfig::default();
             run_simulate(&url, &config, true, None).await?;
-            run_ingest(&url, &data).await?;
+            run_ingest(&url, &data, &file.ingest_options(false)?).await?;
             run_compute(&data, threshold, file.analyst_k(None)?).await?;
             run_serve(data, listen).await
         }
@@ -654,10 +662,14 @@ async fn run(cli: Cli) -> Result<()> {
             };
             run_simulate(&source, &config, replace, manifest.as_deref()).await
         }
-        Command::Ingest { source, data } => {
+        Command::Ingest {
+            source,
+            data,
+            allow_mass_delete,
+        } => {
             let data = file.data(data);
             let url = file.source(source, &data);
-            run_ingest(&url, &data).await
+            run_ingest(&url, &data, &file.ingest_options(allow_mass_delete)?).await
         }
         Command::Compute {
             data,

@@ -1,7 +1,7 @@
 //! Bad input gets a clear error naming the problem, and nothing stored is lost:
 //! a missing source, a malformed row, another key, a compute before any ingest, SQL
 //! that tries to write, an anonymity report before any compute, a key rotation before
-//! any ingest or with a source that cannot be opened.
+//! any ingest or with a source that cannot be opened, two writers at once.
 
 use observatoire_tests::{
     TEST_KEY_HEX, install_test_key, load_scenario, repo_root, sqlite_url, temp_dir, write_rows,
@@ -182,4 +182,30 @@ async fn anonymity_report_and_rotation_before_their_time_say_what_to_do() {
         )
         .unwrap();
     assert!(!dir.path().join("secrets/retired").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_cannot_run_at_once() {
+    let dir = temp_dir("verrou");
+    let url = skeleton_source(dir.path()).await;
+    install_test_key(dir.path());
+    let held = observatoire::guard::lock(dir.path(), "une autre commande").unwrap();
+    let err = observatoire::ingest(&url, dir.path(), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("déjà en cours d'écriture") && err.contains("une autre commande"),
+        "{err}"
+    );
+    assert!(
+        warehouse::Lake::new(dir.path())
+            .latest_run()
+            .unwrap()
+            .is_none()
+    );
+    drop(held);
+    observatoire::ingest(&url, dir.path(), |_| {})
+        .await
+        .unwrap();
 }

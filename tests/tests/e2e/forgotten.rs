@@ -113,7 +113,33 @@ async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
     }
     pool.close().await;
 
-    ingest_and_compute(&url, tmp.path(), 11).await;
+    // This tiny source loses a large share of its requests: the safety stop refuses the
+    // run and writes nothing, until the deletion is confirmed.
+    let err = observatoire::ingest(&url, tmp.path(), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("arrêt de sécurité") && err.contains("--allow-mass-delete"),
+        "{err}"
+    );
+    assert_eq!(
+        warehouse::Lake::new(tmp.path())
+            .latest_run()
+            .unwrap()
+            .unwrap(),
+        run_before
+    );
+    let confirmed = observatoire::IngestOptions {
+        allow_mass_delete: true,
+        ..Default::default()
+    };
+    observatoire::ingest_with_options(&url, tmp.path(), &confirmed, |_| {})
+        .await
+        .unwrap();
+    observatoire::compute(tmp.path(), 11, 11, |_| {})
+        .await
+        .unwrap();
     let n = observatoire::sql(
         tmp.path(),
         &format!("SELECT COUNT(*) FROM demande WHERE menage_id = '{pseudonym}'"),
