@@ -6,6 +6,7 @@ mod api;
 mod backends;
 mod bad_input;
 mod browser;
+mod crash;
 mod disclosure;
 mod dynamic_filters;
 mod fixture;
