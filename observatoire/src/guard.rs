@@ -56,57 +56,90 @@ pub fn lock(data_dir: &Path, operation: &str) -> Result<WriterLock> {
     Ok(WriterLock { _file: file })
 }
 
-/// Refuses a run that would delete more than `max_share` of the rows of a detail table
-/// of the latest complete run (a misconfigured or truncated source must not empty the
-/// lake). Rows are compared by id where the table stores one, else by count.
-pub async fn check_mass_delete(
+/// What a run changes in one detail table, against the latest complete run (rows
+/// compared by id where the table stores one, else by count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableChange {
+    pub before: u64,
+    pub after: u64,
+    pub inserted: u64,
+    pub deleted: u64,
+}
+
+/// What a run changes, table by table.
+pub async fn changes(
     lake: &Lake,
     detail: &BTreeMap<String, RecordBatch>,
-    max_share: f64,
-) -> Result<()> {
-    let Some(manifest) = lake.latest_run()? else {
-        return Ok(());
-    };
+) -> Result<BTreeMap<String, TableChange>> {
+    let manifest = lake.latest_run()?;
+    let mut out = BTreeMap::new();
     for (name, batch) in detail {
-        let Some(version) = manifest.tables.get(name) else {
-            continue;
+        let after = batch.num_rows() as u64;
+        let pinned = manifest.as_ref().and_then(|m| m.tables.get(name).copied());
+        let before = manifest
+            .as_ref()
+            .and_then(|m| m.rows.get(name).copied())
+            .unwrap_or(0);
+        let old_table = match pinned {
+            Some(version) => lake.open("detail", name, Some(version)).await?,
+            None => None,
         };
-        let before = manifest.rows.get(name).copied().unwrap_or(0);
-        if before == 0 {
-            continue;
-        }
-        let deleted = if batch.schema().index_of("id").is_ok() {
-            let new_ids = ids(batch)?;
-            let Some(table) = lake.open("detail", name, Some(*version)).await? else {
-                continue;
-            };
-            let ctx = warehouse::new_session();
-            lake.register(&ctx, "precedente", &table).await?;
-            let old = ctx
-                .sql("SELECT id FROM precedente")
-                .await
-                .map_err(|e| Error::Quality(e.to_string()))?
-                .collect()
-                .await
-                .map_err(|e| Error::Quality(e.to_string()))?;
-            let mut missing = 0u64;
-            for b in &old {
-                for id in ids(b)? {
-                    if !new_ids.contains(&id) {
-                        missing += 1;
+        let change = match old_table {
+            Some(table) if batch.schema().index_of("id").is_ok() => {
+                let new_ids = ids(batch)?;
+                let ctx = warehouse::new_session();
+                lake.register(&ctx, "precedente", &table).await?;
+                let old = ctx
+                    .sql("SELECT id FROM precedente")
+                    .await
+                    .map_err(|e| Error::Quality(e.to_string()))?
+                    .collect()
+                    .await
+                    .map_err(|e| Error::Quality(e.to_string()))?;
+                let mut deleted = 0u64;
+                let mut kept = 0u64;
+                for b in &old {
+                    for id in ids(b)? {
+                        if new_ids.contains(&id) {
+                            kept += 1;
+                        } else {
+                            deleted += 1;
+                        }
                     }
                 }
+                TableChange {
+                    before,
+                    after,
+                    inserted: after.saturating_sub(kept),
+                    deleted,
+                }
             }
-            missing
-        } else {
-            before.saturating_sub(batch.num_rows() as u64)
+            _ => TableChange {
+                before,
+                after,
+                inserted: after.saturating_sub(before),
+                deleted: before.saturating_sub(after),
+            },
         };
-        let share = deleted as f64 / before as f64;
+        out.insert(name.clone(), change);
+    }
+    Ok(out)
+}
+
+/// Refuses a run that would delete more than `max_share` of the rows of a detail table
+/// of the latest complete run (a misconfigured or truncated source must not empty the
+/// lake).
+pub fn check_mass_delete(changes: &BTreeMap<String, TableChange>, max_share: f64) -> Result<()> {
+    for (name, c) in changes {
+        if c.before == 0 {
+            continue;
+        }
+        let share = c.deleted as f64 / c.before as f64;
         if share > max_share {
             return Err(Error::MassDelete {
                 table: name.clone(),
-                deleted,
-                before,
+                deleted: c.deleted,
+                before: c.before,
                 share_percent: format!("{:.1}", share * 100.0).replace('.', ","),
                 limit_percent: format!("{:.1}", max_share * 100.0).replace('.', ","),
             });

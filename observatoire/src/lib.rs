@@ -187,8 +187,9 @@ async fn ingest_with(
     let doublons = anonymize::linkage::suspected_duplicates(key, &tables)?;
     let detail = DetailBuilder::new(key).build(&tables)?;
     drop(tables);
+    let changes = guard::changes(&lake, &detail).await?;
     if !options.allow_mass_delete {
-        guard::check_mass_delete(&lake, &detail, options.max_delete_share).await?;
+        guard::check_mass_delete(&changes, options.max_delete_share)?;
     }
     let mut quality_tables = BTreeMap::new();
     quality_tables.insert(
@@ -203,6 +204,18 @@ async fn ingest_with(
         SourceKind::Sqlite => "sqlite",
         SourceKind::Postgres => "postgres",
     };
+    let changes = changes
+        .into_iter()
+        .map(|(t, c)| {
+            (
+                t,
+                warehouse::TableChanges {
+                    inserees: c.inserted,
+                    supprimees: c.deleted,
+                },
+            )
+        })
+        .collect();
     Ok(lake
         .write_detail(
             &detail,
@@ -211,6 +224,7 @@ async fn ingest_with(
             &key.fingerprint(),
             regles,
             doublons,
+            changes,
             progress,
         )
         .await?)

@@ -344,6 +344,7 @@ async fn run_ingest(
     // The key is created by the ingest itself, once the source has been opened: a
     // mistyped source URL leaves nothing behind.
     let key_existed = observatoire::key_path(data).exists();
+    let started = std::time::Instant::now();
     let pb = bar((ingest::TABLES_READ.len() * 2) as u64, "ingestion");
     let manifest = observatoire::ingest_with_options(url, data, options, |table| {
         pb.inc(1);
@@ -387,9 +388,18 @@ async fn run_ingest(
             by_siao.join(" · ")
         );
     }
+    println!("Tables de la zone détail (lignes, insérées, supprimées) :");
+    for (table, n) in &manifest.rows {
+        let c = manifest.changes.get(table).copied().unwrap_or_default();
+        println!(
+            "  {table:<18} {n:>10} · +{} · -{}",
+            c.inserees, c.supprimees
+        );
+    }
     println!(
-        "Ingestion n° {} terminée : {} tables, {} lignes dans la zone détail ({}).",
+        "Ingestion n° {} terminée en {} s : {} tables, {} lignes dans la zone détail ({}).",
         manifest.run,
+        format!("{:.1}", started.elapsed().as_secs_f64()).replace('.', ","),
         manifest.tables.len(),
         rows,
         data.join("lake").join("detail").display()

@@ -87,6 +87,16 @@ pub struct RunManifest {
     /// Quality table name (`quarantine`, `report`) → Delta version written by this run.
     #[serde(default)]
     pub quality: BTreeMap<String, i64>,
+    /// Detail table name → rows this run inserted and deleted, against the previous run.
+    #[serde(default)]
+    pub changes: BTreeMap<String, TableChanges>,
+}
+
+/// Rows a run inserted into and deleted from one detail table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableChanges {
+    pub inserees: u64,
+    pub supprimees: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -275,6 +285,7 @@ impl Lake {
         key_fingerprint: &str,
         regles: BTreeMap<String, u64>,
         doublons_suspects: BTreeMap<String, u64>,
+        changes: BTreeMap<String, TableChanges>,
         mut progress: impl FnMut(&str),
     ) -> Result<RunManifest> {
         self.check_key(key_fingerprint)?;
@@ -304,6 +315,7 @@ impl Lake {
             regles,
             doublons_suspects,
             quality: quality_versions,
+            changes,
         };
         let path = self.runs_dir().join(format!("{run:06}.json"));
         write_atomically(

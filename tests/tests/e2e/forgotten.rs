@@ -134,9 +134,16 @@ async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
         allow_mass_delete: true,
         ..Default::default()
     };
-    observatoire::ingest_with_options(&url, tmp.path(), &confirmed, |_| {})
+    let run = observatoire::ingest_with_options(&url, tmp.path(), &confirmed, |_| {})
         .await
         .unwrap();
+    // The run's summary counts the deletions, by id.
+    let demandes = run.changes["demande"];
+    assert_eq!(
+        (demandes.inserees, demandes.supprimees),
+        (0, requests_of_household as u64)
+    );
+    assert_eq!(run.changes["menage"].supprimees, 1);
     observatoire::compute(tmp.path(), 11, 11, |_| {})
         .await
         .unwrap();
