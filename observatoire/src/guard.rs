@@ -87,15 +87,9 @@ pub async fn changes(
         let change = match old_table {
             Some(table) if batch.schema().index_of("id").is_ok() => {
                 let new_ids = ids(batch)?;
-                let ctx = warehouse::new_session();
-                lake.register(&ctx, "precedente", &table).await?;
-                let old = ctx
-                    .sql("SELECT id FROM precedente")
-                    .await
-                    .map_err(|e| Error::Quality(e.to_string()))?
-                    .collect()
-                    .await
-                    .map_err(|e| Error::Quality(e.to_string()))?;
+                let old =
+                    crate::quality::query(lake, &table, "precedente", "SELECT id FROM precedente")
+                        .await?;
                 let mut deleted = 0u64;
                 let mut kept = 0u64;
                 for b in &old {

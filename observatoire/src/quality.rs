@@ -36,6 +36,33 @@ fn action(rule: &str) -> Action {
         .map_or(Action::Keep, |(_, a)| *a)
 }
 
+/// Runs `sql` over one Delta table registered as `alias` in a fresh session.
+pub(crate) async fn query(
+    lake: &Lake,
+    table: &warehouse::DeltaTable,
+    alias: &str,
+    sql: &str,
+) -> Result<Vec<RecordBatch>> {
+    let ctx = warehouse::new_session();
+    lake.register(&ctx, alias, table).await?;
+    let frame = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Error::Quality(e.to_string()))?;
+    frame
+        .collect()
+        .await
+        .map_err(|e| Error::Quality(e.to_string()))
+}
+
+/// Column `i` of a batch as plain text, whatever string type the engine produced.
+pub(crate) fn text_column(b: &RecordBatch, i: usize) -> Result<StringArray> {
+    Ok(cast(b.column(i), &DataType::Utf8)
+        .map_err(arrow_error)?
+        .as_string::<i32>()
+        .clone())
+}
+
 /// The quarantine of this run, carrying the first-seen time of rows already there.
 pub(crate) async fn quarantine_batch(
     lake: &Lake,
@@ -92,23 +119,15 @@ async fn previous_first_seen(lake: &Lake) -> Result<HashMap<(String, String, Str
     let Some(table) = lake.quality_table("quarantine").await? else {
         return Ok(out);
     };
-    let ctx = warehouse::new_session();
-    lake.register(&ctx, "quarantaine", &table).await?;
-    let batches = ctx
-        .sql("SELECT table_source, cle, regle, premiere_vue FROM quarantaine")
-        .await
-        .map_err(|e| Error::Quality(e.to_string()))?
-        .collect()
-        .await
-        .map_err(|e| Error::Quality(e.to_string()))?;
+    let batches = query(
+        lake,
+        &table,
+        "quarantaine",
+        "SELECT table_source, cle, regle, premiere_vue FROM quarantaine",
+    )
+    .await?;
     for b in &batches {
-        let text = |i: usize| -> Result<StringArray> {
-            Ok(cast(b.column(i), &DataType::Utf8)
-                .map_err(arrow_error)?
-                .as_string::<i32>()
-                .clone())
-        };
-        let (t, c, r) = (text(0)?, text(1)?, text(2)?);
+        let (t, c, r) = (text_column(b, 0)?, text_column(b, 1)?, text_column(b, 2)?);
         let first = cast(
             b.column(3),
             &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -230,23 +249,16 @@ pub async fn read_report(lake: &Lake, siao: Option<&str>) -> Result<Vec<QualityL
     let Some(table) = lake.quality_table("report").await? else {
         return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
     };
-    let ctx = warehouse::new_session();
-    lake.register(&ctx, "rapport", &table).await?;
-    let batches = ctx
-        .sql("SELECT siao, mois, table_source, nature, mesure, lignes FROM rapport")
-        .await
-        .map_err(|e| Error::Quality(e.to_string()))?
-        .collect()
-        .await
-        .map_err(|e| Error::Quality(e.to_string()))?;
+    let batches = query(
+        lake,
+        &table,
+        "rapport",
+        "SELECT siao, mois, table_source, nature, mesure, lignes FROM rapport",
+    )
+    .await?;
     let mut out = Vec::new();
     for b in &batches {
-        let text = |i: usize| -> Result<StringArray> {
-            Ok(cast(b.column(i), &DataType::Utf8)
-                .map_err(arrow_error)?
-                .as_string::<i32>()
-                .clone())
-        };
+        let text = |i: usize| text_column(b, i);
         let (s, m, t, n, me) = (text(0)?, text(1)?, text(2)?, text(3)?, text(4)?);
         let lignes = cast(b.column(5), &DataType::Int64).map_err(arrow_error)?;
         let lignes = lignes.as_primitive::<Int64Type>();

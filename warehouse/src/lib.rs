@@ -21,11 +21,12 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
+use deltalake::DeltaTableError;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use deltalake::DeltaTable;
 pub use retention::VacuumedTable;
 pub use stats::{STATS_COLUMNS, stats_schema};
 
