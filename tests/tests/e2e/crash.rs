@@ -5,7 +5,10 @@
 //! (pseudonyms included, same key), a clean ingest of the same source into a fresh lake.
 //!
 //! The killed ingest runs in a child process: this test binary itself, started again on
-//! the test `crash::child_ingest` with the folders in environment variables.
+//! the test `crash::child_ingest` with the folders in environment variables. Half the
+//! kills come after a random delay, half right after the n-th table commit of the run
+//! (the parent watches the Delta logs), so that some surely land between two table
+//! commits whatever the machine's speed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +33,22 @@ async fn child_ingest() {
     observatoire::ingest_with_options(&url, Path::new(&data), &options, |_| {})
         .await
         .expect("child ingest");
+}
+
+/// The Delta commits written so far in the detail zone (all tables).
+fn detail_commits(data: &Path) -> usize {
+    let Ok(tables) = std::fs::read_dir(data.join("lake").join("detail")) else {
+        return 0;
+    };
+    tables
+        .flatten()
+        .filter_map(|t| std::fs::read_dir(t.path().join("_delta_log")).ok())
+        .map(|log| {
+            log.flatten()
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .sum()
 }
 
 /// Every detail table of the latest complete run, as sorted text rows.
@@ -106,22 +125,41 @@ async fn an_ingest_killed_at_any_moment_leaves_the_lake_consistent() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let delay = full.mul_f64((rng % 1000) as f64 / 1000.0 * 1.2);
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash::child_ingest",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_SOURCE, &url)
-            .env(CHILD_DATA, &data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        tokio::time::sleep(delay).await;
-        child.kill().ok(); // SIGKILL on Unix
-        child.wait().unwrap();
+        let step = (rng % 24) as usize;
+        let commits_before = detail_commits(&data);
+        let after_step = kill % 2 == 0;
+        let (exe, url_c, data_c) = (exe.clone(), url.clone(), data.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(&exe)
+                .args([
+                    "--exact",
+                    "crash::child_ingest",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_SOURCE, &url_c)
+                .env(CHILD_DATA, &data_c)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            if after_step {
+                // Right after the n-th new table commit of this run.
+                let target = commits_before + 1 + step % 11;
+                while detail_commits(&data_c) < target {
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else {
+                std::thread::sleep(delay);
+            }
+            child.kill().ok(); // SIGKILL on Unix
+            child.wait().unwrap();
+        })
+        .await
+        .unwrap();
 
         // Readable at the previous complete run, or at the one the child finished.
         let after = warehouse::Lake::new(&data).latest_run().unwrap();
@@ -165,7 +203,7 @@ async fn an_ingest_killed_at_any_moment_leaves_the_lake_consistent() {
     );
     // Most kills landed inside the ingest, and some between two of its table commits.
     assert!(
-        completed_runs < 15 && mid_write >= 3,
+        completed_runs < 15 && mid_write >= 5,
         "{completed_runs} runs completed before their kill, {mid_write} killed mid-write"
     );
 }
