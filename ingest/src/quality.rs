@@ -354,6 +354,19 @@ impl Verdicts {
     }
 }
 
+/// The value of each key in `map`, `INCONNU` for a null or unknown key.
+fn look_up(keys: &Int64Array, map: &HashMap<i64, &str>) -> Vec<String> {
+    (0..keys.len())
+        .map(|i| {
+            (!keys.is_null(i))
+                .then(|| map.get(&keys.value(i)).copied())
+                .flatten()
+                .unwrap_or("INCONNU")
+                .to_owned()
+        })
+        .collect()
+}
+
 /// The SIAO of each row of a table, for the counts.
 fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
     let Some(batch) = tables.get(table) else {
@@ -401,15 +414,7 @@ fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
                 of_person.entry(mp_p.value(i)).or_insert(dep);
             }
         }
-        return (0..n)
-            .map(|i| {
-                (!ids.is_null(i))
-                    .then(|| of_person.get(&ids.value(i)).copied())
-                    .flatten()
-                    .unwrap_or("INCONNU")
-                    .to_owned()
-            })
-            .collect();
+        return look_up(&ids, &of_person);
     }
     // Through the request, the household or the dispositif referenced.
     for (column_name, parent, parent_col) in [
@@ -427,15 +432,7 @@ fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
             .filter(|&i| !pid.is_null(i) && !pdep.is_null(i))
             .map(|i| (pid.value(i), pdep.value(i)))
             .collect();
-        return (0..n)
-            .map(|i| {
-                (!refs.is_null(i))
-                    .then(|| map.get(&refs.value(i)).copied())
-                    .flatten()
-                    .unwrap_or("INCONNU")
-                    .to_owned()
-            })
-            .collect();
+        return look_up(&refs, &map);
     }
     vec!["INCONNU".to_owned(); n]
 }
@@ -497,15 +494,7 @@ fn month_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> 
             .filter(|&i| !ids.is_null(i))
             .map(|i| (ids.value(i), months[i].as_str()))
             .collect();
-        return (0..batch.num_rows())
-            .map(|i| {
-                (!refs.is_null(i))
-                    .then(|| map.get(&refs.value(i)).copied())
-                    .flatten()
-                    .unwrap_or("INCONNU")
-                    .to_owned()
-            })
-            .collect();
+        return look_up(&refs, &map);
     }
     vec!["INCONNU".to_owned(); batch.num_rows()]
 }
