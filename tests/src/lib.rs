@@ -389,6 +389,17 @@ pub async fn sql_strings(data: &Path, query: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every record batch of one Parquet file (a lake's data file or checkpoint).
+pub fn parquet_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let file = std::fs::File::open(path).expect("readable Parquet file");
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("Parquet file")
+        .build()
+        .expect("Parquet reader")
+        .map(|batch| batch.expect("Parquet batch"))
+        .collect()
+}
+
 /// Every text value of every Parquet file below a folder (data files and checkpoints).
 pub fn parquet_strings(dir: &Path) -> Vec<String> {
     use arrow::array::AsArray;
@@ -397,13 +408,7 @@ pub fn parquet_strings(dir: &Path) -> Vec<String> {
         if !path.to_string_lossy().ends_with(".parquet") {
             continue;
         }
-        let file = std::fs::File::open(&path).expect("readable Parquet file");
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("Parquet file")
-            .build()
-            .expect("Parquet reader");
-        for batch in reader {
-            let batch = batch.expect("Parquet batch");
+        for batch in parquet_batches(&path) {
             for column in batch.columns() {
                 if let Ok(c) = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8) {
                     out.extend(c.as_string::<i32>().iter().flatten().map(str::to_owned));

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use observatoire_tests::{TEST_KEY_HEX, ingest_and_compute, simulate_small, sqlite_url, temp_dir};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// The lake's files that hold `needle`: in a Parquet file's decoded values (data files
 /// and checkpoints), or in the text of any other file (Delta commits, manifests).
@@ -16,23 +15,20 @@ fn files_holding(lake: &Path, needle: &str) -> Vec<String> {
         let name = path.to_string_lossy().into_owned();
         let bytes = std::fs::read(&path).unwrap();
         let found = if name.ends_with(".parquet") {
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-            reader.into_iter().any(|batch| {
-                let batch = batch.unwrap();
-                batch.columns().iter().any(|c| {
-                    arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).is_ok_and(|c| {
-                        use arrow::array::AsArray;
-                        c.as_string::<i32>()
-                            .iter()
-                            .flatten()
-                            .any(|v| v.contains(needle))
+            observatoire_tests::parquet_batches(&path)
+                .iter()
+                .any(|batch| {
+                    batch.columns().iter().any(|c| {
+                        arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).is_ok_and(|c| {
+                            use arrow::array::AsArray;
+                            c.as_string::<i32>()
+                                .iter()
+                                .flatten()
+                                .any(|v| v.contains(needle))
+                        })
                     })
                 })
-            }) || bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                || bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
         } else {
             bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
         };

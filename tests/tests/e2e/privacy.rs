@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Date32Type, Int64Type};
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sqlx::Row;
 
 use crate::fixture::demo;
@@ -75,13 +74,7 @@ async fn lake_files_hold_no_personal_data() {
         let name = path.to_string_lossy();
         if name.ends_with(".parquet") {
             parquet_files += 1;
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-            for batch in reader {
-                let batch = batch.unwrap();
+            for batch in observatoire_tests::parquet_batches(path) {
                 for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
                     for forbidden in [
                         "nom",
@@ -268,13 +261,7 @@ async fn pseudonyms_are_text_and_neither_ids_nor_their_plain_hashes() {
                 .to_string_lossy()
                 .into_owned();
             let columns = pseudonym_columns(zone, &table);
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-            for batch in reader {
-                let batch = batch.unwrap();
+            for batch in observatoire_tests::parquet_batches(&path) {
                 for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
                     let is_pseudonym = columns.iter().any(|c| c == field.name());
                     if is_pseudonym
