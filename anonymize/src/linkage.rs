@@ -4,9 +4,11 @@
 //! distinct count of persons is inflated by them. The ingest reads last and first names
 //! in memory only for this: a linkage key `HMAC-SHA256(HKDF(key, "linkage"),
 //! normalised last name | normalised first name | birth date | sex)` is computed per
-//! person, and persons sharing a key with another are counted per SIAO. Neither the
-//! names nor the keys are stored anywhere: only the counts reach the run manifest (and
-//! the data-quality report). A person without a last name, a first name or a birth date
+//! person, and persons sharing a key with another are counted per SIAO. The names are
+//! never stored; the keys reach neither the lake nor a log: only the counts reach the
+//! run manifest (and the data-quality report). An incremental run, which re-reads only
+//! the persons that changed, needs the others' keys: they are kept in the run state
+//! under `secrets/etat`, beside the master key and outside the lake. A person without a last name, a first name or a birth date
 //! gets no key (too weak to link).
 //!
 //! Normalisation: Unicode NFD, diacritics removed, upper case, every run of characters
@@ -37,14 +39,52 @@ pub fn normalise(name: &str) -> String {
         .collect()
 }
 
+/// A person's linkage key (none when too weak to link) and SIAO (the département of the
+/// household of its latest membership; `INCONNU` without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonLink {
+    pub key: Option<[u8; 32]>,
+    pub siao: String,
+}
+
 /// Persons sharing a linkage key with another person, per SIAO (the département of the
 /// household of their latest membership; `INCONNU` without one).
 pub fn suspected_duplicates(
     key: &MasterKey,
     tables: &BTreeMap<String, RecordBatch>,
 ) -> Result<BTreeMap<String, u64>, AnonymizeError> {
+    let links = person_links(key, tables)?;
+    Ok(count_duplicates(
+        links
+            .values()
+            .filter_map(|l| Some((l.key?, l.siao.as_str()))),
+    ))
+}
+
+/// Counts, per SIAO, the persons whose key another person shares.
+pub fn count_duplicates<'a>(
+    links: impl Iterator<Item = ([u8; 32], &'a str)>,
+) -> BTreeMap<String, u64> {
+    let mut keys: HashMap<[u8; 32], Vec<&str>> = HashMap::new();
+    for (k, siao) in links {
+        keys.entry(k).or_default().push(siao);
+    }
+    let mut out = BTreeMap::new();
+    for persons in keys.values().filter(|p| p.len() > 1) {
+        for siao in persons {
+            *out.entry((*siao).to_owned()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// The linkage key and SIAO of every person of `tables`.
+pub fn person_links(
+    key: &MasterKey,
+    tables: &BTreeMap<String, RecordBatch>,
+) -> Result<HashMap<i64, PersonLink>, AnonymizeError> {
     let Some(personne) = tables.get("personne") else {
-        return Ok(BTreeMap::new());
+        return Ok(HashMap::new());
     };
     let missing = |table: &str, column: &str| AnonymizeError::UnexpectedType {
         table: table.to_owned(),
@@ -66,36 +106,38 @@ pub fn suspected_duplicates(
         .column_by_name("date_naissance")
         .and_then(|c| c.as_primitive_opt::<Date32Type>())
         .ok_or_else(|| missing("personne", "date_naissance"))?;
-    let mut keys: HashMap<[u8; 32], Vec<i64>> = HashMap::new();
-    for i in 0..personne.num_rows() {
-        if ids.is_null(i) || nom.is_null(i) || prenom.is_null(i) || naissance.is_null(i) {
-            continue;
-        }
-        let (n, p) = (normalise(nom.value(i)), normalise(prenom.value(i)));
-        if n.is_empty() || p.is_empty() {
-            continue;
-        }
-        let mut mac = Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC accepts any key length");
-        for part in [
-            n.as_str(),
-            p.as_str(),
-            &naissance.value(i).to_string(),
-            if sexe.is_null(i) { "" } else { sexe.value(i) },
-        ] {
-            mac.update(part.as_bytes());
-            mac.update(b"|");
-        }
-        keys.entry(mac.finalize().into_bytes().into())
-            .or_default()
-            .push(ids.value(i));
-    }
     let siao = person_siao(tables);
-    let mut out = BTreeMap::new();
-    for persons in keys.values().filter(|p| p.len() > 1) {
-        for p in persons {
-            let d = siao.get(p).cloned().unwrap_or_else(|| "INCONNU".to_owned());
-            *out.entry(d).or_insert(0) += 1;
+    let mut out = HashMap::with_capacity(personne.num_rows());
+    for i in 0..personne.num_rows() {
+        if ids.is_null(i) {
+            continue;
         }
+        let id = ids.value(i);
+        let mut link = PersonLink {
+            key: None,
+            siao: siao
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| "INCONNU".to_owned()),
+        };
+        if !nom.is_null(i) && !prenom.is_null(i) && !naissance.is_null(i) {
+            let (n, p) = (normalise(nom.value(i)), normalise(prenom.value(i)));
+            if !n.is_empty() && !p.is_empty() {
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC accepts any key length");
+                for part in [
+                    n.as_str(),
+                    p.as_str(),
+                    &naissance.value(i).to_string(),
+                    if sexe.is_null(i) { "" } else { sexe.value(i) },
+                ] {
+                    mac.update(part.as_bytes());
+                    mac.update(b"|");
+                }
+                link.key = Some(mac.finalize().into_bytes().into());
+            }
+        }
+        out.insert(id, link);
     }
     Ok(out)
 }

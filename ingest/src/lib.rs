@@ -27,6 +27,8 @@ use futures::TryStreamExt;
 use operational::{ColumnType, Source, Table};
 use sqlx::{AssertSqlSafe, Row};
 
+pub mod conditions;
+pub mod pgcopy;
 pub mod quality;
 
 /// Source columns that are never selected, whatever the table.
@@ -84,6 +86,20 @@ pub enum IngestError {
     },
     #[error("table inconnue du schéma source : {0}")]
     UnknownTable(String),
+    #[error(
+        "la table {0} est absente de la base source : vérifiez que l'URL désigne bien la base opérationnelle de SI SIAO et que son schéma est à jour"
+    )]
+    MissingTable(&'static str),
+    #[error(
+        "la colonne {column} est absente de la table {table} de la base source : le schéma de la source ne correspond pas à celui qu'attend l'ingestion"
+    )]
+    MissingColumn { table: &'static str, column: String },
+    #[error("flux COPY binaire de la table {table} illisible : {detail}")]
+    Protocol { table: &'static str, detail: String },
+    #[error("ouverture de l'instantané de lecture PostgreSQL impossible : {0}")]
+    Snapshot(sqlx::Error),
+    #[error("un lecteur parallèle s'est arrêté : {0}")]
+    Worker(String),
 }
 
 /// The columns of a table that the ingest reads.
@@ -141,7 +157,7 @@ impl Extract {
     }
 }
 
-enum ColumnBuilder {
+pub(crate) enum ColumnBuilder {
     Int(Int64Builder),
     Text(StringBuilder),
     Bool(BooleanBuilder),
@@ -172,7 +188,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             ColumnBuilder::Int(b) => b.len(),
             ColumnBuilder::Text(b) => b.len(),
@@ -203,7 +219,7 @@ const PERSON_TABLES: &[&str] = &[
     "note",
 ];
 
-fn malformed(
+pub(crate) fn malformed(
     table: &'static str,
     column: &'static str,
     id: Option<i64>,
@@ -224,12 +240,13 @@ fn malformed(
     }
 }
 
-struct TableReader {
-    table: &'static Table,
-    columns: Vec<&'static operational::Column>,
+pub(crate) struct TableReader {
+    pub(crate) table: &'static Table,
+    pub(crate) columns: Vec<&'static operational::Column>,
     schema: SchemaRef,
-    builders: Vec<ColumnBuilder>,
-    batches: Vec<RecordBatch>,
+    pub(crate) builders: Vec<ColumnBuilder>,
+    pub(crate) batches: Vec<RecordBatch>,
+    flushed_rows: usize,
 }
 
 impl TableReader {
@@ -242,10 +259,16 @@ impl TableReader {
             columns,
             builders,
             batches: Vec::new(),
+            flushed_rows: 0,
         }
     }
 
-    fn flush(&mut self) -> Result<(), IngestError> {
+    /// Rows decoded so far.
+    pub(crate) fn rows(&self) -> usize {
+        self.flushed_rows + self.builders.first().map_or(0, ColumnBuilder::len)
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<(), IngestError> {
         if self.builders.first().is_none_or(|b| b.len() == 0) {
             return Ok(());
         }
@@ -260,6 +283,7 @@ impl TableReader {
                 source,
             }
         })?;
+        self.flushed_rows += batch.num_rows();
         self.batches.push(batch);
         Ok(())
     }
@@ -317,44 +341,7 @@ impl TableReader {
         Ok(())
     }
 
-    fn push_postgres(&mut self, row: &sqlx::postgres::PgRow) -> Result<(), IngestError> {
-        let read = |e| IngestError::Read {
-            table: self.table.name,
-            source: e,
-        };
-        let id: Option<i64> = row.try_get(0).map_err(read)?;
-        for (i, column) in self.columns.iter().enumerate() {
-            let table = self.table.name;
-            let err = |expected| malformed(table, column.name, id, expected);
-            match &mut self.builders[i] {
-                ColumnBuilder::Int(b) => b.append_option(
-                    row.try_get::<Option<i64>, _>(i)
-                        .map_err(|_| err("valeur entière"))?,
-                ),
-                ColumnBuilder::Text(b) => b.append_option(
-                    row.try_get::<Option<String>, _>(i)
-                        .map_err(|_| err("chaîne"))?,
-                ),
-                ColumnBuilder::Bool(b) => b.append_option(
-                    row.try_get::<Option<bool>, _>(i)
-                        .map_err(|_| err("booléen"))?,
-                ),
-                ColumnBuilder::Date(b) => b.append_option(
-                    row.try_get::<Option<NaiveDate>, _>(i)
-                        .map_err(|_| err("date"))?
-                        .map(Date32Type::from_naive_date),
-                ),
-                ColumnBuilder::Timestamp(b) => b.append_option(
-                    row.try_get::<Option<DateTime<Utc>>, _>(i)
-                        .map_err(|_| err("date-heure"))?
-                        .map(|t| t.timestamp_micros()),
-                ),
-            }
-        }
-        Ok(())
-    }
-
-    fn select(&self, postgres: bool) -> String {
+    pub(crate) fn select(&self, postgres: bool, condition: Option<&str>) -> String {
         let list = self
             .columns
             .iter()
@@ -365,41 +352,261 @@ impl TableReader {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        format!("SELECT {list} FROM {} ORDER BY id", self.table.name)
+        let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+        format!("SELECT {list} FROM {}{filter} ORDER BY id", self.table.name)
     }
 }
 
-/// Reads one whole table.
-pub async fn read_table(source: &Source, name: &str) -> Result<TableExtract, IngestError> {
-    let table =
-        operational::table(name).ok_or_else(|| IngestError::UnknownTable(name.to_owned()))?;
-    let mut reader = TableReader::new(table);
-    let read = |source| IngestError::Read {
-        table: table.name,
-        source,
-    };
-    match source {
-        Source::Sqlite(pool) => {
-            let sql = reader.select(false);
-            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(pool);
-            while let Some(row) = rows.try_next().await.map_err(read)? {
-                reader.push_sqlite(&row)?;
-                if reader.builders[0].len() >= BATCH_ROWS {
-                    reader.flush()?;
-                }
-            }
+/// How a read runs: parallel readers (PostgreSQL) and the size of an id range.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Connections reading at once, on one snapshot (PostgreSQL only).
+    pub workers: usize,
+    /// A table with more rows than this is read in id ranges of about this size.
+    pub chunk_rows: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 6)),
+            chunk_rows: 400_000,
         }
-        Source::Postgres(pool) => {
-            let sql = reader.select(true);
-            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(pool);
-            while let Some(row) = rows.try_next().await.map_err(read)? {
-                reader.push_postgres(&row)?;
-                if reader.builders[0].len() >= BATCH_ROWS {
-                    reader.flush()?;
-                }
+    }
+}
+
+/// Progress of a read: `(table, rows just read)`, called from the readers.
+pub type Progress = Arc<dyn Fn(&'static str, usize) + Send + Sync>;
+
+/// One table to read, whole or restricted by a condition.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub table: &'static Table,
+    /// A SQL condition built by this crate (from integers and timestamps only).
+    pub condition: Option<String>,
+}
+
+impl Request {
+    pub fn whole(name: &str) -> Result<Self, IngestError> {
+        Ok(Self {
+            table: operational::table(name)
+                .ok_or_else(|| IngestError::UnknownTable(name.to_owned()))?,
+            condition: None,
+        })
+    }
+}
+
+/// SQLite's errors for a missing table or column, made clear.
+fn sqlite_read_error(table: &'static str, e: sqlx::Error) -> IngestError {
+    if let Some(db) = e.as_database_error() {
+        let message = db.message();
+        if message.starts_with("no such table") {
+            return IngestError::MissingTable(table);
+        }
+        if let Some(column) = message.strip_prefix("no such column: ") {
+            return IngestError::MissingColumn {
+                table,
+                column: column.rsplit('.').next().unwrap_or(column).to_owned(),
+            };
+        }
+    }
+    IngestError::Read { table, source: e }
+}
+
+/// One instant of the source, held open for every read of a run: a read-only
+/// transaction on SQLite; on PostgreSQL a REPEATABLE READ transaction whose snapshot is
+/// exported, so that the parallel readers' transactions see exactly the same rows.
+pub enum Snapshot {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres {
+        pool: sqlx::PgPool,
+        coordinator: sqlx::pool::PoolConnection<sqlx::Postgres>,
+        name: String,
+    },
+}
+
+impl Snapshot {
+    /// Opens the run's instant of the source.
+    pub async fn open(source: &Source) -> Result<Self, IngestError> {
+        match source {
+            Source::Sqlite(pool) => Ok(Snapshot::Sqlite(
+                pool.begin()
+                    .await
+                    .map_err(|e| sqlite_read_error("entite", e))?,
+            )),
+            Source::Postgres(pool) => {
+                let mut coordinator = pool.acquire().await.map_err(IngestError::Snapshot)?;
+                pgcopy::begin_coordinator(&mut coordinator).await?;
+                let name: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+                    .fetch_one(&mut *coordinator)
+                    .await
+                    .map_err(IngestError::Snapshot)?;
+                Ok(Snapshot::Postgres {
+                    pool: pool.clone(),
+                    coordinator,
+                    name,
+                })
             }
         }
     }
+
+    /// Whether the source is PostgreSQL (conditions are written per back end).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Snapshot::Postgres { .. })
+    }
+
+    /// Reads the requested tables. On PostgreSQL every request (and every id range of
+    /// a large table read whole) is a binary COPY, run by `options.workers` connections
+    /// on the exported snapshot.
+    pub async fn read(
+        &mut self,
+        requests: &[Request],
+        options: &ReadOptions,
+        progress: Progress,
+    ) -> Result<Extract, IngestError> {
+        let mut extract = Extract::default();
+        match self {
+            Snapshot::Sqlite(tx) => {
+                for request in requests {
+                    let table = read_sqlite_table_tx(tx, request, &progress).await?;
+                    merge_into(&mut extract, table);
+                }
+            }
+            Snapshot::Postgres {
+                pool,
+                coordinator,
+                name,
+            } => {
+                let mut tasks = Vec::new();
+                let mut seq = 0;
+                for request in requests {
+                    tasks.extend(
+                        pgcopy::plan_table(
+                            coordinator,
+                            request.table,
+                            request.condition.as_deref(),
+                            options.chunk_rows,
+                            &mut seq,
+                        )
+                        .await?,
+                    );
+                }
+                let results = pgcopy::run_parallel(
+                    pool,
+                    name,
+                    tasks,
+                    options.workers,
+                    BATCH_ROWS,
+                    pgcopy::Mode::Decode,
+                    progress,
+                )
+                .await?;
+                for (_, table_name, batches) in results {
+                    let table = operational::table(table_name).expect("a planned table");
+                    merge_into(
+                        &mut extract,
+                        TableExtract {
+                            name: table.name,
+                            schema: read_schema(table),
+                            batches,
+                        },
+                    );
+                }
+            }
+        }
+        // A table requested but empty still appears, with its schema.
+        for request in requests {
+            extract
+                .tables
+                .entry(request.table.name)
+                .or_insert_with(|| TableExtract {
+                    name: request.table.name,
+                    schema: read_schema(request.table),
+                    batches: Vec::new(),
+                });
+        }
+        Ok(extract)
+    }
+
+    /// Runs a query built by this crate whose columns are all integers (BIGINT), in
+    /// the snapshot; returns its rows.
+    pub async fn integers(
+        &mut self,
+        table: &'static str,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<i64>>>, IngestError> {
+        use sqlx::Row;
+        let rows: Vec<Vec<Option<i64>>> = match self {
+            Snapshot::Sqlite(tx) => sqlx::query(AssertSqlSafe(sql.to_owned()))
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(|e| sqlite_read_error(table, e))?
+                .iter()
+                .map(|r| (0..r.len()).map(|i| r.try_get(i).ok().flatten()).collect())
+                .collect(),
+            Snapshot::Postgres { coordinator, .. } => sqlx::query(AssertSqlSafe(sql.to_owned()))
+                .fetch_all(&mut **coordinator)
+                .await
+                .map_err(|e| pgcopy::read_error(table, e))?
+                .iter()
+                .map(|r| (0..r.len()).map(|i| r.try_get(i).ok().flatten()).collect())
+                .collect(),
+        };
+        Ok(rows)
+    }
+
+    /// Ends the read transaction.
+    pub async fn close(self) -> Result<(), IngestError> {
+        match self {
+            Snapshot::Sqlite(tx) => tx
+                .commit()
+                .await
+                .map_err(|e| sqlite_read_error("entite", e)),
+            Snapshot::Postgres {
+                mut coordinator, ..
+            } => sqlx::raw_sql("COMMIT")
+                .execute(&mut *coordinator)
+                .await
+                .map(|_| ())
+                .map_err(IngestError::Snapshot),
+        }
+    }
+}
+
+/// Reads the requested tables in one snapshot of the source.
+pub async fn read(
+    source: &Source,
+    requests: &[Request],
+    options: &ReadOptions,
+    progress: Progress,
+) -> Result<Extract, IngestError> {
+    let mut snapshot = Snapshot::open(source).await?;
+    let extract = snapshot.read(requests, options, progress).await?;
+    snapshot.close().await?;
+    Ok(extract)
+}
+
+async fn read_sqlite_table_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    request: &Request,
+    progress: &Progress,
+) -> Result<TableExtract, IngestError> {
+    let table = request.table;
+    let mut reader = TableReader::new(table);
+    let sql = reader.select(false, request.condition.as_deref());
+    let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut **tx);
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(|e| sqlite_read_error(table.name, e))?
+    {
+        reader.push_sqlite(&row)?;
+        if reader.builders[0].len() >= BATCH_ROWS {
+            progress(table.name, reader.builders[0].len());
+            reader.flush()?;
+        }
+    }
+    progress(table.name, reader.builders[0].len());
     reader.flush()?;
     Ok(TableExtract {
         name: table.name,
@@ -408,18 +615,80 @@ pub async fn read_table(source: &Source, name: &str) -> Result<TableExtract, Ing
     })
 }
 
-/// Reads every table of [`TABLES_READ`], calling `progress(table, rows)` after each.
+fn merge_into(extract: &mut Extract, table: TableExtract) {
+    match extract.tables.get_mut(table.name) {
+        Some(existing) => existing.batches.extend(table.batches),
+        None => {
+            extract.tables.insert(table.name, table);
+        }
+    }
+}
+
+/// Reads one whole table.
+pub async fn read_table(source: &Source, name: &str) -> Result<TableExtract, IngestError> {
+    let request = Request::whole(name)?;
+    let table = request.table.name;
+    let noop: Progress = Arc::new(|_, _| {});
+    let mut extract = read(source, &[request], &ReadOptions::default(), noop).await?;
+    Ok(extract.tables.remove(table).expect("requested"))
+}
+
+/// The limit any PostgreSQL reader can reach: the same binary COPY statements as
+/// [`read_full`], run the same way in parallel on one snapshot, their bytes counted and
+/// thrown away. Returns the bytes received.
+pub async fn copy_full_to_sink(
+    pool: &sqlx::PgPool,
+    options: &ReadOptions,
+) -> Result<u64, IngestError> {
+    let mut coordinator = pool.acquire().await.map_err(IngestError::Snapshot)?;
+    pgcopy::begin_coordinator(&mut coordinator).await?;
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *coordinator)
+        .await
+        .map_err(IngestError::Snapshot)?;
+    let mut tasks = Vec::new();
+    let mut seq = 0;
+    for name in TABLES_READ {
+        let table = operational::table(name).expect("a source table");
+        tasks.extend(
+            pgcopy::plan_table(&mut coordinator, table, None, options.chunk_rows, &mut seq).await?,
+        );
+    }
+    let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    pgcopy::run_parallel(
+        pool,
+        &snapshot,
+        tasks,
+        options.workers,
+        BATCH_ROWS,
+        pgcopy::Mode::Discard(bytes.clone()),
+        Arc::new(|_, _| {}),
+    )
+    .await?;
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *coordinator)
+        .await
+        .map_err(IngestError::Snapshot)?;
+    Ok(bytes.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The SELECT of a table as the ingest reads it (for the benchmark's peer, which must
+/// read exactly the same columns).
+pub fn select_statement(table: &'static Table, postgres: bool) -> String {
+    TableReader::new(table).select(postgres, None)
+}
+
+/// Reads every table of [`TABLES_READ`] whole.
 pub async fn read_full(
     source: &Source,
-    mut progress: impl FnMut(&str, usize),
+    options: &ReadOptions,
+    progress: Progress,
 ) -> Result<Extract, IngestError> {
-    let mut extract = Extract::default();
-    for name in TABLES_READ {
-        let table = read_table(source, name).await?;
-        progress(name, table.num_rows());
-        extract.tables.insert(table.name, table);
-    }
-    Ok(extract)
+    let requests = TABLES_READ
+        .iter()
+        .map(|name| Request::whole(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    read(source, &requests, options, progress).await
 }
 
 #[cfg(test)]

@@ -74,18 +74,72 @@ pub struct QualityReport {
     pub completeness: BTreeMap<(&'static str, &'static str, Place), u64>,
     /// Every quarantined row.
     pub quarantined_rows: Vec<QuarantinedRow>,
+    /// Per table, row by row in the order of the batches given: the row's place and
+    /// what was counted on it. The counts above are their sums; an incremental run
+    /// keeps them to take a row's old contribution out of the report.
+    pub rows: HashMap<&'static str, RowFacts>,
+}
+
+/// The place of each row of a table and the facts counted on it ([`Fact`] codes).
+#[derive(Debug, Default, Clone)]
+pub struct RowFacts {
+    pub places: Vec<Place>,
+    pub facts: Vec<Vec<u8>>,
+}
+
+/// The completeness measures of the report.
+pub const MEASURES: &[&str] = &[
+    "AVEC_DATE_NAISSANCE",
+    "NON_POURVUE",
+    "NON_POURVUE_AVEC_MOTIF",
+];
+
+/// What a fact code means: a rule (of [`RULES`]) or a completeness measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact {
+    Rule(&'static str),
+    Measure(&'static str),
+}
+
+/// The code of a rule or measure, as stored per row.
+pub fn fact_code(fact: Fact) -> u8 {
+    match fact {
+        Fact::Rule(r) => RULES.iter().position(|(x, _)| *x == r).expect("a rule") as u8,
+        Fact::Measure(m) => 100 + MEASURES.iter().position(|x| *x == m).expect("a measure") as u8,
+    }
+}
+
+/// The rule or measure a code stands for.
+pub fn fact_of(code: u8) -> Option<Fact> {
+    if code >= 100 {
+        MEASURES
+            .get((code - 100) as usize)
+            .map(|m| Fact::Measure(m))
+    } else {
+        RULES.get(code as usize).map(|(r, _)| Fact::Rule(r))
+    }
 }
 
 impl QualityReport {
-    fn add(&mut self, rule: &'static str, table: &'static str, place: &Place) {
-        *self.counts.entry((rule, table, place.clone())).or_default() += 1;
+    fn note(&mut self, table: &'static str, row: usize, code: u8) {
+        if let Some(rows) = self.rows.get_mut(table)
+            && let Some(facts) = rows.facts.get_mut(row)
+        {
+            facts.push(code);
+        }
     }
 
-    fn measure(&mut self, measure: &'static str, table: &'static str, place: &Place) {
+    fn add(&mut self, rule: &'static str, table: &'static str, row: usize, place: &Place) {
+        *self.counts.entry((rule, table, place.clone())).or_default() += 1;
+        self.note(table, row, fact_code(Fact::Rule(rule)));
+    }
+
+    fn measure(&mut self, measure: &'static str, table: &'static str, row: usize, place: &Place) {
         *self
             .completeness
             .entry((measure, table, place.clone()))
             .or_default() += 1;
+        self.note(table, row, fact_code(Fact::Measure(measure)));
     }
 
     /// Rows per rule, all tables and SIAO together.
@@ -528,6 +582,13 @@ pub fn apply(
         for place in places {
             *report.read.entry((table, place.clone())).or_default() += 1;
         }
+        report.rows.insert(
+            table,
+            RowFacts {
+                places: places.clone(),
+                facts: vec![Vec::new(); places.len()],
+            },
+        );
     }
     // Completeness of the fields the indicators use, on the rows read.
     if let Some(p) = tables.get("personne")
@@ -535,7 +596,7 @@ pub fn apply(
     {
         for (i, place) in siao["personne"].iter().enumerate() {
             if !birth.is_null(i) {
-                report.measure("AVEC_DATE_NAISSANCE", "personne", place);
+                report.measure("AVEC_DATE_NAISSANCE", "personne", i, place);
             }
         }
     }
@@ -544,9 +605,9 @@ pub fn apply(
     {
         for (i, place) in siao["demande"].iter().enumerate() {
             if !statut.is_null(i) && statut.value(i) == "NON_POURVUE" {
-                report.measure("NON_POURVUE", "demande", place);
+                report.measure("NON_POURVUE", "demande", i, place);
                 if !motif.is_null(i) {
-                    report.measure("NON_POURVUE_AVEC_MOTIF", "demande", place);
+                    report.measure("NON_POURVUE_AVEC_MOTIF", "demande", i, place);
                 }
             }
         }
@@ -641,7 +702,7 @@ pub fn apply(
         let ids = tables.get(*table).and_then(|b| ints(b, "id"));
         for (i, rule) in rows.iter().enumerate() {
             if let Some(rule) = rule {
-                report.add(rule, table, &siao[table][i]);
+                report.add(rule, table, i, &siao[table][i]);
                 if let Some(ids) = &ids
                     && !ids.is_null(i)
                 {
@@ -810,7 +871,7 @@ fn count_kept(
         };
         for i in 0..values.len() {
             if !verdicts.is(table, i) && !values.is_null(i) && !codes.contains(&values.value(i)) {
-                report.add("CODE_INCONNU", table, &siao[table][i]);
+                report.add("CODE_INCONNU", table, i, &siao[table][i]);
             }
         }
     }
@@ -839,18 +900,18 @@ fn count_kept(
                 && statut.value(i) == "NON_POURVUE"
                 && motif.is_null(i)
             {
-                report.add("MOTIF_MANQUANT", "demande", s);
+                report.add("MOTIF_MANQUANT", "demande", i, s);
             }
             if let Some(dep) = &dep
                 && !dep.is_null(i)
                 && !cog(dep.value(i))
             {
-                report.add("DEPARTEMENT_HORS_COG", "demande", s);
+                report.add("DEPARTEMENT_HORS_COG", "demande", i, s);
             }
             if let Some(id) = &id
                 && !with_persons.contains(&id.value(i))
             {
-                report.add("DEMANDE_SANS_PERSONNE", "demande", s);
+                report.add("DEMANDE_SANS_PERSONNE", "demande", i, s);
             }
         }
     }
@@ -859,7 +920,12 @@ fn count_kept(
     {
         for i in 0..x.num_rows() {
             if !verdicts.is("dispositif", i) && !dep.is_null(i) && !cog(dep.value(i)) {
-                report.add("DEPARTEMENT_HORS_COG", "dispositif", &siao["dispositif"][i]);
+                report.add(
+                    "DEPARTEMENT_HORS_COG",
+                    "dispositif",
+                    i,
+                    &siao["dispositif"][i],
+                );
             }
         }
     }
@@ -899,6 +965,7 @@ fn count_kept(
                     report.add(
                         "SEJOURS_CHEVAUCHANTS",
                         "prise_en_charge",
+                        b.3,
                         &siao["prise_en_charge"][b.3],
                     );
                 }

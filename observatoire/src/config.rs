@@ -11,6 +11,7 @@
 //! | `time_travel_days` | `OBSERVATOIRE_TIME_TRAVEL_DAYS` | `7` (what `vacuum` keeps) |
 //! | `analyst_k` | `OBSERVATOIRE_ANALYST_K` | `11` (k-anonymity of the analyst zone) |
 //! | `max_delete_share` | `OBSERVATOIRE_MAX_DELETE_SHARE` | `0.05` (safety stop of `ingest`) |
+//! | `watermark_overlap_minutes` | `OBSERVATOIRE_WATERMARK_OVERLAP_MINUTES` | `60` (how far before its watermark an incremental read starts again) |
 //!
 //! The pseudonymisation key is never in this file: `<data>/secrets/pseudonymisation.key`
 //! or `OBSERVATOIRE_PSEUDO_KEY`.
@@ -32,6 +33,7 @@ pub struct FileConfig {
     pub time_travel_days: Option<i64>,
     pub analyst_k: Option<i64>,
     pub max_delete_share: Option<f64>,
+    pub watermark_overlap_minutes: Option<i64>,
 }
 
 impl FileConfig {
@@ -115,9 +117,26 @@ impl FileConfig {
                 "part maximale de suppression invalide : {share} (entre 0 et 1)"
             )));
         }
+        let overlap = match std::env::var("OBSERVATOIRE_WATERMARK_OVERLAP_MINUTES") {
+            Ok(text) => Some(text.trim().parse::<i64>().map_err(|_| {
+                Error::Config(format!(
+                    "OBSERVATOIRE_WATERMARK_OVERLAP_MINUTES : « {text} » n'est pas un nombre de minutes"
+                ))
+            })?),
+            Err(_) => None,
+        }
+        .or(self.watermark_overlap_minutes)
+        .unwrap_or(60);
+        if overlap < 0 {
+            return Err(Error::Config(format!(
+                "recouvrement des filigranes invalide : {overlap} minute(s) (au moins 0)"
+            )));
+        }
         Ok(crate::IngestOptions {
             max_delete_share: share,
             allow_mass_delete,
+            overlap: chrono::Duration::minutes(overlap),
+            ..Default::default()
         })
     }
 

@@ -2,10 +2,13 @@
 //! end-to-end tests: simulate → ingest (read, anonymise, write the detail zone) →
 //! compute (publish a release) → serve.
 
+pub mod bench;
 pub mod config;
 pub mod guard;
+mod incremental;
 pub mod quality;
 mod simulate;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +54,8 @@ pub enum Error {
     Quality(String),
     #[error("requête SQL refusée ou invalide : {0}")]
     Sql(String),
+    #[error("état de la dernière ingestion (secrets/etat) illisible : {0}")]
+    State(String),
     #[error("configuration invalide : {0}")]
     Config(String),
     #[error(
@@ -127,12 +132,33 @@ pub async fn ingest(url: &str, data_dir: &Path, progress: impl FnMut(&str)) -> R
 }
 
 /// Options of an ingest.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IngestOptions {
     /// The largest share of a detail table's rows one run may delete (0.05 by default).
     pub max_delete_share: f64,
     /// Lets a run delete more than `max_delete_share`.
     pub allow_mass_delete: bool,
+    /// Parallel readers and id-range size of the source read.
+    pub read: ingest::ReadOptions,
+    /// Called as rows arrive: `(table, rows just read)`.
+    pub rows: ingest::Progress,
+    /// Reads the whole source and rewrites every detail table whole, instead of
+    /// reading what changed since the previous run.
+    pub full: bool,
+    /// How far before each watermark an incremental read starts again (transactions
+    /// that commit after rows with a later `updated_at`).
+    pub overlap: chrono::Duration,
+}
+
+impl std::fmt::Debug for IngestOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestOptions")
+            .field("max_delete_share", &self.max_delete_share)
+            .field("allow_mass_delete", &self.allow_mass_delete)
+            .field("read", &self.read)
+            .field("full", &self.full)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for IngestOptions {
@@ -140,6 +166,10 @@ impl Default for IngestOptions {
         Self {
             max_delete_share: 0.05,
             allow_mass_delete: false,
+            read: ingest::ReadOptions::default(),
+            rows: std::sync::Arc::new(|_, _| {}),
+            full: false,
+            overlap: chrono::Duration::hours(1),
         }
     }
 }
@@ -167,12 +197,115 @@ async fn ingest_with(
     let lake = Lake::new(data_dir);
     // Refuse a foreign key before reading anything.
     lake.check_key(&key.fingerprint())?;
-    let extract = ingest::read_full(source, |table, _| progress(table)).await?;
+    let previous = lake.latest_run()?;
+    let run = previous.as_ref().map_or(1, |m| m.run + 1);
+    // An incremental run needs the previous run's state, and a lake exactly as that run
+    // left it (a run killed half-way leaves tables ahead of the manifest: the next run
+    // reads everything again and writes what differs).
+    let state = match &previous {
+        Some(m) if !options.full && lake.is_at(m).await? => state::State::read(data_dir, m.run)?,
+        _ => None,
+    };
+    let (plans, quarantine, report, regles, doublons, watermarks, state, mode) =
+        match (&previous, state) {
+            (Some(previous), Some(old)) => {
+                let o = incremental::run(
+                    source,
+                    key,
+                    &lake,
+                    options,
+                    previous,
+                    old,
+                    run,
+                    &mut progress,
+                )
+                .await?;
+                (
+                    o.plans,
+                    o.quarantine,
+                    o.report,
+                    o.regles,
+                    o.doublons,
+                    o.watermarks,
+                    o.state,
+                    warehouse::READ_INCREMENTAL,
+                )
+            }
+            _ => {
+                let f = full_read(source, key, &lake, options, run, &mut progress).await?;
+                (
+                    f.plans,
+                    f.quarantine,
+                    f.report,
+                    f.regles,
+                    f.doublons,
+                    f.watermarks,
+                    f.state,
+                    warehouse::READ_FULL,
+                )
+            }
+        };
+    if !options.allow_mass_delete {
+        guard::check_mass_delete(&plans, options.max_delete_share)?;
+    }
+    let mut quality_tables = BTreeMap::new();
+    quality_tables.insert("quarantine".to_owned(), quarantine);
+    quality_tables.insert("report".to_owned(), report);
+    let kind = match source.kind() {
+        SourceKind::Sqlite => "sqlite",
+        SourceKind::Postgres => "postgres",
+    };
+    let record = warehouse::RunRecord {
+        source: kind.to_owned(),
+        key_fingerprint: key.fingerprint(),
+        regles,
+        doublons_suspects: doublons,
+        filigranes: watermarks,
+        lecture: mode.to_owned(),
+    };
+    // The state first: a state is only used with the manifest of its run.
+    state.write(data_dir)?;
+    let manifest = lake
+        .write_run(plans, &quality_tables, record, progress)
+        .await?;
+    state::State::prune(data_dir, manifest.run)?;
+    Ok(manifest)
+}
+
+/// A full read: every table of the source, the rules, the linkage and the field policy
+/// on all of it; the detail tables compared with the lake, and only what differs written
+/// (or everything with `options.full`).
+async fn full_read(
+    source: &Source,
+    key: &MasterKey,
+    lake: &Lake,
+    options: &IngestOptions,
+    run: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<incremental::Outcome> {
+    let extract = ingest::read_full(source, &options.read, options.rows.clone()).await?;
+    progress("lecture");
     let mut tables: BTreeMap<String, RecordBatch> = BTreeMap::new();
     for (name, table) in &extract.tables {
         tables.insert(
             (*name).to_owned(),
             anonymize::concat(&table.schema, &table.batches)?,
+        );
+    }
+    drop(extract);
+    let watermarks = watermarks(&tables);
+    let mut state = state::State {
+        run,
+        tables: BTreeMap::new(),
+    };
+    for (name, batch) in &tables {
+        let t = state::ids_and_refs(name, batch)?;
+        state.tables.insert(
+            ingest::TABLES_READ[ingest::TABLES_READ
+                .iter()
+                .position(|n| n == name)
+                .expect("a table read")],
+            t,
         );
     }
     // The rules of SOURCE_SCHEMA.md: quarantined rows leave before anything is stored.
@@ -184,50 +317,68 @@ async fn ingest_with(
         .map(|(rule, n)| (rule.to_owned(), n))
         .collect();
     // Names are read for this only, in memory, and dropped with `tables`.
-    let doublons = anonymize::linkage::suspected_duplicates(key, &tables)?;
+    let links = anonymize::linkage::person_links(key, &tables)?;
+    let doublons = anonymize::linkage::count_duplicates(
+        links
+            .values()
+            .filter_map(|l| Some((l.key?, l.siao.as_str()))),
+    );
+    for (name, t) in state.tables.iter_mut() {
+        state::fill_facts(t, quality.rows.get(name));
+        if *name == "personne" {
+            state::fill_links(t, &links);
+        }
+    }
+    drop(links);
     let detail = DetailBuilder::new(key).build(&tables)?;
     drop(tables);
-    let changes = guard::changes(&lake, &detail).await?;
-    if !options.allow_mass_delete {
-        guard::check_mass_delete(&changes, options.max_delete_share)?;
+    let mut plans = Vec::new();
+    for (name, batch) in detail {
+        plans.push(
+            lake.plan_merge("detail", &name, detail_key(&name), batch, options.full)
+                .await?,
+        );
     }
-    let mut quality_tables = BTreeMap::new();
-    quality_tables.insert(
-        "quarantine".to_owned(),
-        quality::quarantine_batch(&lake, key, &quality, chrono::Utc::now()).await?,
-    );
-    quality_tables.insert(
-        "report".to_owned(),
-        quality::report_batch(&quality, &doublons)?,
-    );
-    let kind = match source.kind() {
-        SourceKind::Sqlite => "sqlite",
-        SourceKind::Postgres => "postgres",
-    };
-    let changes = changes
-        .into_iter()
-        .map(|(t, c)| {
-            (
-                t,
-                warehouse::TableChanges {
-                    inserees: c.inserted,
-                    supprimees: c.deleted,
-                },
-            )
-        })
-        .collect();
-    Ok(lake
-        .write_detail(
-            &detail,
-            &quality_tables,
-            kind,
-            &key.fingerprint(),
-            regles,
-            doublons,
-            changes,
-            progress,
-        )
-        .await?)
+    Ok(incremental::Outcome {
+        plans,
+        quarantine: quality::quarantine_batch(lake, key, &quality, chrono::Utc::now()).await?,
+        report: quality::report_batch(&quality, &doublons)?,
+        regles,
+        doublons,
+        watermarks,
+        state,
+    })
+}
+
+/// The column a detail table's rows are compared and replaced by: the row's own id (or
+/// its pseudonym); evaluations, which keep no id of their own, by household.
+pub fn detail_key(table: &str) -> &'static str {
+    match table {
+        "evaluation" => "menage_id",
+        _ => "id",
+    }
+}
+
+/// The latest `updated_at` of each source table read, RFC 3339 (the watermarks a run
+/// records).
+fn watermarks(tables: &BTreeMap<String, RecordBatch>) -> BTreeMap<String, String> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+    let mut out = BTreeMap::new();
+    for (name, batch) in tables {
+        let Some(column) = batch.column_by_name("updated_at") else {
+            continue;
+        };
+        let Some(ts) = column.as_primitive_opt::<TimestampMicrosecondType>() else {
+            continue;
+        };
+        if let Some(max) = arrow::compute::max(ts)
+            && let Some(t) = chrono::DateTime::from_timestamp_micros(max)
+        {
+            out.insert(name.clone(), t.to_rfc3339());
+        }
+    }
+    out
 }
 
 /// Computes every indicator over the latest complete run and publishes a release, with
@@ -301,9 +452,11 @@ pub async fn rotate_key(
         key
     };
     lake.rotate_key(&old.fingerprint(), &new.fingerprint())?;
-    // Every pseudonym changes, no row is deleted: the mass-delete stop does not apply.
+    // Every pseudonym changes, no row is deleted: the mass-delete stop does not apply,
+    // and every table is rewritten whole.
     let options = IngestOptions {
         allow_mass_delete: true,
+        full: true,
         ..Default::default()
     };
     let manifest = ingest_with(&source, &new, data_dir, &options, progress).await?;

@@ -1,13 +1,15 @@
 //! `observatoire`: the command line of the SI SIAO analytics warehouse.
 //! Commands and flags in English; everything printed is in French.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use observatoire::config::FileConfig;
 use observatoire::{Error, Result};
 use operational::simulator::SimulationConfig;
@@ -81,6 +83,15 @@ enum Command {
         /// (max_delete_share, 5 % par défaut).
         #[arg(long)]
         allow_mass_delete: bool,
+        /// Relit toute la source et réécrit chaque table de la zone détail en entier
+        /// (sinon : lecture de ce qui a changé depuis les filigranes de la dernière
+        /// ingestion).
+        #[arg(long)]
+        full: bool,
+        /// Connexions PostgreSQL lisant en parallèle (par défaut : le nombre de cœurs,
+        /// de 2 à 6).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Calcule les indicateurs, publie une nouvelle version de la base statistique et
     /// reconstruit la zone analyste (k-anonyme).
@@ -108,6 +119,11 @@ enum Command {
     AnonymityReport {
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
+    },
+    /// Bancs d'essai (à lancer sur une grosse base, hors CI).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
     },
     /// Gestion de la clé de pseudonymisation.
     Key {
@@ -141,6 +157,39 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum BenchCommand {
+    /// Ingestion complète contre son pair (connectorx + pyarrow écrivant du Parquet
+    /// des mêmes colonnes) et sa limite (le même COPY binaire jeté dans /dev/null),
+    /// sur la même base PostgreSQL, dans la même exécution.
+    Ingest {
+        #[arg(long, env = "OBSERVATOIRE_SOURCE")]
+        source: String,
+        /// Dossier de travail (vidé d'abord).
+        #[arg(long, default_value = "/var/tmp/observatoire-banc-ingestion")]
+        work_dir: PathBuf,
+        /// Connexions lisant en parallèle (les mêmes pour les trois).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Manches : le meilleur temps de chacun est retenu.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
+    /// Ingestion complète d'une base simulée, puis « simulate --continue » d'un jour (ou
+    /// --days), puis ingestion incrémentale : le rapport des deux temps. La base est
+    /// prolongée pour de bon.
+    Incremental {
+        #[arg(long, env = "OBSERVATOIRE_SOURCE")]
+        source: String,
+        #[arg(long, default_value = "/var/tmp/observatoire-banc-incremental")]
+        work_dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        days: i64,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeyCommand {
     /// Crée une nouvelle clé, reconstruit la zone détail avec elle depuis la source et
     /// retire l'ancienne (déplacée dans secrets/retired, ou détruite).
@@ -163,6 +212,47 @@ fn spinner(message: &str) -> ProgressBar {
     bar.set_message(message.to_owned());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// One bar per source table while it is read: rows so far and rows per second.
+struct TableBars {
+    multi: MultiProgress,
+    bars: Arc<Mutex<BTreeMap<&'static str, ProgressBar>>>,
+}
+
+impl TableBars {
+    fn new() -> Self {
+        Self {
+            multi: MultiProgress::new(),
+            bars: Arc::default(),
+        }
+    }
+
+    fn progress(&self) -> ingest::Progress {
+        let multi = self.multi.clone();
+        let bars = self.bars.clone();
+        Arc::new(move |table, rows| {
+            let mut bars = bars.lock().expect("progress lock");
+            let bar = bars.entry(table).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::no_length());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "  lecture {prefix:18} {pos:>10} lignes  {per_sec:>16}  ({elapsed})",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_prefix(table);
+                bar
+            });
+            bar.inc(rows as u64);
+        })
+    }
+
+    fn finish(&self) {
+        for bar in self.bars.lock().expect("progress lock").values() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn bar(len: u64, message: &str) -> ProgressBar {
@@ -345,13 +435,19 @@ async fn run_ingest(
     // mistyped source URL leaves nothing behind.
     let key_existed = observatoire::key_path(data).exists();
     let started = std::time::Instant::now();
-    let pb = bar((ingest::TABLES_READ.len() * 2) as u64, "ingestion");
-    let manifest = observatoire::ingest_with_options(url, data, options, |table| {
+    let bars = TableBars::new();
+    let pb = bars
+        .multi
+        .add(bar((ingest::TABLES_READ.len() + 1) as u64, "ingestion"));
+    let mut options = options.clone();
+    options.rows = bars.progress();
+    let manifest = observatoire::ingest_with_options(url, data, &options, |step| {
         pb.inc(1);
-        pb.set_message(table.to_owned());
+        pb.set_message(step.to_owned());
     })
     .await?;
     pb.finish_and_clear();
+    bars.finish();
     if !key_existed && observatoire::key_path(data).exists() {
         println!(
             "Clé de pseudonymisation créée : {} (droits 0600). Conservez-la hors du lac : sans elle, les pseudonymes ne peuvent plus être prolongés.",
@@ -388,16 +484,21 @@ async fn run_ingest(
             by_siao.join(" · ")
         );
     }
-    println!("Tables de la zone détail (lignes, insérées, supprimées) :");
+    println!("Tables de la zone détail (lignes ; insérées, mises à jour, supprimées) :");
     for (table, n) in &manifest.rows {
         let c = manifest.changes.get(table).copied().unwrap_or_default();
         println!(
-            "  {table:<18} {n:>10} · +{} · -{}",
-            c.inserees, c.supprimees
+            "  {table:<18} {n:>10} ; +{} ~{} -{}",
+            c.inserees, c.mises_a_jour, c.supprimees
         );
     }
+    let how = if manifest.lecture == warehouse::READ_INCREMENTAL {
+        "lecture incrémentale depuis les filigranes de l'ingestion précédente"
+    } else {
+        "lecture complète de la source"
+    };
     println!(
-        "Ingestion n° {} terminée en {} s : {} tables, {} lignes dans la zone détail ({}).",
+        "Ingestion n° {} ({how}) terminée en {} s : {} tables, {} lignes dans la zone détail ({}).",
         manifest.run,
         format!("{:.1}", started.elapsed().as_secs_f64()).replace('.', ","),
         manifest.tables.len(),
@@ -585,6 +686,51 @@ async fn run_anonymity_report(data: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+async fn run_bench_ingest(
+    url: &str,
+    work_dir: &std::path::Path,
+    python: &str,
+    options: &observatoire::IngestOptions,
+    rounds: usize,
+) -> Result<()> {
+    let sp = spinner("banc d'essai de l'ingestion");
+    let bench = observatoire::bench::bench_ingest(url, work_dir, python, options, rounds, |s| {
+        sp.set_message(s.to_owned())
+    })
+    .await;
+    sp.finish_and_clear();
+    let b = bench?;
+    let secs = |d: std::time::Duration| format!("{:.2}", d.as_secs_f64()).replace('.', ",");
+    let rate = |d| format!("{:.0}", b.rate(d));
+    println!(
+        "Banc d'essai de l'ingestion : {} lignes lues, {} connexions, meilleur temps sur {} manches.",
+        b.rows, b.workers, b.rounds
+    );
+    println!(
+        "  ingestion complète (lecture, qualité, pseudonymisation, Delta) : {} s, {} lignes/s",
+        secs(b.ours),
+        rate(b.ours)
+    );
+    println!(
+        "  pair connectorx + pyarrow (Parquet)                            : {} s, {} lignes/s",
+        secs(b.peer),
+        rate(b.peer)
+    );
+    println!(
+        "  limite : COPY binaire vers /dev/null ({} Mo)                 : {} s, {} lignes/s",
+        b.copy_bytes / 1_000_000,
+        secs(b.limit),
+        rate(b.limit)
+    );
+    let ratio = |x: f64| format!("{x:.2}").replace('.', ",");
+    println!(
+        "Rapports : {}× le pair (objectif ≥ 1,0), {}× la limite (objectif ≥ 0,5).",
+        ratio(b.peer.as_secs_f64() / b.ours.as_secs_f64()),
+        ratio(b.limit.as_secs_f64() / b.ours.as_secs_f64())
+    );
+    Ok(())
+}
+
 async fn run_rotate(url: &str, data: &std::path::Path, destroy_old: bool) -> Result<()> {
     let pb = bar((ingest::TABLES_READ.len() * 2) as u64, "rotation de la clé");
     let rotation = observatoire::rotate_key(url, data, destroy_old, |table| {
@@ -676,10 +822,17 @@ async fn run(cli: Cli) -> Result<()> {
             source,
             data,
             allow_mass_delete,
+            full,
+            workers,
         } => {
             let data = file.data(data);
             let url = file.source(source, &data);
-            run_ingest(&url, &data, &file.ingest_options(allow_mass_delete)?).await
+            let mut options = file.ingest_options(allow_mass_delete)?;
+            options.full = full;
+            if let Some(w) = workers {
+                options.read.workers = w.max(1);
+            }
+            run_ingest(&url, &data, &options).await
         }
         Command::Compute {
             data,
@@ -695,6 +848,66 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::AnonymityReport { data } => run_anonymity_report(&file.data(data)).await,
+        Command::Bench {
+            what:
+                BenchCommand::Ingest {
+                    source,
+                    work_dir,
+                    workers,
+                    rounds,
+                    python,
+                },
+        } => {
+            let mut options = file.ingest_options(true)?;
+            if let Some(w) = workers {
+                options.read.workers = w.max(1);
+            }
+            run_bench_ingest(&source, &work_dir, &python, &options, rounds).await
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Incremental {
+                    source,
+                    work_dir,
+                    days,
+                },
+        } => {
+            let options = file.ingest_options(true)?;
+            let sp = spinner("banc d'essai de l'ingestion incrémentale");
+            let bench =
+                observatoire::bench::bench_incremental(&source, &work_dir, &options, days, |s| {
+                    sp.set_message(s.to_owned())
+                })
+                .await;
+            sp.finish_and_clear();
+            let b = bench?;
+            let secs = |d: std::time::Duration| format!("{:.2}", d.as_secs_f64()).replace('.', ",");
+            println!(
+                "Ingestion complète : {} s ({} lignes dans la zone détail).",
+                secs(b.full),
+                b.rows
+            );
+            let (mut ins, mut upd, mut del) = (0, 0, 0);
+            for c in b.manifest.changes.values() {
+                ins += c.inserees;
+                upd += c.mises_a_jour;
+                del += c.supprimees;
+            }
+            println!(
+                "Ingestion incrémentale après {} jour(s) simulé(s) : {} s (+{ins} ~{upd} -{del} lignes).",
+                b.days,
+                secs(b.incremental)
+            );
+            println!(
+                "Rapport incrémentale / complète : {} % (objectif ≤ 2 %).",
+                format!(
+                    "{:.2}",
+                    100.0 * b.incremental.as_secs_f64() / b.full.as_secs_f64()
+                )
+                .replace('.', ",")
+            );
+            Ok(())
+        }
         Command::Quality { data, siao } => run_quality(&file.data(data), siao.as_deref()).await,
         Command::Key {
             action:

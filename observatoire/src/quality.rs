@@ -114,6 +114,52 @@ pub(crate) async fn quarantine_batch(
     .map_err(arrow_error)
 }
 
+/// The quarantine after an incremental run: the previous entries, less those of the
+/// rows the run re-checked (`rechecked`: table and pseudonymised key), plus the rows the
+/// run quarantined. Every entry is seen now; a row still quarantined by the same rule
+/// keeps its first-seen time.
+pub(crate) async fn merge_quarantine(
+    lake: &Lake,
+    key: &MasterKey,
+    report: &QualityReport,
+    rechecked: &std::collections::HashSet<(String, String)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<RecordBatch> {
+    let fresh = quarantine_batch(lake, key, report, now).await?;
+    let Some(table) = lake.quality_table("quarantine").await? else {
+        return Ok(fresh);
+    };
+    let kept = query(
+        lake,
+        &table,
+        "quarantaine",
+        "SELECT table_source, cle, regle, siao, mois, premiere_vue, derniere_vue FROM quarantaine",
+    )
+    .await?;
+    let now = now.timestamp_micros();
+    let mut batches = vec![fresh.clone()];
+    for b in kept {
+        let (t, c) = (text_column(&b, 0)?, text_column(&b, 1)?);
+        let mask: arrow::array::BooleanArray = (0..b.num_rows())
+            .map(|i| Some(!rechecked.contains(&(t.value(i).to_owned(), c.value(i).to_owned()))))
+            .collect();
+        let columns = (0..5)
+            .map(|i| text_column(&b, i).map(|a| Arc::new(a) as arrow::array::ArrayRef))
+            .chain([Ok(cast(
+                b.column(5),
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )
+            .map_err(arrow_error)?)])
+            .chain([Ok(Arc::new(
+                TimestampMicrosecondArray::from(vec![now; b.num_rows()]).with_timezone("UTC"),
+            ) as arrow::array::ArrayRef)])
+            .collect::<Result<Vec<_>>>()?;
+        let b = RecordBatch::try_new(fresh.schema(), columns).map_err(arrow_error)?;
+        batches.push(arrow::compute::filter_record_batch(&b, &mask).map_err(arrow_error)?);
+    }
+    arrow::compute::concat_batches(&fresh.schema(), &batches).map_err(arrow_error)
+}
+
 async fn previous_first_seen(lake: &Lake) -> Result<HashMap<(String, String, String), i64>> {
     let mut out = HashMap::new();
     let Some(table) = lake.quality_table("quarantine").await? else {
@@ -218,6 +264,11 @@ pub(crate) fn report_batch(
             lignes: *n,
         });
     }
+    lines_batch(&lines)
+}
+
+/// Report lines as the `quality/report` table.
+pub(crate) fn lines_batch(lines: &[QualityLine]) -> Result<RecordBatch> {
     let text = |f: fn(&QualityLine) -> &str| -> Arc<StringArray> {
         Arc::new(StringArray::from_iter_values(lines.iter().map(f)))
     };

@@ -113,17 +113,29 @@ pub enum Source {
 }
 
 fn migrator(kind: SourceKind) -> Migrator {
-    let sql = match kind {
-        SourceKind::Sqlite => include_str!("../migrations/sqlite/0001_schema.sql"),
-        SourceKind::Postgres => include_str!("../migrations/postgres/0001_schema.sql"),
+    let (schema, index) = match kind {
+        SourceKind::Sqlite => (
+            include_str!("../migrations/sqlite/0001_schema.sql"),
+            include_str!("../migrations/sqlite/0002_index.sql"),
+        ),
+        SourceKind::Postgres => (
+            include_str!("../migrations/postgres/0001_schema.sql"),
+            include_str!("../migrations/postgres/0002_index.sql"),
+        ),
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("schema"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+    let migration = |version, name, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "schema", schema),
+        migration(2, "index", index),
+    ])
 }
 
 /// The kind of database a URL names.
@@ -195,7 +207,7 @@ impl Source {
             }
             SourceKind::Postgres => {
                 let pool = PgPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(8)
                     .connect(url)
                     .await
                     .map_err(connect_err)?;

@@ -418,3 +418,67 @@ pub fn parquet_strings(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Every detail table of the latest complete run, as sorted text rows (pseudonyms
+/// included), checked against the manifest's row counts.
+pub async fn detail_rows(data: &Path) -> BTreeMap<String, Vec<String>> {
+    let lake = warehouse::Lake::new(data);
+    let (ctx, manifest) = lake.detail_session().await.expect("readable lake");
+    let mut out = BTreeMap::new();
+    for table in manifest.tables.keys() {
+        let batches = ctx
+            .sql(&format!("SELECT * FROM {table}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in &batches {
+            let columns: Vec<Vec<Option<String>>> = b.columns().iter().map(strings).collect();
+            for r in 0..b.num_rows() {
+                rows.push(format!(
+                    "{:?}",
+                    columns.iter().map(|c| c[r].clone()).collect::<Vec<_>>()
+                ));
+            }
+        }
+        rows.sort();
+        assert_eq!(rows.len() as u64, manifest.rows[table], "{table}");
+        out.insert(table.clone(), rows);
+    }
+    out
+}
+
+/// The quarantine of the latest complete run: (table, pseudonymised key, rule).
+pub async fn quarantine_keys(data: &Path) -> std::collections::BTreeSet<(String, String, String)> {
+    let lake = warehouse::Lake::new(data);
+    let Some(table) = lake.quality_table("quarantine").await.unwrap() else {
+        return Default::default();
+    };
+    let ctx = warehouse::new_session();
+    lake.register(&ctx, "q", &table).await.unwrap();
+    let batches = ctx
+        .sql("SELECT table_source, cle, regle FROM q")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for b in &batches {
+        let (t, c, r) = (
+            strings(b.column(0)),
+            strings(b.column(1)),
+            strings(b.column(2)),
+        );
+        for i in 0..b.num_rows() {
+            out.insert((
+                t[i].clone().unwrap(),
+                c[i].clone().unwrap(),
+                r[i].clone().unwrap(),
+            ));
+        }
+    }
+    out
+}

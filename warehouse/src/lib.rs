@@ -12,6 +12,7 @@
 //! manifest, which is written last, atomically (temporary file then rename). A run
 //! killed half-way leaves the previous manifest in force.
 
+pub mod merge;
 pub mod retention;
 pub mod stats;
 
@@ -60,6 +61,8 @@ pub enum WarehouseError {
         "le lac ne contient pas encore de base statistique : lancez d'abord « observatoire compute »"
     )]
     NoStats,
+    #[error("écriture des changements de la table {table} impossible : {reason}")]
+    Merge { table: String, reason: String },
     #[error("requête DataFusion impossible : {0}")]
     DataFusion(Box<datafusion::error::DataFusionError>),
 }
@@ -91,12 +94,38 @@ pub struct RunManifest {
     /// Detail table name → rows this run inserted and deleted, against the previous run.
     #[serde(default)]
     pub changes: BTreeMap<String, TableChanges>,
+    /// Source table name → the latest `updated_at` read by this run (RFC 3339).
+    #[serde(default)]
+    pub filigranes: BTreeMap<String, String>,
+    /// How the run read the source: `complete` or `incrementale`.
+    #[serde(default)]
+    pub lecture: String,
 }
 
-/// Rows a run inserted into and deleted from one detail table.
+/// What a run records besides the versions it writes.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    /// Kind of source read (`sqlite` or `postgres`), never its URL.
+    pub source: String,
+    pub key_fingerprint: String,
+    pub regles: BTreeMap<String, u64>,
+    pub doublons_suspects: BTreeMap<String, u64>,
+    pub filigranes: BTreeMap<String, String>,
+    /// [`READ_FULL`] or [`READ_INCREMENTAL`].
+    pub lecture: String,
+}
+
+/// A run that read the whole source.
+pub const READ_FULL: &str = "complete";
+/// A run that read what changed since the previous run.
+pub const READ_INCREMENTAL: &str = "incrementale";
+
+/// Rows a run inserted into, updated in and deleted from one table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableChanges {
     pub inserees: u64,
+    #[serde(default)]
+    pub mises_a_jour: u64,
     pub supprimees: u64,
 }
 
@@ -274,30 +303,30 @@ impl Lake {
             })
     }
 
-    /// Writes a full extract into the detail zone (each table replaced) and the run's
-    /// quality tables into the quality zone, then the run's manifest (last: readers pin
-    /// the versions it names). `progress(table)` is called after each detail table.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn write_detail(
+    /// Carries out a run's plans on the detail zone (only the groups that changed are
+    /// written), replaces the run's quality tables, then writes the run's manifest
+    /// (last: readers pin the versions it names). `progress(table)` is called after
+    /// each detail table.
+    pub async fn write_run(
         &self,
-        tables: &BTreeMap<String, RecordBatch>,
+        plans: Vec<merge::MergePlan>,
         quality: &BTreeMap<String, RecordBatch>,
-        source: &str,
-        key_fingerprint: &str,
-        regles: BTreeMap<String, u64>,
-        doublons_suspects: BTreeMap<String, u64>,
-        changes: BTreeMap<String, TableChanges>,
+        record: RunRecord,
         mut progress: impl FnMut(&str),
     ) -> Result<RunManifest> {
-        self.check_key(key_fingerprint)?;
+        self.check_key(&record.key_fingerprint)?;
         let started_at = chrono::Utc::now().to_rfc3339();
         let mut versions = BTreeMap::new();
         let mut rows = BTreeMap::new();
-        for (name, batch) in tables {
-            let version = self.overwrite("detail", name, batch.clone()).await?;
+        let mut changes = BTreeMap::new();
+        for plan in plans {
+            let name = plan.table.clone();
+            let after = plan.rows_before + plan.changes.inserees - plan.changes.supprimees;
+            changes.insert(name.clone(), plan.changes);
+            let version = self.apply_merge(plan).await?;
             versions.insert(name.clone(), version);
-            rows.insert(name.clone(), batch.num_rows() as u64);
-            progress(name);
+            rows.insert(name.clone(), after);
+            progress(&name);
         }
         let mut quality_versions = BTreeMap::new();
         for (name, batch) in quality {
@@ -309,14 +338,16 @@ impl Lake {
             run,
             started_at,
             finished_at: chrono::Utc::now().to_rfc3339(),
-            source: source.to_owned(),
-            key_fingerprint: key_fingerprint.to_owned(),
+            source: record.source,
+            key_fingerprint: record.key_fingerprint,
             tables: versions,
             rows,
-            regles,
-            doublons_suspects,
+            regles: record.regles,
+            doublons_suspects: record.doublons_suspects,
             quality: quality_versions,
             changes,
+            filigranes: record.filigranes,
+            lecture: record.lecture,
         };
         let path = self.runs_dir().join(format!("{run:06}.json"));
         write_atomically(
@@ -324,6 +355,20 @@ impl Lake {
             &serde_json::to_vec_pretty(&manifest).expect("serialisable"),
         )?;
         Ok(manifest)
+    }
+
+    /// Whether every table of the lake is at the version a run's manifest names (a
+    /// run killed after some of its table commits leaves tables ahead of it).
+    pub async fn is_at(&self, manifest: &RunManifest) -> Result<bool> {
+        for (zone, tables) in [("detail", &manifest.tables), ("quality", &manifest.quality)] {
+            for (name, version) in tables {
+                let latest = self.open(zone, name, None).await?;
+                if latest.and_then(|t| t.version()).map(|v| v as i64) != Some(*version) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Replaces a table's content with `batch` (one Delta commit); returns the new version.

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use observatoire_tests::{install_test_key, simulate_small, sqlite_url, temp_dir};
+use observatoire_tests::{detail_rows, install_test_key, simulate_small, sqlite_url, temp_dir};
 
 const CHILD_SOURCE: &str = "OBSERVATOIRE_CRASH_SOURCE";
 const CHILD_DATA: &str = "OBSERVATOIRE_CRASH_DATA";
@@ -49,40 +49,6 @@ fn detail_commits(data: &Path) -> usize {
                 .count()
         })
         .sum()
-}
-
-/// Every detail table of the latest complete run, as sorted text rows.
-async fn detail_rows(data: &Path) -> BTreeMap<String, Vec<String>> {
-    let lake = warehouse::Lake::new(data);
-    let (ctx, manifest) = lake.detail_session().await.expect("readable lake");
-    let mut out = BTreeMap::new();
-    for table in manifest.tables.keys() {
-        let batches = ctx
-            .sql(&format!("SELECT * FROM {table}"))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let mut rows = Vec::new();
-        for b in &batches {
-            let columns: Vec<Vec<Option<String>>> = b
-                .columns()
-                .iter()
-                .map(observatoire_tests::strings)
-                .collect();
-            for r in 0..b.num_rows() {
-                rows.push(format!(
-                    "{:?}",
-                    columns.iter().map(|c| c[r].clone()).collect::<Vec<_>>()
-                ));
-            }
-        }
-        rows.sort();
-        assert_eq!(rows.len() as u64, manifest.rows[table], "{table}");
-        out.insert(table.clone(), rows);
-    }
-    out
 }
 
 /// A clean ingest of the source into a fresh lake, with the same key.

@@ -12,6 +12,7 @@ mod dynamic_filters;
 mod fixture;
 mod forgotten;
 mod golden;
+mod incremental;
 mod logs;
 mod privacy;
 mod quality;

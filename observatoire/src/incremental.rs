@@ -1,0 +1,957 @@
+//! The incremental run: read what changed since the previous run's watermarks, find
+//! what it affects, re-read just that, and replace it in the lake.
+//!
+//! 1. Changed rows: `updated_at` at or after each table's watermark minus a safety
+//!    overlap (transactions that commit late), in one snapshot of the source. The offer
+//!    tables (entités, dispositifs, place groups: small) are read whole.
+//! 2. Deleted rows: per table, the count and the sum of the ids of each id range
+//!    (16 384 ids) in the source, against the previous state plus the rows just read;
+//!    only ranges that differ are listed id by id.
+//! 3. Scope: every row belongs to an owner — its household (a request's rows belong to
+//!    the request's household), a person, the offer, or itself when it reaches no
+//!    household. The owners of every changed or deleted row, before and after, are
+//!    rewritten, closed under the links the rules follow across households: requests
+//!    sharing a person (DOUBLON_115) and stays of one household on another household's
+//!    request (PARENT_QUARANTAINE). Persons are rewritten when they changed or one of
+//!    their memberships did.
+//! 4. The scope's rows are read again by id (same snapshot), with what the rules and the
+//!    derivations look at (the persons referenced, all memberships of the persons
+//!    rewritten and their households), and go through the same rules, linkage and field
+//!    policy as a full read.
+//! 5. In the lake, the rows the scope's owners had are deleted and their new rows
+//!    appended; the quarantine and the report take the scope's old contributions out and
+//!    put the new ones in. The state and then the manifest are written last.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use anonymize::{DetailBuilder, MasterKey};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{filter_record_batch, sort_to_indices, take_record_batch};
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use chrono::{DateTime, Utc};
+use ingest::quality::{Action, Fact, RULES};
+use ingest::{Request, Snapshot, conditions};
+use warehouse::Lake;
+use warehouse::merge::{Key, MergePlan};
+
+use crate::quality::{self as q, QualityLine};
+use crate::state::{State, TableState, refs_of};
+use crate::{Error, IngestOptions, Result};
+
+/// Tables read whole at every run.
+const OFFER: &[&str] = &["entite", "dispositif", "groupe_places"];
+
+/// Whom a row belongs to, for rewriting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Owner {
+    Offer,
+    Household(i64),
+    Person(i64),
+    /// A row that reaches no household: itself (table index, id).
+    Loose(usize, i64),
+}
+
+fn table_index(name: &str) -> usize {
+    ingest::TABLES_READ
+        .iter()
+        .position(|t| *t == name)
+        .expect("a table read")
+}
+
+fn static_name(name: &str) -> &'static str {
+    ingest::TABLES_READ[table_index(name)]
+}
+
+/// The owner of row `row` of `table` in a state.
+fn owner(state: &State, table: &str, row: usize) -> Owner {
+    let t = &state.tables[table];
+    let id = t.ids[row];
+    let loose = Owner::Loose(table_index(table), id);
+    match table {
+        "entite" | "dispositif" | "groupe_places" => Owner::Offer,
+        "menage" => Owner::Household(id),
+        "personne" => Owner::Person(id),
+        "demande" | "prise_en_charge" | "evaluation" | "menage_personne" => t
+            .reference(table, "menage_id", row)
+            .map_or(loose, Owner::Household),
+        "demande_personne" | "orientation" | "liste_attente" => {
+            match t.reference(table, "demande_id", row) {
+                None => loose,
+                Some(d) => request_owner(state, d),
+            }
+        }
+        _ => loose,
+    }
+}
+
+/// The owner of a request's rows: its household, or the request itself.
+fn request_owner(state: &State, demande: i64) -> Owner {
+    let d = &state.tables["demande"];
+    match d.find(demande) {
+        Some(row) => d.reference("demande", "menage_id", row).map_or(
+            Owner::Loose(table_index("demande"), demande),
+            Owner::Household,
+        ),
+        None => Owner::Loose(table_index("demande"), demande),
+    }
+}
+
+/// What one incremental run rewrites.
+#[derive(Debug, Default)]
+struct Scope {
+    households: HashSet<i64>,
+    persons: HashSet<i64>,
+    loose: HashSet<(usize, i64)>,
+}
+
+impl Scope {
+    fn add(&mut self, owner: Owner) -> bool {
+        match owner {
+            Owner::Offer => false,
+            Owner::Household(h) => self.households.insert(h),
+            Owner::Person(p) => self.persons.insert(p),
+            Owner::Loose(t, id) => self.loose.insert((t, id)),
+        }
+    }
+
+    fn owns(&self, owner: Owner) -> bool {
+        match owner {
+            Owner::Offer => true,
+            Owner::Household(h) => self.households.contains(&h),
+            Owner::Person(p) => self.persons.contains(&p),
+            Owner::Loose(t, id) => self.loose.contains(&(t, id)),
+        }
+    }
+}
+
+/// Rows of a state table whose reference `column` is in `values`.
+fn rows_referencing(
+    t: &TableState,
+    table: &str,
+    column: &str,
+    values: &HashSet<i64>,
+) -> Vec<usize> {
+    if values.is_empty() {
+        return Vec::new();
+    }
+    t.column(table, column)
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_some_and(|v| values.contains(&v)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The households of the requests given, in a state.
+fn households_of_requests(state: &State, requests: &HashSet<i64>, out: &mut Scope) {
+    for d in requests {
+        out.add(request_owner(state, *d));
+    }
+}
+
+/// Closes the scope's households under the links the rules follow across households,
+/// in both states.
+fn close(states: [&State; 2], scope: &mut Scope) {
+    for _ in 0..64 {
+        let before = scope.households.len() + scope.loose.len();
+        for state in states {
+            // Requests of the scope (by household, or loose).
+            let d = &state.tables["demande"];
+            let mut requests: HashSet<i64> =
+                rows_referencing(d, "demande", "menage_id", &scope.households)
+                    .into_iter()
+                    .map(|i| d.ids[i])
+                    .collect();
+            let loose_demande = table_index("demande");
+            requests.extend(
+                scope
+                    .loose
+                    .iter()
+                    .filter(|(t, _)| *t == loose_demande)
+                    .map(|(_, id)| *id),
+            );
+            // DOUBLON_115: the requests sharing one of their persons.
+            let links = &state.tables["demande_personne"];
+            let persons: HashSet<i64> =
+                rows_referencing(links, "demande_personne", "demande_id", &requests)
+                    .into_iter()
+                    .filter_map(|i| links.reference("demande_personne", "personne_id", i))
+                    .collect();
+            let partners: HashSet<i64> =
+                rows_referencing(links, "demande_personne", "personne_id", &persons)
+                    .into_iter()
+                    .filter_map(|i| links.reference("demande_personne", "demande_id", i))
+                    .collect();
+            households_of_requests(state, &partners, scope);
+            // PARENT_QUARANTAINE across households: a stay on another household's
+            // request or orientation, both ways.
+            let stays = &state.tables["prise_en_charge"];
+            let mut referenced = HashSet::new();
+            for i in rows_referencing(stays, "prise_en_charge", "menage_id", &scope.households) {
+                if let Some(d) = stays.reference("prise_en_charge", "demande_id", i) {
+                    referenced.insert(d);
+                }
+                if let Some(o) = stays.reference("prise_en_charge", "orientation_id", i) {
+                    let orientations = &state.tables["orientation"];
+                    if let Some(row) = orientations.find(o)
+                        && let Some(d) = orientations.reference("orientation", "demande_id", row)
+                    {
+                        referenced.insert(d);
+                    }
+                }
+            }
+            households_of_requests(state, &referenced, scope);
+            for i in rows_referencing(stays, "prise_en_charge", "demande_id", &requests) {
+                scope.add(owner(state, "prise_en_charge", i));
+            }
+            let orientations = &state.tables["orientation"];
+            let of_requests: HashSet<i64> =
+                rows_referencing(orientations, "orientation", "demande_id", &requests)
+                    .into_iter()
+                    .map(|i| orientations.ids[i])
+                    .collect();
+            for i in rows_referencing(stays, "prise_en_charge", "orientation_id", &of_requests) {
+                scope.add(owner(state, "prise_en_charge", i));
+            }
+        }
+        if scope.households.len() + scope.loose.len() == before {
+            return;
+        }
+    }
+}
+
+/// The ids of the rows of `state` whose owner is in the scope, per table.
+fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
+    let mut out = BTreeMap::new();
+    for (name, t) in &state.tables {
+        let ids: Vec<i64> = (0..t.len())
+            .filter(|&i| scope.owns(owner(state, name, i)))
+            .map(|i| t.ids[i])
+            .collect();
+        out.insert(*name, ids);
+    }
+    out
+}
+
+/// Sorts a batch by its `id` column (reads by id lists come back in chunks).
+fn sort_by_id(batch: RecordBatch) -> Result<RecordBatch> {
+    let Some(ids) = batch.column_by_name("id") else {
+        return Ok(batch);
+    };
+    let order = sort_to_indices(ids, None, None).map_err(|e| Error::State(e.to_string()))?;
+    take_record_batch(&batch, &order).map_err(|e| Error::State(e.to_string()))
+}
+
+fn int_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow::array::Int64Array> {
+    batch.column_by_name(name)?.as_primitive_opt::<Int64Type>()
+}
+
+/// Watermarks of the rows read: the latest `updated_at` per table.
+fn latest_updates(tables: &BTreeMap<String, RecordBatch>) -> BTreeMap<String, DateTime<Utc>> {
+    let mut out = BTreeMap::new();
+    for (name, batch) in tables {
+        if let Some(ts) = batch
+            .column_by_name("updated_at")
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+            && let Some(max) = arrow::compute::max(ts)
+            && let Some(t) = DateTime::from_timestamp_micros(max)
+        {
+            out.insert(name.clone(), t);
+        }
+    }
+    out
+}
+
+/// What an incremental run produced, for the common end of a run.
+pub(crate) struct Outcome {
+    pub plans: Vec<MergePlan>,
+    pub quarantine: RecordBatch,
+    pub report: RecordBatch,
+    pub regles: BTreeMap<String, u64>,
+    pub doublons: BTreeMap<String, u64>,
+    pub watermarks: BTreeMap<String, String>,
+    pub state: State,
+}
+
+/// Reads the concatenation of an extract's tables.
+fn concat_extract(extract: ingest::Extract) -> Result<BTreeMap<String, RecordBatch>> {
+    let mut out = BTreeMap::new();
+    for (name, table) in extract.tables {
+        let batch = anonymize::concat(&table.schema, &table.batches)?;
+        out.insert(name.to_owned(), sort_by_id(batch)?);
+    }
+    Ok(out)
+}
+
+/// Runs steps 1 to 4 and prepares step 5 (nothing is written here).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run(
+    source: &operational::Source,
+    key: &MasterKey,
+    lake: &Lake,
+    options: &IngestOptions,
+    previous: &warehouse::RunManifest,
+    old: State,
+    run: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome> {
+    let mut snapshot = Snapshot::open(source).await?;
+    let postgres = snapshot.is_postgres();
+
+    // 1. Changed rows; the offer whole.
+    let mut requests = Vec::new();
+    for name in ingest::TABLES_READ {
+        let mut request = Request::whole(name)?;
+        if !OFFER.contains(name)
+            && let Some(w) = previous.filigranes.get(*name)
+            && let Ok(w) = DateTime::parse_from_rfc3339(w)
+        {
+            let since = w.with_timezone(&Utc) - options.overlap;
+            request.condition = Some(conditions::changed_since(postgres, since));
+        }
+        requests.push(request);
+    }
+    let changed = concat_extract(
+        snapshot
+            .read(&requests, &options.read, options.rows.clone())
+            .await?,
+    )?;
+    progress("lecture des changements");
+
+    // 2. Deleted rows, by id range.
+    let mut deleted: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
+    for name in ingest::TABLES_READ {
+        if OFFER.contains(name) {
+            continue;
+        }
+        let t = &old.tables[name];
+        let read: Vec<i64> = changed
+            .get(*name)
+            .and_then(|b| int_column(b, "id"))
+            .map(|a| a.values().to_vec())
+            .unwrap_or_default();
+        let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        let mut known: HashSet<i64> = HashSet::with_capacity(read.len());
+        for id in t.ids.iter().copied() {
+            let e = expected.entry(id >> conditions::BUCKET_BITS).or_default();
+            e.0 += 1;
+            e.1 = e.1.wrapping_add(id);
+        }
+        for id in &read {
+            if t.find(*id).is_none() && known.insert(*id) {
+                let e = expected.entry(id >> conditions::BUCKET_BITS).or_default();
+                e.0 += 1;
+                e.1 = e.1.wrapping_add(*id);
+            }
+        }
+        let mut actual: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for row in snapshot
+            .integers(name, &conditions::bucket_summary(postgres, name))
+            .await?
+        {
+            if let [Some(b), Some(n), Some(sum)] = row[..] {
+                actual.insert(b, (n, sum));
+            }
+        }
+        let differing: Vec<i64> = expected
+            .iter()
+            .filter(|(b, e)| actual.get(b) != Some(e))
+            .map(|(b, _)| *b)
+            .collect();
+        if differing.is_empty() {
+            continue;
+        }
+        let mut present = HashSet::new();
+        for sql in conditions::ids_in_buckets(postgres, name, &differing) {
+            for row in snapshot.integers(name, &sql).await? {
+                if let Some(Some(id)) = row.first() {
+                    present.insert(*id);
+                }
+            }
+        }
+        let buckets: HashSet<i64> = differing.into_iter().collect();
+        let gone: Vec<i64> = t
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                buckets.contains(&(id >> conditions::BUCKET_BITS)) && !present.contains(id)
+            })
+            .collect();
+        if !gone.is_empty() {
+            deleted.insert(name, gone);
+        }
+    }
+    progress("détection des suppressions");
+
+    // The new state's ids and references: the old one, less the deleted rows, with the
+    // changed rows' new references.
+    let mut new = old.clone();
+    new.run = run;
+    for name in ingest::TABLES_READ {
+        let t = new.tables.get_mut(name).expect("every table");
+        let gone: HashSet<i64> = deleted
+            .get(name)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default();
+        let batch = changed.get(*name);
+        let fresh = match batch {
+            Some(b) => crate::state::ids_and_refs(name, b)?,
+            None => TableState::default(),
+        };
+        let replaced: HashSet<i64> = if OFFER.contains(name) {
+            // The offer is read whole: its new state is what was read.
+            t.ids.iter().copied().collect()
+        } else {
+            fresh.ids.iter().copied().collect()
+        };
+        *t = merge_state(name, t, &fresh, &gone, &replaced);
+    }
+
+    // 3. The scope.
+    let mut scope = Scope::default();
+    for name in ingest::TABLES_READ {
+        let touched: Vec<i64> = changed
+            .get(*name)
+            .and_then(|b| int_column(b, "id"))
+            .map(|a| a.values().to_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(deleted.get(name).cloned().unwrap_or_default())
+            .collect();
+        if OFFER.contains(name) {
+            // The offer is re-checked whole every run; rows of households that use a
+            // dispositif or place group that changed are rewritten with it.
+            continue;
+        }
+        let ti = table_index(name);
+        for id in touched {
+            scope.loose.insert((ti, id));
+            for state in [&old, &new] {
+                if let Some(row) = state.tables[name].find(id) {
+                    scope.add(owner(state, name, row));
+                    if *name == "prise_en_charge"
+                        && let Some(d) = state.tables[name].reference(name, "demande_id", row)
+                    {
+                        scope.add(request_owner(state, d));
+                    }
+                }
+            }
+            if *name == "personne" {
+                scope.persons.insert(id);
+                let one = HashSet::from([id]);
+                for state in [&old, &new] {
+                    let mp = &state.tables["menage_personne"];
+                    for i in rows_referencing(mp, "menage_personne", "personne_id", &one) {
+                        scope.add(owner(state, "menage_personne", i));
+                    }
+                    let dp = &state.tables["demande_personne"];
+                    for i in rows_referencing(dp, "demande_personne", "personne_id", &one) {
+                        scope.add(owner(state, "demande_personne", i));
+                    }
+                }
+            }
+        }
+    }
+    offer_dependents(&old, &new, &changed, previous, options, &mut scope);
+    close([&old, &new], &mut scope);
+    // Persons: those who changed, and those with a membership in a household rewritten.
+    for state in [&old, &new] {
+        let mp = &state.tables["menage_personne"];
+        for i in rows_referencing(mp, "menage_personne", "menage_id", &scope.households) {
+            if let Some(p) = mp.reference("menage_personne", "personne_id", i) {
+                scope.persons.insert(p);
+            }
+        }
+    }
+    let loose_mp = table_index("menage_personne");
+    for state in [&old, &new] {
+        let mp = &state.tables["menage_personne"];
+        for (t, id) in &scope.loose {
+            if *t == loose_mp
+                && let Some(row) = mp.find(*id)
+                && let Some(p) = mp.reference("menage_personne", "personne_id", row)
+            {
+                scope.persons.insert(p);
+            }
+        }
+    }
+    progress("périmètre");
+
+    // 4. The scope's rows, with what the rules look at, read again in the snapshot.
+    let owned_new = owned_ids(&new, &scope);
+    let mut wanted: BTreeMap<&'static str, BTreeSet<i64>> = owned_new
+        .iter()
+        .map(|(t, ids)| (*t, ids.iter().copied().collect()))
+        .collect();
+    // All memberships of the persons rewritten, and their households.
+    let mp = &new.tables["menage_personne"];
+    for i in rows_referencing(mp, "menage_personne", "personne_id", &scope.persons) {
+        wanted.get_mut("menage_personne").unwrap().insert(mp.ids[i]);
+        if let Some(h) = mp.reference("menage_personne", "menage_id", i) {
+            wanted.get_mut("menage").unwrap().insert(h);
+        }
+    }
+    // The persons the links of the scope reference, and the requests its stays do.
+    for (table, column) in [
+        ("demande_personne", "personne_id"),
+        ("menage_personne", "personne_id"),
+    ] {
+        let t = &new.tables[table];
+        let rows: Vec<i64> = wanted[table].iter().copied().collect();
+        for id in rows {
+            if let Some(row) = t.find(id)
+                && let Some(p) = t.reference(table, column, row)
+            {
+                wanted.get_mut("personne").unwrap().insert(p);
+            }
+        }
+    }
+    for p in &scope.persons {
+        wanted.get_mut("personne").unwrap().insert(*p);
+    }
+    let mut requests = Vec::new();
+    for name in ingest::TABLES_READ {
+        if OFFER.contains(name) {
+            continue;
+        }
+        let ids: Vec<i64> = wanted[name]
+            .iter()
+            .copied()
+            .filter(|id| new.tables[name].find(*id).is_some())
+            .collect();
+        let table = Request::whole(name)?.table;
+        if ids.is_empty() {
+            requests.push(Request {
+                table,
+                condition: Some("1 = 0".into()),
+            });
+        }
+        for condition in conditions::among(postgres, "id", &ids) {
+            requests.push(Request {
+                table,
+                condition: Some(condition),
+            });
+        }
+    }
+    let mut context = concat_extract(
+        snapshot
+            .read(&requests, &options.read, Arc::new(|_, _| {}))
+            .await?,
+    )?;
+    snapshot.close().await?;
+    for name in OFFER {
+        context.insert((*name).to_owned(), changed[*name].clone());
+    }
+    progress("lecture du périmètre");
+
+    // The same rules, linkage and field policy as a full read.
+    let before: BTreeMap<&'static str, TableState> = context
+        .iter()
+        .map(|(name, b)| Ok((static_name(name), crate::state::ids_and_refs(name, b)?)))
+        .collect::<Result<_>>()?;
+    let report = ingest::quality::apply(&mut context, &|d| operational::departement(d).is_some())
+        .map_err(|e| Error::Quality(e.to_string()))?;
+    let links = anonymize::linkage::person_links(key, &context)?;
+    let detail = DetailBuilder::new(key).build(&context)?;
+
+    // The context's rows the scope owns (the others were read only to be looked at).
+    let owned_set: HashMap<&'static str, HashSet<i64>> = owned_new
+        .iter()
+        .map(|(t, ids)| (*t, ids.iter().copied().collect()))
+        .collect();
+    let owned_row = |table: &str, id: i64| -> bool {
+        owned_set.get(table).is_some_and(|ids| ids.contains(&id))
+    };
+    let quarantined: HashMap<&str, HashSet<i64>> = {
+        let mut m: HashMap<&str, HashSet<i64>> = HashMap::new();
+        for r in &report.quarantined_rows {
+            m.entry(r.table).or_default().insert(r.id);
+        }
+        m
+    };
+
+    // Detail: the scope's kept rows replace the scope's old rows.
+    let owned_old = owned_ids(&old, &scope);
+    let pseudonyms = key.subkey("detail");
+    let mut plans = Vec::new();
+    for (name, batch) in detail {
+        let table = static_name(&name);
+        if OFFER.contains(&table) {
+            plans.push(
+                lake.plan_merge("detail", &name, crate::detail_key(&name), batch, false)
+                    .await?,
+            );
+            continue;
+        }
+        let ids = &before[table].ids;
+        let kept: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !quarantined.get(table).is_some_and(|q| q.contains(id)))
+            .collect();
+        debug_assert_eq!(kept.len(), batch.num_rows());
+        let mask: BooleanArray = kept.iter().map(|id| Some(owned_row(table, *id))).collect();
+        let append = filter_record_batch(&batch, &mask).map_err(|e| Error::State(e.to_string()))?;
+        let key_of = |id: i64| -> Key {
+            match table {
+                "menage" | "personne" | "menage_personne" | "demande_personne" => {
+                    Key::Text(pseudonyms.pseudonym(table, id))
+                }
+                _ => Key::Int(id),
+            }
+        };
+        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        if table == "evaluation" {
+            // Evaluations keep no id: they are replaced household by household.
+            for h in &scope.households {
+                keys.insert(Key::Text(pseudonyms.pseudonym("menage", *h)));
+            }
+        } else {
+            for id in owned_old[table].iter().chain(&owned_new[table]) {
+                keys.insert(key_of(*id));
+            }
+        }
+        // Rows of the scope in the detail zone before (not quarantined then) and now.
+        let was_kept = |id: &i64| {
+            let t = &old.tables[table];
+            t.find(*id)
+                .is_some_and(|row| !t.facts[row].iter().any(|c| quarantine_fact(*c)))
+        };
+        let before_kept: HashSet<i64> = owned_old[table].iter().copied().filter(was_kept).collect();
+        let now_kept: HashSet<i64> = kept
+            .iter()
+            .copied()
+            .filter(|id| owned_row(table, *id))
+            .collect();
+        let changes = warehouse::TableChanges {
+            inserees: now_kept.difference(&before_kept).count() as u64,
+            mises_a_jour: now_kept.intersection(&before_kept).count() as u64,
+            supprimees: before_kept.difference(&now_kept).count() as u64,
+        };
+        let rows_before = previous.rows.get(&name).copied().unwrap_or(0);
+        plans.push(MergePlan::replace(
+            "detail",
+            &name,
+            crate::detail_key(&name),
+            keys.into_iter().collect(),
+            append,
+            rows_before,
+            changes,
+        ));
+    }
+
+    // The quarantine: the scope's old entries out, its new ones in.
+    let scope_keys: HashSet<(String, String)> = ingest::TABLES_READ
+        .iter()
+        .flat_map(|table| {
+            let old_ids = owned_old.get(table).cloned().unwrap_or_default();
+            let new_ids = owned_new.get(table).cloned().unwrap_or_default();
+            let all = OFFER.contains(table);
+            let offer_ids: Vec<i64> = if all {
+                old.tables[*table].ids.clone()
+            } else {
+                Vec::new()
+            };
+            old_ids
+                .into_iter()
+                .chain(new_ids)
+                .chain(offer_ids)
+                .map(|id| ((*table).to_owned(), pseudonyms.pseudonym(table, id)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut owned_report = report.clone();
+    owned_report
+        .quarantined_rows
+        .retain(|r| OFFER.contains(&r.table) || owned_row(r.table, r.id));
+    let quarantine = q::merge_quarantine(lake, key, &owned_report, &scope_keys, Utc::now()).await?;
+
+    // The new state of the scope's rows: places, facts, links.
+    let mut state = new;
+    for (table, t) in &before {
+        let facts = report.rows.get(table);
+        let st = state.tables.get_mut(table).expect("every table");
+        for (i, id) in t.ids.iter().enumerate() {
+            if !owned_row(table, *id) {
+                continue;
+            }
+            let Some(row) = st.find(*id) else { continue };
+            if let Some(f) = facts {
+                st.siao[row] = f.places[i].siao.clone();
+                st.mois[row] = f.places[i].mois.clone();
+                st.facts[row] = f.facts[i].clone();
+            }
+            if *table == "personne"
+                && let Some(l) = links.get(id)
+            {
+                st.link_key[row] = l.key;
+                st.link_siao[row] = l.siao.clone();
+            }
+        }
+    }
+
+    // The report: the scope's old contributions out, the new ones in.
+    let doublons = duplicates(&state);
+    let lines = adjust_report(lake, [&old, &state], [&owned_old, &owned_new], &doublons).await?;
+    let regles = rule_totals(&lines);
+    let report_batch = q::lines_batch(&lines)?;
+    let mut watermarks = previous.filigranes.clone();
+    for (name, t) in latest_updates(&changed) {
+        let text = t.to_rfc3339();
+        let entry = watermarks.entry(name).or_insert_with(|| text.clone());
+        if *entry < text {
+            *entry = text;
+        }
+    }
+    Ok(Outcome {
+        plans,
+        quarantine,
+        report: report_batch,
+        regles,
+        doublons,
+        watermarks,
+        state,
+    })
+}
+
+/// Whether a fact code is a rule that quarantines.
+fn quarantine_fact(code: u8) -> bool {
+    matches!(
+        ingest::quality::fact_of(code),
+        Some(Fact::Rule(r)) if RULES.iter().any(|(x, a)| *x == r && *a == Action::Quarantine)
+    )
+}
+
+/// A table's new state: the old rows less the deleted and replaced ones, plus the rows
+/// just read (their places and facts are filled once the rules have run).
+fn merge_state(
+    table: &str,
+    old: &TableState,
+    fresh: &TableState,
+    gone: &HashSet<i64>,
+    replaced: &HashSet<i64>,
+) -> TableState {
+    let person = table == "personne";
+    let mut rows: Vec<(i64, &TableState, usize)> = Vec::with_capacity(old.len() + fresh.len());
+    for (i, id) in old.ids.iter().enumerate() {
+        if !gone.contains(id) && !replaced.contains(id) {
+            rows.push((*id, old, i));
+        }
+    }
+    for (i, id) in fresh.ids.iter().enumerate() {
+        rows.push((*id, fresh, i));
+    }
+    rows.sort_by_key(|r| r.0);
+    rows.dedup_by_key(|r| r.0);
+    let mut out = TableState {
+        refs: vec![Vec::with_capacity(rows.len()); refs_of(table).len()],
+        ..Default::default()
+    };
+    for (id, t, i) in rows {
+        out.ids.push(id);
+        for (k, column) in out.refs.iter_mut().enumerate() {
+            column.push(t.refs[k][i]);
+        }
+        out.siao.push(t.siao[i].clone());
+        out.mois.push(t.mois[i].clone());
+        out.facts.push(t.facts[i].clone());
+        if person {
+            out.link_key.push(t.link_key.get(i).copied().flatten());
+            out.link_siao
+                .push(t.link_siao.get(i).cloned().unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// Households whose rows use a dispositif or place group that changed or went: their
+/// rows' verdicts may follow it (PARENT_QUARANTAINE, REFERENCE_ORPHELINE).
+fn offer_dependents(
+    old: &State,
+    new: &State,
+    read: &BTreeMap<String, RecordBatch>,
+    previous: &warehouse::RunManifest,
+    options: &IngestOptions,
+    scope: &mut Scope,
+) {
+    let mut touched: HashMap<&str, HashSet<i64>> = HashMap::new();
+    for table in ["dispositif", "groupe_places"] {
+        let set = touched.entry(table).or_default();
+        let now: HashSet<i64> = new.tables[table].ids.iter().copied().collect();
+        set.extend(old.tables[table].ids.iter().filter(|id| !now.contains(id)));
+        let since = previous
+            .filigranes
+            .get(table)
+            .and_then(|w| DateTime::parse_from_rfc3339(w).ok())
+            .map(|w| (w.with_timezone(&Utc) - options.overlap).timestamp_micros());
+        let Some(batch) = read.get(table) else {
+            continue;
+        };
+        let (Some(ids), Some(at)) = (
+            int_column(batch, "id"),
+            batch
+                .column_by_name("updated_at")
+                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
+        ) else {
+            continue;
+        };
+        let old_ids: HashSet<i64> = old.tables[table].ids.iter().copied().collect();
+        for i in 0..batch.num_rows() {
+            let fresh = !old_ids.contains(&ids.value(i))
+                || at.is_null(i)
+                || since.is_none_or(|s| at.value(i) >= s);
+            if fresh {
+                set.insert(ids.value(i));
+            }
+        }
+    }
+    // A place group follows its dispositif.
+    if let Some(groups) = read.get("groupe_places")
+        && let (Some(ids), Some(d)) = (
+            int_column(groups, "id"),
+            int_column(groups, "dispositif_id"),
+        )
+    {
+        let dispositifs = touched["dispositif"].clone();
+        for i in 0..groups.num_rows() {
+            if d.is_valid(i) && dispositifs.contains(&d.value(i)) {
+                touched
+                    .get_mut("groupe_places")
+                    .unwrap()
+                    .insert(ids.value(i));
+            }
+        }
+    }
+    for state in [old, new] {
+        for (table, column, offer) in [
+            ("prise_en_charge", "dispositif_id", "dispositif"),
+            ("prise_en_charge", "groupe_places_id", "groupe_places"),
+            ("orientation", "dispositif_id", "dispositif"),
+            ("orientation", "groupe_places_id", "groupe_places"),
+            ("liste_attente", "dispositif_id", "dispositif"),
+        ] {
+            let t = &state.tables[table];
+            for i in rows_referencing(t, table, column, &touched[offer]) {
+                scope.add(owner(state, table, i));
+            }
+        }
+    }
+}
+
+/// Suspected duplicates per SIAO, over every person of the state.
+fn duplicates(state: &State) -> BTreeMap<String, u64> {
+    let persons = &state.tables["personne"];
+    anonymize::linkage::count_duplicates(
+        persons
+            .link_key
+            .iter()
+            .zip(&persons.link_siao)
+            .filter_map(|(k, s)| Some(((*k)?, s.as_str()))),
+    )
+}
+
+type LineKey = (String, String, String, String, String);
+
+fn fact_line(code: u8) -> Option<(&'static str, &'static str)> {
+    Some(match ingest::quality::fact_of(code)? {
+        Fact::Rule(r) => (
+            if RULES
+                .iter()
+                .any(|(x, a)| *x == r && *a == Action::Quarantine)
+            {
+                q::QUARANTAINE
+            } else {
+                q::CONSERVEE
+            },
+            r,
+        ),
+        Fact::Measure(m) => (q::COMPLETUDE, m),
+    })
+}
+
+/// The report after this run: the previous one, less what the scope's rows counted
+/// before, plus what they count now; the suspected duplicates recounted.
+async fn adjust_report(
+    lake: &Lake,
+    states: [&State; 2],
+    owned: [&BTreeMap<&'static str, Vec<i64>>; 2],
+    doublons: &BTreeMap<String, u64>,
+) -> Result<Vec<QualityLine>> {
+    let mut lines: BTreeMap<LineKey, i64> = BTreeMap::new();
+    for l in q::read_report(lake, None).await? {
+        if l.nature == q::DOUBLONS {
+            continue;
+        }
+        lines.insert(
+            (l.siao, l.mois, l.table, l.nature, l.mesure),
+            l.lignes as i64,
+        );
+    }
+    for (state, owned, sign) in [(states[0], owned[0], -1i64), (states[1], owned[1], 1)] {
+        for (table, ids) in owned {
+            let t = &state.tables[table];
+            for id in ids {
+                let Some(row) = t.find(*id) else { continue };
+                let (siao, mois) = (t.siao[row].clone(), t.mois[row].clone());
+                *lines
+                    .entry((
+                        siao.clone(),
+                        mois.clone(),
+                        (*table).to_owned(),
+                        q::LUES.to_owned(),
+                        String::new(),
+                    ))
+                    .or_default() += sign;
+                for code in &t.facts[row] {
+                    if let Some((nature, mesure)) = fact_line(*code) {
+                        *lines
+                            .entry((
+                                siao.clone(),
+                                mois.clone(),
+                                (*table).to_owned(),
+                                nature.to_owned(),
+                                mesure.to_owned(),
+                            ))
+                            .or_default() += sign;
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<QualityLine> = lines
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|((siao, mois, table, nature, mesure), n)| QualityLine {
+            siao,
+            mois,
+            table,
+            nature,
+            mesure,
+            lignes: n as u64,
+        })
+        .collect();
+    for (siao, n) in doublons {
+        out.push(QualityLine {
+            siao: siao.clone(),
+            mois: "INCONNU".into(),
+            table: "personne".into(),
+            nature: q::DOUBLONS.into(),
+            mesure: String::new(),
+            lignes: *n,
+        });
+    }
+    Ok(out)
+}
+
+/// Rows per rule, from the report (what the manifest records).
+pub(crate) fn rule_totals(lines: &[QualityLine]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for l in lines {
+        if l.nature == q::QUARANTAINE || l.nature == q::CONSERVEE {
+            *out.entry(l.mesure.clone()).or_default() += l.lignes;
+        }
+    }
+    out
+}

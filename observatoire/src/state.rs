@@ -1,0 +1,346 @@
+//! The run state: what an incremental run must know of the source as the previous run
+//! saw it, and that the lake cannot tell because it holds pseudonyms only.
+//!
+//! Per source table, row by row in id order: the id, the references an incremental run
+//! follows (household, person, request, dispositif…), the row's place in the
+//! data-quality report (SIAO, month) and the facts counted on it (rules, measures);
+//! per person, its linkage key and SIAO. No name, no date, no code, no free text.
+//!
+//! It holds source ids, so it is kept with the master key in `secrets/etat/NNNNNN/`
+//! (mode 0700), never in the lake: `NNNNNN` is the run it describes, written before that
+//! run's manifest, so a state is used only with the manifest it belongs to.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, FixedSizeBinaryArray, Int64Array, RecordBatch,
+    StringArray,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+use crate::{Error, Result};
+
+/// The references kept per table (columns of the source table).
+pub const REFS: &[(&str, &[&str])] = &[
+    ("entite", &[]),
+    ("dispositif", &[]),
+    ("groupe_places", &[]),
+    ("menage", &[]),
+    ("personne", &[]),
+    ("menage_personne", &["menage_id", "personne_id"]),
+    ("evaluation", &["menage_id"]),
+    ("demande", &["menage_id"]),
+    ("demande_personne", &["demande_id", "personne_id"]),
+    (
+        "orientation",
+        &["demande_id", "dispositif_id", "groupe_places_id"],
+    ),
+    ("liste_attente", &["demande_id", "dispositif_id"]),
+    (
+        "prise_en_charge",
+        &[
+            "menage_id",
+            "demande_id",
+            "orientation_id",
+            "dispositif_id",
+            "groupe_places_id",
+        ],
+    ),
+];
+
+/// The reference columns kept for a table.
+pub fn refs_of(table: &str) -> &'static [&'static str] {
+    REFS.iter()
+        .find(|(t, _)| *t == table)
+        .map_or(&[], |(_, r)| r)
+}
+
+/// One table's state, rows sorted by id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableState {
+    pub ids: Vec<i64>,
+    /// One vector per column of [`refs_of`].
+    pub refs: Vec<Vec<Option<i64>>>,
+    pub siao: Vec<String>,
+    pub mois: Vec<String>,
+    pub facts: Vec<Vec<u8>>,
+    /// Persons only: the linkage key (none when too weak) and the SIAO it counts in.
+    pub link_key: Vec<Option<[u8; 32]>>,
+    pub link_siao: Vec<String>,
+}
+
+impl TableState {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The row of an id.
+    pub fn find(&self, id: i64) -> Option<usize> {
+        self.ids.binary_search(&id).ok()
+    }
+
+    /// The value of reference column `column` on row `row`.
+    pub fn reference(&self, table: &str, column: &str, row: usize) -> Option<i64> {
+        let k = refs_of(table).iter().position(|c| *c == column)?;
+        self.refs[k][row]
+    }
+
+    /// The column of a reference.
+    pub fn column(&self, table: &str, column: &str) -> &[Option<i64>] {
+        let k = refs_of(table)
+            .iter()
+            .position(|c| *c == column)
+            .expect("a kept reference");
+        &self.refs[k]
+    }
+}
+
+/// The state of every table after one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub run: u64,
+    pub tables: BTreeMap<&'static str, TableState>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn arrow_error(e: arrow::error::ArrowError) -> Error {
+    Error::State(e.to_string())
+}
+
+/// Where the states live.
+pub fn states_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("secrets").join("etat")
+}
+
+fn state_dir(data_dir: &Path, run: u64) -> PathBuf {
+    states_dir(data_dir).join(format!("{run:06}"))
+}
+
+impl State {
+    fn batch(&self, table: &str, t: &TableState) -> Result<RecordBatch> {
+        let mut fields = vec![Field::new("id", DataType::Int64, false)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(t.ids.clone()))];
+        for (k, name) in refs_of(table).iter().enumerate() {
+            fields.push(Field::new(*name, DataType::Int64, true));
+            columns.push(Arc::new(Int64Array::from(t.refs[k].clone())));
+        }
+        fields.push(Field::new("siao", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from_iter_values(&t.siao)));
+        fields.push(Field::new("mois", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from_iter_values(&t.mois)));
+        fields.push(Field::new("faits", DataType::Binary, false));
+        columns.push(Arc::new(BinaryArray::from_iter_values(&t.facts)));
+        if table == "personne" {
+            fields.push(Field::new(
+                "cle_liaison",
+                DataType::FixedSizeBinary(32),
+                true,
+            ));
+            columns.push(Arc::new(
+                FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                    t.link_key.iter().map(|k| k.as_ref().map(|k| k.to_vec())),
+                    32,
+                )
+                .map_err(arrow_error)?,
+            ));
+            fields.push(Field::new("siao_liaison", DataType::Utf8, false));
+            columns.push(Arc::new(StringArray::from_iter_values(&t.link_siao)));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_error)
+    }
+
+    /// Writes the state of run `self.run` (files first, then the folder renamed into
+    /// place, so that a half-written state is never taken for a whole one).
+    pub fn write(&self, data_dir: &Path) -> Result<()> {
+        let root = states_dir(data_dir);
+        let tmp = root.join(format!("{:06}.partiel", self.run));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(&root))?;
+        }
+        for (table, t) in &self.tables {
+            let batch = self.batch(table, t)?;
+            let path = tmp.join(format!("{table}.arrow"));
+            let file = std::fs::File::create(&path).map_err(io(&path))?;
+            let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &batch.schema())
+                .map_err(arrow_error)?;
+            writer.write(&batch).map_err(arrow_error)?;
+            writer.finish().map_err(arrow_error)?;
+            writer
+                .into_inner()
+                .map_err(arrow_error)?
+                .sync_all()
+                .map_err(io(&path))?;
+        }
+        let done = state_dir(data_dir, self.run);
+        if done.exists() {
+            std::fs::remove_dir_all(&done).map_err(io(&done))?;
+        }
+        std::fs::rename(&tmp, &done).map_err(io(&done))?;
+        Ok(())
+    }
+
+    /// The state written by run `run`, if it is there.
+    pub fn read(data_dir: &Path, run: u64) -> Result<Option<State>> {
+        let dir = state_dir(data_dir, run);
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let mut state = State {
+            run,
+            tables: BTreeMap::new(),
+        };
+        for name in ingest::TABLES_READ {
+            let path = dir.join(format!("{name}.arrow"));
+            if !path.exists() {
+                return Ok(None);
+            }
+            let file = std::fs::File::open(&path).map_err(io(&path))?;
+            let reader =
+                arrow::ipc::reader::FileReader::try_new(file, None).map_err(arrow_error)?;
+            let mut t = TableState {
+                refs: vec![Vec::new(); refs_of(name).len()],
+                ..Default::default()
+            };
+            for batch in reader {
+                let batch = batch.map_err(arrow_error)?;
+                let ints = |c: &str| -> Result<Int64Array> {
+                    batch
+                        .column_by_name(c)
+                        .and_then(|a| a.as_primitive_opt::<Int64Type>())
+                        .cloned()
+                        .ok_or_else(|| Error::State(format!("{name}.{c} illisible")))
+                };
+                let texts = |c: &str| -> Result<StringArray> {
+                    batch
+                        .column_by_name(c)
+                        .and_then(|a| a.as_string_opt::<i32>())
+                        .cloned()
+                        .ok_or_else(|| Error::State(format!("{name}.{c} illisible")))
+                };
+                t.ids.extend(ints("id")?.values().iter().copied());
+                for (k, c) in refs_of(name).iter().enumerate() {
+                    t.refs[k].extend(ints(c)?.iter());
+                }
+                t.siao
+                    .extend(texts("siao")?.iter().map(|v| v.unwrap_or("").to_owned()));
+                t.mois
+                    .extend(texts("mois")?.iter().map(|v| v.unwrap_or("").to_owned()));
+                let facts = batch
+                    .column_by_name("faits")
+                    .and_then(|a| a.as_binary_opt::<i32>())
+                    .ok_or_else(|| Error::State(format!("{name}.faits illisible")))?;
+                t.facts
+                    .extend(facts.iter().map(|v| v.unwrap_or_default().to_vec()));
+                if *name == "personne" {
+                    let keys = batch
+                        .column_by_name("cle_liaison")
+                        .and_then(|a| a.as_fixed_size_binary_opt())
+                        .ok_or_else(|| Error::State("personne.cle_liaison illisible".into()))?;
+                    t.link_key.extend((0..keys.len()).map(|i| {
+                        keys.is_valid(i)
+                            .then(|| keys.value(i).try_into().expect("32 bytes"))
+                    }));
+                    t.link_siao.extend(
+                        texts("siao_liaison")?
+                            .iter()
+                            .map(|v| v.unwrap_or("").to_owned()),
+                    );
+                }
+            }
+            state.tables.insert(name, t);
+        }
+        Ok(Some(state))
+    }
+
+    /// Removes the states of runs before `run`, and any half-written one.
+    pub fn prune(data_dir: &Path, run: u64) -> Result<()> {
+        let root = states_dir(data_dir);
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = name.parse::<u64>().is_ok_and(|n| n < run) || name.ends_with(".partiel");
+            if old {
+                std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ids and references of a table as read (before the quality rules), rows in the
+/// batch's order; places and facts are filled from the quality report afterwards.
+pub fn ids_and_refs(table: &str, batch: &RecordBatch) -> Result<TableState> {
+    let ints = |c: &str| -> Result<Int64Array> {
+        batch
+            .column_by_name(c)
+            .and_then(|a| a.as_primitive_opt::<Int64Type>())
+            .cloned()
+            .ok_or_else(|| Error::State(format!("colonne {table}.{c} absente de la lecture")))
+    };
+    let ids = ints("id")?;
+    if ids.null_count() > 0 {
+        return Err(Error::State(format!("identifiant nul dans {table}")));
+    }
+    let mut t = TableState {
+        ids: ids.values().to_vec(),
+        ..Default::default()
+    };
+    for c in refs_of(table) {
+        t.refs.push(ints(c)?.iter().collect());
+    }
+    let n = t.ids.len();
+    t.siao = vec![String::new(); n];
+    t.mois = vec![String::new(); n];
+    t.facts = vec![Vec::new(); n];
+    if table == "personne" {
+        t.link_key = vec![None; n];
+        t.link_siao = vec![String::new(); n];
+    }
+    Ok(t)
+}
+
+/// Fills places and facts from the quality report (rows in the same order).
+pub fn fill_facts(t: &mut TableState, facts: Option<&ingest::quality::RowFacts>) {
+    let Some(facts) = facts else {
+        return;
+    };
+    for i in 0..t.len().min(facts.places.len()) {
+        t.siao[i] = facts.places[i].siao.clone();
+        t.mois[i] = facts.places[i].mois.clone();
+        t.facts[i] = facts.facts[i].clone();
+    }
+}
+
+/// Fills the persons' linkage keys and SIAO.
+pub fn fill_links(
+    t: &mut TableState,
+    links: &std::collections::HashMap<i64, anonymize::linkage::PersonLink>,
+) {
+    for i in 0..t.len() {
+        if let Some(l) = links.get(&t.ids[i]) {
+            t.link_key[i] = l.key;
+            t.link_siao[i] = l.siao.clone();
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! Writing only what changed: a table's new content is compared with its latest Delta
+//! version group by group (a group: the rows sharing a key value), and only the groups
+//! that differ are deleted and written again.
+//!
+//! A group is compared by the multiset of its rows: each row is encoded by Arrow's row
+//! format and hashed; a group's fingerprint is its row count and the wrapping sum of its
+//! rows' hashes, so the order of rows does not matter and two evaluations of a household
+//! with identical content count twice.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use datafusion::prelude::{col, lit};
+
+use crate::{Lake, Result, TableChanges, WarehouseError, delta};
+
+/// A key value of a group (ids are kept as integers, pseudonyms as text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+/// What one table's write will do, decided before anything is written (so that the
+/// mass-delete stop can look at every table first).
+#[derive(Debug)]
+pub struct MergePlan {
+    pub zone: String,
+    pub table: String,
+    pub changes: TableChanges,
+    /// Rows of the latest version before the write.
+    pub rows_before: u64,
+    action: Action,
+}
+
+#[derive(Debug)]
+enum Action {
+    /// Nothing differs: no commit.
+    Nothing(i64),
+    /// Nothing to do, version unknown yet: no commit.
+    Unchanged,
+    /// The table is new, its schema changed, or most of it changed: one overwrite.
+    Overwrite(RecordBatch),
+    /// Delete the groups whose key is listed, then append `append`.
+    Merge {
+        key: String,
+        delete: Vec<Key>,
+        append: RecordBatch,
+    },
+}
+
+impl MergePlan {
+    /// A plan decided elsewhere (an incremental run knows which groups it rewrites):
+    /// delete the groups whose key is listed, then append `append`.
+    pub fn replace(
+        zone: &str,
+        table: &str,
+        key: &str,
+        delete: Vec<Key>,
+        append: RecordBatch,
+        rows_before: u64,
+        changes: TableChanges,
+    ) -> Self {
+        let action = if delete.is_empty() && append.num_rows() == 0 {
+            Action::Unchanged
+        } else {
+            Action::Merge {
+                key: key.to_owned(),
+                delete,
+                append,
+            }
+        };
+        Self {
+            zone: zone.to_owned(),
+            table: table.to_owned(),
+            changes,
+            rows_before,
+            action,
+        }
+    }
+}
+
+fn merge_error(table: &str, reason: String) -> WarehouseError {
+    WarehouseError::Merge {
+        table: table.to_owned(),
+        reason,
+    }
+}
+
+fn keys(batch: &RecordBatch, key: &str, table: &str) -> Result<Vec<Key>> {
+    let column = batch
+        .column_by_name(key)
+        .ok_or_else(|| merge_error(table, format!("colonne clé {key} absente")))?;
+    Ok(match column.data_type() {
+        DataType::Int64 => {
+            let a = column.as_primitive::<Int64Type>();
+            (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Key::Null
+                    } else {
+                        Key::Int(a.value(i))
+                    }
+                })
+                .collect()
+        }
+        DataType::Utf8 => {
+            let a = column.as_string::<i32>();
+            (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Key::Null
+                    } else {
+                        Key::Text(a.value(i).to_owned())
+                    }
+                })
+                .collect()
+        }
+        other => {
+            return Err(merge_error(
+                table,
+                format!("type de clé {other} non pris en charge"),
+            ));
+        }
+    })
+}
+
+/// Row count and order-independent hash of each group.
+fn fingerprints(
+    batch: &RecordBatch,
+    keys: &[Key],
+    table: &str,
+) -> Result<HashMap<Key, (u64, u64)>> {
+    let fields = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields).map_err(|e| merge_error(table, e.to_string()))?;
+    let rows = converter
+        .convert_columns(batch.columns())
+        .map_err(|e| merge_error(table, e.to_string()))?;
+    // A fixed-seed hasher: both sides of the comparison must hash alike.
+    let state =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let mut out: HashMap<Key, (u64, u64)> = HashMap::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let mut h = state.build_hasher();
+        h.write(rows.row(i).as_ref());
+        let entry = out.entry(key.clone()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.wrapping_add(h.finish());
+    }
+    Ok(out)
+}
+
+fn concat(batches: &[RecordBatch], table: &str) -> Result<Option<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    arrow::compute::concat_batches(&first.schema(), batches)
+        .map(Some)
+        .map_err(|e| merge_error(table, e.to_string()))
+}
+
+/// The old content in the new content's types (the engine reads strings back as
+/// views), or `None` when the columns differ (the table is then rewritten whole).
+fn in_types_of(old: &RecordBatch, new: &RecordBatch) -> Option<RecordBatch> {
+    let (a, b) = (old.schema(), new.schema());
+    if a.fields().len() != b.fields().len()
+        || a.fields()
+            .iter()
+            .zip(b.fields())
+            .any(|(x, y)| x.name() != y.name())
+    {
+        return None;
+    }
+    let columns = old
+        .columns()
+        .iter()
+        .zip(b.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()).ok())
+        .collect::<Option<Vec<_>>>()?;
+    RecordBatch::try_new(b.clone(), columns).ok()
+}
+
+/// Share of a table above which rewriting it whole is cheaper than a merge.
+const OVERWRITE_SHARE: f64 = 0.5;
+
+impl Lake {
+    /// Plans the write of `new` as the content of `zone/table`, grouped by `key`.
+    /// `full` forces an overwrite.
+    pub async fn plan_merge(
+        &self,
+        zone: &str,
+        table: &str,
+        key: &str,
+        new: RecordBatch,
+        full: bool,
+    ) -> Result<MergePlan> {
+        let after = new.num_rows() as u64;
+        let plan = |changes, rows_before, action| MergePlan {
+            zone: zone.to_owned(),
+            table: table.to_owned(),
+            changes,
+            rows_before,
+            action,
+        };
+        let Some(current) = self.open(zone, table, None).await? else {
+            let changes = TableChanges {
+                inserees: after,
+                ..Default::default()
+            };
+            return Ok(plan(changes, 0, Action::Overwrite(new)));
+        };
+        let version = current.version().map_or(0, |v| v as i64);
+        let ctx = crate::new_session();
+        self.register(&ctx, "courante", &current).await?;
+        let old = ctx.sql("SELECT * FROM courante").await?.collect().await?;
+        let old = concat(&old, table)?;
+        let rows_before = old.as_ref().map_or(0, |b| b.num_rows() as u64);
+        let old = match old.as_ref().and_then(|old| in_types_of(old, &new)) {
+            Some(old) => old,
+            None => {
+                let changes = TableChanges {
+                    inserees: after,
+                    supprimees: rows_before,
+                    ..Default::default()
+                };
+                return Ok(plan(changes, rows_before, Action::Overwrite(new)));
+            }
+        };
+        let old_keys = keys(&old, key, table)?;
+        let new_keys = keys(&new, key, table)?;
+        let old_groups = fingerprints(&old, &old_keys, table)?;
+        let new_groups = fingerprints(&new, &new_keys, table)?;
+        let mut changes = TableChanges::default();
+        let mut delete = Vec::new();
+        let mut write: HashSet<&Key> = HashSet::new();
+        for (k, (n_new, h_new)) in &new_groups {
+            match old_groups.get(k) {
+                None => {
+                    changes.inserees += n_new;
+                    write.insert(k);
+                }
+                Some((n_old, h_old)) if (n_old, h_old) != (n_new, h_new) => {
+                    // A group's rows changed: the new ones replace the old ones.
+                    changes.mises_a_jour += (*n_new).min(*n_old);
+                    changes.inserees += n_new.saturating_sub(*n_old);
+                    changes.supprimees += n_old.saturating_sub(*n_new);
+                    delete.push(k.clone());
+                    write.insert(k);
+                }
+                Some(_) => {}
+            }
+        }
+        for (k, (n_old, _)) in &old_groups {
+            if !new_groups.contains_key(k) {
+                changes.supprimees += n_old;
+                delete.push(k.clone());
+            }
+        }
+        if delete.is_empty() && write.is_empty() && !full {
+            return Ok(plan(changes, rows_before, Action::Nothing(version)));
+        }
+        let touched = changes.inserees + changes.mises_a_jour + changes.supprimees;
+        if full || touched as f64 > OVERWRITE_SHARE * rows_before.max(after) as f64 {
+            return Ok(plan(changes, rows_before, Action::Overwrite(new)));
+        }
+        let mask: BooleanArray = new_keys.iter().map(|k| Some(write.contains(k))).collect();
+        let append =
+            filter_record_batch(&new, &mask).map_err(|e| merge_error(table, e.to_string()))?;
+        Ok(plan(
+            changes,
+            rows_before,
+            Action::Merge {
+                key: key.to_owned(),
+                delete,
+                append,
+            },
+        ))
+    }
+
+    /// Carries out a plan; returns the table's version afterwards.
+    pub async fn apply_merge(&self, plan: MergePlan) -> Result<i64> {
+        let label = format!("{}/{}", plan.zone, plan.table);
+        match plan.action {
+            Action::Nothing(version) => Ok(version),
+            Action::Unchanged => Ok(self
+                .open(&plan.zone, &plan.table, None)
+                .await?
+                .and_then(|t| t.version())
+                .map_or(0, |v| v as i64)),
+            Action::Overwrite(batch) => self.overwrite(&plan.zone, &plan.table, batch).await,
+            Action::Merge {
+                key,
+                delete,
+                append,
+            } => {
+                let mut version = None;
+                if !delete.is_empty() {
+                    let table = self
+                        .open(&plan.zone, &plan.table, None)
+                        .await?
+                        .ok_or_else(|| merge_error(&plan.table, "table disparue".into()))?;
+                    let mut nulls = false;
+                    let list: Vec<_> = delete
+                        .iter()
+                        .filter_map(|k| match k {
+                            Key::Int(v) => Some(lit(*v)),
+                            Key::Text(v) => Some(lit(v.clone())),
+                            Key::Null => {
+                                nulls = true;
+                                None
+                            }
+                        })
+                        .collect();
+                    let mut predicate = col(key.as_str()).in_list(list, false);
+                    if nulls {
+                        predicate = predicate.or(col(key.as_str()).is_null());
+                    }
+                    let (table, _) = table
+                        .delete()
+                        .with_predicate(predicate)
+                        .await
+                        .map_err(delta(&label))?;
+                    version = table.version().map(|v| v as i64);
+                }
+                if append.num_rows() > 0 {
+                    version = Some(self.append(&plan.zone, &plan.table, append).await?);
+                }
+                Ok(version.unwrap_or(0))
+            }
+        }
+    }
+}
+
+/// The columns of a batch, for tests.
+#[cfg(test)]
+fn column_of(batch: &RecordBatch, name: &str) -> arrow::array::ArrayRef {
+    batch.column_by_name(name).unwrap().clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    /// Rows of the test, plus ten groups that never change.
+    fn batch(rows: &[(&str, i64)]) -> RecordBatch {
+        let steady: Vec<(String, i64)> = (0..10).map(|i| (format!("z{i}"), i)).collect();
+        let rows: Vec<(&str, i64)> = rows
+            .iter()
+            .copied()
+            .chain(steady.iter().map(|(k, n)| (k.as_str(), *n)))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("menage_id", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    async fn content(lake: &Lake) -> Vec<(String, i64)> {
+        let table = lake.open("detail", "t", None).await.unwrap().unwrap();
+        let ctx = crate::new_session();
+        lake.register(&ctx, "t", &table).await.unwrap();
+        let out = ctx
+            .sql("SELECT menage_id, n FROM t WHERE menage_id NOT LIKE 'z%' ORDER BY menage_id, n")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in out {
+            let m = arrow::compute::cast(&column_of(&b, "menage_id"), &DataType::Utf8).unwrap();
+            let n = column_of(&b, "n");
+            for i in 0..b.num_rows() {
+                rows.push((
+                    m.as_string::<i32>().value(i).to_owned(),
+                    n.as_primitive::<Int64Type>().value(i),
+                ));
+            }
+        }
+        rows
+    }
+
+    #[tokio::test]
+    async fn only_groups_that_differ_are_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let first = batch(&[
+            ("a", 1),
+            ("a", 1),
+            ("b", 2),
+            ("c", 3),
+            ("d", 4),
+            ("e", 5),
+            ("f", 6),
+            ("g", 7),
+        ]);
+        let plan = lake
+            .plan_merge("detail", "t", "menage_id", first, false)
+            .await
+            .unwrap();
+        assert_eq!(plan.changes.inserees, 18);
+        let v1 = lake.apply_merge(plan).await.unwrap();
+        // Same rows in another order: nothing to write.
+        let same = batch(&[
+            ("g", 7),
+            ("b", 2),
+            ("a", 1),
+            ("c", 3),
+            ("d", 4),
+            ("a", 1),
+            ("e", 5),
+            ("f", 6),
+        ]);
+        let plan = lake
+            .plan_merge("detail", "t", "menage_id", same, false)
+            .await
+            .unwrap();
+        assert_eq!(plan.changes, TableChanges::default());
+        assert_eq!(lake.apply_merge(plan).await.unwrap(), v1);
+        // One of a's two identical rows goes, b changes, c is deleted, h is new.
+        let next = batch(&[
+            ("a", 1),
+            ("b", 20),
+            ("d", 4),
+            ("e", 5),
+            ("f", 6),
+            ("g", 7),
+            ("h", 8),
+        ]);
+        let plan = lake
+            .plan_merge("detail", "t", "menage_id", next, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            plan.changes,
+            TableChanges {
+                inserees: 1,
+                mises_a_jour: 2,
+                supprimees: 2,
+            }
+        );
+        assert!(matches!(plan.action, Action::Merge { .. }));
+        lake.apply_merge(plan).await.unwrap();
+        assert_eq!(
+            content(&lake).await,
+            [
+                ("a".to_owned(), 1),
+                ("b".to_owned(), 20),
+                ("d".to_owned(), 4),
+                ("e".to_owned(), 5),
+                ("f".to_owned(), 6),
+                ("g".to_owned(), 7),
+                ("h".to_owned(), 8),
+            ]
+        );
+    }
+}
