@@ -384,6 +384,12 @@ pub(crate) async fn run(
         }
     }
     progress("détection des suppressions");
+    for (name, b) in &changed {
+        tracing::debug!(table = %name, lignes = b.num_rows(), "lignes changées lues");
+    }
+    for (name, ids) in &deleted {
+        tracing::debug!(table = %name, lignes = ids.len(), "lignes supprimées de la source");
+    }
 
     // The new state's ids and references: the old one, less the deleted rows, with the
     // changed rows' new references.
@@ -454,7 +460,7 @@ pub(crate) async fn run(
             }
         }
     }
-    offer_dependents(&old, &new, &changed, previous, options, &mut scope);
+    offer_dependents(&old, &new, &changed, &mut scope)?;
     close([&old, &new], &mut scope);
     // Persons: those who changed, and those with a membership in a household rewritten.
     for state in [&old, &new] {
@@ -478,6 +484,12 @@ pub(crate) async fn run(
         }
     }
     progress("périmètre");
+    tracing::debug!(
+        menages = scope.households.len(),
+        personnes = scope.persons.len(),
+        isolees = scope.loose.len(),
+        "périmètre de l'ingestion incrémentale"
+    );
 
     // 4. The scope's rows, with what the rules look at, read again in the snapshot.
     let owned_new = owned_ids(&new, &scope);
@@ -766,44 +778,59 @@ fn merge_state(
     out
 }
 
-/// Households whose rows use a dispositif or place group that changed or went: their
-/// rows' verdicts may follow it (PARENT_QUARANTAINE, REFERENCE_ORPHELINE).
+/// Households whose rows depend on a dispositif or place group whose verdict changed
+/// (quarantined or not, present or not), or a dispositif whose département changed (the
+/// SIAO of a direct admission's stay is its dispositif's): their rows' verdicts and places
+/// follow it. The offer's new verdicts come from the rules run on the offer alone.
 fn offer_dependents(
     old: &State,
     new: &State,
     read: &BTreeMap<String, RecordBatch>,
-    previous: &warehouse::RunManifest,
-    options: &IngestOptions,
     scope: &mut Scope,
-) {
+) -> Result<()> {
+    let mut offer: BTreeMap<String, RecordBatch> = OFFER
+        .iter()
+        .filter_map(|t| Some(((*t).to_owned(), read.get(*t)?.clone())))
+        .collect();
+    let report = ingest::quality::apply(&mut offer, &|d| operational::departement(d).is_some())
+        .map_err(|e| Error::Quality(e.to_string()))?;
     let mut touched: HashMap<&str, HashSet<i64>> = HashMap::new();
     for table in ["dispositif", "groupe_places"] {
         let set = touched.entry(table).or_default();
-        let now: HashSet<i64> = new.tables[table].ids.iter().copied().collect();
-        set.extend(old.tables[table].ids.iter().filter(|id| !now.contains(id)));
-        let since = previous
-            .filigranes
-            .get(table)
-            .and_then(|w| DateTime::parse_from_rfc3339(w).ok())
-            .map(|w| (w.with_timezone(&Utc) - options.overlap).timestamp_micros());
-        let Some(batch) = read.get(table) else {
-            continue;
-        };
-        let (Some(ids), Some(at)) = (
-            int_column(batch, "id"),
-            batch
-                .column_by_name("updated_at")
-                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
-        ) else {
-            continue;
-        };
-        let old_ids: HashSet<i64> = old.tables[table].ids.iter().copied().collect();
-        for i in 0..batch.num_rows() {
-            let fresh = !old_ids.contains(&ids.value(i))
-                || at.is_null(i)
-                || since.is_none_or(|s| at.value(i) >= s);
-            if fresh {
-                set.insert(ids.value(i));
+        let quarantined_now: HashSet<i64> = report
+            .quarantined_rows
+            .iter()
+            .filter(|r| r.table == table)
+            .map(|r| r.id)
+            .collect();
+        let (o, n) = (&old.tables[table], &new.tables[table]);
+        for (i, id) in o.ids.iter().enumerate() {
+            let was = o.facts[i].iter().any(|c| quarantine_fact(*c));
+            if n.find(*id).is_none() || was != quarantined_now.contains(id) {
+                set.insert(*id);
+            }
+        }
+        set.extend(n.ids.iter().filter(|id| o.find(**id).is_none()));
+    }
+    // A changed département.
+    if let Some(d) = read.get("dispositif")
+        && let (Some(ids), Some(dep)) = (
+            int_column(d, "id"),
+            d.column_by_name("departement")
+                .and_then(|c| c.as_string_opt::<i32>()),
+        )
+    {
+        let o = &old.tables["dispositif"];
+        for i in 0..d.num_rows() {
+            let now = if dep.is_null(i) {
+                "INCONNU"
+            } else {
+                dep.value(i)
+            };
+            if let Some(row) = o.find(ids.value(i))
+                && o.siao[row] != now
+            {
+                touched.get_mut("dispositif").unwrap().insert(ids.value(i));
             }
         }
     }
@@ -838,6 +865,7 @@ fn offer_dependents(
             }
         }
     }
+    Ok(())
 }
 
 /// Suspected duplicates per SIAO, over every person of the state.

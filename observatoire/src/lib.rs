@@ -209,7 +209,8 @@ async fn ingest_with(
     let (plans, quarantine, report, regles, doublons, watermarks, state, mode) =
         match (&previous, state) {
             (Some(previous), Some(old)) => {
-                let o = incremental::run(
+                // Boxed: the run's future is large, and test threads have small stacks.
+                let o = Box::pin(incremental::run(
                     source,
                     key,
                     &lake,
@@ -218,7 +219,7 @@ async fn ingest_with(
                     old,
                     run,
                     &mut progress,
-                )
+                ))
                 .await?;
                 (
                     o.plans,
@@ -232,7 +233,8 @@ async fn ingest_with(
                 )
             }
             _ => {
-                let f = full_read(source, key, &lake, options, run, &mut progress).await?;
+                let f =
+                    Box::pin(full_read(source, key, &lake, options, run, &mut progress)).await?;
                 (
                     f.plans,
                     f.quarantine,
@@ -265,9 +267,7 @@ async fn ingest_with(
     };
     // The state first: a state is only used with the manifest of its run.
     state.write(data_dir)?;
-    let manifest = lake
-        .write_run(plans, &quality_tables, record, progress)
-        .await?;
+    let manifest = Box::pin(lake.write_run(plans, &quality_tables, record, progress)).await?;
     state::State::prune(data_dir, manifest.run)?;
     Ok(manifest)
 }

@@ -15,7 +15,7 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::col;
 
 use crate::{Lake, Result, TableChanges, WarehouseError, delta};
 
@@ -310,27 +310,55 @@ impl Lake {
                         .open(&plan.zone, &plan.table, None)
                         .await?
                         .ok_or_else(|| merge_error(&plan.table, "table disparue".into()))?;
-                    let mut nulls = false;
-                    let list: Vec<_> = delete
+                    // A Delta MERGE against the keys (a join): a predicate listing them
+                    // would be expanded into a chain of ORs as deep as the list.
+                    let ints: Vec<i64> = delete
                         .iter()
                         .filter_map(|k| match k {
-                            Key::Int(v) => Some(lit(*v)),
-                            Key::Text(v) => Some(lit(v.clone())),
-                            Key::Null => {
-                                nulls = true;
-                                None
-                            }
+                            Key::Int(v) => Some(*v),
+                            _ => None,
                         })
                         .collect();
-                    let mut predicate = col(key.as_str()).in_list(list, false);
-                    if nulls {
-                        predicate = predicate.or(col(key.as_str()).is_null());
-                    }
-                    let (table, _) = table
-                        .delete()
-                        .with_predicate(predicate)
+                    let texts: Vec<&str> = delete
+                        .iter()
+                        .filter_map(|k| match k {
+                            Key::Text(v) => Some(v.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    let column: arrow::array::ArrayRef = if texts.is_empty() {
+                        std::sync::Arc::new(arrow::array::Int64Array::from(ints))
+                    } else {
+                        std::sync::Arc::new(arrow::array::StringArray::from(texts))
+                    };
+                    let keys = RecordBatch::try_from_iter([("cle_a_remplacer", column)])
+                        .map_err(|e| merge_error(&plan.table, e.to_string()))?;
+                    let ctx = crate::new_session();
+                    table
+                        .update_datafusion_session(&ctx.state())
+                        .map_err(delta(&label))?;
+                    let source = ctx.read_batch(keys)?;
+                    let (mut table, _) = table
+                        .merge(
+                            source,
+                            col(format!("cible.{key}")).eq(col("source.cle_a_remplacer")),
+                        )
+                        .with_source_alias("source")
+                        .with_target_alias("cible")
+                        .with_session_state(std::sync::Arc::new(ctx.state())
+                            as std::sync::Arc<dyn datafusion::catalog::Session>)
+                        .when_matched_delete(|d| d)
+                        .map_err(delta(&label))?
                         .await
                         .map_err(delta(&label))?;
+                    if delete.contains(&Key::Null) {
+                        let (t, _) = table
+                            .delete()
+                            .with_predicate(col(key.as_str()).is_null())
+                            .await
+                            .map_err(delta(&label))?;
+                        table = t;
+                    }
                     version = table.version().map(|v| v as i64);
                 }
                 if append.num_rows() > 0 {
