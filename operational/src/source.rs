@@ -25,6 +25,16 @@ pub enum SourceError {
     MissingSqliteFile(String),
     #[error("connexion à la base opérationnelle impossible ({url}) : {source}")]
     Connect { url: String, source: sqlx::Error },
+    #[error(
+        "la base opérationnelle ({url}) refuse l'authentification : vérifiez l'utilisateur et le mot de passe de l'URL"
+    )]
+    Authentication { url: String },
+    #[error("la base {url} n'existe pas sur ce serveur PostgreSQL")]
+    MissingDatabase { url: String },
+    #[error(
+        "serveur PostgreSQL injoignable ({url}) : vérifiez l'hôte, le port et que le serveur tourne ({reason})"
+    )]
+    Unreachable { url: String, reason: String },
     #[error("migration du schéma opérationnel impossible : {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("écriture dans la table {table} impossible : {source}")]
@@ -182,9 +192,22 @@ impl Source {
     }
 
     async fn connect(url: &str, create: bool) -> Result<Self, SourceError> {
-        let connect_err = |source| SourceError::Connect {
-            url: redact_url(url),
-            source,
+        let connect_err = |source: sqlx::Error| {
+            let url = redact_url(url);
+            if let Some(db) = source.as_database_error() {
+                match db.code().as_deref() {
+                    Some("28P01" | "28000") => return SourceError::Authentication { url },
+                    Some("3D000") => return SourceError::MissingDatabase { url },
+                    _ => {}
+                }
+            }
+            if let sqlx::Error::Io(e) = &source {
+                return SourceError::Unreachable {
+                    url,
+                    reason: e.kind().to_string(),
+                };
+            }
+            SourceError::Connect { url, source }
         };
         match kind_of(url)? {
             SourceKind::Sqlite => {
@@ -206,6 +229,15 @@ impl Source {
                 Ok(Source::Sqlite(pool))
             }
             SourceKind::Postgres => {
+                // One connection first: the pool would retry an unreachable server until
+                // its timeout and then say only that it timed out.
+                {
+                    use sqlx::Connection;
+                    let conn = sqlx::PgConnection::connect(url)
+                        .await
+                        .map_err(connect_err)?;
+                    let _ = conn.close().await;
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(8)
                     .connect(url)

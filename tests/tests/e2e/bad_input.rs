@@ -42,7 +42,7 @@ async fn malformed_date_is_reported_and_the_previous_run_stays_in_force() {
         .await
         .unwrap();
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("UPDATE prise_en_charge SET date_entree = '10/02/2025' WHERE id = 8")
+    sqlx::query("UPDATE prise_en_charge SET date_entree = '10/02/2025', updated_at = '2030-01-01T00:00:00+00:00' WHERE id = 8")
         .execute(&pool)
         .await
         .unwrap();
@@ -208,4 +208,59 @@ async fn two_writers_cannot_run_at_once() {
     observatoire::ingest(&url, dir.path(), |_| {})
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_errors_name_the_problem_and_store_nothing() {
+    let Some(db) = observatoire_tests::PgDatabase::create("erreurs").await else {
+        return;
+    };
+    let dir = temp_dir("erreurs-source");
+    install_test_key(dir.path());
+    let error = |url: String| {
+        let data = dir.path().to_owned();
+        async move {
+            observatoire::ingest(&url, &data, |_| {})
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+    };
+    let (base, name) = db.url.rsplit_once('/').unwrap();
+    // An unknown user (the server trusts local users, so a wrong password cannot fail).
+    let host = base.split_once('@').unwrap().1;
+    let e = error(format!("postgres://personne_inconnue:secret@{host}/{name}")).await;
+    assert!(e.contains("refuse l'authentification"), "{e}");
+    assert!(!e.contains("secret"), "{e}");
+    let e = error(format!("{base}/base_absente_{}", std::process::id())).await;
+    assert!(e.contains("n'existe pas"), "{e}");
+    let e = error("postgres://postgres@127.0.0.1:1/test".to_owned()).await;
+    assert!(e.contains("injoignable"), "{e}");
+    // A source without the operational schema, then with a column missing.
+    let e = error(db.url.clone()).await;
+    assert!(e.contains("la table entite est absente"), "{e}");
+    operational::Source::create(&db.url)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("ALTER TABLE demande DROP COLUMN canal")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let e = error(db.url.clone()).await;
+    assert!(
+        e.contains("colonne canal est absente de la table demande"),
+        "{e}"
+    );
+    // Nothing was stored.
+    assert!(
+        warehouse::Lake::new(dir.path())
+            .latest_run()
+            .unwrap()
+            .is_none()
+    );
+    db.drop_now().await;
 }

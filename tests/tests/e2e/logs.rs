@@ -86,7 +86,7 @@ async fn debug_logs_hold_no_personal_value() {
     assert!(secrets.len() > 100, "{} valeurs recherchées", secrets.len());
 
     // An ingest that fails on a malformed birth date.
-    sqlx::query("UPDATE personne SET date_naissance = '31/12/1980' WHERE id = (SELECT MIN(id) FROM personne)")
+    sqlx::query("UPDATE personne SET date_naissance = '31/12/1980', updated_at = '2030-01-01T00:00:00+00:00' WHERE id = (SELECT MIN(id) FROM personne)")
         .execute(&pool)
         .await
         .unwrap();

@@ -153,8 +153,8 @@ async fn quarantine_and_report_follow_the_source() {
         })
         .expect("a quarantined row without dependents of its own kind");
     for sql in [
-        "UPDATE prise_en_charge SET orientation_id = NULL WHERE orientation_id = ?1",
-        "UPDATE prise_en_charge SET renouvellement_de = NULL WHERE renouvellement_de = ?1",
+        "UPDATE prise_en_charge SET orientation_id = NULL, updated_at = '2030-01-01T00:00:00+00:00' WHERE orientation_id = ?1",
+        "UPDATE prise_en_charge SET renouvellement_de = NULL, updated_at = '2030-01-01T00:00:00+00:00' WHERE renouvellement_de = ?1",
     ] {
         sqlx::query(sql)
             .bind(removed.id)
