@@ -393,10 +393,12 @@ pub(crate) async fn run(
 
     // The new state's ids and references: the old one, less the deleted rows, with the
     // changed rows' new references.
-    let mut new = old.clone();
-    new.run = run;
+    let mut new = State {
+        run,
+        tables: BTreeMap::new(),
+    };
     for name in ingest::TABLES_READ {
-        let t = new.tables.get_mut(name).expect("every table");
+        let t = &old.tables[name];
         let gone: HashSet<i64> = deleted
             .get(name)
             .map(|v| v.iter().copied().collect())
@@ -412,7 +414,8 @@ pub(crate) async fn run(
         } else {
             fresh.ids.iter().copied().collect()
         };
-        *t = merge_state(name, t, &fresh, &gone, &replaced);
+        new.tables
+            .insert(name, merge_state(name, t, &fresh, &gone, &replaced));
     }
 
     // 3. The scope.

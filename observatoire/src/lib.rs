@@ -250,6 +250,15 @@ async fn ingest_with(
     if !options.allow_mass_delete {
         guard::check_mass_delete(&plans, options.max_delete_share)?;
     }
+    let mut quarantined: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(tables) = quarantine
+        .column_by_name("table_source")
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+    {
+        for t in tables.iter().flatten() {
+            *quarantined.entry(t.to_owned()).or_default() += 1;
+        }
+    }
     let mut quality_tables = BTreeMap::new();
     quality_tables.insert("quarantine".to_owned(), quarantine);
     quality_tables.insert("report".to_owned(), report);
@@ -264,6 +273,7 @@ async fn ingest_with(
         doublons_suspects: doublons,
         filigranes: watermarks,
         lecture: mode.to_owned(),
+        quarantaine: quarantined,
     };
     // The state first: a state is only used with the manifest of its run.
     state.write(data_dir)?;

@@ -484,11 +484,14 @@ async fn run_ingest(
             by_siao.join(" · ")
         );
     }
-    println!("Tables de la zone détail (lignes ; insérées, mises à jour, supprimées) :");
+    println!(
+        "Tables de la zone détail (lignes ; insérées, réécrites, supprimées ; en quarantaine) :"
+    );
     for (table, n) in &manifest.rows {
         let c = manifest.changes.get(table).copied().unwrap_or_default();
+        let q = manifest.quarantaine.get(table).copied().unwrap_or(0);
         println!(
-            "  {table:<18} {n:>10} ; +{} ~{} -{}",
+            "  {table:<18} {n:>10} ; +{} ~{} -{} ; {q}",
             c.inserees, c.mises_a_jour, c.supprimees
         );
     }
@@ -898,6 +901,12 @@ async fn run(cli: Cli) -> Result<()> {
                 b.days,
                 secs(b.incremental)
             );
+            let steps: Vec<String> = b
+                .steps
+                .iter()
+                .map(|(s, t)| format!("{s} {}", secs(*t)))
+                .collect();
+            println!("  étapes (fin de chacune, en s) : {}", steps.join(" · "));
             println!(
                 "Rapport incrémentale / complète : {} % (objectif ≤ 2 %).",
                 format!(

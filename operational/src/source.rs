@@ -123,16 +123,12 @@ pub enum Source {
 }
 
 fn migrator(kind: SourceKind) -> Migrator {
-    let (schema, index) = match kind {
-        SourceKind::Sqlite => (
-            include_str!("../migrations/sqlite/0001_schema.sql"),
-            include_str!("../migrations/sqlite/0002_index.sql"),
-        ),
-        SourceKind::Postgres => (
-            include_str!("../migrations/postgres/0001_schema.sql"),
-            include_str!("../migrations/postgres/0002_index.sql"),
-        ),
+    let schema = match kind {
+        SourceKind::Sqlite => include_str!("../migrations/sqlite/0001_schema.sql"),
+        SourceKind::Postgres => include_str!("../migrations/postgres/0001_schema.sql"),
     };
+    // The same statements on both back ends.
+    let index = include_str!("../migrations/common/0002_index.sql");
     let migration = |version, name, sql: &'static str| {
         Migration::new(
             version,

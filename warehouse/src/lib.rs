@@ -100,6 +100,9 @@ pub struct RunManifest {
     /// How the run read the source: `complete` or `incrementale`.
     #[serde(default)]
     pub lecture: String,
+    /// Source table name → rows in quarantine after this run.
+    #[serde(default)]
+    pub quarantaine: BTreeMap<String, u64>,
 }
 
 /// What a run records besides the versions it writes.
@@ -113,6 +116,7 @@ pub struct RunRecord {
     pub filigranes: BTreeMap<String, String>,
     /// [`READ_FULL`] or [`READ_INCREMENTAL`].
     pub lecture: String,
+    pub quarantaine: BTreeMap<String, u64>,
 }
 
 /// A run that read the whole source.
@@ -348,6 +352,7 @@ impl Lake {
             changes,
             filigranes: record.filigranes,
             lecture: record.lecture,
+            quarantaine: record.quarantaine,
         };
         let path = self.runs_dir().join(format!("{run:06}.json"));
         write_atomically(

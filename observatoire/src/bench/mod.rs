@@ -192,6 +192,8 @@ pub struct IncrementalBench {
     pub days: i64,
     pub rows: u64,
     pub manifest: warehouse::RunManifest,
+    /// Steps of the incremental run and when each ended, from its start.
+    pub steps: Vec<(String, Duration)>,
 }
 
 /// A full ingest into a fresh lake (timed), `simulate --continue` by `days` days (not
@@ -224,7 +226,11 @@ pub async fn bench_incremental(
     crate::simulate_continue(url, config.to + chrono::Duration::days(days), |_, _| {}).await?;
     step("ingestion incrémentale");
     let started = Instant::now();
-    let manifest = crate::ingest_with_options(url, &data, &options, |_| {}).await?;
+    let mut steps = Vec::new();
+    let manifest = crate::ingest_with_options(url, &data, &options, |s| {
+        steps.push((s.to_owned(), started.elapsed()))
+    })
+    .await?;
     let incremental = started.elapsed();
     if manifest.lecture != warehouse::READ_INCREMENTAL {
         return Err(Error::Config(
@@ -237,5 +243,6 @@ pub async fn bench_incremental(
         days,
         rows: first.rows.values().sum(),
         manifest,
+        steps,
     })
 }
