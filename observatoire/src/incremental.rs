@@ -420,6 +420,7 @@ pub(crate) async fn run(
 
     // 3. The scope.
     let mut scope = Scope::default();
+    let mut touched_persons: HashSet<i64> = HashSet::new();
     for name in ingest::TABLES_READ {
         let touched: Vec<i64> = changed
             .get(*name)
@@ -449,18 +450,19 @@ pub(crate) async fn run(
             }
             if *name == "personne" {
                 scope.persons.insert(id);
-                let one = HashSet::from([id]);
-                for state in [&old, &new] {
-                    let mp = &state.tables["menage_personne"];
-                    for i in rows_referencing(mp, "menage_personne", "personne_id", &one) {
-                        scope.add(owner(state, "menage_personne", i));
-                    }
-                    let dp = &state.tables["demande_personne"];
-                    for i in rows_referencing(dp, "demande_personne", "personne_id", &one) {
-                        scope.add(owner(state, "demande_personne", i));
-                    }
-                }
+                touched_persons.insert(id);
             }
+        }
+    }
+    // The households of the persons touched (one scan of the links per state).
+    for state in [&old, &new] {
+        let mp = &state.tables["menage_personne"];
+        for i in rows_referencing(mp, "menage_personne", "personne_id", &touched_persons) {
+            scope.add(owner(state, "menage_personne", i));
+        }
+        let dp = &state.tables["demande_personne"];
+        for i in rows_referencing(dp, "demande_personne", "personne_id", &touched_persons) {
+            scope.add(owner(state, "demande_personne", i));
         }
     }
     offer_dependents(&old, &new, &changed, &mut scope)?;
