@@ -248,7 +248,9 @@ fn int_column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a arrow::array
 }
 
 /// Watermarks of the rows read: the latest `updated_at` per table.
-fn latest_updates(tables: &BTreeMap<String, RecordBatch>) -> BTreeMap<String, DateTime<Utc>> {
+pub(crate) fn latest_updates(
+    tables: &BTreeMap<String, RecordBatch>,
+) -> BTreeMap<String, DateTime<Utc>> {
     let mut out = BTreeMap::new();
     for (name, batch) in tables {
         if let Some(ts) = batch

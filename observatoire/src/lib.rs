@@ -303,7 +303,10 @@ async fn full_read(
         );
     }
     drop(extract);
-    let watermarks = watermarks(&tables);
+    let watermarks = incremental::latest_updates(&tables)
+        .into_iter()
+        .map(|(table, at)| (table, at.to_rfc3339()))
+        .collect();
     let mut state = state::State {
         run,
         tables: BTreeMap::new(),
@@ -367,28 +370,6 @@ pub fn detail_key(table: &str) -> &'static str {
         "evaluation" => "menage_id",
         _ => "id",
     }
-}
-
-/// The latest `updated_at` of each source table read, RFC 3339 (the watermarks a run
-/// records).
-fn watermarks(tables: &BTreeMap<String, RecordBatch>) -> BTreeMap<String, String> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::TimestampMicrosecondType;
-    let mut out = BTreeMap::new();
-    for (name, batch) in tables {
-        let Some(column) = batch.column_by_name("updated_at") else {
-            continue;
-        };
-        let Some(ts) = column.as_primitive_opt::<TimestampMicrosecondType>() else {
-            continue;
-        };
-        if let Some(max) = arrow::compute::max(ts)
-            && let Some(t) = chrono::DateTime::from_timestamp_micros(max)
-        {
-            out.insert(name.clone(), t.to_rfc3339());
-        }
-    }
-    out
 }
 
 /// Computes every indicator over the latest complete run and publishes a release, with
