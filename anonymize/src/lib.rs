@@ -20,7 +20,7 @@ pub mod linkage;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Date32Array, Int64Array, StringArray, StringBuilder};
+use arrow::array::{ArrayRef, AsArray, Date32Array, Int64Array, StringArray};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
@@ -379,16 +379,13 @@ impl DetailBuilder {
                         let ids = column
                             .as_primitive_opt::<Int64Type>()
                             .ok_or_else(|| self.type_error(name, field.name()))?;
-                        let mut b = StringBuilder::with_capacity(ids.len(), ids.len() * 32);
-                        for id in ids.iter() {
-                            b.append_option(id.map(|id| self.pseudonyms.pseudonym(entity, id)));
-                        }
+                        let pseudonyms = self.pseudonyms.pseudonymise(entity, ids)?;
                         fields.push(Field::new(
                             field.name(),
                             DataType::Utf8,
                             field.is_nullable(),
                         ));
-                        columns.push(Arc::new(b.finish()));
+                        columns.push(Arc::new(pseudonyms));
                     }
                     DateParis => {
                         let ts = column

@@ -47,11 +47,31 @@ pub enum Action {
 /// that of the request, household or dispositif it references; `INCONNU` otherwise) and
 /// its month (`AAAA-MM` of the row's event date, or of its request's; `INCONNU` for rows
 /// without a date).
+///
+/// Both are shared strings: a national read has millions of rows and a few thousand
+/// distinct places, so each row holds two reference counts, not two allocations.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Place {
-    pub siao: String,
-    pub mois: String,
+    pub siao: Arc<str>,
+    pub mois: Arc<str>,
 }
+
+/// One shared copy of each distinct text.
+#[derive(Default)]
+pub struct Interner(HashMap<Box<str>, Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(text.into(), shared.clone());
+        shared
+    }
+}
+
+const INCONNU: &str = "INCONNU";
 
 /// One quarantined row: its table, its source id (in memory only: the lake stores its
 /// pseudonym), the rule that put it there and its place.
@@ -409,24 +429,29 @@ impl Verdicts {
 }
 
 /// The value of each key in `map`, `INCONNU` for a null or unknown key.
-fn look_up(keys: &Int64Array, map: &HashMap<i64, &str>) -> Vec<String> {
+fn look_up(keys: &Int64Array, map: &HashMap<i64, Arc<str>>, unknown: &Arc<str>) -> Vec<Arc<str>> {
     (0..keys.len())
         .map(|i| {
             (!keys.is_null(i))
-                .then(|| map.get(&keys.value(i)).copied())
+                .then(|| map.get(&keys.value(i)))
                 .flatten()
-                .unwrap_or("INCONNU")
-                .to_owned()
+                .unwrap_or(unknown)
+                .clone()
         })
         .collect()
 }
 
 /// The SIAO of each row of a table, for the counts.
-fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
+fn siao_of(
+    tables: &BTreeMap<String, RecordBatch>,
+    table: &str,
+    interner: &mut Interner,
+) -> Vec<Arc<str>> {
     let Some(batch) = tables.get(table) else {
         return Vec::new();
     };
     let n = batch.num_rows();
+    let unknown = interner.get(INCONNU);
     let own = ["siao_departement", "departement"]
         .iter()
         .find_map(|c| texts(batch, c));
@@ -434,13 +459,19 @@ fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
         return (0..n)
             .map(|i| {
                 if own.is_null(i) {
-                    "INCONNU".to_owned()
+                    unknown.clone()
                 } else {
-                    own.value(i).to_owned()
+                    interner.get(own.value(i))
                 }
             })
             .collect();
     }
+    let mut departements = |ids: &Int64Array, deps: &StringArray| -> HashMap<i64, Arc<str>> {
+        (0..ids.len())
+            .filter(|&i| !ids.is_null(i) && !deps.is_null(i))
+            .map(|i| (ids.value(i), interner.get(deps.value(i))))
+            .collect()
+    };
     // A person: through a household it belongs to (its first membership).
     if table == "personne"
         && let (Some(ids), Some(mp), Some(m)) = (
@@ -455,20 +486,19 @@ fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
             texts(m, "siao_departement"),
         )
     {
-        let households: HashMap<i64, &str> = (0..m.num_rows())
-            .filter(|&i| !m_id.is_null(i) && !m_dep.is_null(i))
-            .map(|i| (m_id.value(i), m_dep.value(i)))
-            .collect();
-        let mut of_person: HashMap<i64, &str> = HashMap::new();
+        let households = departements(&m_id, &m_dep);
+        let mut of_person: HashMap<i64, Arc<str>> = HashMap::new();
         for i in 0..mp.num_rows() {
             if mp_p.is_null(i) || mp_m.is_null(i) {
                 continue;
             }
             if let Some(dep) = households.get(&mp_m.value(i)) {
-                of_person.entry(mp_p.value(i)).or_insert(dep);
+                of_person
+                    .entry(mp_p.value(i))
+                    .or_insert_with(|| dep.clone());
             }
         }
-        return look_up(&ids, &of_person);
+        return look_up(&ids, &of_person, &unknown);
     }
     // Through the request, the household or the dispositif referenced.
     for (column_name, parent, parent_col) in [
@@ -482,13 +512,10 @@ fn siao_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
         let (Some(pid), Some(pdep)) = (ints(p, "id"), texts(p, parent_col)) else {
             continue;
         };
-        let map: HashMap<i64, &str> = (0..p.num_rows())
-            .filter(|&i| !pid.is_null(i) && !pdep.is_null(i))
-            .map(|i| (pid.value(i), pdep.value(i)))
-            .collect();
-        return look_up(&refs, &map);
+        let map = departements(&pid, &pdep);
+        return look_up(&refs, &map, &unknown);
     }
-    vec!["INCONNU".to_owned(); n]
+    vec![unknown; n]
 }
 
 /// The column of each table's own event date, when it has one.
@@ -502,17 +529,33 @@ const EVENT_DATES: &[(&str, &str)] = &[
     ("menage_personne", "date_debut"),
 ];
 
+/// The shared `AAAA-MM` text of each month met.
+#[derive(Default)]
+struct Months(HashMap<(i32, u32), Arc<str>>);
+
+impl Months {
+    fn of(&mut self, date: NaiveDate, interner: &mut Interner) -> Arc<str> {
+        use chrono::Datelike;
+        self.0
+            .entry((date.year(), date.month()))
+            .or_insert_with(|| interner.get(&format!("{:04}-{:02}", date.year(), date.month())))
+            .clone()
+    }
+}
+
 /// The month (`AAAA-MM`, Europe/Paris for timestamps) of a table's own event date.
-fn own_months(batch: &RecordBatch, table: &str) -> Option<Vec<String>> {
+fn own_months(batch: &RecordBatch, table: &str, interner: &mut Interner) -> Option<Vec<Arc<str>>> {
     let (_, field) = EVENT_DATES.iter().find(|(t, _)| *t == table)?;
     let col = column(batch, field)?;
+    let unknown = interner.get(INCONNU);
+    let mut months = Months::default();
     if let Some(d) = col.as_any().downcast_ref::<Date32Array>() {
         return Some(
             (0..d.len())
                 .map(|i| {
                     d.value_as_date(i)
                         .filter(|_| !d.is_null(i))
-                        .map_or_else(|| "INCONNU".to_owned(), |d| d.format("%Y-%m").to_string())
+                        .map_or_else(|| unknown.clone(), |d| months.of(d, interner))
                 })
                 .collect(),
         );
@@ -522,42 +565,48 @@ fn own_months(batch: &RecordBatch, table: &str) -> Option<Vec<String>> {
         (0..t.len())
             .map(|i| {
                 (!t.is_null(i))
-                    .then(|| DateTime::from_timestamp_micros(t.value(i)))
+                    .then(|| paris_date(t.value(i)))
                     .flatten()
-                    .map_or_else(
-                        || "INCONNU".to_owned(),
-                        |d| d.with_timezone(&Paris).format("%Y-%m").to_string(),
-                    )
+                    .map_or_else(|| unknown.clone(), |d| months.of(d, interner))
             })
             .collect(),
     )
 }
 
 /// The month of each row of a table: its own event date, else its request's.
-fn month_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<String> {
+fn month_of(
+    tables: &BTreeMap<String, RecordBatch>,
+    table: &str,
+    interner: &mut Interner,
+) -> Vec<Arc<str>> {
     let Some(batch) = tables.get(table) else {
         return Vec::new();
     };
-    if let Some(own) = own_months(batch, table) {
+    if let Some(own) = own_months(batch, table, interner) {
         return own;
     }
+    let unknown = interner.get(INCONNU);
     if let (Some(refs), Some(d)) = (ints(batch, "demande_id"), tables.get("demande"))
-        && let (Some(ids), Some(months)) = (ints(d, "id"), own_months(d, "demande"))
+        && let (Some(ids), Some(months)) = (ints(d, "id"), own_months(d, "demande", interner))
     {
-        let map: HashMap<i64, &str> = (0..d.num_rows())
+        let map: HashMap<i64, Arc<str>> = (0..d.num_rows())
             .filter(|&i| !ids.is_null(i))
-            .map(|i| (ids.value(i), months[i].as_str()))
+            .map(|i| (ids.value(i), months[i].clone()))
             .collect();
-        return look_up(&refs, &map);
+        return look_up(&refs, &map, &unknown);
     }
-    vec!["INCONNU".to_owned(); batch.num_rows()]
+    vec![unknown; batch.num_rows()]
 }
 
 /// The place of each row of a table.
-fn places_of(tables: &BTreeMap<String, RecordBatch>, table: &str) -> Vec<Place> {
-    siao_of(tables, table)
+fn places_of(
+    tables: &BTreeMap<String, RecordBatch>,
+    table: &str,
+    interner: &mut Interner,
+) -> Vec<Place> {
+    siao_of(tables, table, interner)
         .into_iter()
-        .zip(month_of(tables, table))
+        .zip(month_of(tables, table, interner))
         .map(|(siao, mois)| Place { siao, mois })
         .collect()
 }
@@ -574,9 +623,10 @@ pub fn apply(
             .map(|(name, b)| (static_name(name), vec![None; b.num_rows()]))
             .collect(),
     };
+    let mut interner = Interner::default();
     let siao: HashMap<&'static str, Vec<Place>> = tables
         .keys()
-        .map(|t| (static_name(t), places_of(tables, t)))
+        .map(|t| (static_name(t), places_of(tables, t, &mut interner)))
         .collect();
     for (table, places) in &siao {
         for place in places {

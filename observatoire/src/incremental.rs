@@ -835,7 +835,7 @@ fn offer_dependents(
                 dep.value(i)
             };
             if let Some(row) = o.find(ids.value(i))
-                && o.siao[row] != now
+                && &*o.siao[row] != now
             {
                 touched.get_mut("dispositif").unwrap().insert(ids.value(i));
             }
@@ -929,7 +929,7 @@ async fn adjust_report(
             let t = &state.tables[table];
             for id in ids {
                 let Some(row) = t.find(*id) else { continue };
-                let (siao, mois) = (t.siao[row].clone(), t.mois[row].clone());
+                let (siao, mois) = (t.siao[row].to_string(), t.mois[row].to_string());
                 *lines
                     .entry((
                         siao.clone(),

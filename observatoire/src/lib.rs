@@ -277,6 +277,7 @@ async fn ingest_with(
     };
     // The state first: a state is only used with the manifest of its run.
     state.write(data_dir)?;
+    progress("état");
     let manifest = Box::pin(lake.write_run(plans, &quality_tables, record, progress)).await?;
     state::State::prune(data_dir, manifest.run)?;
     Ok(manifest)
@@ -329,6 +330,7 @@ async fn full_read(
         .into_iter()
         .map(|(rule, n)| (rule.to_owned(), n))
         .collect();
+    progress("règles");
     // Names are read for this only, in memory, and dropped with `tables`.
     let links = anonymize::linkage::person_links(key, &tables)?;
     let doublons = anonymize::linkage::count_duplicates(
@@ -343,8 +345,10 @@ async fn full_read(
         }
     }
     drop(links);
+    progress("liaison");
     let detail = DetailBuilder::new(key).build(&tables)?;
     drop(tables);
+    progress("pseudonymisation");
     let mut plans = Vec::new();
     for (name, batch) in detail {
         plans.push(
@@ -352,10 +356,14 @@ async fn full_read(
                 .await?,
         );
     }
+    progress("comparaison au lac");
+    let quarantine = quality::quarantine_batch(lake, key, &quality, chrono::Utc::now()).await?;
+    let report = quality::report_batch(&quality, &doublons)?;
+    progress("quarantaine et rapport");
     Ok(incremental::Outcome {
         plans,
-        quarantine: quality::quarantine_batch(lake, key, &quality, chrono::Utc::now()).await?,
-        report: quality::report_batch(&quality, &doublons)?,
+        quarantine,
+        report,
         regles,
         doublons,
         watermarks,

@@ -438,10 +438,14 @@ async fn run_ingest(
     let bars = TableBars::new();
     let pb = bars
         .multi
-        .add(bar((ingest::TABLES_READ.len() + 1) as u64, "ingestion"));
+        .add(bar((ingest::TABLES_READ.len() + 7) as u64, "ingestion"));
     let mut options = options.clone();
     options.rows = bars.progress();
     let manifest = observatoire::ingest_with_options(url, data, &options, |step| {
+        // A full read has more steps than an incremental one: the bar grows if needed.
+        if pb.position() >= pb.length().unwrap_or(0) {
+            pb.inc_length(1);
+        }
         pb.inc(1);
         pb.set_message(step.to_owned());
     })
@@ -714,6 +718,12 @@ async fn run_bench_ingest(
         secs(b.ours),
         rate(b.ours)
     );
+    let steps: Vec<String> = b
+        .steps
+        .iter()
+        .map(|(s, t)| format!("{s} {}", secs(*t)))
+        .collect();
+    println!("    étapes (fin de chacune, en s) : {}", steps.join(" · "));
     println!(
         "  pair connectorx + pyarrow (Parquet)                            : {} s, {} lignes/s",
         secs(b.peer),

@@ -63,8 +63,9 @@ pub struct TableState {
     pub ids: Vec<i64>,
     /// One vector per column of [`refs_of`].
     pub refs: Vec<Vec<Option<i64>>>,
-    pub siao: Vec<String>,
-    pub mois: Vec<String>,
+    /// Shared texts: a few thousand distinct places for millions of rows.
+    pub siao: Vec<Arc<str>>,
+    pub mois: Vec<Arc<str>>,
     pub facts: Vec<Vec<u8>>,
     /// Persons only: the linkage key (none when too weak) and the SIAO it counts in.
     pub link_key: Vec<Option<[u8; 32]>>,
@@ -137,9 +138,13 @@ impl State {
             columns.push(Arc::new(Int64Array::from(t.refs[k].clone())));
         }
         fields.push(Field::new("siao", DataType::Utf8, false));
-        columns.push(Arc::new(StringArray::from_iter_values(&t.siao)));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            t.siao.iter().map(|s| s.as_ref()),
+        )));
         fields.push(Field::new("mois", DataType::Utf8, false));
-        columns.push(Arc::new(StringArray::from_iter_values(&t.mois)));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            t.mois.iter().map(|s| s.as_ref()),
+        )));
         fields.push(Field::new("faits", DataType::Binary, false));
         columns.push(Arc::new(BinaryArray::from_iter_values(&t.facts)));
         if table == "personne" {
@@ -208,6 +213,7 @@ impl State {
             run,
             tables: BTreeMap::new(),
         };
+        let mut interner = ingest::quality::Interner::default();
         for name in ingest::TABLES_READ {
             let path = dir.join(format!("{name}.arrow"));
             if !path.exists() {
@@ -240,10 +246,16 @@ impl State {
                 for (k, c) in refs_of(name).iter().enumerate() {
                     t.refs[k].extend(ints(c)?.iter());
                 }
-                t.siao
-                    .extend(texts("siao")?.iter().map(|v| v.unwrap_or("").to_owned()));
-                t.mois
-                    .extend(texts("mois")?.iter().map(|v| v.unwrap_or("").to_owned()));
+                t.siao.extend(
+                    texts("siao")?
+                        .iter()
+                        .map(|v| interner.get(v.unwrap_or(""))),
+                );
+                t.mois.extend(
+                    texts("mois")?
+                        .iter()
+                        .map(|v| interner.get(v.unwrap_or(""))),
+                );
                 let facts = batch
                     .column_by_name("faits")
                     .and_then(|a| a.as_binary_opt::<i32>())
@@ -310,8 +322,9 @@ pub fn ids_and_refs(table: &str, batch: &RecordBatch) -> Result<TableState> {
         t.refs.push(ints(c)?.iter().collect());
     }
     let n = t.ids.len();
-    t.siao = vec![String::new(); n];
-    t.mois = vec![String::new(); n];
+    let empty: Arc<str> = Arc::from("");
+    t.siao = vec![empty.clone(); n];
+    t.mois = vec![empty; n];
     t.facts = vec![Vec::new(); n];
     if table == "personne" {
         t.link_key = vec![None; n];

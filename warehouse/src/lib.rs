@@ -24,6 +24,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTableError;
 use deltalake::protocol::SaveMode;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -323,15 +324,26 @@ impl Lake {
         let mut versions = BTreeMap::new();
         let mut rows = BTreeMap::new();
         let mut changes = BTreeMap::new();
-        for plan in plans {
+        // Tables are written side by side, one per core: a Delta write encodes its
+        // Parquet on one task. Each commit stands alone; the manifest, written last,
+        // is what makes the run visible.
+        let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut pending = futures::stream::iter(plans.into_iter().map(|plan| async move {
             let name = plan.table.clone();
             let after = plan.rows_before + plan.changes.inserees - plan.changes.supprimees;
-            changes.insert(name.clone(), plan.changes);
+            let table_changes = plan.changes;
             let version = self.apply_merge(plan).await?;
+            Ok::<_, WarehouseError>((name, after, table_changes, version))
+        }))
+        .buffer_unordered(writers);
+        while let Some(written) = pending.next().await {
+            let (name, after, table_changes, version) = written?;
+            changes.insert(name.clone(), table_changes);
             versions.insert(name.clone(), version);
             rows.insert(name.clone(), after);
             progress(&name);
         }
+        drop(pending);
         let mut quality_versions = BTreeMap::new();
         for (name, batch) in quality {
             let version = self.overwrite("quality", name, batch.clone()).await?;

@@ -24,6 +24,8 @@ pub struct IngestBench {
     pub limit: Duration,
     pub workers: usize,
     pub rounds: usize,
+    /// Steps of the last round's ingest and when each ended, from its start.
+    pub steps: Vec<(String, Duration)>,
 }
 
 impl IngestBench {
@@ -81,6 +83,7 @@ pub async fn bench_ingest(
         limit: Duration::MAX,
         workers,
         rounds,
+        steps: Vec::new(),
     };
     for round in 1..=rounds.max(1) {
         step(&format!("manche {round} : COPY binaire vers /dev/null"));
@@ -100,8 +103,13 @@ pub async fn bench_ingest(
         });
         ours.allow_mass_delete = true;
         let started = Instant::now();
-        crate::ingest_with_options(url, &data, &ours, |_| {}).await?;
+        let mut steps = Vec::new();
+        crate::ingest_with_options(url, &data, &ours, |s| {
+            steps.push((s.to_owned(), started.elapsed()))
+        })
+        .await?;
         best.ours = best.ours.min(started.elapsed());
+        best.steps = steps;
         best.rows = rows.load(Ordering::Relaxed);
         std::fs::remove_dir_all(&data).map_err(io(&data))?;
 
