@@ -21,6 +21,11 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate};
 use chrono_tz::Europe::Paris;
 
+/// Hash maps keyed by ids: a fast hasher (ids are not attacker-chosen keys here, and
+/// the rules look up tens of millions of them on a national read).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// Every rule, as named in SOURCE_SCHEMA.md, with what the ingest does.
 pub const RULES: &[(&str, Action)] = &[
     ("CHAMP_OBLIGATOIRE", Action::Quarantine),
@@ -58,7 +63,7 @@ pub struct Place {
 
 /// One shared copy of each distinct text.
 #[derive(Default)]
-pub struct Interner(HashMap<Box<str>, Arc<str>>);
+pub struct Interner(FastMap<Box<str>, Arc<str>>);
 
 impl Interner {
     pub fn get(&mut self, text: &str) -> Arc<str> {
@@ -407,7 +412,7 @@ fn dates(batch: &RecordBatch, name: &str) -> Option<Date32Array> {
 
 /// Per table: whether each row is quarantined, and the first rule that put it there.
 struct Verdicts {
-    quarantined: HashMap<&'static str, Vec<Option<&'static str>>>,
+    quarantined: FastMap<&'static str, Vec<Option<&'static str>>>,
 }
 
 impl Verdicts {
@@ -429,7 +434,7 @@ impl Verdicts {
 }
 
 /// The value of each key in `map`, `INCONNU` for a null or unknown key.
-fn look_up(keys: &Int64Array, map: &HashMap<i64, Arc<str>>, unknown: &Arc<str>) -> Vec<Arc<str>> {
+fn look_up(keys: &Int64Array, map: &FastMap<i64, Arc<str>>, unknown: &Arc<str>) -> Vec<Arc<str>> {
     (0..keys.len())
         .map(|i| {
             (!keys.is_null(i))
@@ -441,17 +446,41 @@ fn look_up(keys: &Int64Array, map: &HashMap<i64, Arc<str>>, unknown: &Arc<str>) 
         .collect()
 }
 
+/// What the places of several tables share: the text interner and, per parent table,
+/// the map from its ids to their SIAO or month (built once, used by every child).
+#[derive(Default)]
+struct PlaceCache {
+    interner: Interner,
+    siao: FastMap<&'static str, FastMap<i64, Arc<str>>>,
+    months: FastMap<&'static str, FastMap<i64, Arc<str>>>,
+}
+
+/// The map from a table's ids to the text of one of its columns.
+fn id_map(
+    batch: &RecordBatch,
+    column_name: &str,
+    interner: &mut Interner,
+) -> Option<FastMap<i64, Arc<str>>> {
+    let (ids, values) = (ints(batch, "id")?, texts(batch, column_name)?);
+    Some(
+        (0..ids.len())
+            .filter(|&i| !ids.is_null(i) && !values.is_null(i))
+            .map(|i| (ids.value(i), interner.get(values.value(i))))
+            .collect(),
+    )
+}
+
 /// The SIAO of each row of a table, for the counts.
 fn siao_of(
     tables: &BTreeMap<String, RecordBatch>,
     table: &str,
-    interner: &mut Interner,
+    cache: &mut PlaceCache,
 ) -> Vec<Arc<str>> {
     let Some(batch) = tables.get(table) else {
         return Vec::new();
     };
     let n = batch.num_rows();
-    let unknown = interner.get(INCONNU);
+    let unknown = cache.interner.get(INCONNU);
     let own = ["siao_departement", "departement"]
         .iter()
         .find_map(|c| texts(batch, c));
@@ -461,33 +490,34 @@ fn siao_of(
                 if own.is_null(i) {
                     unknown.clone()
                 } else {
-                    interner.get(own.value(i))
+                    cache.interner.get(own.value(i))
                 }
             })
             .collect();
     }
-    let mut departements = |ids: &Int64Array, deps: &StringArray| -> HashMap<i64, Arc<str>> {
-        (0..ids.len())
-            .filter(|&i| !ids.is_null(i) && !deps.is_null(i))
-            .map(|i| (ids.value(i), interner.get(deps.value(i))))
-            .collect()
+    let mut parent_map = |parent: &'static str, column_name: &str| -> bool {
+        if cache.siao.contains_key(parent) {
+            return true;
+        }
+        match tables
+            .get(parent)
+            .and_then(|p| id_map(p, column_name, &mut cache.interner))
+        {
+            Some(map) => {
+                cache.siao.insert(parent, map);
+                true
+            }
+            None => false,
+        }
     };
     // A person: through a household it belongs to (its first membership).
     if table == "personne"
-        && let (Some(ids), Some(mp), Some(m)) = (
-            ints(batch, "id"),
-            tables.get("menage_personne"),
-            tables.get("menage"),
-        )
-        && let (Some(mp_p), Some(mp_m), Some(m_id), Some(m_dep)) = (
-            ints(mp, "personne_id"),
-            ints(mp, "menage_id"),
-            ints(m, "id"),
-            texts(m, "siao_departement"),
-        )
+        && let (Some(ids), Some(mp)) = (ints(batch, "id"), tables.get("menage_personne"))
+        && let (Some(mp_p), Some(mp_m)) = (ints(mp, "personne_id"), ints(mp, "menage_id"))
+        && parent_map("menage", "siao_departement")
     {
-        let households = departements(&m_id, &m_dep);
-        let mut of_person: HashMap<i64, Arc<str>> = HashMap::new();
+        let households = &cache.siao["menage"];
+        let mut of_person: FastMap<i64, Arc<str>> = FastMap::default();
         for i in 0..mp.num_rows() {
             if mp_p.is_null(i) || mp_m.is_null(i) {
                 continue;
@@ -506,14 +536,13 @@ fn siao_of(
         ("dispositif_id", "dispositif", "departement"),
         ("menage_id", "menage", "siao_departement"),
     ] {
-        let (Some(refs), Some(p)) = (ints(batch, column_name), tables.get(parent)) else {
+        let Some(refs) = ints(batch, column_name) else {
             continue;
         };
-        let (Some(pid), Some(pdep)) = (ints(p, "id"), texts(p, parent_col)) else {
+        if !parent_map(parent, parent_col) {
             continue;
-        };
-        let map = departements(&pid, &pdep);
-        return look_up(&refs, &map, &unknown);
+        }
+        return look_up(&refs, &cache.siao[parent], &unknown);
     }
     vec![unknown; n]
 }
@@ -531,7 +560,7 @@ const EVENT_DATES: &[(&str, &str)] = &[
 
 /// The shared `AAAA-MM` text of each month met.
 #[derive(Default)]
-struct Months(HashMap<(i32, u32), Arc<str>>);
+struct Months(FastMap<(i32, u32), Arc<str>>);
 
 impl Months {
     fn of(&mut self, date: NaiveDate, interner: &mut Interner) -> Arc<str> {
@@ -561,11 +590,12 @@ fn own_months(batch: &RecordBatch, table: &str, interner: &mut Interner) -> Opti
         );
     }
     let t = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
+    let mut days = ParisDays::default();
     Some(
         (0..t.len())
             .map(|i| {
                 (!t.is_null(i))
-                    .then(|| paris_date(t.value(i)))
+                    .then(|| days.of(t.value(i)))
                     .flatten()
                     .map_or_else(|| unknown.clone(), |d| months.of(d, interner))
             })
@@ -577,23 +607,29 @@ fn own_months(batch: &RecordBatch, table: &str, interner: &mut Interner) -> Opti
 fn month_of(
     tables: &BTreeMap<String, RecordBatch>,
     table: &str,
-    interner: &mut Interner,
+    cache: &mut PlaceCache,
 ) -> Vec<Arc<str>> {
     let Some(batch) = tables.get(table) else {
         return Vec::new();
     };
-    if let Some(own) = own_months(batch, table, interner) {
+    if let Some(own) = own_months(batch, table, &mut cache.interner) {
         return own;
     }
-    let unknown = interner.get(INCONNU);
-    if let (Some(refs), Some(d)) = (ints(batch, "demande_id"), tables.get("demande"))
-        && let (Some(ids), Some(months)) = (ints(d, "id"), own_months(d, "demande", interner))
-    {
-        let map: HashMap<i64, Arc<str>> = (0..d.num_rows())
-            .filter(|&i| !ids.is_null(i))
-            .map(|i| (ids.value(i), months[i].clone()))
-            .collect();
-        return look_up(&refs, &map, &unknown);
+    let unknown = cache.interner.get(INCONNU);
+    if let (Some(refs), Some(d)) = (ints(batch, "demande_id"), tables.get("demande")) {
+        if !cache.months.contains_key("demande")
+            && let (Some(ids), Some(months)) =
+                (ints(d, "id"), own_months(d, "demande", &mut cache.interner))
+        {
+            let map: FastMap<i64, Arc<str>> = (0..d.num_rows())
+                .filter(|&i| !ids.is_null(i))
+                .map(|i| (ids.value(i), months[i].clone()))
+                .collect();
+            cache.months.insert("demande", map);
+        }
+        if let Some(map) = cache.months.get("demande") {
+            return look_up(&refs, map, &unknown);
+        }
     }
     vec![unknown; batch.num_rows()]
 }
@@ -602,11 +638,11 @@ fn month_of(
 fn places_of(
     tables: &BTreeMap<String, RecordBatch>,
     table: &str,
-    interner: &mut Interner,
+    cache: &mut PlaceCache,
 ) -> Vec<Place> {
-    siao_of(tables, table, interner)
+    siao_of(tables, table, cache)
         .into_iter()
-        .zip(month_of(tables, table, interner))
+        .zip(month_of(tables, table, cache))
         .map(|(siao, mois)| Place { siao, mois })
         .collect()
 }
@@ -623,14 +659,19 @@ pub fn apply(
             .map(|(name, b)| (static_name(name), vec![None; b.num_rows()]))
             .collect(),
     };
-    let mut interner = Interner::default();
+    let mut cache = PlaceCache::default();
     let siao: HashMap<&'static str, Vec<Place>> = tables
         .keys()
-        .map(|t| (static_name(t), places_of(tables, t, &mut interner)))
+        .map(|t| (static_name(t), places_of(tables, t, &mut cache)))
         .collect();
+    drop(cache);
     for (table, places) in &siao {
+        let mut read: FastMap<&Place, u64> = FastMap::default();
         for place in places {
-            *report.read.entry((table, place.clone())).or_default() += 1;
+            *read.entry(place).or_default() += 1;
+        }
+        for (place, n) in read {
+            *report.read.entry((table, place.clone())).or_default() += n;
         }
         report.rows.insert(
             table,
@@ -691,7 +732,7 @@ pub fn apply(
         }
     }
     // REFERENCE_ORPHELINE: the referenced row does not exist in the source at all.
-    let existing: HashMap<&str, HashSet<i64>> = ["menage", "demande", "personne", "dispositif"]
+    let existing: HashMap<&str, FastSet<i64>> = ["menage", "demande", "personne", "dispositif"]
         .iter()
         .map(|t| {
             let ids = tables
@@ -818,7 +859,7 @@ fn propagate(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts) {
             let (Some(refs), Some(pid)) = (ints(c, field), ints(p, "id")) else {
                 continue;
             };
-            let gone: HashSet<i64> = (0..p.num_rows())
+            let gone: FastSet<i64> = (0..p.num_rows())
                 .filter(|&i| verdicts.is(parent, i) && !pid.is_null(i))
                 .map(|i| pid.value(i))
                 .collect();
@@ -834,6 +875,27 @@ fn propagate(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts) {
         if !changed {
             break;
         }
+    }
+}
+
+/// The Paris date of timestamps, remembered per UTC hour: since 1950 every change of
+/// Paris's offset falls on a whole UTC hour, so one hour has one Paris date.
+#[derive(Default)]
+struct ParisDays(FastMap<i64, Option<NaiveDate>>);
+
+impl ParisDays {
+    /// 1950-01-01T00:00:00Z in microseconds.
+    const SINCE: i64 = -631_152_000_000_000;
+    const HOUR: i64 = 3_600_000_000;
+
+    fn of(&mut self, micros: i64) -> Option<NaiveDate> {
+        if micros < Self::SINCE {
+            return paris_date(micros);
+        }
+        *self
+            .0
+            .entry(micros.div_euclid(Self::HOUR))
+            .or_insert_with(|| paris_date(micros))
     }
 }
 
@@ -863,7 +925,8 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
     }) else {
         return;
     };
-    let mut candidates: HashMap<i64, (usize, NaiveDate, String)> = HashMap::new();
+    // The candidate requests: row and Paris date, by id.
+    let mut candidates: FastMap<i64, (usize, NaiveDate)> = FastMap::default();
     for i in 0..d.num_rows() {
         if verdicts.is("demande", i)
             || ty.is_null(i)
@@ -876,32 +939,33 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
             continue;
         }
         if let Some(night) = paris_date(at.value(i)) {
-            candidates.insert(id.value(i), (i, night, dep.value(i).to_owned()));
+            candidates.insert(id.value(i), (i, night));
         }
     }
     let (Some(ld), Some(lp)) = (ints(links, "demande_id"), ints(links, "personne_id")) else {
         return;
     };
-    let mut pairs: Vec<(i64, i64)> = (0..links.num_rows())
+    // (person, night, SIAO, request) for every person of a candidate; sorted, each run
+    // of one (person, night, SIAO) starts with its smallest request: the others are
+    // duplicates of it.
+    let mut pairs: Vec<(i64, NaiveDate, &str, i64, usize)> = (0..links.num_rows())
         .filter(|&i| !verdicts.is("demande_personne", i) && !ld.is_null(i) && !lp.is_null(i))
-        .map(|i| (ld.value(i), lp.value(i)))
-        .filter(|(demande, _)| candidates.contains_key(demande))
+        .filter_map(|i| {
+            let (row, night) = candidates.get(&ld.value(i))?;
+            Some((lp.value(i), *night, dep.value(*row), ld.value(i), *row))
+        })
         .collect();
     pairs.sort_unstable();
-    pairs.dedup();
-    let mut first: HashMap<(i64, NaiveDate, &str), i64> = HashMap::new();
     let mut doubles = Vec::new();
-    for (demande, person) in &pairs {
-        let (_, night, dep) = &candidates[demande];
-        match first.get(&(*person, *night, dep.as_str())) {
-            Some(smaller) if smaller < demande => doubles.push(*demande),
-            _ => {
-                first.insert((*person, *night, dep.as_str()), *demande);
+    for (k, pair) in pairs.iter().enumerate() {
+        if k > 0 {
+            let before = &pairs[k - 1];
+            if (before.0, before.1, before.2) == (pair.0, pair.1, pair.2) && before.3 < pair.3 {
+                doubles.push(pair.4);
             }
         }
     }
-    for demande in doubles {
-        let row = candidates[&demande].0;
+    for row in doubles {
         verdicts.mark("demande", row, "DOUBLON_115");
     }
 }
@@ -930,7 +994,7 @@ fn count_kept(
         let motif = texts(d, "motif_non_pourvue");
         let dep = texts(d, "siao_departement");
         let id = ints(d, "id");
-        let with_persons: HashSet<i64> = tables
+        let with_persons: FastSet<i64> = tables
             .get("demande_personne")
             .and_then(|l| ints(l, "demande_id"))
             .map(|a| {
@@ -988,7 +1052,7 @@ fn count_kept(
             dates(s, "date_sortie"),
         )
     {
-        let mut by_household: HashMap<i64, Vec<(i64, i32, i32, usize)>> = HashMap::new();
+        let mut by_household: FastMap<i64, Vec<(i64, i32, i32, usize)>> = FastMap::default();
         for i in 0..s.num_rows() {
             if verdicts.is("prise_en_charge", i) || menage.is_null(i) || entree.is_null(i) {
                 continue;
@@ -1056,4 +1120,108 @@ fn with_column(
     let mut columns = batch.columns().to_vec();
     columns[i] = array;
     RecordBatch::try_new(batch.schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paris_days_per_hour_agree_with_the_time_zone() {
+        // Every 7 minutes across both 2025 changes of offset and two midnights each.
+        let mut days = ParisDays::default();
+        for (start, end) in [
+            ("2025-03-29T20:00:00Z", "2025-03-31T02:00:00Z"),
+            ("2025-10-25T20:00:00Z", "2025-10-27T02:00:00Z"),
+            ("1949-12-31T20:00:00Z", "1950-01-01T04:00:00Z"),
+        ] {
+            let from = DateTime::parse_from_rfc3339(start)
+                .unwrap()
+                .timestamp_micros();
+            let to = DateTime::parse_from_rfc3339(end)
+                .unwrap()
+                .timestamp_micros();
+            let mut t = from;
+            while t < to {
+                assert_eq!(days.of(t), paris_date(t), "{t}");
+                t += 7 * 60_000_000;
+            }
+        }
+        // 23:30 UTC in summer is already the next day in Paris.
+        let late = DateTime::parse_from_rfc3339("2025-06-02T23:30:00Z")
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(days.of(late), NaiveDate::from_ymd_opt(2025, 6, 3));
+    }
+
+    #[test]
+    fn a_later_request_of_the_same_person_night_and_siao_is_the_duplicate() {
+        use arrow::array::{StringArray, TimestampMicrosecondArray};
+        let night = DateTime::parse_from_rfc3339("2025-06-02T21:00:00+02:00")
+            .unwrap()
+            .timestamp_micros();
+        let next_day = night + 24 * 3_600_000_000;
+        let demande = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])) as ArrayRef,
+            ),
+            (
+                "type",
+                Arc::new(StringArray::from(vec!["URGENCE"; 5])) as ArrayRef,
+            ),
+            (
+                "statut",
+                Arc::new(StringArray::from(vec![
+                    "POURVUE",
+                    "NON_POURVUE",
+                    "NON_POURVUE",
+                    "ANNULEE",
+                    "POURVUE",
+                ])) as ArrayRef,
+            ),
+            (
+                "siao_departement",
+                Arc::new(StringArray::from(vec!["93", "93", "75", "93", "93"])) as ArrayRef,
+            ),
+            (
+                "date_demande",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![night, night, night, night, next_day])
+                        .with_timezone("UTC"),
+                ) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        // Person 10 asked in requests 1, 2 (same night, same SIAO: 2 is the duplicate),
+        // 3 (other SIAO), 4 (cancelled) and 5 (next night); listed twice in request 2.
+        let links = RecordBatch::try_from_iter([
+            (
+                "demande_id",
+                Arc::new(Int64Array::from(vec![2, 1, 3, 4, 5, 2])) as ArrayRef,
+            ),
+            (
+                "personne_id",
+                Arc::new(Int64Array::from(vec![10; 6])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let tables: BTreeMap<String, RecordBatch> = [
+            ("demande".to_owned(), demande),
+            ("demande_personne".to_owned(), links),
+        ]
+        .into_iter()
+        .collect();
+        let mut verdicts = Verdicts {
+            quarantined: tables
+                .iter()
+                .map(|(name, b)| (static_name(name), vec![None; b.num_rows()]))
+                .collect(),
+        };
+        doublons_115(&tables, &mut verdicts);
+        assert_eq!(
+            verdicts.quarantined["demande"],
+            vec![None, Some("DOUBLON_115"), None, None, None]
+        );
+    }
 }

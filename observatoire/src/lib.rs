@@ -312,14 +312,24 @@ async fn full_read(
         run,
         tables: BTreeMap::new(),
     };
-    for (name, batch) in &tables {
-        let t = state::ids_and_refs(name, batch)?;
+    // Tables are independent here: one thread per table.
+    let built: Vec<(&String, Result<state::TableState>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = tables
+            .iter()
+            .map(|(name, batch)| (name, scope.spawn(|| state::ids_and_refs(name, batch))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, h)| (name, h.join().expect("a state thread")))
+            .collect()
+    });
+    for (name, t) in built {
         state.tables.insert(
             ingest::TABLES_READ[ingest::TABLES_READ
                 .iter()
                 .position(|n| n == name)
                 .expect("a table read")],
-            t,
+            t?,
         );
     }
     // The rules of SOURCE_SCHEMA.md: quarantined rows leave before anything is stored.

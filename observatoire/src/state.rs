@@ -246,16 +246,10 @@ impl State {
                 for (k, c) in refs_of(name).iter().enumerate() {
                     t.refs[k].extend(ints(c)?.iter());
                 }
-                t.siao.extend(
-                    texts("siao")?
-                        .iter()
-                        .map(|v| interner.get(v.unwrap_or(""))),
-                );
-                t.mois.extend(
-                    texts("mois")?
-                        .iter()
-                        .map(|v| interner.get(v.unwrap_or(""))),
-                );
+                t.siao
+                    .extend(texts("siao")?.iter().map(|v| interner.get(v.unwrap_or(""))));
+                t.mois
+                    .extend(texts("mois")?.iter().map(|v| interner.get(v.unwrap_or(""))));
                 let facts = batch
                     .column_by_name("faits")
                     .and_then(|a| a.as_binary_opt::<i32>())
