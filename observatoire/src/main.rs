@@ -73,7 +73,7 @@ enum Command {
         #[arg(long = "continue", conflicts_with = "replace")]
         continue_: bool,
     },
-    /// Lit la base opérationnelle et remplace la zone détail du lac (pseudonymisée).
+    /// Lit la base opérationnelle (ce qui a changé depuis la dernière ingestion, ou tout avec --full) et met à jour la zone détail du lac (pseudonymisée).
     Ingest {
         #[arg(long, env = "OBSERVATOIRE_SOURCE")]
         source: Option<String>,
