@@ -989,7 +989,14 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OBSERVATOIRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // By default: warnings, except two that are not the user's to act on
+                // (delta-rs reporting a missing MERGE metric; sqlx timing statements,
+                // which big reads always trip). OBSERVATOIRE_LOG overrides all of it.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,deltalake_core::operations::merge=error,sqlx::query=error",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
