@@ -693,6 +693,20 @@ async fn run_anonymity_report(data: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// A run's steps and when each ended, in seconds from its start (French decimals).
+fn steps_text(steps: &[(String, std::time::Duration)]) -> String {
+    steps
+        .iter()
+        .map(|(s, t)| {
+            format!(
+                "{s} {}",
+                format!("{:.2}", t.as_secs_f64()).replace('.', ",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 async fn run_bench_ingest(
     url: &str,
     work_dir: &std::path::Path,
@@ -718,12 +732,10 @@ async fn run_bench_ingest(
         secs(b.ours),
         rate(b.ours)
     );
-    let steps: Vec<String> = b
-        .steps
-        .iter()
-        .map(|(s, t)| format!("{s} {}", secs(*t)))
-        .collect();
-    println!("    étapes (fin de chacune, en s) : {}", steps.join(" · "));
+    println!(
+        "    étapes (fin de chacune, en s) : {}",
+        steps_text(&b.steps)
+    );
     println!(
         "  pair connectorx + pyarrow (Parquet)                            : {} s, {} lignes/s",
         secs(b.peer),
@@ -911,12 +923,7 @@ async fn run(cli: Cli) -> Result<()> {
                 b.days,
                 secs(b.incremental)
             );
-            let steps: Vec<String> = b
-                .steps
-                .iter()
-                .map(|(s, t)| format!("{s} {}", secs(*t)))
-                .collect();
-            println!("  étapes (fin de chacune, en s) : {}", steps.join(" · "));
+            println!("  étapes (fin de chacune, en s) : {}", steps_text(&b.steps));
             println!(
                 "Rapport incrémentale / complète : {} % (objectif ≤ 2 %).",
                 format!(
