@@ -299,26 +299,31 @@ fn percent(x: f64) -> String {
     format!("{:.1} %", x * 100.0).replace('.', ",")
 }
 
+/// A number with `digits` decimals and a decimal comma, as French readers write it.
+fn french_decimal(x: f64, digits: usize) -> String {
+    format!("{x:.digits$}").replace('.', ",")
+}
+
 fn print_summary(report: &observatoire::SimulationReport, elapsed: Duration) {
     let s = &report.summary;
     let c = &report.config;
     match report.continued_from {
         Some(from) => println!(
-            "Simulation prolongée du {from} au {} (exclu) : {} lignes écrites, {} supprimées, en {:.1} s.",
+            "Simulation prolongée du {from} au {} (exclu) : {} lignes écrites, {} supprimées, en {} s.",
             c.to,
             report.inserted,
             report.deleted,
-            elapsed.as_secs_f64()
+            french_decimal(elapsed.as_secs_f64(), 1)
         ),
         None => println!(
-            "Simulation écrite du {} au {} (exclu), {} département(s), échelle {}, graine {} : {} lignes en {:.1} s.",
+            "Simulation écrite du {} au {} (exclu), {} département(s), échelle {}, graine {} : {} lignes en {} s.",
             c.from,
             c.to,
             c.departements.len(),
-            c.scale,
+            c.scale.to_string().replace('.', ","),
             c.seed,
             report.inserted,
-            elapsed.as_secs_f64()
+            french_decimal(elapsed.as_secs_f64(), 1)
         ),
     }
     let rows = |t: &str| s.rows.get(t).copied().unwrap_or(0);

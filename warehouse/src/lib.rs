@@ -407,7 +407,7 @@ impl Lake {
     ) -> Result<i64> {
         let label = format!("{zone}/{name}");
         let url = self.table_url(zone, name)?;
-        let table = if self.table_path(zone, name).join("_delta_log").exists() {
+        let table = if has_commit(&self.table_path(zone, name)) {
             deltalake::open_table(url).await
         } else {
             // A new table: no log to load yet.
@@ -433,7 +433,7 @@ impl Lake {
         version: Option<i64>,
     ) -> Result<Option<DeltaTable>> {
         let path = self.table_path(zone, name);
-        if !path.join("_delta_log").exists() {
+        if !has_commit(&path) {
             return Ok(None);
         }
         let label = format!("{zone}/{name}");
@@ -566,3 +566,54 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Shared handle type for readers that hold a lake.
 pub type SharedLake = Arc<Lake>;
+
+/// Whether a folder holds a Delta table with at least one commit. A process killed while
+/// creating a table can leave a `_delta_log` folder without its first commit (and data
+/// files that nothing references): that table does not exist yet, and the next write
+/// creates it.
+pub(crate) fn has_commit(table: &Path) -> bool {
+    std::fs::read_dir(table.join("_delta_log")).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name == "_last_checkpoint"
+                || name.ends_with(".checkpoint.parquet")
+                || name
+                    .strip_suffix(".json")
+                    .is_some_and(|version| version.parse::<u64>().is_ok())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    #[tokio::test]
+    async fn a_table_killed_before_its_first_commit_does_not_exist_and_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let path = lake.table_path("detail", "t");
+        // What a kill leaves: the log folder, a temporary commit, an orphan data file.
+        std::fs::create_dir_all(path.join("_delta_log")).unwrap();
+        std::fs::write(path.join("_delta_log").join(".tmp-00000.json"), b"{").unwrap();
+        std::fs::write(path.join("part-orphan.parquet"), b"PAR1").unwrap();
+        assert!(!has_commit(&path));
+        assert!(lake.open("detail", "t", None).await.unwrap().is_none());
+        assert!(
+            retention::delta_tables(&dir.path().join("lake").join("detail"))
+                .unwrap()
+                .is_empty()
+        );
+        let batch = RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(Int64Array::from(vec![1, 2])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        assert_eq!(lake.overwrite("detail", "t", batch).await.unwrap(), 0);
+        assert!(has_commit(&path));
+        let table = lake.open("detail", "t", None).await.unwrap().unwrap();
+        assert_eq!(table.version(), Some(0));
+    }
+}

@@ -117,7 +117,7 @@ pub(crate) fn delta_tables(zone: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(zone).map_err(io(zone))? {
         let path: PathBuf = entry.map_err(io(zone))?.path();
-        if path.join("_delta_log").is_dir()
+        if crate::has_commit(&path)
             && let Some(name) = path.file_name().and_then(|n| n.to_str())
         {
             names.push(name.to_owned());
