@@ -12,6 +12,7 @@
 //! describe no person, and the national conventions order ties by them ("earliest date,
 //! then smallest id").
 
+pub mod composition;
 pub mod disclosure;
 pub mod kanon;
 pub mod key;
@@ -20,7 +21,7 @@ pub mod linkage;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Date32Array, Int64Array, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array, StringArray};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
@@ -121,7 +122,7 @@ pub const POLICY: &[(&str, &str, Treatment)] = &[
     (
         "personne",
         "date_naissance",
-        Derive("tranche d'âge à chaque événement"),
+        Derive("tranche d'âge et composition du ménage à chaque événement"),
     ),
     ("personne", "sexe", Keep),
     ("personne", "nationalite", Keep),
@@ -354,6 +355,22 @@ impl DetailBuilder {
         // birth date of each person, kept in memory only.
         let request_dates = self.request_dates(tables)?;
         let births = self.births(tables)?;
+        let households = composition::Households::from_batches(
+            tables.get("menage_personne"),
+            tables.get("personne"),
+        );
+        let request_households: HashMap<i64, i64> = match tables.get("demande") {
+            Some(b) => {
+                let ids = int_column(b, "id").ok_or_else(|| self.type_error("demande", "id"))?;
+                let menages = int_column(b, "menage_id")
+                    .ok_or_else(|| self.type_error("demande", "menage_id"))?;
+                ids.iter()
+                    .zip(menages.iter())
+                    .filter_map(|(d, m)| Some((d?, m?)))
+                    .collect()
+            }
+            None => HashMap::new(),
+        };
         let mut out = BTreeMap::new();
         for (name, batch) in tables {
             let mut fields = Vec::new();
@@ -440,6 +457,61 @@ impl DetailBuilder {
                         .collect();
                     fields.push(Field::new("tranche_age_debut", DataType::Utf8, true));
                     columns.push(Arc::new(bands));
+                }
+                "demande" => {
+                    let ids = int_column(batch, "id").ok_or_else(|| self.type_error(name, "id"))?;
+                    let menages = int_column(batch, "menage_id")
+                        .ok_or_else(|| self.type_error(name, "menage_id"))?;
+                    let compositions: StringArray = ids
+                        .iter()
+                        .zip(menages.iter())
+                        .map(|(d, m)| {
+                            let on = request_dates.get(&d?)?;
+                            Some(households.composition(m?, *on))
+                        })
+                        .collect();
+                    fields.push(Field::new("composition", DataType::Utf8, true));
+                    columns.push(Arc::new(compositions));
+                }
+                "orientation" | "prise_en_charge" => {
+                    let request_households = &request_households;
+                    let (day, menage): (&str, Box<dyn Fn(usize) -> Option<i64>>) =
+                        if name == "orientation" {
+                            let demandes = int_column(batch, "demande_id")
+                                .ok_or_else(|| self.type_error(name, "demande_id"))?;
+                            (
+                                "date_orientation",
+                                Box::new(move |i| {
+                                    demandes
+                                        .is_valid(i)
+                                        .then(|| request_households.get(&demandes.value(i)))
+                                        .flatten()
+                                        .copied()
+                                }),
+                            )
+                        } else {
+                            let menages = int_column(batch, "menage_id")
+                                .ok_or_else(|| self.type_error(name, "menage_id"))?;
+                            (
+                                "date_entree",
+                                Box::new(move |i| menages.is_valid(i).then(|| menages.value(i))),
+                            )
+                        };
+                    let days = batch
+                        .column_by_name(day)
+                        .and_then(|c| c.as_primitive_opt::<Date32Type>())
+                        .ok_or_else(|| self.type_error(name, day))?;
+                    let compositions: StringArray = (0..batch.num_rows())
+                        .map(|i| {
+                            let on = days
+                                .is_valid(i)
+                                .then(|| Date32Type::to_naive_date_opt(days.value(i)))
+                                .flatten()?;
+                            Some(households.composition(menage(i)?, on))
+                        })
+                        .collect();
+                    fields.push(Field::new("composition", DataType::Utf8, true));
+                    columns.push(Arc::new(compositions));
                 }
                 _ => {}
             }

@@ -34,6 +34,8 @@ pub use values::{StatRow, ValuesQuery};
 #[derive(Clone)]
 pub struct AppState {
     pub lake: Arc<Lake>,
+    /// The indicators of the préfet–SIAO conventions, after the national catalogue.
+    pub conventions: Arc<Vec<indicators::Indicator>>,
 }
 
 /// An API error: a status and a French message, served as JSON.
@@ -90,8 +92,14 @@ impl IntoResponse for ApiError {
 
 /// The application's routes.
 pub fn router(lake: Lake) -> Router {
+    router_with(lake, Vec::new())
+}
+
+/// The application's routes, with the conventions' own indicators.
+pub fn router_with(lake: Lake, conventions: Vec<indicators::Indicator>) -> Router {
     let state = AppState {
         lake: Arc::new(lake),
+        conventions: Arc::new(conventions),
     };
     Router::new()
         .route("/", get(page))
@@ -136,9 +144,19 @@ pub async fn serve(
     addr: SocketAddr,
     on_bound: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
+    serve_with(lake, Vec::new(), addr, on_bound).await
+}
+
+/// Serves the API and the dashboard, with the conventions' own indicators.
+pub async fn serve_with(
+    lake: Lake,
+    conventions: Vec<indicators::Indicator>,
+    addr: SocketAddr,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
-    axum::serve(listener, router(lake)).await
+    axum::serve(listener, router_with(lake, conventions)).await
 }
 
 #[derive(Serialize)]
@@ -163,8 +181,14 @@ async fn publications(
     Ok(axum::Json(values::publications(&state.lake).await?))
 }
 
-async fn catalogue() -> impl IntoResponse {
-    axum::Json(indicators::CATALOGUE)
+/// The national catalogue, then the conventions' indicators (each with its `territoire`).
+async fn catalogue(State(state): State<AppState>) -> impl IntoResponse {
+    let all: Vec<indicators::Indicator> = indicators::CATALOGUE
+        .iter()
+        .chain(state.conventions.iter())
+        .cloned()
+        .collect();
+    axum::Json(all)
 }
 
 #[derive(Serialize)]
@@ -251,7 +275,11 @@ async fn valeurs(
     Path(id): Path<String>,
     Query(params): Query<ValeursParams>,
 ) -> Result<axum::Json<Vec<StatRow>>, ApiError> {
-    let indicator = indicators::by_id(&id).ok_or_else(|| {
+    let indicator = indicators::CATALOGUE
+        .iter()
+        .chain(state.conventions.iter())
+        .find(|i| i.id == id)
+        .ok_or_else(|| {
         ApiError::not_found(format!(
             "indicateur inconnu : « {id} » (voir /api/v1/indicateurs)"
         ))

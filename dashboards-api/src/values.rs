@@ -177,6 +177,10 @@ pub struct Publication {
     pub seuil_secret: i64,
     pub calculee_le: String,
     pub lignes: i64,
+    /// `CALCUL` (a regular release) or `REVISION` (a closed month recomputed).
+    pub nature: String,
+    /// A revision's month and reason.
+    pub motif: Option<String>,
 }
 
 /// Every recorded release, latest first.
@@ -201,6 +205,12 @@ pub async fn publications(lake: &Lake) -> Result<Vec<Publication>, ApiError> {
             int("lignes"),
         );
         let (catalogue, quand) = (text("catalogue"), text("calculee_le"));
+        // Columns added with revisions: absent from older lakes.
+        let optional = |name: &str| match b.column_by_name(name) {
+            Some(_) => text_column(b, name),
+            None => arrow::array::StringArray::new_null(b.num_rows()),
+        };
+        let (nature, motif) = (optional("nature"), optional("motif"));
         for i in 0..b.num_rows() {
             out.push(Publication {
                 version: version.value(i),
@@ -209,6 +219,12 @@ pub async fn publications(lake: &Lake) -> Result<Vec<Publication>, ApiError> {
                 seuil_secret: seuil.value(i),
                 calculee_le: quand.value(i).to_owned(),
                 lignes: lignes.value(i),
+                nature: if nature.is_valid(i) {
+                    nature.value(i).to_owned()
+                } else {
+                    "CALCUL".to_owned()
+                },
+                motif: motif.is_valid(i).then(|| motif.value(i).to_owned()),
             });
         }
     }
@@ -224,7 +240,7 @@ pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>,
     let batches = ctx
         .table("indicateurs")
         .await
-        .and_then(|t| t.filter(col("version").eq(lit(version))))
+        .and_then(|t| t.filter(col("version").lt_eq(lit(version))))
         .and_then(|t| t.select(vec![col("territoire_niveau"), col("territoire")]))
         .and_then(|t| t.distinct())
         .map_err(ApiError::internal)?

@@ -13,17 +13,23 @@
 //! - disclosure control: the sdc rule of each indicator, then secondary suppression;
 //! - medians are lower medians (position ⌈n/2⌉), computed with window row numbers.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray};
-use arrow::compute::{cast, concat_batches};
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use warehouse::{Lake, stats_schema};
 
-use crate::catalogue::{CATALOGUE, CATALOGUE_VERSION, Disclosure, Indicator, Shape, resolved_sql};
+use crate::closing::{self, Month};
+use crate::catalogue::{
+    CATALOGUE, CATALOGUE_VERSION, Disclosure, Grain, Indicator, Measure, resolved_sql,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
@@ -42,6 +48,14 @@ pub enum ComputeError {
     BadThreshold(i64),
     #[error("le k de la zone analyste doit être au moins 1 (reçu {0})")]
     BadK(usize),
+    #[error("mois invalide : « {0} » (attendu AAAA-MM, par exemple 2025-03)")]
+    BadMonth(String),
+    #[error("le mois {0} n'est pas clôturé : seule une période clôturée se révise (observatoire period close {0})")]
+    NotClosed(String),
+    #[error("une révision doit donner son motif (--reason « … »)")]
+    RevisionWithoutReason,
+    #[error("aucune période publiée ne contient le mois {0} : rien à réviser")]
+    NothingToRevise(String),
 }
 
 impl From<datafusion::error::DataFusionError> for ComputeError {
@@ -73,9 +87,43 @@ fn next_month(d: NaiveDate) -> NaiveDate {
     }
 }
 
-/// The MOIS and ANNEE periods intersecting [d0, d1].
+/// The number of JOUR periods published: the 90 days ending at D1.
+pub const JOUR_DAYS: i64 = 90;
+
+fn add_months(d: NaiveDate, n: u32) -> NaiveDate {
+    d.checked_add_months(chrono::Months::new(n))
+        .expect("date within range")
+}
+
+/// Every period of every pas intersecting [d0, d1] (JOUR: only the 90 days ending at
+/// d1), in the order JOUR, SEMAINE, MOIS, TRIMESTRE, ANNEE, HIVER.
 pub fn periods(d0: NaiveDate, d1: NaiveDate) -> Vec<Period> {
     let mut out = Vec::new();
+    let one = chrono::Duration::days(1);
+    // JOUR: the 90 days ending at d1, within [d0, d1].
+    let mut day = (d1 - chrono::Duration::days(JOUR_DAYS - 1)).max(d0);
+    while day <= d1 {
+        out.push(Period {
+            pas: "JOUR",
+            label: day.format("%Y-%m-%d").to_string(),
+            debut: day,
+            fin: day + one,
+        });
+        day += one;
+    }
+    // SEMAINE: ISO weeks, Monday to Monday, labelled by ISO week-year.
+    let mut monday = d0 - chrono::Duration::days(d0.weekday().num_days_from_monday() as i64);
+    while monday <= d1 {
+        let week = monday.iso_week();
+        out.push(Period {
+            pas: "SEMAINE",
+            label: format!("{:04}-W{:02}", week.year(), week.week()),
+            debut: monday,
+            fin: monday + chrono::Duration::days(7),
+        });
+        monday += chrono::Duration::days(7);
+    }
+    // MOIS.
     let mut m = first_of_month(d0.year(), d0.month());
     while m <= d1 {
         let fin = next_month(m);
@@ -87,6 +135,19 @@ pub fn periods(d0: NaiveDate, d1: NaiveDate) -> Vec<Period> {
         });
         m = fin;
     }
+    // TRIMESTRE.
+    let mut q = first_of_month(d0.year(), 3 * ((d0.month() - 1) / 3) + 1);
+    while q <= d1 {
+        let fin = add_months(q, 3);
+        out.push(Period {
+            pas: "TRIMESTRE",
+            label: format!("{:04}-T{}", q.year(), (q.month() - 1) / 3 + 1),
+            debut: q,
+            fin,
+        });
+        q = fin;
+    }
+    // ANNEE.
     for y in d0.year()..=d1.year() {
         out.push(Period {
             pas: "ANNEE",
@@ -94,6 +155,18 @@ pub fn periods(d0: NaiveDate, d1: NaiveDate) -> Vec<Period> {
             debut: first_of_month(y, 1),
             fin: first_of_month(y + 1, 1),
         });
+    }
+    // HIVER: [Y-11-01, Y+1-04-01).
+    for y in d0.year() - 1..=d1.year() {
+        let (debut, fin) = (first_of_month(y, 11), first_of_month(y + 1, 4));
+        if debut <= d1 && fin > d0 {
+            out.push(Period {
+                pas: "HIVER",
+                label: format!("{y:04}-{:04}", y + 1),
+                debut,
+                fin,
+            });
+        }
     }
     out
 }
@@ -118,6 +191,11 @@ pub struct ComputeOptions {
     pub secrecy_threshold: i64,
     /// The analyst zone's k-anonymity.
     pub analyst: crate::analyst::AnalystOptions,
+    /// Months are closed automatically this many days after their end (`None`: only by
+    /// `period close`).
+    pub auto_close_days: Option<u32>,
+    /// Indicators the préfet–SIAO conventions add, each for its own département.
+    pub conventions: Vec<Indicator>,
 }
 
 impl Default for ComputeOptions {
@@ -125,6 +203,8 @@ impl Default for ComputeOptions {
         Self {
             secrecy_threshold: 11,
             analyst: crate::analyst::AnalystOptions::default(),
+            auto_close_days: None,
+            conventions: Vec::new(),
         }
     }
 }
@@ -144,7 +224,7 @@ pub async fn compute_rows(
     register_territories(ctx).await?;
     register_periods(ctx, bounds).await?;
     let mut batches = Vec::new();
-    for indicator in CATALOGUE {
+    for indicator in CATALOGUE.iter().chain(&options.conventions) {
         let sql = grid_sql(indicator, options.secrecy_threshold, version);
         let frame = ctx
             .sql(&sql)
@@ -172,21 +252,74 @@ pub async fn compute_rows(
     Ok((rows, bounds))
 }
 
-/// Computes and publishes a release: rows appended to `stats/indicateurs`, the analyst
-/// zone rebuilt with the release's own pseudonyms, then the release recorded in
-/// `stats/releases` (written last: readers only trust recorded releases).
+/// What a release publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// The regular release: open periods recomputed (`PROVISOIRE`), periods frozen since
+    /// the last release published `DEFINITIF`, periods already published `DEFINITIF` left
+    /// as they are.
+    Regular,
+    /// The revision of a closed month: the frozen periods holding it recomputed, published
+    /// `DEFINITIF` with `revision` = the reason; nothing else.
+    Revision { month: Month, reason: String },
+}
+
+/// Computes and publishes a regular release (see [`publish_as`]).
 pub async fn publish(
     lake: &Lake,
     options: &ComputeOptions,
     key: &anonymize::MasterKey,
     progress: impl FnMut(&Indicator),
 ) -> Result<Release> {
+    publish_as(lake, options, key, &Publication::Regular, progress).await
+}
+
+/// Computes and publishes a release: rows appended to `stats/indicateurs`, the analyst
+/// zone rebuilt with the release's own pseudonyms, then the release recorded in
+/// `stats/releases` (written last: readers only trust recorded releases). Months due for
+/// automatic closing are closed first (`auto_close_days`).
+pub async fn publish_as(
+    lake: &Lake,
+    options: &ComputeOptions,
+    key: &anonymize::MasterKey,
+    publication: &Publication,
+    progress: impl FnMut(&Indicator),
+) -> Result<Release> {
     if options.analyst.k < 1 {
         return Err(ComputeError::BadK(options.analyst.k));
+    }
+    if let Publication::Revision { month, reason } = publication {
+        if reason.trim().is_empty() {
+            return Err(ComputeError::RevisionWithoutReason);
+        }
+        if !closing::closed_months(lake).await?.contains(month) {
+            return Err(ComputeError::NotClosed(closing::month_label(*month)));
+        }
     }
     let (ctx, manifest) = lake.detail_session().await?;
     let version = next_version(lake).await?;
     let (rows, bounds) = compute_rows(&ctx, options, version, progress).await?;
+    if let (Some(days), Some((d0, d1)), Publication::Regular) =
+        (options.auto_close_days, bounds, publication)
+    {
+        let today = chrono::Utc::now().date_naive();
+        closing::record(lake, &closing::due_for_closing(d0, d1, today, days), "AUTOMATIQUE").await?;
+    }
+    let closed = closing::closed_months(lake).await?;
+    let finals = final_keys(lake).await?;
+    let rows = select_rows(&rows, &closed, &finals, publication)?;
+    let rows = match publication {
+        Publication::Regular => {
+            let gone = retractions(lake, &rows, version, &options.conventions).await?;
+            concat_batches(&rows.schema(), [&rows, &gone])?
+        }
+        Publication::Revision { .. } => rows,
+    };
+    if rows.num_rows() == 0
+        && let Publication::Revision { month, .. } = publication
+    {
+        return Err(ComputeError::NothingToRevise(closing::month_label(*month)));
+    }
     let secret_rows = rows
         .column_by_name("secret")
         .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
@@ -194,6 +327,13 @@ pub async fn publish(
     let n = rows.num_rows();
     lake.append("stats", "indicateurs", rows).await?;
     let analyst = crate::analyst::build(lake, &ctx, key, version, &options.analyst).await?;
+    let (nature, motif) = match publication {
+        Publication::Regular => ("CALCUL", None),
+        Publication::Revision { month, reason } => (
+            "REVISION",
+            Some(format!("{} : {reason}", closing::month_label(*month))),
+        ),
+    };
     let release = RecordBatch::try_new(
         warehouse::stats::releases_schema(),
         vec![
@@ -203,6 +343,8 @@ pub async fn publish(
             Arc::new(Int64Array::from(vec![options.secrecy_threshold])),
             Arc::new(StringArray::from(vec![chrono::Utc::now().to_rfc3339()])),
             Arc::new(Int64Array::from(vec![n as i64])),
+            Arc::new(StringArray::from(vec![Some(nature)])),
+            Arc::new(StringArray::from(vec![motif])),
         ],
     )?;
     lake.append("stats", "releases", release).await?;
@@ -215,6 +357,227 @@ pub async fn publish(
         d1: bounds.map(|b| b.1),
         analyst,
     })
+}
+
+/// The (indicateur, pas, periode) already published `DEFINITIF`, in any recorded release.
+async fn final_keys(lake: &Lake) -> Result<HashSet<(String, String, String)>> {
+    let ctx = warehouse::new_session();
+    if !lake.register_stats(&ctx).await? {
+        return Ok(HashSet::new());
+    }
+    let batches = ctx
+        .sql(
+            "SELECT DISTINCT i.indicateur, i.pas, i.periode FROM indicateurs i
+             WHERE i.statut = 'DEFINITIF' AND i.version IN (SELECT version FROM releases)",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut out = HashSet::new();
+    for b in &batches {
+        let text = |i: usize| cast(b.column(i), &DataType::Utf8);
+        let (a, p, q) = (text(0)?, text(1)?, text(2)?);
+        let (a, p, q) = (a.as_string::<i32>(), p.as_string::<i32>(), q.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.insert((
+                a.value(i).to_owned(),
+                p.value(i).to_owned(),
+                q.value(i).to_owned(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The currently published cells that a new release no longer has, in the periods it
+/// publishes: a modality whose last records were purged, a territory left without any.
+/// "Current" is the highest version per key, so without a row of the new release such a
+/// cell would keep its old value; it is published again with what it now holds — no
+/// record: a count of 0, a ratio or a quantile undefined.
+async fn retractions(
+    lake: &Lake,
+    rows: &RecordBatch,
+    version: i64,
+    conventions: &[Indicator],
+) -> Result<RecordBatch> {
+    let schema = stats_schema();
+    let ctx = warehouse::new_session();
+    if !lake.register_stats(&ctx).await? || rows.num_rows() == 0 {
+        return Ok(RecordBatch::new_empty(schema));
+    }
+    let text = |b: &RecordBatch, name: &str| -> Result<StringArray> {
+        let c = b.column_by_name(name).ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!("colonne {name} absente"))
+        })?;
+        Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
+    };
+    const KEY_COLUMNS: [&str; 7] = [
+        "indicateur",
+        "territoire_niveau",
+        "territoire",
+        "pas",
+        "periode",
+        "dimension",
+        "modalite",
+    ];
+    let key_of = |cols: &[StringArray], i: usize| -> Vec<String> {
+        cols.iter().map(|c| c.value(i).to_owned()).collect()
+    };
+    let new_cols: Vec<StringArray> = KEY_COLUMNS
+        .iter()
+        .map(|n| text(rows, n))
+        .collect::<Result<_>>()?;
+    let mut published: HashSet<Vec<String>> = HashSet::with_capacity(rows.num_rows());
+    let mut periods: HashSet<(String, String)> = HashSet::new();
+    for i in 0..rows.num_rows() {
+        published.insert(key_of(&new_cols, i));
+        periods.insert((new_cols[3].value(i).to_owned(), new_cols[4].value(i).to_owned()));
+    }
+    let current = ctx
+        .sql(
+            "SELECT * FROM (
+                 SELECT i.*, ROW_NUMBER() OVER (
+                     PARTITION BY indicateur, territoire_niveau, territoire, pas, periode, dimension, modalite
+                     ORDER BY version DESC) AS rang
+                 FROM indicateurs i WHERE i.version IN (SELECT version FROM releases))
+             WHERE rang = 1 AND statut = 'PROVISOIRE'",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &current {
+        let cols: Vec<StringArray> = KEY_COLUMNS
+            .iter()
+            .map(|n| text(b, n))
+            .collect::<Result<_>>()?;
+        let debut = cast(b.column_by_name("debut").expect("debut"), &DataType::Date32)?;
+        let fin = cast(b.column_by_name("fin").expect("fin"), &DataType::Date32)?;
+        let (debut, fin) = (debut.as_primitive::<Date32Type>(), fin.as_primitive::<Date32Type>());
+        let mut take = Vec::new();
+        let mut valeur = Vec::new();
+        let mut terms = Vec::new();
+        for i in 0..b.num_rows() {
+            let key = key_of(&cols, i);
+            if published.contains(&key) || !periods.contains(&(key[3].clone(), key[4].clone())) {
+                continue;
+            }
+            let measure = CATALOGUE
+                .iter()
+                .chain(conventions)
+                .find(|x| x.id == key[0])
+                .map(|x| x.measure);
+            take.push(i);
+            match measure {
+                Some(Measure::Sum | Measure::Distinct | Measure::DistinctAll) => {
+                    valeur.push(Some(0.0));
+                    terms.push((None, None));
+                }
+                Some(Measure::Ratio | Measure::DistinctRatio) => {
+                    valeur.push(None);
+                    terms.push((Some(0.0), Some(0.0)));
+                }
+                _ => {
+                    valeur.push(None);
+                    terms.push((None, Some(0.0)));
+                }
+            }
+        }
+        if take.is_empty() {
+            continue;
+        }
+        let pick = |c: &StringArray| -> ArrayRef {
+            Arc::new(StringArray::from(
+                take.iter().map(|&i| c.value(i).to_owned()).collect::<Vec<_>>(),
+            ))
+        };
+        let n = take.len();
+        let columns: Vec<ArrayRef> = vec![
+            pick(&cols[0]),
+            pick(&cols[1]),
+            pick(&cols[2]),
+            pick(&cols[3]),
+            pick(&cols[4]),
+            Arc::new(Date32Array::from(take.iter().map(|&i| debut.value(i)).collect::<Vec<_>>())),
+            Arc::new(Date32Array::from(take.iter().map(|&i| fin.value(i)).collect::<Vec<_>>())),
+            pick(&cols[5]),
+            pick(&cols[6]),
+            Arc::new(arrow::array::Float64Array::from(valeur)),
+            Arc::new(BooleanArray::from(vec![false; n])),
+            Arc::new(arrow::array::Float64Array::from(
+                terms.iter().map(|t| t.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(arrow::array::Float64Array::from(
+                terms.iter().map(|t| t.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(vec!["PROVISOIRE"; n])),
+            Arc::new(Int64Array::from(vec![version; n])),
+            Arc::new(StringArray::from(vec![None::<&str>; n])),
+        ];
+        out.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    Ok(concat_batches(&schema, &out)?)
+}
+
+/// Keeps the rows a publication publishes and sets their `statut` and `revision`.
+fn select_rows(
+    rows: &RecordBatch,
+    closed: &BTreeSet<Month>,
+    finals: &HashSet<(String, String, String)>,
+    publication: &Publication,
+) -> Result<RecordBatch> {
+    let column = |name: &str| {
+        rows.column_by_name(name).cloned().ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!("colonne {name} absente"))
+        })
+    };
+    let (ind, pas, per) = (column("indicateur")?, column("pas")?, column("periode")?);
+    let (ind, pas, per) = (
+        ind.as_string::<i32>(),
+        pas.as_string::<i32>(),
+        per.as_string::<i32>(),
+    );
+    let (debut, fin) = (column("debut")?, column("fin")?);
+    let (debut, fin) = (
+        debut.as_primitive::<Date32Type>(),
+        fin.as_primitive::<Date32Type>(),
+    );
+    let mut keep = Vec::with_capacity(rows.num_rows());
+    let mut statut = Vec::with_capacity(rows.num_rows());
+    let mut frozen_cache: HashMap<(i32, i32), bool> = HashMap::new();
+    for i in 0..rows.num_rows() {
+        let frozen = *frozen_cache
+            .entry((debut.value(i), fin.value(i)))
+            .or_insert_with(|| {
+                let d = |v: i32| Date32Type::to_naive_date_opt(v).expect("date");
+                closing::is_frozen(d(debut.value(i)), d(fin.value(i)), closed)
+            });
+        let k = match publication {
+            Publication::Regular => {
+                !(frozen
+                    && finals.contains(&(
+                        ind.value(i).to_owned(),
+                        pas.value(i).to_owned(),
+                        per.value(i).to_owned(),
+                    )))
+            }
+            Publication::Revision { month, .. } => {
+                let d = |v: i32| Date32Type::to_naive_date_opt(v).expect("date");
+                frozen && closing::months_of(d(debut.value(i)), d(fin.value(i))).contains(month)
+            }
+        };
+        keep.push(k);
+        statut.push(if frozen { "DEFINITIF" } else { "PROVISOIRE" });
+    }
+    let schema = rows.schema();
+    let mut columns = rows.columns().to_vec();
+    columns[schema.index_of("statut")?] = Arc::new(StringArray::from(statut));
+    if let Publication::Revision { reason, .. } = publication {
+        columns[schema.index_of("revision")?] =
+            Arc::new(StringArray::from(vec![Some(reason.as_str()); rows.num_rows()]));
+    }
+    let all = RecordBatch::try_new(schema, columns)?;
+    Ok(filter_record_batch(&all, &BooleanArray::from(keep))?)
 }
 
 /// The number of the next release.
@@ -364,42 +727,195 @@ async fn register_periods(
         "periodes",
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
+    // The calendar: each observed day with the period of every pas holding it, so that
+    // a dated record finds its periods by an equality join.
+    let (mut jours, mut pas, mut periode) = (Vec::new(), Vec::new(), Vec::new());
+    for p in &list {
+        let (debut, fin) = obs(p);
+        let mut day = debut;
+        while day < fin {
+            jours.push(Date32Type::from_naive_date(day));
+            pas.push(p.pas);
+            periode.push(p.label.as_str());
+            day += chrono::Duration::days(1);
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("jour", DataType::Date32, false),
+        Field::new("pas", DataType::Utf8, false),
+        Field::new("periode", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Date32Array::from(jours)),
+            Arc::new(StringArray::from(pas)),
+            Arc::new(StringArray::from(periode)),
+        ],
+    )?;
+    ctx.deregister_table("calendrier")?;
+    ctx.register_table(
+        "calendrier",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
     Ok(())
 }
 
-/// The SQL that turns an indicator's result into its grid of rows, with `secret` set by
-/// the indicator's primary disclosure rule (values not yet blanked: see
-/// [`crate::suppression`]).
-fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
-    let inner = resolved_sql(indicator);
-    let (values, result) = match indicator.shape {
-        Shape::Count => (
-            "CAST(COALESCE(r.valeur, 0) AS DOUBLE) AS valeur, CAST(NULL AS DOUBLE) AS numerateur, CAST(NULL AS DOUBLE) AS denominateur"
-                .to_owned(),
-            format!("({inner})"),
+/// The dimension columns of an indicator's records turned into `(dimension, modalite)`
+/// rows: each record once for the total (`''`) and once per dimension, a null value
+/// being `NON_RENSEIGNE`. `quantile` is not a column: the engine derives it.
+fn unpivot(source: &str, dimensions: &[&str]) -> String {
+    let dims: Vec<&str> = dimensions
+        .iter()
+        .copied()
+        .filter(|d| *d != "quantile")
+        .collect();
+    if dims.is_empty() {
+        return format!("SELECT s.*, '' AS dimension, '' AS modalite FROM {source} s");
+    }
+    let list = std::iter::once("SELECT '' AS dimension".to_owned())
+        .chain(dims.iter().map(|d| format!("SELECT '{d}'")))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let cases: String = dims
+        .iter()
+        .map(|d| format!(" WHEN '{d}' THEN COALESCE(CAST(s.{d} AS VARCHAR), 'NON_RENSEIGNE')"))
+        .collect();
+    format!(
+        "SELECT s.*, dd.dimension, CASE dd.dimension WHEN '' THEN ''{cases} END AS modalite
+         FROM {source} s CROSS JOIN ({list}) dd"
+    )
+}
+
+const KEY: &str = "niveau, territoire, pas, periode";
+const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
+
+/// The CTEs that aggregate an indicator's records into
+/// `agg(niveau, territoire, pas, periode, dimension, modalite, a, b)`: `a` the value (a
+/// ratio's numerator), `b` a ratio's denominator or a quantile's number of records.
+fn aggregate_sql(indicator: &Indicator) -> String {
+    let records = resolved_sql(indicator);
+    let placed = match indicator.grain {
+        Grain::Jour => "SELECT t.niveau, t.territoire, c.pas, c.periode, r.*
+                        FROM rec r
+                        JOIN territoires t ON t.departement = r.departement
+                        JOIN calendrier c ON c.jour = r.jour",
+        Grain::Periode => "SELECT t.niveau, t.territoire, r.*
+                           FROM rec r JOIN territoires t ON t.departement = r.departement",
+    };
+    let dims = indicator.dimensions;
+    let body = match indicator.measure {
+        Measure::Sum => format!(
+            "unp AS ({}),
+             agg AS (SELECT {CELL}, SUM(w) AS a, CAST(NULL AS BIGINT) AS b FROM unp GROUP BY {CELL})",
+            unpivot("placed", dims)
         ),
-        Shape::Ratio => (
-            "CASE WHEN COALESCE(r.denominateur, 0) = 0 THEN CAST(NULL AS DOUBLE)
-                  ELSE CAST(r.numerateur AS DOUBLE) / CAST(r.denominateur AS DOUBLE) END AS valeur,
-             CAST(COALESCE(r.numerateur, 0) AS DOUBLE) AS numerateur,
-             CAST(COALESCE(r.denominateur, 0) AS DOUBLE) AS denominateur"
-                .to_owned(),
-            format!("({inner})"),
-        ),
-        Shape::Median => (
-            "CAST(r.mediane AS DOUBLE) AS valeur, CAST(NULL AS DOUBLE) AS numerateur,
-             CAST(COALESCE(r.n, 0) AS DOUBLE) AS denominateur"
-                .to_owned(),
+        Measure::Distinct | Measure::DistinctAll => {
+            let (garde, counted) = if indicator.measure == Measure::DistinctAll {
+                (
+                    format!(
+                        ", MIN(CASE WHEN x.garde THEN 1 ELSE 0 END) OVER (PARTITION BY {KEY}, entite) AS garde_entite"
+                    ),
+                    "SUM(CASE WHEN garde_entite = 1 THEN 1 ELSE 0 END)",
+                )
+            } else {
+                (String::new(), "COUNT(*)")
+            };
             format!(
-                "(SELECT niveau, territoire, pas, periode, MAX(n) AS n,
-                         MAX(CASE WHEN rang = CAST(CEIL(CAST(n AS DOUBLE) / 2.0) AS BIGINT) THEN v END) AS mediane
-                  FROM (SELECT niveau, territoire, pas, periode, v,
-                               ROW_NUMBER() OVER (PARTITION BY niveau, territoire, pas, periode ORDER BY v) AS rang,
-                               COUNT(*) OVER (PARTITION BY niveau, territoire, pas, periode) AS n
-                        FROM ({inner}) WHERE v IS NOT NULL)
-                  GROUP BY niveau, territoire, pas, periode)"
-            ),
+                "ranked AS (SELECT x.*, ROW_NUMBER() OVER (PARTITION BY {KEY}, entite
+                                                          ORDER BY ordre_date, ordre_id) AS rang_entite{garde}
+                            FROM placed x WHERE x.entite IS NOT NULL),
+                 firsts AS (SELECT * FROM ranked WHERE rang_entite = 1),
+                 unp AS ({}),
+                 agg AS (SELECT {CELL}, {counted} AS a, CAST(NULL AS BIGINT) AS b FROM unp GROUP BY {CELL})",
+                unpivot("firsts", dims)
+            )
+        }
+        Measure::Ratio => {
+            if indicator.numerator_only_dimensions {
+                format!(
+                    "unp AS ({}),
+                     agg0 AS (SELECT {CELL}, SUM(num) AS a, SUM(den) AS b FROM unp
+                              WHERE dimension = '' OR num > 0 GROUP BY {CELL}),
+                     agg AS (SELECT x.niveau, x.territoire, x.pas, x.periode, x.dimension, x.modalite,
+                                    x.a, CASE WHEN x.dimension = '' THEN x.b ELSE t.b END AS b
+                             FROM agg0 x LEFT JOIN agg0 t
+                               ON t.niveau = x.niveau AND t.territoire = x.territoire
+                              AND t.pas = x.pas AND t.periode = x.periode AND t.dimension = '')",
+                    unpivot("placed", dims)
+                )
+            } else {
+                format!(
+                    "unp AS ({}),
+                     agg AS (SELECT {CELL}, SUM(num) AS a, SUM(den) AS b FROM unp GROUP BY {CELL})",
+                    unpivot("placed", dims)
+                )
+            }
+        }
+        Measure::DistinctRatio => format!(
+            "ent AS (SELECT {KEY}, entite,
+                            MAX(CASE WHEN au_den THEN 1 ELSE 0 END) AS d,
+                            MAX(CASE WHEN au_num THEN 1 ELSE 0 END) AS n
+                     FROM placed WHERE entite IS NOT NULL GROUP BY {KEY}, entite),
+             agg AS (SELECT {KEY}, '' AS dimension, '' AS modalite,
+                            SUM(CASE WHEN d = 1 AND n = 1 THEN 1 ELSE 0 END) AS a, SUM(d) AS b
+                     FROM ent GROUP BY {KEY})"
         ),
+        Measure::Quantile => {
+            let extra = if dims.contains(&"quantile") {
+                format!(
+                    " UNION ALL SELECT {KEY}, 'quantile', 'P75', q75, n FROM q WHERE dimension = ''
+                      UNION ALL SELECT {KEY}, 'quantile', 'P90', q90, n FROM q WHERE dimension = ''"
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "unp AS ({}),
+                 ranked AS (SELECT {CELL}, v,
+                                   ROW_NUMBER() OVER (PARTITION BY {CELL} ORDER BY v) AS rang,
+                                   COUNT(*) OVER (PARTITION BY {CELL}) AS n
+                            FROM unp WHERE v IS NOT NULL),
+                 q AS (SELECT {CELL}, MAX(n) AS n,
+                              MAX(CASE WHEN rang = (n + 1) / 2 THEN v END) AS q50,
+                              MAX(CASE WHEN rang = (3 * n + 3) / 4 THEN v END) AS q75,
+                              MAX(CASE WHEN rang = (9 * n + 9) / 10 THEN v END) AS q90
+                       FROM ranked GROUP BY {CELL}),
+                 agg AS (SELECT {CELL}, q50 AS a, n AS b FROM q{extra})",
+                unpivot("placed", dims)
+            )
+        }
+    };
+    format!("rec AS ({records}),\n placed AS ({placed}),\n {body}")
+}
+
+/// The SQL that turns an indicator's records into its published rows: the total of
+/// every published territory × period (zero counts included) and each modality with
+/// records, with `secret` set by the indicator's primary disclosure rule (values not yet
+/// blanked: see [`crate::suppression`]).
+fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
+    let per_day = |x: &str| {
+        if indicator.per_observed_day {
+            format!("CAST({x} AS DOUBLE) / CAST(p.jours_obs AS DOUBLE)")
+        } else {
+            format!("CAST({x} AS DOUBLE)")
+        }
+    };
+    let values = match indicator.measure {
+        Measure::Sum | Measure::Distinct | Measure::DistinctAll => format!(
+            "{} AS valeur, CAST(NULL AS DOUBLE) AS numerateur, CAST(NULL AS DOUBLE) AS denominateur",
+            per_day("COALESCE(r.a, 0)")
+        ),
+        Measure::Ratio | Measure::DistinctRatio => format!(
+            "CASE WHEN COALESCE(r.b, 0) = 0 THEN CAST(NULL AS DOUBLE)
+                  ELSE CAST(r.a AS DOUBLE) / CAST(r.b AS DOUBLE) END AS valeur,
+             {} AS numerateur, {} AS denominateur",
+            per_day("COALESCE(r.a, 0)"),
+            per_day("COALESCE(r.b, 0)")
+        ),
+        Measure::Quantile => "CAST(r.a AS DOUBLE) AS valeur, CAST(NULL AS DOUBLE) AS numerateur,
+                              CAST(COALESCE(r.b, 0) AS DOUBLE) AS denominateur"
+            .to_owned(),
     };
     let secret = match indicator.sdc {
         Disclosure::Compte => format!("(valeur >= 1 AND valeur <= {})", t - 1),
@@ -411,19 +927,37 @@ fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
         Disclosure::Quantile => format!("(denominateur >= 1 AND denominateur < {t})"),
         Disclosure::Aucune => "FALSE".to_owned(),
     };
+    let territory = match indicator.territoire {
+        Some(d) => format!("WHERE g.niveau = 'DEPARTEMENT' AND g.territoire = '{d}'"),
+        None => String::new(),
+    };
     format!(
-        "WITH grille AS (
-             SELECT '{id}' AS indicateur, g.niveau AS territoire_niveau, g.territoire, p.pas, p.periode,
-                    p.debut, p.fin, {values}
+        "WITH {agg},
+         grille AS (
+             SELECT g.niveau, g.territoire, p.pas, p.periode, p.debut, p.fin,
+                    '' AS dimension, '' AS modalite, {values}
              FROM publies g CROSS JOIN periodes p
-             LEFT JOIN {result} r
-               ON r.niveau = g.niveau AND r.territoire = g.territoire AND r.pas = p.pas AND r.periode = p.periode),
+             LEFT JOIN (SELECT * FROM agg WHERE dimension = '') r
+               ON r.niveau = g.niveau AND r.territoire = g.territoire AND r.pas = p.pas AND r.periode = p.periode
+             {territory}
+             UNION ALL
+             SELECT g.niveau, g.territoire, p.pas, p.periode, p.debut, p.fin,
+                    r.dimension, r.modalite, {values}
+             FROM agg r
+             JOIN periodes p ON r.pas = p.pas AND r.periode = p.periode
+             JOIN publies g ON r.niveau = g.niveau AND r.territoire = g.territoire
+             {territory_and} r.dimension <> ''),
          controle AS (SELECT *, COALESCE({secret}, FALSE) AS secret FROM grille)
-         SELECT indicateur, territoire_niveau, territoire, pas, periode, debut, fin,
-                '' AS dimension, '' AS modalite,
-                valeur, secret, numerateur, denominateur,
+         SELECT '{id}' AS indicateur, niveau AS territoire_niveau, territoire, pas, periode, debut, fin,
+                dimension, modalite, valeur, secret, numerateur, denominateur,
                 'PROVISOIRE' AS statut, CAST({version} AS BIGINT) AS version, CAST(NULL AS VARCHAR) AS revision
          FROM controle",
+        agg = aggregate_sql(indicator),
+        territory_and = if territory.is_empty() {
+            "WHERE".to_owned()
+        } else {
+            format!("{territory} AND")
+        },
         id = indicator.id,
     )
 }
@@ -458,18 +992,41 @@ mod tests {
     #[test]
     fn periods_cover_the_observed_interval() {
         let p = periods(d(2024, 12, 15), d(2025, 2, 1));
-        let labels: Vec<_> = p.iter().map(|p| (p.pas, p.label.as_str())).collect();
+        let of = |pas: &str| -> Vec<&str> {
+            p.iter()
+                .filter(|x| x.pas == pas)
+                .map(|x| x.label.as_str())
+                .collect()
+        };
+        // JOUR: the 90 days ending at D1, but none before D0: 15 December to 1 February.
+        let jours = of("JOUR");
+        assert_eq!(jours.len(), 17 + 31 + 1);
+        assert_eq!((jours[0], *jours.last().unwrap()), ("2024-12-15", "2025-02-01"));
+        // SEMAINE: ISO weeks; Monday 2024-12-30 opens 2025-W01.
         assert_eq!(
-            labels,
+            of("SEMAINE"),
             [
-                ("MOIS", "2024-12"),
-                ("MOIS", "2025-01"),
-                ("MOIS", "2025-02"),
-                ("ANNEE", "2024"),
-                ("ANNEE", "2025")
+                "2024-W50", "2024-W51", "2024-W52", "2025-W01", "2025-W02", "2025-W03",
+                "2025-W04", "2025-W05"
             ]
         );
-        assert_eq!(p[0].fin, d(2025, 1, 1));
-        assert_eq!(p[4].fin, d(2026, 1, 1));
+        let w01 = p.iter().find(|x| x.label == "2025-W01").unwrap();
+        assert_eq!((w01.debut, w01.fin), (d(2024, 12, 30), d(2025, 1, 6)));
+        assert_eq!(of("MOIS"), ["2024-12", "2025-01", "2025-02"]);
+        assert_eq!(of("TRIMESTRE"), ["2024-T4", "2025-T1"]);
+        assert_eq!(of("ANNEE"), ["2024", "2025"]);
+        assert_eq!(of("HIVER"), ["2024-2025"]);
+        let hiver = p.iter().find(|x| x.pas == "HIVER").unwrap();
+        assert_eq!((hiver.debut, hiver.fin), (d(2024, 11, 1), d(2025, 4, 1)));
+        let t1 = p.iter().find(|x| x.label == "2025-T1").unwrap();
+        assert_eq!(t1.fin, d(2025, 4, 1));
+        // A summer interval has no winter; a long one keeps only 90 days.
+        let summer = periods(d(2025, 5, 1), d(2025, 9, 30));
+        assert!(summer.iter().all(|x| x.pas != "HIVER"));
+        assert_eq!(summer.iter().filter(|x| x.pas == "JOUR").count(), 90);
+        assert_eq!(
+            summer.iter().find(|x| x.pas == "JOUR").unwrap().debut,
+            d(2025, 7, 3)
+        );
     }
 }

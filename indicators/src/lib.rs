@@ -4,8 +4,9 @@
 
 pub mod analyst;
 pub mod catalogue;
+pub mod closing;
 pub mod compute;
 pub mod suppression;
 
 pub use catalogue::{CATALOGUE, CATALOGUE_VERSION, Disclosure, Indicator, by_id};
-pub use compute::{ComputeError, ComputeOptions, Release, publish};
+pub use compute::{ComputeError, ComputeOptions, Publication, Release, publish, publish_as};

@@ -130,6 +130,10 @@ pub fn apply(batch: &RecordBatch, t: i64) -> Result<RecordBatch, arrow::error::A
         }
     }
 
+    if t > 1 {
+        hide_complements_of_modalities(batch, &mut hidden)?;
+    }
+
     // Blank the hidden cells.
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     let schema = batch.schema();
@@ -144,6 +148,71 @@ pub fn apply(batch: &RecordBatch, t: i64) -> Result<RecordBatch, arrow::error::A
     let idx = schema.index_of("secret")?;
     columns[idx] = Arc::new(BooleanArray::from(hidden));
     RecordBatch::try_new(schema, columns)
+}
+
+/// The modalities of a dimension add up to the total (counts, distinct counts, ratios'
+/// terms): when exactly one modality of a (indicator, territory, period, dimension) is
+/// hidden, it could be recovered as the total minus the others, so the smallest other
+/// published modality is hidden too. Quantiles and capacities are not additive.
+fn hide_complements_of_modalities(
+    batch: &RecordBatch,
+    hidden: &mut [bool],
+) -> Result<(), arrow::error::ArrowError> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("colonne {name} absente")))
+    };
+    let indicateur = column("indicateur")?.as_string::<i32>();
+    let niveau = column("territoire_niveau")?.as_string::<i32>();
+    let territoire = column("territoire")?.as_string::<i32>();
+    let periode = column("periode")?.as_string::<i32>();
+    let pas = column("pas")?.as_string::<i32>();
+    let dimension = column("dimension")?.as_string::<i32>();
+    let valeur = column("valeur")?.as_primitive::<Float64Type>();
+    let denominateur = column("denominateur")?.as_primitive::<Float64Type>();
+    let mut groups: HashMap<(&str, &str, &str, &str, &str, &str), Vec<usize>> = HashMap::new();
+    for i in 0..batch.num_rows() {
+        let Some(indicator) = CATALOGUE.iter().find(|x| x.id == indicateur.value(i)) else {
+            continue;
+        };
+        if matches!(indicator.sdc, Disclosure::Aucune | Disclosure::Quantile)
+            || dimension.value(i).is_empty()
+        {
+            continue;
+        }
+        groups
+            .entry((
+                indicateur.value(i),
+                niveau.value(i),
+                territoire.value(i),
+                pas.value(i),
+                periode.value(i),
+                dimension.value(i),
+            ))
+            .or_default()
+            .push(i);
+    }
+    let size = |i: usize| {
+        if denominateur.is_valid(i) {
+            denominateur.value(i)
+        } else if valeur.is_valid(i) {
+            valeur.value(i)
+        } else {
+            0.0
+        }
+    };
+    for rows in groups.values() {
+        if rows.iter().filter(|&&r| hidden[r]).count() == 1
+            && let Some(&next) = rows
+                .iter()
+                .filter(|&&r| !hidden[r] && size(r) > 0.0)
+                .min_by(|&&a, &&b| size(a).total_cmp(&size(b)))
+        {
+            hidden[next] = true;
+        }
+    }
+    Ok(())
 }
 
 /// The cells of one (quantity, year), in a fixed order.

@@ -11,6 +11,7 @@
 //! | `time_travel_days` | `OBSERVATOIRE_TIME_TRAVEL_DAYS` | `7` (what `vacuum` keeps) |
 //! | `analyst_k` | `OBSERVATOIRE_ANALYST_K` | `11` (k-anonymity of the analyst zone) |
 //! | `max_delete_share` | `OBSERVATOIRE_MAX_DELETE_SHARE` | `0.05` (safety stop of `ingest`) |
+//! | `auto_close_days` | `OBSERVATOIRE_AUTO_CLOSE_DAYS` | none (months are closed only by `period close`; N: a month is closed by the first compute N days after its end) |
 //! | `watermark_overlap_minutes` | `OBSERVATOIRE_WATERMARK_OVERLAP_MINUTES` | `60` (how far before its watermark an incremental read starts again) |
 //!
 //! The pseudonymisation key is never in this file: `<data>/secrets/pseudonymisation.key`
@@ -34,6 +35,7 @@ pub struct FileConfig {
     pub analyst_k: Option<i64>,
     pub max_delete_share: Option<f64>,
     pub watermark_overlap_minutes: Option<i64>,
+    pub auto_close_days: Option<i64>,
 }
 
 impl FileConfig {
@@ -138,6 +140,26 @@ impl FileConfig {
             overlap: chrono::Duration::minutes(overlap),
             ..Default::default()
         })
+    }
+
+    /// The delay after which a month is closed automatically (`None`: never).
+    pub fn auto_close_days(&self) -> Result<Option<u32>, Error> {
+        let days = match std::env::var("OBSERVATOIRE_AUTO_CLOSE_DAYS") {
+            Ok(text) => Some(text.trim().parse::<i64>().map_err(|_| {
+                Error::Config(format!(
+                    "OBSERVATOIRE_AUTO_CLOSE_DAYS : « {text} » n'est pas un nombre de jours"
+                ))
+            })?),
+            Err(_) => None,
+        }
+        .or(self.auto_close_days);
+        match days {
+            None => Ok(None),
+            Some(d) if (0..=3650).contains(&d) => Ok(Some(d as u32)),
+            Some(d) => Err(Error::Config(format!(
+                "délai de clôture automatique invalide : {d} jour(s) (de 0 à 3650)"
+            ))),
+        }
     }
 
     /// The k of the analyst zone's k-anonymity.

@@ -58,6 +58,8 @@ pub enum Error {
     State(String),
     #[error("configuration invalide : {0}")]
     Config(String),
+    #[error("lecture de la base statistique impossible : {0}")]
+    Api(String),
     #[error(
         "la zone analyste de {0} n'existe pas encore : lancez d'abord « observatoire compute »"
     )]
@@ -411,8 +413,90 @@ pub async fn compute(
             k: analyst_k,
             ..Default::default()
         },
+        auto_close_days: None,
+        conventions: conventions(data_dir)?,
     };
     Ok(indicators::publish(&lake, &options, &key, progress).await?)
+}
+
+/// The indicators the préfet–SIAO conventions add: `<data>/conventions.toml`, a list of
+/// `[[indicateur]]` tables (fields of `indicators::catalogue::ConventionDeclaration`),
+/// each computed and shown only in its département.
+pub fn conventions(data_dir: &Path) -> Result<Vec<indicators::Indicator>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        indicateur: Vec<indicators::catalogue::ConventionDeclaration>,
+    }
+    let path = data_dir.join("conventions.toml");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let file: File = toml::from_str(&text)
+        .map_err(|e| Error::Config(format!("{} : {e}", path.display())))?;
+    let mut out = Vec::new();
+    for d in &file.indicateur {
+        let indicator = indicators::catalogue::convention(d, &out)
+            .map_err(|e| Error::Config(format!("{} : {e}", path.display())))?;
+        out.push(indicator);
+    }
+    Ok(out)
+}
+
+/// Computes and publishes a release with every option (automatic closing, revision);
+/// the conventions' indicators of `<data>/conventions.toml` are added to `options`'.
+pub async fn publish(
+    data_dir: &Path,
+    options: &indicators::ComputeOptions,
+    publication: &indicators::Publication,
+    progress: impl FnMut(&indicators::Indicator),
+) -> Result<indicators::Release> {
+    let lake = Lake::new(data_dir);
+    if lake.latest_run()?.is_none() {
+        return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
+    }
+    let _lock = guard::lock(data_dir, "compute")?;
+    let key = MasterKey::load(&key_path(data_dir))?;
+    lake.check_key(&key.fingerprint())?;
+    let mut options = options.clone();
+    options.conventions.extend(conventions(data_dir)?);
+    Ok(indicators::publish_as(&lake, &options, &key, publication, progress).await?)
+}
+
+/// Closes months (INDICATORS.md, "Closing"); returns those newly closed. Their periods
+/// are published `DEFINITIF` by the next release, and never recomputed after that.
+pub async fn close_months(
+    data_dir: &Path,
+    months: &[indicators::closing::Month],
+) -> Result<Vec<indicators::closing::Month>> {
+    let lake = Lake::new(data_dir);
+    let _lock = guard::lock(data_dir, "period close")?;
+    Ok(indicators::closing::record(&lake, months, "MANUELLE").await?)
+}
+
+/// The closures recorded.
+pub async fn closures(data_dir: &Path) -> Result<Vec<indicators::closing::Closure>> {
+    Ok(indicators::closing::closures(&Lake::new(data_dir)).await?)
+}
+
+/// Every recorded release, latest first.
+pub async fn releases(data_dir: &Path) -> Result<Vec<dashboards_api::values::Publication>> {
+    let lake = Lake::new(data_dir);
+    if dashboards_api::values::latest_release(&lake)
+        .await
+        .map_err(Error::Api)?
+        .is_none()
+    {
+        return Ok(Vec::new());
+    }
+    dashboards_api::values::publications(&lake)
+        .await
+        .map_err(|e| Error::Api(e.message))
 }
 
 /// What a key rotation did.

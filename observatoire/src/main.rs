@@ -120,6 +120,16 @@ enum Command {
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
     },
+    /// Publications de la base statistique (chacune relisible : ?version=N).
+    Release {
+        #[command(subcommand)]
+        action: ReleaseCommand,
+    },
+    /// Clôture et révision des périodes publiées.
+    Period {
+        #[command(subcommand)]
+        action: PeriodCommand,
+    },
     /// Bancs d'essai (à lancer sur une grosse base, hors CI).
     Bench {
         #[command(subcommand)]
@@ -153,6 +163,49 @@ enum Command {
         data: Option<PathBuf>,
         /// La requête, par exemple "SELECT COUNT(*) FROM demande".
         query: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReleaseCommand {
+    /// Liste les publications, la plus récente d'abord.
+    List {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeriodCommand {
+    /// Clôture un ou des mois (AAAA-MM) : la publication qui suit (lancée aussitôt) les
+    /// publie DEFINITIF, avec toutes les périodes dont tous les jours sont dans des mois
+    /// clôturés ; elles ne sont plus jamais recalculées.
+    Close {
+        /// Mois à clôturer, par exemple 2025-03 (plusieurs possibles).
+        #[arg(required = true)]
+        months: Vec<String>,
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        #[arg(long, env = "OBSERVATOIRE_SECRECY_THRESHOLD")]
+        secrecy_threshold: Option<i64>,
+    },
+    /// Recalcule les périodes clôturées contenant un mois, comme une révision motivée
+    /// (nouvelle publication ; l'ancienne reste lisible).
+    Revise {
+        /// Le mois clôturé à réviser, par exemple 2025-03.
+        month: String,
+        /// Le motif de la révision (enregistré avec chaque valeur révisée).
+        #[arg(long)]
+        reason: String,
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        #[arg(long, env = "OBSERVATOIRE_SECRECY_THRESHOLD")]
+        secrecy_threshold: Option<i64>,
+    },
+    /// Liste les mois clôturés.
+    List {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -520,14 +573,27 @@ async fn run_ingest(
     Ok(())
 }
 
-async fn run_compute(data: &std::path::Path, threshold: i64, analyst_k: usize) -> Result<()> {
+async fn run_compute(
+    data: &std::path::Path,
+    options: &indicators::ComputeOptions,
+    publication: &indicators::Publication,
+) -> Result<()> {
+    let threshold = options.secrecy_threshold;
+    let analyst_k = options.analyst.k;
     let pb = bar(indicators::CATALOGUE.len() as u64, "calcul des indicateurs");
-    let release = observatoire::compute(data, threshold, analyst_k, |i| {
+    let release = observatoire::publish(data, options, publication, |i| {
         pb.inc(1);
         pb.set_message(i.code.to_owned());
     })
     .await?;
     pb.finish_and_clear();
+    if let indicators::Publication::Revision { month, reason } = publication {
+        println!(
+            "Révision du mois {} (motif : {reason}) : {} valeurs recalculées.",
+            indicators::closing::month_label(*month),
+            release.rows
+        );
+    }
     let span = match (release.d0, release.d1) {
         (Some(a), Some(b)) => format!("données observées du {a} au {b}"),
         _ => "aucune donnée observée".to_owned(),
@@ -553,6 +619,59 @@ async fn run_compute(data: &std::path::Path, threshold: i64, analyst_k: usize) -
         release.version,
         tables.join(" · ")
     );
+    Ok(())
+}
+
+fn compute_options(
+    file: &FileConfig,
+    threshold: Option<i64>,
+    analyst_k: Option<i64>,
+) -> Result<indicators::ComputeOptions> {
+    Ok(indicators::ComputeOptions {
+        secrecy_threshold: file.secrecy_threshold(threshold)?,
+        analyst: indicators::analyst::AnalystOptions {
+            k: file.analyst_k(analyst_k)?,
+            ..Default::default()
+        },
+        auto_close_days: file.auto_close_days()?,
+        // The conventions' indicators are read from the data folder by `publish`.
+        conventions: Vec::new(),
+    })
+}
+
+async fn run_release_list(data: &std::path::Path) -> Result<()> {
+    let list = observatoire::releases(data).await?;
+    if list.is_empty() {
+        println!("Aucune publication : lancez d'abord « observatoire compute ».");
+        return Ok(());
+    }
+    println!("version  ingestion  nature     seuil  lignes     calculée le                 catalogue   motif");
+    for r in &list {
+        println!(
+            "{:<8} {:<10} {:<10} {:<6} {:<10} {:<27} {:<11} {}",
+            r.version,
+            r.ingestion,
+            r.nature,
+            r.seuil_secret,
+            r.lignes,
+            r.calculee_le,
+            r.catalogue,
+            r.motif.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+async fn run_period_list(data: &std::path::Path) -> Result<()> {
+    let list = observatoire::closures(data).await?;
+    if list.is_empty() {
+        println!("Aucun mois clôturé : toutes les valeurs publiées sont PROVISOIRE.");
+        return Ok(());
+    }
+    println!("mois     origine      clôturé le");
+    for c in &list {
+        println!("{:<8} {:<12} {}", c.mois, c.origine, c.cloture_le);
+    }
     Ok(())
 }
 
@@ -788,7 +907,8 @@ async fn run_rotate(url: &str, data: &std::path::Path, destroy_old: bool) -> Res
 
 async fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> Result<()> {
     let lake = warehouse::Lake::new(&data);
-    dashboards_api::serve(lake, listen, |addr| {
+    let conventions = observatoire::conventions(&data)?;
+    dashboards_api::serve_with(lake, conventions, listen, |addr| {
         println!("Tableau de bord : http://{addr}/");
         println!("API : http://{addr}/api/v1/indicateurs — arrêt : Ctrl+C");
     })
@@ -819,7 +939,9 @@ async fn run(cli: Cli) -> Result<()> {
             let config = SimulationConfig::default();
             run_simulate(&url, &config, true, None).await?;
             run_ingest(&url, &data, &file.ingest_options(false)?).await?;
-            run_compute(&data, threshold, file.analyst_k(None)?).await?;
+            let mut options = compute_options(&file, None, None)?;
+            options.secrecy_threshold = threshold;
+            run_compute(&data, &options, &indicators::Publication::Regular).await?;
             run_serve(data, listen).await
         }
         Command::Simulate {
@@ -870,13 +992,62 @@ async fn run(cli: Cli) -> Result<()> {
             analyst_k,
         } => {
             let data = file.data(data);
-            run_compute(
-                &data,
-                file.secrecy_threshold(secrecy_threshold)?,
-                file.analyst_k(analyst_k)?,
-            )
-            .await
+            let options = compute_options(&file, secrecy_threshold, analyst_k)?;
+            run_compute(&data, &options, &indicators::Publication::Regular).await
         }
+        Command::Release {
+            action: ReleaseCommand::List { data },
+        } => run_release_list(&file.data(data)).await,
+        Command::Period { action } => match action {
+            PeriodCommand::Close {
+                months,
+                data,
+                secrecy_threshold,
+            } => {
+                let data = file.data(data);
+                let months = months
+                    .iter()
+                    .map(|m| indicators::closing::parse_month(m))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(observatoire::Error::from)?;
+                let options = compute_options(&file, secrecy_threshold, None)?;
+                let new = observatoire::close_months(&data, &months).await?;
+                let labels: Vec<String> = months
+                    .iter()
+                    .map(|m| indicators::closing::month_label(*m))
+                    .collect();
+                if new.is_empty() {
+                    println!("Mois déjà clôturé(s) : {}.", labels.join(", "));
+                } else {
+                    println!(
+                        "Mois clôturé(s) : {} ; leurs périodes sont publiées DEFINITIF.",
+                        new.iter()
+                            .map(|m| indicators::closing::month_label(*m))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                run_compute(&data, &options, &indicators::Publication::Regular).await
+            }
+            PeriodCommand::Revise {
+                month,
+                reason,
+                data,
+                secrecy_threshold,
+            } => {
+                let data = file.data(data);
+                let month =
+                    indicators::closing::parse_month(&month).map_err(observatoire::Error::from)?;
+                let options = compute_options(&file, secrecy_threshold, None)?;
+                run_compute(
+                    &data,
+                    &options,
+                    &indicators::Publication::Revision { month, reason },
+                )
+                .await
+            }
+            PeriodCommand::List { data } => run_period_list(&file.data(data)).await,
+        },
         Command::AnonymityReport { data } => run_anonymity_report(&file.data(data)).await,
         Command::Bench {
             what:

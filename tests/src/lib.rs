@@ -25,6 +25,9 @@ pub struct Expected {
     pub indicateur: String,
     pub territoire: String,
     pub periode: String,
+    /// `""` for the total, else a dimension of INDICATORS.md with its `modalite`.
+    pub dimension: String,
+    pub modalite: String,
     /// `None`: the value must be null.
     pub valeur: Option<f64>,
     pub numerateur: Option<f64>,
@@ -89,6 +92,8 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
                         "indicateur",
                         "territoire",
                         "periode",
+                        "dimension",
+                        "modalite",
                         "valeur",
                         "numerateur",
                         "denominateur",
@@ -113,6 +118,8 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
                     indicateur: s("indicateur")?,
                     territoire: s("territoire")?,
                     periode: s("periode")?,
+                    dimension: s("dimension").unwrap_or_default(),
+                    modalite: s("modalite").unwrap_or_default(),
                     valeur,
                     numerateur: t.get("numerateur").and_then(number),
                     denominateur: t.get("denominateur").and_then(number),

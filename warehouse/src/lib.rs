@@ -420,6 +420,9 @@ impl Lake {
             .with_table_name(name);
         if mode == SaveMode::Overwrite {
             write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
+        } else {
+            // Columns added later (nullable) join the table's schema.
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
         }
         let table = write.await.map_err(delta(&label))?;
         Ok(table.version().map(|v| v as i64).unwrap_or(0))

@@ -68,5 +68,9 @@ pub fn releases_schema() -> SchemaRef {
         Field::new("seuil_secret", DataType::Int64, false),
         Field::new("calculee_le", DataType::Utf8, false),
         Field::new("lignes", DataType::Int64, false),
+        // CALCUL or REVISION (null in releases written before revisions existed).
+        Field::new("nature", DataType::Utf8, true),
+        // A revision's month and reason.
+        Field::new("motif", DataType::Utf8, true),
     ]))
 }

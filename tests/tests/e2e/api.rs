@@ -54,29 +54,52 @@ async fn dnp_rate_of_seine_saint_denis_has_one_value_per_month_of_2025() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_lists_the_five_indicators_in_french() {
+async fn catalogue_lists_the_32_indicators_in_french_from_the_catalogue() {
     let (status, body) = get("/api/v1/indicateurs").await;
     assert_eq!(status, 200);
-    let ids: Vec<_> = body
-        .as_array()
-        .unwrap()
+    let list = body.as_array().unwrap();
+    let codes: Vec<_> = list
         .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .map(|i| i["code"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(
-        ids,
-        [
-            "demandes_115",
-            "dnp_115",
-            "taux_dnp_115",
-            "delai_attente_admission",
-            "taux_occupation"
-        ]
-    );
-    let u04 = &body[2];
+    let mut expected = Vec::new();
+    for (prefix, n) in [("U", 10), ("I", 9), ("O", 9), ("P", 2), ("E", 2)] {
+        for k in 1..=n {
+            expected.push(format!("{prefix}{k:02}"));
+        }
+    }
+    assert_eq!(codes, expected);
+    // Every entry as the catalogue declares it: label, definition, unit, sdc, dimensions.
+    for (json, declared) in list.iter().zip(indicators::CATALOGUE) {
+        assert_eq!(json["id"], declared.id);
+        assert_eq!(json["libelle"], declared.libelle);
+        assert_eq!(json["definition"], declared.definition);
+        assert_eq!(json["unite"], declared.unite);
+        let dims: Vec<_> = json["dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["nom"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(dims, declared.dimensions, "{}", declared.code);
+        assert!(json.get("sql").is_none(), "la requête n'est pas exposée");
+    }
+    let u04 = &list[3];
     assert_eq!(u04["code"], "U04");
     assert_eq!(u04["libelle"], "Taux de demandes non pourvues");
+    assert_eq!(u04["sdc"], "RATIO");
     assert!(u04["definition"].as_str().unwrap().contains("NON_POURVUE"));
+    assert_eq!(u04["dimensions"][0]["libelle"], "Composition du ménage");
+    assert!(
+        u04["dimensions"][0]["modalites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "MINEUR_ISOLE")
+    );
+    let o02 = list.iter().find(|i| i["code"] == "O02").unwrap();
+    assert_eq!(o02["sdc"], "AUCUNE");
+    assert_eq!(o02["dimensions"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,6 +181,21 @@ async fn publications_record_the_release_and_its_threshold() {
     assert_eq!(list[0]["ingestion"], 1);
     assert_eq!(list[0]["seuil_secret"], 11);
     assert_eq!(list[0]["catalogue"], indicators::CATALOGUE_VERSION);
-    // 4 départements, 3 régions and FR; 12 months and 1 year; 5 indicators.
-    assert_eq!(list[0]["lignes"], 8 * 13 * 5);
+    // The rows of release 1, as stored.
+    let stored = observatoire_tests::all_stats(&demo().data)
+        .await
+        .iter()
+        .filter(|r| r.version == 1)
+        .count();
+    assert_eq!(list[0]["lignes"], stored as i64);
+    assert_eq!(list[0]["nature"], "CALCUL");
+    // Totals: 4 départements, 3 régions and FR; for 2025: 90 days, 53 ISO weeks
+    // (2025-W01 from 2024-12-30 to 2026-W01 from 2025-12-29), 12 months, 4 quarters, 1 year,
+    // 2 winters.
+    let totals = observatoire_tests::all_stats(&demo().data)
+        .await
+        .iter()
+        .filter(|r| r.version == 1 && r.dimension.is_empty())
+        .count();
+    assert_eq!(totals, 8 * (90 + 53 + 12 + 4 + 1 + 2) * indicators::CATALOGUE.len());
 }

@@ -91,15 +91,21 @@ async fn golden_scenarios_match_hand_computed_values() {
                     r.indicateur == id
                         && r.code_territoire == e.territoire
                         && r.periode == e.periode
-                        && r.dimension.is_empty()
+                        && r.dimension == e.dimension
+                        && r.modalite == e.modalite
                 })
                 .collect();
             let label = format!(
-                "{} ({backend}) : {} {} {}",
+                "{} ({backend}) : {} {} {} {}",
                 file.file_name().unwrap().to_string_lossy(),
                 e.indicateur,
                 e.territoire,
-                e.periode
+                e.periode,
+                if e.dimension.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}={}", e.dimension, e.modalite)
+                }
             );
             checked += 1;
             let [row] = found.as_slice() else {
@@ -142,13 +148,15 @@ async fn golden_scenarios_match_hand_computed_values() {
                     r.indicateur.clone(),
                     r.code_territoire.clone(),
                     r.periode.clone(),
+                    r.dimension.clone(),
+                    r.modalite.clone(),
                 )
             })
             .collect();
         assert_eq!(
             grid.len(),
             rows.len(),
-            "{}: one row per indicator, territory and period",
+            "{}: one row per indicator, territory, period and modality",
             scenario.description
         );
     }
@@ -174,24 +182,33 @@ async fn skeleton_scenario_publishes_the_expected_grid() {
     territories.sort();
     territories.dedup();
     assert_eq!(territories, ["D23", "D93", "FR", "R11", "R75"]);
-    let mut periods: Vec<_> = rows
-        .iter()
-        .map(|r| (r.pas.clone(), r.periode.clone()))
-        .collect();
-    periods.sort();
-    periods.dedup();
-    let expected: Vec<(String, String)> = [
-        ("ANNEE", "2024"),
-        ("ANNEE", "2025"),
-        ("MOIS", "2024-12"),
-        ("MOIS", "2025-01"),
-        ("MOIS", "2025-02"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    assert_eq!(periods, expected);
-    assert_eq!(rows.len(), 5 * 5 * indicators::CATALOGUE.len());
+    // Periods per pas: JOUR the 81 days from D0 (the 90 days ending at D1 start before
+    // D0); SEMAINE Monday 2024-12-02 to the week of Thursday 2025-02-20: 12 weeks; MOIS 3;
+    // TRIMESTRE 2024-T4 and 2025-T1; ANNEE 2024 and 2025; HIVER 2024-2025.
+    let mut per_pas: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for r in &rows {
+        per_pas
+            .entry(r.pas.clone())
+            .or_default()
+            .insert(r.periode.clone());
+    }
+    let counts: Vec<(&str, usize)> = per_pas.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    assert_eq!(
+        counts,
+        [
+            ("ANNEE", 2),
+            ("HIVER", 1),
+            ("JOUR", 81),
+            ("MOIS", 3),
+            ("SEMAINE", 12),
+            ("TRIMESTRE", 2)
+        ]
+    );
+    assert!(per_pas["SEMAINE"].contains("2025-W01") && per_pas["SEMAINE"].contains("2024-W49"));
+    assert!(per_pas["HIVER"].contains("2024-2025"));
+    let totals = rows.iter().filter(|r| r.dimension.is_empty()).count();
+    assert_eq!(totals, 5 * 101 * indicators::CATALOGUE.len());
     assert!(
         rows.iter()
             .all(|r| r.statut == "PROVISOIRE" && r.version == 1)

@@ -16,6 +16,7 @@ mod incremental;
 mod logs;
 mod privacy;
 mod quality;
+mod releases;
 mod rotation;
 mod schema;
 mod simulation;

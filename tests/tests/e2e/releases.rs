@@ -1,0 +1,356 @@
+//! The statistical base as an official statistic: past releases read back exactly, a
+//! closed period survives purges in the source, and a revision changes it as a new,
+//! labelled release while the former figure stays readable.
+
+use std::path::Path;
+
+use dashboards_api::StatRow;
+use dashboards_api::values::{ValuesQuery, current_values};
+use observatoire_tests::{ingest_and_compute, simulate_small, sqlite_url, temp_dir};
+
+fn options(threshold: i64) -> indicators::ComputeOptions {
+    indicators::ComputeOptions {
+        secrecy_threshold: threshold,
+        ..Default::default()
+    }
+}
+
+/// The values of `indicator` in `territory` by month, as the API reads them at `version`.
+async fn monthly(
+    data: &Path,
+    indicator: &'static str,
+    territory: &str,
+    version: Option<i64>,
+) -> Vec<StatRow> {
+    let lake = warehouse::Lake::new(data);
+    let version = version.map(|v| v.to_string());
+    let q = ValuesQuery::from_params(
+        indicator,
+        Some(territory),
+        Some("MOIS"),
+        None,
+        None,
+        None,
+        version.as_deref(),
+    )
+    .unwrap();
+    current_values(&lake, &q).await.unwrap()
+}
+
+fn in_month<'a>(rows: &'a [StatRow], month: &str) -> &'a StatRow {
+    rows.iter()
+        .find(|r| r.periode == month)
+        .unwrap_or_else(|| panic!("{month} absent"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_past_release_reads_back_exactly_after_two_more() {
+    let tmp = temp_dir("publications");
+    let url = sqlite_url(tmp.path());
+    simulate_small(&url, &["23"], "2025-01-01", "2025-03-01", 0.2).await;
+    let first = ingest_and_compute(&url, tmp.path(), 1).await;
+    assert_eq!(first.version, 1);
+    let indicators = ["demandes_115", "taux_dnp_115", "places_occupees", "personnes_demandeuses"];
+    let mut at_one = Vec::new();
+    for i in indicators {
+        at_one.push(monthly(tmp.path(), i, "D23", None).await);
+    }
+    // Two more months of activity, two more releases.
+    for to in ["2025-04-01", "2025-05-01"] {
+        let to = chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").unwrap();
+        observatoire::simulate_continue(&url, to, |_, _| {})
+            .await
+            .unwrap();
+        ingest_and_compute(&url, tmp.path(), 1).await;
+    }
+    let releases = observatoire::releases(tmp.path()).await.unwrap();
+    let versions: Vec<i64> = releases.iter().map(|r| r.version).collect();
+    assert_eq!(versions, [3, 2, 1]);
+    let mut changed = false;
+    for (i, before) in indicators.iter().zip(&at_one) {
+        let again = monthly(tmp.path(), i, "D23", Some(1)).await;
+        assert_eq!(&again, before, "{i} : publication 1 relue après les publications 2 et 3");
+        let now = monthly(tmp.path(), i, "D23", None).await;
+        assert!(now.len() > before.len(), "{i} : mars et avril publiés depuis");
+        changed |= now.iter().any(|r| r.version > 1);
+    }
+    assert!(changed);
+    assert!(at_one[0].iter().all(|r| r.version == 1 && r.statut == "PROVISOIRE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
+    let tmp = temp_dir("cloture");
+    let url = sqlite_url(tmp.path());
+    simulate_small(&url, &["23"], "2025-01-01", "2025-05-01", 0.2).await;
+    ingest_and_compute(&url, tmp.path(), 1).await;
+    let march = |rows: &[StatRow]| in_month(rows, "2025-03").clone();
+    let published = march(&monthly(tmp.path(), "demandes_115", "D23", None).await);
+    let march_value = published.valeur.unwrap();
+    assert!(march_value > 0.0, "des demandes en mars");
+    assert_eq!(published.statut, "PROVISOIRE");
+
+    // Closing March publishes its periods DEFINITIF (release 2), nothing else.
+    let new = observatoire::close_months(tmp.path(), &[(2025, 3)]).await.unwrap();
+    assert_eq!(new, [(2025, 3)]);
+    assert!(observatoire::close_months(tmp.path(), &[(2025, 3)]).await.unwrap().is_empty());
+    let closing = observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(closing.version, 2);
+    let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
+    let closed = march(&rows);
+    assert_eq!((closed.statut.as_str(), closed.valeur, closed.version), ("DEFINITIF", Some(march_value), 2));
+    assert_eq!(in_month(&rows, "2025-04").statut, "PROVISOIRE");
+    assert_eq!(in_month(&rows, "2025-02").statut, "PROVISOIRE");
+
+    // The households that asked in March are purged from the source.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let households = "(SELECT DISTINCT menage_id FROM demande
+                       WHERE date_demande >= '2025-03-01' AND date_demande < '2025-04-01')";
+    let requests = format!("(SELECT id FROM demande WHERE menage_id IN {households})");
+    for sql in [
+        format!("DELETE FROM orientation WHERE demande_id IN {requests}"),
+        format!("DELETE FROM liste_attente WHERE demande_id IN {requests}"),
+        format!("DELETE FROM demande_personne WHERE demande_id IN {requests}"),
+        format!("DELETE FROM prise_en_charge WHERE menage_id IN {households}"),
+        format!("DELETE FROM evaluation WHERE menage_id IN {households}"),
+        format!("DELETE FROM note WHERE menage_id IN {households}"),
+        format!("DELETE FROM menage_personne WHERE menage_id IN {households}"),
+        format!("DELETE FROM menage WHERE id IN {households}"),
+        format!("DELETE FROM demande WHERE menage_id IN {households}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let ingest = observatoire::IngestOptions {
+        allow_mass_delete: true,
+        ..Default::default()
+    };
+    observatoire::ingest_with_options(&url, tmp.path(), &ingest, |_| {})
+        .await
+        .unwrap();
+    let after = observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(after.version, 3);
+    let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
+    let still = march(&rows);
+    assert_eq!(
+        (still.valeur, still.version, still.statut.as_str()),
+        (Some(march_value), 2, "DEFINITIF"),
+        "mars clôturé ne change pas"
+    );
+    // April, still open, was recomputed by release 3.
+    assert_eq!(in_month(&rows, "2025-04").version, 3);
+
+    // A revision without a reason, or of an open month, is refused.
+    let err = observatoire::publish(
+        tmp.path(),
+        &options(1),
+        &indicators::Publication::Revision { month: (2025, 4), reason: "purge".into() },
+        |_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("2025-04") && err.contains("clôturé"), "{err}");
+    let err = observatoire::publish(
+        tmp.path(),
+        &options(1),
+        &indicators::Publication::Revision { month: (2025, 3), reason: " ".into() },
+        |_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("motif"), "{err}");
+
+    // The revision recomputes March: the purged requests are gone.
+    let revision = observatoire::publish(
+        tmp.path(),
+        &options(1),
+        &indicators::Publication::Revision {
+            month: (2025, 3),
+            reason: "purge RGPD des ménages de mars".into(),
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(revision.version, 4);
+    let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
+    let revised = march(&rows);
+    assert_eq!(revised.version, 4);
+    assert_eq!(revised.statut, "DEFINITIF");
+    assert_eq!(revised.revision.as_deref(), Some("purge RGPD des ménages de mars"));
+    assert!(revised.valeur.unwrap() < march_value, "{:?} < {march_value}", revised.valeur);
+    // Only periods made of closed months holding March were revised.
+    assert_eq!(in_month(&rows, "2025-04").version, 3);
+    // Both stay readable.
+    let before = march(&monthly(tmp.path(), "demandes_115", "D23", Some(3)).await);
+    assert_eq!((before.valeur, before.version), (Some(march_value), 2));
+    let list = observatoire::releases(tmp.path()).await.unwrap();
+    assert_eq!(list[0].nature, "REVISION");
+    assert!(list[0].motif.as_deref().unwrap().starts_with("2025-03"));
+    assert_eq!(list[1].nature, "CALCUL");
+    // A later regular release leaves the revision in place.
+    observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
+        .await
+        .unwrap();
+    let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
+    assert_eq!(march(&rows).version, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modality_whose_records_are_purged_is_published_again_with_nothing() {
+    let tmp = temp_dir("retrait");
+    let file = tmp.path().join("scenario.toml");
+    std::fs::write(
+        &file,
+        r#"
+description = "Une modalité dont la seule demande est purgée"
+menage = [
+  { id = 1, siao_departement = "93", date_creation = "2025-01-01" },
+  { id = 2, siao_departement = "93", date_creation = "2025-01-01" },
+]
+demande = [
+  { id = 1, menage_id = 1, type = "URGENCE", siao_departement = "93", date_demande = "2025-03-03T21:00:00+01:00", canal = "APPEL_115", statut = "NON_POURVUE", date_statut = "2025-03-03T22:00:00+01:00", motif_non_pourvue = "ABSENCE_PLACE" },
+  { id = 2, menage_id = 2, type = "URGENCE", siao_departement = "93", date_demande = "2025-03-04T21:00:00+01:00", canal = "APPEL_115", statut = "NON_POURVUE", date_statut = "2025-03-04T22:00:00+01:00", motif_non_pourvue = "REFUS_USAGER" },
+]
+attendu = []
+"#,
+    )
+    .unwrap();
+    let scenario = observatoire_tests::load_scenario(&file).unwrap();
+    let url = sqlite_url(tmp.path());
+    let source = operational::Source::create(&url).await.unwrap();
+    observatoire_tests::write_rows(&source, &scenario.tables).await;
+    ingest_and_compute(&url, tmp.path(), 1).await;
+    let motif = |rows: &[StatRow], m: &str| {
+        rows.iter()
+            .find(|r| {
+                r.indicateur == "dnp_115"
+                    && r.code_territoire == "D93"
+                    && r.periode == "2025-03"
+                    && r.dimension == "motif"
+                    && r.modalite == m
+            })
+            .map(|r| (r.valeur, r.version))
+    };
+    let rows = observatoire_tests::all_stats(tmp.path()).await;
+    assert_eq!(motif(&rows, "REFUS_USAGER"), Some((Some(1.0), 1)));
+
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM demande WHERE id = 2").execute(&pool).await.unwrap();
+    pool.close().await;
+    let ingest = observatoire::IngestOptions {
+        allow_mass_delete: true,
+        ..Default::default()
+    };
+    observatoire::ingest_with_options(&url, tmp.path(), &ingest, |_| {})
+        .await
+        .unwrap();
+    observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
+        .await
+        .unwrap();
+    // The current figure of each key is its highest version.
+    let mut rows = observatoire_tests::all_stats(tmp.path()).await;
+    rows.sort_by_key(|r| std::cmp::Reverse(r.version));
+    assert_eq!(motif(&rows, "REFUS_USAGER"), Some((Some(0.0), 2)));
+    assert_eq!(motif(&rows, "ABSENCE_PLACE"), Some((Some(1.0), 2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_convention_indicator_is_computed_and_shown_only_in_its_departement() {
+    let tmp = temp_dir("convention");
+    let file = tmp.path().join("scenario.toml");
+    std::fs::write(
+        &file,
+        r#"
+description = "Un indicateur de la convention de Seine-Saint-Denis"
+menage = [
+  { id = 1, siao_departement = "93", date_creation = "2025-01-01" },
+  { id = 2, siao_departement = "75", date_creation = "2025-01-01" },
+]
+demande = [
+  { id = 1, menage_id = 1, type = "URGENCE", siao_departement = "93", date_demande = "2025-03-03T21:00:00+01:00", canal = "MARAUDE", statut = "EN_COURS" },
+  { id = 2, menage_id = 1, type = "URGENCE", siao_departement = "93", date_demande = "2025-03-04T21:00:00+01:00", canal = "APPEL_115", statut = "EN_COURS" },
+  { id = 3, menage_id = 2, type = "URGENCE", siao_departement = "75", date_demande = "2025-03-05T21:00:00+01:00", canal = "MARAUDE", statut = "EN_COURS" },
+]
+attendu = []
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("conventions.toml"),
+        r#"
+[[indicateur]]
+code = "C93-01"
+id = "demandes_maraude_93"
+territoire = "93"
+libelle = "Demandes venues des maraudes"
+definition = "Demandes de la période dont le canal est MARAUDE (convention préfet–SIAO de la Seine-Saint-Denis)."
+unite = "demandes"
+sdc = "COMPTE"
+mesure = "SUM"
+sql = "SELECT siao_departement AS departement, date_demande AS jour, 1 AS w FROM demande WHERE canal = 'MARAUDE' AND statut <> 'ANNULEE'"
+"#,
+    )
+    .unwrap();
+    let scenario = observatoire_tests::load_scenario(&file).unwrap();
+    let url = sqlite_url(tmp.path());
+    let source = operational::Source::create(&url).await.unwrap();
+    observatoire_tests::write_rows(&source, &scenario.tables).await;
+    ingest_and_compute(&url, tmp.path(), 1).await;
+    let rows: Vec<StatRow> = observatoire_tests::all_stats(tmp.path())
+        .await
+        .into_iter()
+        .filter(|r| r.indicateur == "demandes_maraude_93")
+        .collect();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.code_territoire == "D93"), "seulement en Seine-Saint-Denis");
+    let march = rows.iter().find(|r| r.periode == "2025-03").unwrap();
+    assert_eq!(march.valeur, Some(1.0), "la demande 3 est à Paris");
+
+    // The API lists it after the national catalogue, with its territory, and serves it.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let lake = warehouse::Lake::new(tmp.path());
+    let conventions = observatoire::conventions(tmp.path()).unwrap();
+    tokio::spawn(async move {
+        dashboards_api::serve_with(lake, conventions, "127.0.0.1:0".parse().unwrap(), |addr| {
+            tx.send(addr).unwrap();
+        })
+        .await
+        .unwrap();
+    });
+    let addr = rx.await.unwrap();
+    let list: serde_json::Value = reqwest::get(format!("http://{addr}/api/v1/indicateurs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = list.as_array().unwrap().last().unwrap();
+    assert_eq!(last["id"], "demandes_maraude_93");
+    assert_eq!(last["territoire"], "93");
+    let values: Vec<StatRow> = reqwest::get(format!(
+        "http://{addr}/api/v1/indicateurs/demandes_maraude_93/valeurs?territoire=D93&pas=MOIS"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(values.len(), 1);
+    assert_eq!(values[0].valeur, Some(1.0));
+
+    // A malformed convention file is refused with its name and the problem.
+    std::fs::write(
+        tmp.path().join("conventions.toml"),
+        "[[indicateur]]\ncode = \"C93-02\"\nid = \"x\"\nterritoire = \"99\"\nlibelle = \"l\"\ndefinition = \"d\"\nunite = \"u\"\nsdc = \"COMPTE\"\nmesure = \"SUM\"\nsql = \"SELECT 1\"\n",
+    )
+    .unwrap();
+    let err = observatoire::conventions(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("conventions.toml") && err.contains("99"), "{err}");
+}
