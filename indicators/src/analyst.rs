@@ -9,9 +9,11 @@
 //! Household sizes are capped at 5 ("5 or more"): a large household is rare enough to
 //! single it out.
 //!
-//! Quasi-identifiers: département, month, age band, sex, composition and nationality,
-//! all read at the request the record belongs to (the request's persons and their age
-//! bands at its date; the reference person is the principal applicant, else an adult).
+//! Quasi-identifiers: département, month, age band, sex, composition and nationality.
+//! The composition is the household's at the record's own date, as INDICATORS.md
+//! defines it (derived at ingest); the others are read at the request the record belongs
+//! to (the request's persons and their age bands at its date; the reference person is
+//! the principal applicant, else an adult).
 //! They are generalised along [`anonymize::kanon::hierarchy`] until every combination
 //! holds at least k records (k = 11 by default); the records of the classes that still
 //! fall short are suppressed and counted in `analyst/anonymisation`.
@@ -124,9 +126,6 @@ profil_adultes AS (
 profil AS (
     SELECT demande_id,
            COUNT(*) AS membres,
-           SUM(CASE WHEN adulte THEN 1 ELSE 0 END) AS adultes,
-           SUM(CASE WHEN adulte AND role = 'CONJOINT' THEN 1 ELSE 0 END) AS conjoints,
-           MAX(CASE WHEN adulte THEN sexe END) AS sexe_adulte,
            MAX(CASE WHEN rang = 1 THEN tranche_age END) AS tranche_age,
            MAX(CASE WHEN rang = 1 THEN sexe END) AS sexe,
            MAX(CASE WHEN rang = 1 THEN nationalite END) AS nationalite
@@ -138,20 +137,7 @@ profil_demande AS (
            COALESCE(pr.membres, 0) AS personnes,
            COALESCE(pr.tranche_age, 'NON_RENSEIGNE') AS tranche_age,
            COALESCE(pr.sexe, 'NON_RENSEIGNE') AS sexe,
-           COALESCE(pr.nationalite, 'NON_RENSEIGNE') AS nationalite,
-           CASE
-             WHEN pr.membres IS NULL OR pr.membres = 0 THEN 'INCONNUE'
-             WHEN pr.adultes = 0 THEN 'MINEUR_ISOLE'
-             WHEN pr.adultes = 1 THEN
-               CASE pr.sexe_adulte
-                 WHEN 'M' THEN CASE WHEN pr.membres > 1 THEN 'HOMME_SEUL_AVEC_ENFANTS' ELSE 'HOMME_SEUL' END
-                 WHEN 'F' THEN CASE WHEN pr.membres > 1 THEN 'FEMME_SEULE_AVEC_ENFANTS' ELSE 'FEMME_SEULE' END
-                 ELSE 'INCONNUE'
-               END
-             WHEN pr.adultes = 2 AND pr.conjoints >= 1 THEN
-               CASE WHEN pr.membres > 2 THEN 'COUPLE_AVEC_ENFANTS' ELSE 'COUPLE_SANS_ENFANT' END
-             ELSE CASE WHEN pr.membres > pr.adultes THEN 'GROUPE_AVEC_ENFANTS' ELSE 'GROUPE_SANS_ENFANT' END
-           END AS composition
+           COALESCE(pr.nationalite, 'NON_RENSEIGNE') AS nationalite
     FROM demande d
     LEFT JOIN profil pr ON pr.demande_id = d.id
 )";
@@ -165,7 +151,8 @@ const TABLES: &[TableSpec] = &[
                           THEN arrow_cast(d.date_statut, 'Int64') - arrow_cast(d.date_demande, 'Int64')
                      END AS delai_decision_jours,
                      d.siao_departement AS departement, to_char(d.date_demande, '%Y-%m') AS mois,
-                     pd.tranche_age, pd.sexe, pd.composition, pd.nationalite
+                     pd.tranche_age, pd.sexe, COALESCE(d.composition, 'INCONNUE') AS composition,
+                     pd.nationalite
               FROM demande d JOIN profil_demande pd ON pd.demande_id = d.id",
         pseudonyms: &[("demande", "demande"), ("menage", "menage")],
     },
@@ -180,7 +167,7 @@ const TABLES: &[TableSpec] = &[
                      disp.departement, to_char(s.date_entree, '%Y-%m') AS mois,
                      COALESCE(pd.tranche_age, 'NON_RENSEIGNE') AS tranche_age,
                      COALESCE(pd.sexe, 'NON_RENSEIGNE') AS sexe,
-                     COALESCE(pd.composition, 'INCONNUE') AS composition,
+                     COALESCE(s.composition, 'INCONNUE') AS composition,
                      COALESCE(pd.nationalite, 'NON_RENSEIGNE') AS nationalite
               FROM prise_en_charge s
               JOIN dispositif disp ON disp.id = s.dispositif_id
@@ -199,7 +186,8 @@ const TABLES: &[TableSpec] = &[
                      arrow_cast(o.date_orientation, 'Int64') - arrow_cast(d.date_demande, 'Int64') AS delai_orientation_jours,
                      arrow_cast(o.date_reponse, 'Int64') - arrow_cast(o.date_orientation, 'Int64') AS delai_reponse_jours,
                      d.siao_departement AS departement, to_char(o.date_orientation, '%Y-%m') AS mois,
-                     pd.tranche_age, pd.sexe, pd.composition, pd.nationalite
+                     pd.tranche_age, pd.sexe, COALESCE(o.composition, 'INCONNUE') AS composition,
+                     pd.nationalite
               FROM orientation o
               JOIN demande d ON d.id = o.demande_id
               JOIN dispositif disp ON disp.id = o.dispositif_id

@@ -169,6 +169,7 @@ fn hide_complements_of_modalities(
     let periode = column("periode")?.as_string::<i32>();
     let pas = column("pas")?.as_string::<i32>();
     let dimension = column("dimension")?.as_string::<i32>();
+    let modalite = column("modalite")?.as_string::<i32>();
     let valeur = column("valeur")?.as_primitive::<Float64Type>();
     let denominateur = column("denominateur")?.as_primitive::<Float64Type>();
     let mut groups: HashMap<(&str, &str, &str, &str, &str, &str), Vec<usize>> = HashMap::new();
@@ -207,7 +208,11 @@ fn hide_complements_of_modalities(
             && let Some(&next) = rows
                 .iter()
                 .filter(|&&r| !hidden[r] && size(r) > 0.0)
-                .min_by(|&&a, &&b| size(a).total_cmp(&size(b)))
+                .min_by(|&&a, &&b| {
+                    size(a)
+                        .total_cmp(&size(b))
+                        .then_with(|| modalite.value(a).cmp(modalite.value(b)))
+                })
         {
             hidden[next] = true;
         }
@@ -243,134 +248,242 @@ impl Family {
     }
 }
 
-fn is_month_aligned(debut: NaiveDate, fin: NaiveDate) -> bool {
-    debut.day() == 1
-        && fin.day() == 1
-        && (fin.year() == debut.year() || (fin.year() == debut.year() + 1 && fin.month() == 1))
+/// The kinds of period, from their bounds (INDICATORS.md's pas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Jour,
+    Semaine,
+    Mois,
+    Trimestre,
+    Hiver,
+    Annee,
+    Other,
 }
 
-fn months(debut: NaiveDate, fin: NaiveDate) -> Vec<u32> {
-    let (first, last) = (
-        debut.month0(),
-        if fin.year() > debut.year() {
-            12
-        } else {
-            fin.month0()
-        },
-    );
-    (first..last).collect()
+fn month_index(d: NaiveDate) -> i32 {
+    d.year() * 12 + d.month0() as i32
 }
 
-/// Builds the families, their inner cells (département × month) and their relations.
+fn kind(debut: NaiveDate, fin: NaiveDate) -> Kind {
+    let days = (fin - debut).num_days();
+    if days == 1 {
+        return Kind::Jour;
+    }
+    if days == 7 && debut.weekday() == chrono::Weekday::Mon {
+        return Kind::Semaine;
+    }
+    if debut.day() == 1 && fin.day() == 1 {
+        return match month_index(fin) - month_index(debut) {
+            1 => Kind::Mois,
+            3 => Kind::Trimestre,
+            5 => Kind::Hiver,
+            12 => Kind::Annee,
+            _ => Kind::Other,
+        };
+    }
+    Kind::Other
+}
+
+/// The finer pas whose periods tile a period of this kind.
+fn tiles(k: Kind) -> Option<Kind> {
+    match k {
+        Kind::Semaine | Kind::Mois => Some(Kind::Jour),
+        Kind::Trimestre | Kind::Hiver | Kind::Annee => Some(Kind::Mois),
+        _ => None,
+    }
+}
+
+/// Builds the families, their inner cells and their relations.
+///
+/// One family per (quantity, year Y): the cells of every pas that lie within
+/// [Y-01-01, (Y+1)-04-01) — the year's days, weeks (including the one that starts in
+/// late December), months, quarters, the year itself and the winter that starts in
+/// November, with the next year's January to March, which the winter adds up. Its inner
+/// cells are département × time atom, the atoms being the coarsest partition of time
+/// that every period of the family is a union of (days where JOUR is published,
+/// week-and-month pieces elsewhere), so that every linear relation between published
+/// periods and territories is seen by the elimination. Cells of January to March belong
+/// to two families; the problems are solved again until nothing changes.
 fn families(cells: &BTreeMap<CellKey, (f64, Vec<usize>)>) -> Vec<Family> {
-    let mut grouped: BTreeMap<(&'static str, i32), Vec<CellKey>> = BTreeMap::new();
+    let mut by_quantity: BTreeMap<&'static str, Vec<&CellKey>> = BTreeMap::new();
     for key in cells.keys() {
-        if is_month_aligned(key.3, key.4) {
-            grouped
-                .entry((key.0, key.3.year()))
-                .or_default()
-                .push(key.clone());
+        if kind(key.3, key.4) != Kind::Other {
+            by_quantity.entry(key.0).or_default().push(key);
         }
     }
     let mut out = Vec::new();
-    for keys in grouped.into_values() {
-        // The départements and months published in this family.
-        let departements: BTreeSet<&str> = keys
-            .iter()
-            .filter(|k| k.1 == "DEPARTEMENT")
-            .map(|k| k.2.as_str())
-            .collect();
-        let month_set: BTreeSet<u32> = keys
-            .iter()
-            .filter(|k| months(k.3, k.4).len() == 1)
-            .map(|k| k.3.month0())
-            .collect();
-        let dep_index: HashMap<&str, u32> = departements
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (*d, i as u32))
-            .collect();
-        let inner_of = |key: &CellKey| -> Vec<u32> {
-            let deps: Vec<u32> = match key.1.as_str() {
-                "DEPARTEMENT" => dep_index.get(key.2.as_str()).copied().into_iter().collect(),
-                "REGION" => departements
-                    .iter()
-                    .filter(|d| operational::territory::region_of(d) == Some(key.2.as_str()))
-                    .map(|d| dep_index[d])
-                    .collect(),
-                _ => dep_index.values().copied().collect(),
-            };
-            let mut inner = Vec::new();
-            for m in months(key.3, key.4) {
-                if month_set.contains(&m) {
-                    for &d in &deps {
-                        inner.push(d * 12 + m);
-                    }
-                }
+    for keys in by_quantity.into_values() {
+        let years: BTreeSet<i32> = keys.iter().map(|k| k.3.year()).collect();
+        for y in years {
+            let (lo, hi) = (
+                NaiveDate::from_ymd_opt(y, 1, 1).expect("date"),
+                NaiveDate::from_ymd_opt(y + 1, 4, 1).expect("date"),
+            );
+            let family: Vec<CellKey> = keys
+                .iter()
+                .filter(|k| k.3 >= lo && k.4 <= hi)
+                .map(|k| (*k).clone())
+                .collect();
+            if !family.iter().any(|k| k.3.year() == y) {
+                continue;
             }
-            inner.sort_unstable();
-            inner
-        };
-        let inner: Vec<Vec<u32>> = keys.iter().map(inner_of).collect();
-        let index: HashMap<&CellKey, usize> =
-            keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
-        let mut relations = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            // A territory's longer period = Σ its months.
-            if months(key.3, key.4).len() > 1 {
-                let parts: Vec<usize> = keys
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, k)| {
-                        k.1 == key.1
-                            && k.2 == key.2
-                            && months(k.3, k.4).len() == 1
-                            && k.3 >= key.3
-                            && k.4 <= key.4
-                    })
-                    .map(|(j, _)| j)
-                    .collect();
-                if !parts.is_empty() {
-                    relations.push(Relation { total: i, parts });
-                }
-            }
-            // A région = Σ its départements; FR = Σ régions, in the same period.
-            let children: Vec<usize> = match key.1.as_str() {
-                "REGION" => departements
-                    .iter()
-                    .filter(|d| operational::territory::region_of(d) == Some(key.2.as_str()))
-                    .filter_map(|d| {
-                        index
-                            .get(&(
-                                key.0,
-                                "DEPARTEMENT".to_owned(),
-                                (*d).to_owned(),
-                                key.3,
-                                key.4,
-                            ))
-                            .copied()
-                    })
-                    .collect(),
-                "FR" => keys
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, k)| k.1 == "REGION" && k.3 == key.3 && k.4 == key.4)
-                    .map(|(j, _)| j)
-                    .collect(),
-                _ => Vec::new(),
-            };
-            if !children.is_empty() {
-                relations.push(Relation {
-                    total: i,
-                    parts: children,
-                });
-            }
+            out.push(family_of(family));
         }
-        out.push(Family {
-            keys,
-            relations,
-            inner,
-        });
     }
     out
+}
+
+fn family_of(keys: Vec<CellKey>) -> Family {
+    // Time atoms: between consecutive bounds of the family's periods.
+    let bounds: Vec<NaiveDate> = keys
+        .iter()
+        .flat_map(|k| [k.3, k.4])
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let atom_of: HashMap<NaiveDate, u32> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (*d, i as u32))
+        .collect();
+    let atoms = bounds.len().saturating_sub(1) as u32;
+    let departements: BTreeSet<&str> = keys
+        .iter()
+        .filter(|k| k.1 == "DEPARTEMENT")
+        .map(|k| k.2.as_str())
+        .collect();
+    let dep_index: HashMap<&str, u32> = departements
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (*d, i as u32))
+        .collect();
+    let deps_of = |key: &CellKey| -> Vec<u32> {
+        match key.1.as_str() {
+            "DEPARTEMENT" => dep_index.get(key.2.as_str()).copied().into_iter().collect(),
+            "REGION" => departements
+                .iter()
+                .filter(|d| operational::territory::region_of(d) == Some(key.2.as_str()))
+                .map(|d| dep_index[d])
+                .collect(),
+            _ => dep_index.values().copied().collect(),
+        }
+    };
+    let inner: Vec<Vec<u32>> = keys
+        .iter()
+        .map(|key| {
+            let (a, b) = (atom_of[&key.3], atom_of[&key.4]);
+            let mut v: Vec<u32> = deps_of(key)
+                .into_iter()
+                .flat_map(|d| (a..b).map(move |t| d * atoms + t))
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    let index: HashMap<&CellKey, usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+    let mut by_place: HashMap<(&str, &str, Kind), Vec<usize>> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        by_place
+            .entry((k.1.as_str(), k.2.as_str(), kind(k.3, k.4)))
+            .or_default()
+            .push(i);
+    }
+    let mut relations = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        // A territory's period = Σ its finer periods, when they tile it.
+        if let Some(finer) = tiles(kind(key.3, key.4))
+            && let Some(candidates) = by_place.get(&(key.1.as_str(), key.2.as_str(), finer))
+        {
+            let parts: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&j| keys[j].3 >= key.3 && keys[j].4 <= key.4)
+                .collect();
+            let covered: i64 = parts
+                .iter()
+                .map(|&j| (keys[j].4 - keys[j].3).num_days())
+                .sum();
+            if parts.len() > 1 && covered == (key.4 - key.3).num_days() {
+                relations.push(Relation { total: i, parts });
+            }
+        }
+        // A région = Σ its départements; FR = Σ régions, in the same period.
+        let children: Vec<usize> = match key.1.as_str() {
+            "REGION" => departements
+                .iter()
+                .filter(|d| operational::territory::region_of(d) == Some(key.2.as_str()))
+                .filter_map(|d| {
+                    index
+                        .get(&(
+                            key.0,
+                            "DEPARTEMENT".to_owned(),
+                            (*d).to_owned(),
+                            key.3,
+                            key.4,
+                        ))
+                        .copied()
+                })
+                .collect(),
+            "FR" => keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.1 == "REGION" && k.3 == key.3 && k.4 == key.4)
+                .map(|(j, _)| j)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !children.is_empty() {
+            relations.push(Relation {
+                total: i,
+                parts: children,
+            });
+        }
+    }
+    Family {
+        keys,
+        relations,
+        inner,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn periods_are_recognised_and_tiled_by_their_finer_pas() {
+        assert_eq!(kind(d(2025, 3, 14), d(2025, 3, 15)), Kind::Jour);
+        assert_eq!(kind(d(2024, 12, 30), d(2025, 1, 6)), Kind::Semaine);
+        assert_eq!(kind(d(2025, 2, 1), d(2025, 3, 1)), Kind::Mois);
+        assert_eq!(kind(d(2025, 1, 1), d(2025, 4, 1)), Kind::Trimestre);
+        assert_eq!(kind(d(2024, 11, 1), d(2025, 4, 1)), Kind::Hiver);
+        assert_eq!(kind(d(2025, 1, 1), d(2026, 1, 1)), Kind::Annee);
+        // A winter is made of five months across two years: one family holds them all,
+        // with the relation winter = Σ months.
+        let mut cells: BTreeMap<CellKey, (f64, Vec<usize>)> = BTreeMap::new();
+        let key = |a: NaiveDate, b: NaiveDate| ("q", "DEPARTEMENT".to_owned(), "23".to_owned(), a, b);
+        cells.insert(key(d(2024, 11, 1), d(2025, 4, 1)), (10.0, vec![0]));
+        for (y, m) in [(2024, 11), (2024, 12), (2025, 1), (2025, 2), (2025, 3)] {
+            let next = if m == 12 { d(y + 1, 1, 1) } else { d(y, m + 1, 1) };
+            cells.insert(key(d(y, m, 1), next), (2.0, vec![0]));
+        }
+        let fams = families(&cells);
+        let winter = fams
+            .iter()
+            .find(|f| f.keys.iter().any(|k| kind(k.3, k.4) == Kind::Hiver))
+            .unwrap();
+        assert_eq!(winter.keys.len(), 6);
+        assert!(winter.relations.iter().any(|r| r.parts.len() == 5));
+        // Five atoms, one per month: the winter covers them all.
+        let w = winter
+            .keys
+            .iter()
+            .position(|k| kind(k.3, k.4) == Kind::Hiver)
+            .unwrap();
+        assert_eq!(winter.inner[w], [0, 1, 2, 3, 4]);
+    }
 }

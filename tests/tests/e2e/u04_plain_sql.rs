@@ -71,6 +71,7 @@ async fn dnp_rate_matches_plain_sql_on_the_source() {
                     r.indicateur == "taux_dnp_115"
                         && r.code_territoire == format!("D{dep}")
                         && r.periode == month
+                        && r.dimension.is_empty()
                 })
                 .unwrap_or_else(|| panic!("D{dep} {month} absent"));
             if row.secret {
