@@ -62,11 +62,15 @@ impl Households {
     ) -> Self {
         let mut out = Households::default();
         if let Some(b) = personne {
-            let ids = b.column_by_name("id").and_then(|c| c.as_primitive_opt::<Int64Type>());
+            let ids = b
+                .column_by_name("id")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>());
             let births = b
                 .column_by_name("date_naissance")
                 .and_then(|c| c.as_primitive_opt::<Date32Type>());
-            let sexes = b.column_by_name("sexe").and_then(|c| c.as_string_opt::<i32>());
+            let sexes = b
+                .column_by_name("sexe")
+                .and_then(|c| c.as_string_opt::<i32>());
             if let Some(ids) = ids {
                 for i in 0..b.num_rows() {
                     if ids.is_null(i) {
@@ -91,7 +95,9 @@ impl Households {
                 b.column_by_name(name)
                     .and_then(|c| c.as_primitive_opt::<Date32Type>())
             };
-            let roles = b.column_by_name("role").and_then(|c| c.as_string_opt::<i32>());
+            let roles = b
+                .column_by_name("role")
+                .and_then(|c| c.as_string_opt::<i32>());
             if let (Some(menages), Some(personnes), Some(debuts)) =
                 (int("menage_id"), int("personne_id"), date("date_debut"))
             {

@@ -280,10 +280,10 @@ async fn valeurs(
         .chain(state.conventions.iter())
         .find(|i| i.id == id)
         .ok_or_else(|| {
-        ApiError::not_found(format!(
-            "indicateur inconnu : « {id} » (voir /api/v1/indicateurs)"
-        ))
-    })?;
+            ApiError::not_found(format!(
+                "indicateur inconnu : « {id} » (voir /api/v1/indicateurs)"
+            ))
+        })?;
     let query = ValuesQuery::from_params(
         indicator.id,
         params.territoire.as_deref(),

@@ -1036,8 +1036,7 @@ pub fn convention(
     {
         return fail("« id » ou « code » déjà pris".into());
     }
-    if operational::territory::departements().all(|x| x.code != d.territoire)
-    {
+    if operational::territory::departements().all(|x| x.code != d.territoire) {
         return fail(format!("territoire « {} » hors COG", d.territoire));
     }
     for (field, text) in [
@@ -1140,9 +1139,16 @@ mod tests {
     fn every_dimension_is_declared_and_shapes_fit() {
         for i in CATALOGUE {
             for d in i.dimensions {
-                assert!(dimension(d).is_some(), "{} : dimension {d} inconnue", i.code);
+                assert!(
+                    dimension(d).is_some(),
+                    "{} : dimension {d} inconnue",
+                    i.code
+                );
                 // P75/P90 only for quantiles.
-                assert_eq!(*d == "quantile", i.measure == Measure::Quantile && *d == "quantile");
+                assert_eq!(
+                    *d == "quantile",
+                    i.measure == Measure::Quantile && *d == "quantile"
+                );
             }
             if i.measure == Measure::Quantile {
                 assert_eq!(i.sdc, Disclosure::Quantile, "{}", i.code);
@@ -1150,13 +1156,20 @@ mod tests {
             }
             assert!(!i.definition.is_empty() && !i.libelle.is_empty());
             let sql = resolved_sql(i);
-            assert!(!sql.contains("__"), "{} : espace réservé non remplacé", i.code);
+            assert!(
+                !sql.contains("__"),
+                "{} : espace réservé non remplacé",
+                i.code
+            );
             assert!(sql.contains("departement"), "{}", i.code);
         }
         // The matrix of INDICATORS.md, spot-checked.
         let dims = |c: &str| by_code_or_id(c).unwrap().dimensions.to_vec();
         assert_eq!(dims("U03"), ["composition", "motif"]);
-        assert_eq!(dims("O02"), ["type_dispositif", "categorie", "volet", "temporaire"]);
+        assert_eq!(
+            dims("O02"),
+            ["type_dispositif", "categorie", "volet", "temporaire"]
+        );
         assert_eq!(dims("I03"), ["type_dispositif", "quantile"]);
         assert!(dims("U10").is_empty() && dims("E02").is_empty());
     }
@@ -1177,11 +1190,18 @@ mod tests {
             ..Default::default()
         };
         let i = convention(&declaration, &[]).unwrap();
-        assert_eq!((i.territoire, i.measure, i.sdc), (Some("93"), Measure::Sum, Disclosure::Compte));
+        assert_eq!(
+            (i.territoire, i.measure, i.sdc),
+            (Some("93"), Measure::Sum, Disclosure::Compte)
+        );
         // Taken ids, territories outside the COG, unknown rules are refused by name.
         let again = convention(&declaration, std::slice::from_ref(&i)).unwrap_err();
         assert!(again.contains("déjà pris"), "{again}");
-        for (field, bad) in [("territoire", "99"), ("sdc", "SECRET"), ("mesure", "MOYENNE")] {
+        for (field, bad) in [
+            ("territoire", "99"),
+            ("sdc", "SECRET"),
+            ("mesure", "MOYENNE"),
+        ] {
             let mut d = declaration.clone();
             d.id = "autre".into();
             d.code = "C93-02".into();

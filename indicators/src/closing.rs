@@ -54,7 +54,11 @@ pub fn months_of(debut: NaiveDate, fin: NaiveDate) -> Vec<Month> {
     let last = fin.pred_opt().unwrap_or(fin);
     while m <= (last.year(), last.month()) {
         out.push(m);
-        m = if m.1 == 12 { (m.0 + 1, 1) } else { (m.0, m.1 + 1) };
+        m = if m.1 == 12 {
+            (m.0 + 1, 1)
+        } else {
+            (m.0, m.1 + 1)
+        };
     }
     out
 }
@@ -66,7 +70,11 @@ pub fn is_frozen(debut: NaiveDate, fin: NaiveDate, closed: &BTreeSet<Month>) -> 
 
 /// The day after a month's last day.
 fn month_end(m: Month) -> NaiveDate {
-    let (y, mo) = if m.1 == 12 { (m.0 + 1, 1) } else { (m.0, m.1 + 1) };
+    let (y, mo) = if m.1 == 12 {
+        (m.0 + 1, 1)
+    } else {
+        (m.0, m.1 + 1)
+    };
     NaiveDate::from_ymd_opt(y, mo, 1).expect("valid month")
 }
 
@@ -112,7 +120,11 @@ pub async fn closures(lake: &Lake) -> Result<Vec<Closure>> {
     for b in &batches {
         let col = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
         let (a, o, c) = (col(0)?, col(1)?, col(2)?);
-        let (a, o, c) = (a.as_string::<i32>(), o.as_string::<i32>(), c.as_string::<i32>());
+        let (a, o, c) = (
+            a.as_string::<i32>(),
+            o.as_string::<i32>(),
+            c.as_string::<i32>(),
+        );
         for i in 0..b.num_rows() {
             if a.is_valid(i) {
                 out.push(Closure {
@@ -191,10 +203,20 @@ mod tests {
     #[test]
     fn months_parse_strictly_and_fall_due_after_their_delay() {
         assert_eq!(parse_month("2025-03").unwrap(), (2025, 3));
-        for bad in ["2025-3", "2025-13", "25-03", "2025/03", "mars", "2025-03-01"] {
+        for bad in [
+            "2025-3",
+            "2025-13",
+            "25-03",
+            "2025/03",
+            "mars",
+            "2025-03-01",
+        ] {
             assert!(parse_month(bad).is_err(), "{bad}");
         }
-        assert_eq!(months_of(d(2024, 12, 15), d(2025, 2, 1)), [(2024, 12), (2025, 1)]);
+        assert_eq!(
+            months_of(d(2024, 12, 15), d(2025, 2, 1)),
+            [(2024, 12), (2025, 1)]
+        );
         // March ends on 1 April; 30 days later is 1 May.
         let due = due_for_closing(d(2025, 1, 10), d(2025, 6, 3), d(2025, 5, 1), 30);
         assert_eq!(due, [(2025, 1), (2025, 2), (2025, 3)]);

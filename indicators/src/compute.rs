@@ -26,10 +26,10 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use warehouse::{Lake, stats_schema};
 
-use crate::closing::{self, Month};
 use crate::catalogue::{
     CATALOGUE, CATALOGUE_VERSION, Disclosure, Grain, Indicator, Measure, resolved_sql,
 };
+use crate::closing::{self, Month};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
@@ -50,7 +50,9 @@ pub enum ComputeError {
     BadK(usize),
     #[error("mois invalide : « {0} » (attendu AAAA-MM, par exemple 2025-03)")]
     BadMonth(String),
-    #[error("le mois {0} n'est pas clôturé : seule une période clôturée se révise (observatoire period close {0})")]
+    #[error(
+        "le mois {0} n'est pas clôturé : seule une période clôturée se révise (observatoire period close {0})"
+    )]
     NotClosed(String),
     #[error("une révision doit donner son motif (--reason « … »)")]
     RevisionWithoutReason,
@@ -303,7 +305,12 @@ pub async fn publish_as(
         (options.auto_close_days, bounds, publication)
     {
         let today = chrono::Utc::now().date_naive();
-        closing::record(lake, &closing::due_for_closing(d0, d1, today, days), "AUTOMATIQUE").await?;
+        closing::record(
+            lake,
+            &closing::due_for_closing(d0, d1, today, days),
+            "AUTOMATIQUE",
+        )
+        .await?;
     }
     let closed = closing::closed_months(lake).await?;
     let finals = final_keys(lake).await?;
@@ -377,7 +384,11 @@ async fn final_keys(lake: &Lake) -> Result<HashSet<(String, String, String)>> {
     for b in &batches {
         let text = |i: usize| cast(b.column(i), &DataType::Utf8);
         let (a, p, q) = (text(0)?, text(1)?, text(2)?);
-        let (a, p, q) = (a.as_string::<i32>(), p.as_string::<i32>(), q.as_string::<i32>());
+        let (a, p, q) = (
+            a.as_string::<i32>(),
+            p.as_string::<i32>(),
+            q.as_string::<i32>(),
+        );
         for i in 0..b.num_rows() {
             out.insert((
                 a.value(i).to_owned(),
@@ -431,7 +442,10 @@ async fn retractions(
     let mut periods: HashSet<(String, String)> = HashSet::new();
     for i in 0..rows.num_rows() {
         published.insert(key_of(&new_cols, i));
-        periods.insert((new_cols[3].value(i).to_owned(), new_cols[4].value(i).to_owned()));
+        periods.insert((
+            new_cols[3].value(i).to_owned(),
+            new_cols[4].value(i).to_owned(),
+        ));
     }
     let current = ctx
         .sql(
@@ -453,7 +467,10 @@ async fn retractions(
             .collect::<Result<_>>()?;
         let debut = cast(b.column_by_name("debut").expect("debut"), &DataType::Date32)?;
         let fin = cast(b.column_by_name("fin").expect("fin"), &DataType::Date32)?;
-        let (debut, fin) = (debut.as_primitive::<Date32Type>(), fin.as_primitive::<Date32Type>());
+        let (debut, fin) = (
+            debut.as_primitive::<Date32Type>(),
+            fin.as_primitive::<Date32Type>(),
+        );
         let mut take = Vec::new();
         let mut valeur = Vec::new();
         let mut terms = Vec::new();
@@ -488,7 +505,9 @@ async fn retractions(
         }
         let pick = |c: &StringArray| -> ArrayRef {
             Arc::new(StringArray::from(
-                take.iter().map(|&i| c.value(i).to_owned()).collect::<Vec<_>>(),
+                take.iter()
+                    .map(|&i| c.value(i).to_owned())
+                    .collect::<Vec<_>>(),
             ))
         };
         let n = take.len();
@@ -498,8 +517,12 @@ async fn retractions(
             pick(&cols[2]),
             pick(&cols[3]),
             pick(&cols[4]),
-            Arc::new(Date32Array::from(take.iter().map(|&i| debut.value(i)).collect::<Vec<_>>())),
-            Arc::new(Date32Array::from(take.iter().map(|&i| fin.value(i)).collect::<Vec<_>>())),
+            Arc::new(Date32Array::from(
+                take.iter().map(|&i| debut.value(i)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                take.iter().map(|&i| fin.value(i)).collect::<Vec<_>>(),
+            )),
             pick(&cols[5]),
             pick(&cols[6]),
             Arc::new(arrow::array::Float64Array::from(valeur)),
@@ -527,9 +550,9 @@ fn select_rows(
     publication: &Publication,
 ) -> Result<RecordBatch> {
     let column = |name: &str| {
-        rows.column_by_name(name).cloned().ok_or_else(|| {
-            arrow::error::ArrowError::SchemaError(format!("colonne {name} absente"))
-        })
+        rows.column_by_name(name)
+            .cloned()
+            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("colonne {name} absente")))
     };
     let (ind, pas, per) = (column("indicateur")?, column("pas")?, column("periode")?);
     let (ind, pas, per) = (
@@ -574,7 +597,10 @@ fn select_rows(
     columns[schema.index_of("statut")?] = Arc::new(StringArray::from(statut));
     if let Publication::Revision { reason, .. } = publication {
         columns[schema.index_of("revision")?] =
-            Arc::new(StringArray::from(vec![Some(reason.as_str()); rows.num_rows()]));
+            Arc::new(StringArray::from(vec![
+                Some(reason.as_str());
+                rows.num_rows()
+            ]));
     }
     let all = RecordBatch::try_new(schema, columns)?;
     Ok(filter_record_batch(&all, &BooleanArray::from(keep))?)
@@ -796,12 +822,16 @@ const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
 fn aggregate_sql(indicator: &Indicator) -> String {
     let records = resolved_sql(indicator);
     let placed = match indicator.grain {
-        Grain::Jour => "SELECT t.niveau, t.territoire, c.pas, c.periode, r.*
+        Grain::Jour => {
+            "SELECT t.niveau, t.territoire, c.pas, c.periode, r.*
                         FROM rec r
                         JOIN territoires t ON t.departement = r.departement
-                        JOIN calendrier c ON c.jour = r.jour",
-        Grain::Periode => "SELECT t.niveau, t.territoire, r.*
-                           FROM rec r JOIN territoires t ON t.departement = r.departement",
+                        JOIN calendrier c ON c.jour = r.jour"
+        }
+        Grain::Periode => {
+            "SELECT t.niveau, t.territoire, r.*
+                           FROM rec r JOIN territoires t ON t.departement = r.departement"
+        }
     };
     let dims = indicator.dimensions;
     let body = match indicator.measure {
@@ -1001,13 +1031,16 @@ mod tests {
         // JOUR: the 90 days ending at D1, but none before D0: 15 December to 1 February.
         let jours = of("JOUR");
         assert_eq!(jours.len(), 17 + 31 + 1);
-        assert_eq!((jours[0], *jours.last().unwrap()), ("2024-12-15", "2025-02-01"));
+        assert_eq!(
+            (jours[0], *jours.last().unwrap()),
+            ("2024-12-15", "2025-02-01")
+        );
         // SEMAINE: ISO weeks; Monday 2024-12-30 opens 2025-W01.
         assert_eq!(
             of("SEMAINE"),
             [
-                "2024-W50", "2024-W51", "2024-W52", "2025-W01", "2025-W02", "2025-W03",
-                "2025-W04", "2025-W05"
+                "2024-W50", "2024-W51", "2024-W52", "2025-W01", "2025-W02", "2025-W03", "2025-W04",
+                "2025-W05"
             ]
         );
         let w01 = p.iter().find(|x| x.label == "2025-W01").unwrap();

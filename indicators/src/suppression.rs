@@ -465,10 +465,15 @@ mod tests {
         // A winter is made of five months across two years: one family holds them all,
         // with the relation winter = Σ months.
         let mut cells: BTreeMap<CellKey, (f64, Vec<usize>)> = BTreeMap::new();
-        let key = |a: NaiveDate, b: NaiveDate| ("q", "DEPARTEMENT".to_owned(), "23".to_owned(), a, b);
+        let key =
+            |a: NaiveDate, b: NaiveDate| ("q", "DEPARTEMENT".to_owned(), "23".to_owned(), a, b);
         cells.insert(key(d(2024, 11, 1), d(2025, 4, 1)), (10.0, vec![0]));
         for (y, m) in [(2024, 11), (2024, 12), (2025, 1), (2025, 2), (2025, 3)] {
-            let next = if m == 12 { d(y + 1, 1, 1) } else { d(y, m + 1, 1) };
+            let next = if m == 12 {
+                d(y + 1, 1, 1)
+            } else {
+                d(y, m + 1, 1)
+            };
             cells.insert(key(d(y, m, 1), next), (2.0, vec![0]));
         }
         let fams = families(&cells);

@@ -437,8 +437,8 @@ pub fn conventions(data_dir: &Path) -> Result<Vec<indicators::Indicator>> {
         path: path.clone(),
         source,
     })?;
-    let file: File = toml::from_str(&text)
-        .map_err(|e| Error::Config(format!("{} : {e}", path.display())))?;
+    let file: File =
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{} : {e}", path.display())))?;
     let mut out = Vec::new();
     for d in &file.indicateur {
         let indicator = indicators::catalogue::convention(d, &out)

@@ -645,7 +645,9 @@ async fn run_release_list(data: &std::path::Path) -> Result<()> {
         println!("Aucune publication : lancez d'abord « observatoire compute ».");
         return Ok(());
     }
-    println!("version  ingestion  nature     seuil  lignes     calculée le                 catalogue   motif");
+    println!(
+        "version  ingestion  nature     seuil  lignes     calculée le                 catalogue   motif"
+    );
     for r in &list {
         println!(
             "{:<8} {:<10} {:<10} {:<6} {:<10} {:<27} {:<11} {}",

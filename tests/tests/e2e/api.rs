@@ -197,5 +197,8 @@ async fn publications_record_the_release_and_its_threshold() {
         .iter()
         .filter(|r| r.version == 1 && r.dimension.is_empty())
         .count();
-    assert_eq!(totals, 8 * (90 + 53 + 12 + 4 + 1 + 2) * indicators::CATALOGUE.len());
+    assert_eq!(
+        totals,
+        8 * (90 + 53 + 12 + 4 + 1 + 2) * indicators::CATALOGUE.len()
+    );
 }

@@ -48,8 +48,10 @@ async fn postgres_and_sqlite_sources_give_identical_stats() {
     let b = strip(all_stats(pg_dir.path()).await);
     pg.drop_now().await;
     // Every indicator's total for D93 D23 R11 R75 FR and every period; modalities besides.
-    let periods: std::collections::BTreeSet<_> =
-        a.iter().map(|r| (r.pas.clone(), r.periode.clone())).collect();
+    let periods: std::collections::BTreeSet<_> = a
+        .iter()
+        .map(|r| (r.pas.clone(), r.periode.clone()))
+        .collect();
     assert!(periods.len() > 100, "{} périodes", periods.len());
     let totals = a.iter().filter(|r| r.dimension.is_empty()).count();
     assert_eq!(totals, 5 * periods.len() * indicators::CATALOGUE.len());

@@ -50,7 +50,12 @@ async fn a_past_release_reads_back_exactly_after_two_more() {
     simulate_small(&url, &["23"], "2025-01-01", "2025-03-01", 0.2).await;
     let first = ingest_and_compute(&url, tmp.path(), 1).await;
     assert_eq!(first.version, 1);
-    let indicators = ["demandes_115", "taux_dnp_115", "places_occupees", "personnes_demandeuses"];
+    let indicators = [
+        "demandes_115",
+        "taux_dnp_115",
+        "places_occupees",
+        "personnes_demandeuses",
+    ];
     let mut at_one = Vec::new();
     for i in indicators {
         at_one.push(monthly(tmp.path(), i, "D23", None).await);
@@ -69,13 +74,23 @@ async fn a_past_release_reads_back_exactly_after_two_more() {
     let mut changed = false;
     for (i, before) in indicators.iter().zip(&at_one) {
         let again = monthly(tmp.path(), i, "D23", Some(1)).await;
-        assert_eq!(&again, before, "{i} : publication 1 relue après les publications 2 et 3");
+        assert_eq!(
+            &again, before,
+            "{i} : publication 1 relue après les publications 2 et 3"
+        );
         let now = monthly(tmp.path(), i, "D23", None).await;
-        assert!(now.len() > before.len(), "{i} : mars et avril publiés depuis");
+        assert!(
+            now.len() > before.len(),
+            "{i} : mars et avril publiés depuis"
+        );
         changed |= now.iter().any(|r| r.version > 1);
     }
     assert!(changed);
-    assert!(at_one[0].iter().all(|r| r.version == 1 && r.statut == "PROVISOIRE"));
+    assert!(
+        at_one[0]
+            .iter()
+            .all(|r| r.version == 1 && r.statut == "PROVISOIRE")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,16 +106,31 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     assert_eq!(published.statut, "PROVISOIRE");
 
     // Closing March publishes its periods DEFINITIF (release 2), nothing else.
-    let new = observatoire::close_months(tmp.path(), &[(2025, 3)]).await.unwrap();
-    assert_eq!(new, [(2025, 3)]);
-    assert!(observatoire::close_months(tmp.path(), &[(2025, 3)]).await.unwrap().is_empty());
-    let closing = observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
+    let new = observatoire::close_months(tmp.path(), &[(2025, 3)])
         .await
         .unwrap();
+    assert_eq!(new, [(2025, 3)]);
+    assert!(
+        observatoire::close_months(tmp.path(), &[(2025, 3)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let closing = observatoire::publish(
+        tmp.path(),
+        &options(1),
+        &indicators::Publication::Regular,
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(closing.version, 2);
     let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
     let closed = march(&rows);
-    assert_eq!((closed.statut.as_str(), closed.valeur, closed.version), ("DEFINITIF", Some(march_value), 2));
+    assert_eq!(
+        (closed.statut.as_str(), closed.valeur, closed.version),
+        ("DEFINITIF", Some(march_value), 2)
+    );
     assert_eq!(in_month(&rows, "2025-04").statut, "PROVISOIRE");
     assert_eq!(in_month(&rows, "2025-02").statut, "PROVISOIRE");
 
@@ -120,7 +150,10 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
         format!("DELETE FROM menage WHERE id IN {households}"),
         format!("DELETE FROM demande WHERE menage_id IN {households}"),
     ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
     pool.close().await;
     let ingest = observatoire::IngestOptions {
@@ -130,9 +163,14 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     observatoire::ingest_with_options(&url, tmp.path(), &ingest, |_| {})
         .await
         .unwrap();
-    let after = observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
-        .await
-        .unwrap();
+    let after = observatoire::publish(
+        tmp.path(),
+        &options(1),
+        &indicators::Publication::Regular,
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(after.version, 3);
     let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
     let still = march(&rows);
@@ -148,7 +186,10 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     let err = observatoire::publish(
         tmp.path(),
         &options(1),
-        &indicators::Publication::Revision { month: (2025, 4), reason: "purge".into() },
+        &indicators::Publication::Revision {
+            month: (2025, 4),
+            reason: "purge".into(),
+        },
         |_| {},
     )
     .await
@@ -158,7 +199,10 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     let err = observatoire::publish(
         tmp.path(),
         &options(1),
-        &indicators::Publication::Revision { month: (2025, 3), reason: " ".into() },
+        &indicators::Publication::Revision {
+            month: (2025, 3),
+            reason: " ".into(),
+        },
         |_| {},
     )
     .await
@@ -183,8 +227,15 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     let revised = march(&rows);
     assert_eq!(revised.version, 4);
     assert_eq!(revised.statut, "DEFINITIF");
-    assert_eq!(revised.revision.as_deref(), Some("purge RGPD des ménages de mars"));
-    assert!(revised.valeur.unwrap() < march_value, "{:?} < {march_value}", revised.valeur);
+    assert_eq!(
+        revised.revision.as_deref(),
+        Some("purge RGPD des ménages de mars")
+    );
+    assert!(
+        revised.valeur.unwrap() < march_value,
+        "{:?} < {march_value}",
+        revised.valeur
+    );
     // Only periods made of closed months holding March were revised.
     assert_eq!(in_month(&rows, "2025-04").version, 3);
     // Both stay readable.
@@ -195,9 +246,14 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     assert!(list[0].motif.as_deref().unwrap().starts_with("2025-03"));
     assert_eq!(list[1].nature, "CALCUL");
     // A later regular release leaves the revision in place.
-    observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
-        .await
-        .unwrap();
+    observatoire::publish(
+        tmp.path(),
+        &options(1),
+        &indicators::Publication::Regular,
+        |_| {},
+    )
+    .await
+    .unwrap();
     let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
     assert_eq!(march(&rows).version, 4);
 }
@@ -242,7 +298,10 @@ attendu = []
     assert_eq!(motif(&rows, "REFUS_USAGER"), Some((Some(1.0), 1)));
 
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("DELETE FROM demande WHERE id = 2").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM demande WHERE id = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let ingest = observatoire::IngestOptions {
         allow_mass_delete: true,
@@ -251,9 +310,14 @@ attendu = []
     observatoire::ingest_with_options(&url, tmp.path(), &ingest, |_| {})
         .await
         .unwrap();
-    observatoire::publish(tmp.path(), &options(1), &indicators::Publication::Regular, |_| {})
-        .await
-        .unwrap();
+    observatoire::publish(
+        tmp.path(),
+        &options(1),
+        &indicators::Publication::Regular,
+        |_| {},
+    )
+    .await
+    .unwrap();
     // The current figure of each key is its highest version.
     let mut rows = observatoire_tests::all_stats(tmp.path()).await;
     rows.sort_by_key(|r| std::cmp::Reverse(r.version));
@@ -309,7 +373,10 @@ sql = "SELECT siao_departement AS departement, date_demande AS jour, 1 AS w FROM
         .filter(|r| r.indicateur == "demandes_maraude_93")
         .collect();
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|r| r.code_territoire == "D93"), "seulement en Seine-Saint-Denis");
+    assert!(
+        rows.iter().all(|r| r.code_territoire == "D93"),
+        "seulement en Seine-Saint-Denis"
+    );
     let march = rows.iter().find(|r| r.periode == "2025-03").unwrap();
     assert_eq!(march.valeur, Some(1.0), "la demande 3 est à Paris");
 
@@ -351,6 +418,11 @@ sql = "SELECT siao_departement AS departement, date_demande AS jour, 1 AS w FROM
         "[[indicateur]]\ncode = \"C93-02\"\nid = \"x\"\nterritoire = \"99\"\nlibelle = \"l\"\ndefinition = \"d\"\nunite = \"u\"\nsdc = \"COMPTE\"\nmesure = \"SUM\"\nsql = \"SELECT 1\"\n",
     )
     .unwrap();
-    let err = observatoire::conventions(tmp.path()).unwrap_err().to_string();
-    assert!(err.contains("conventions.toml") && err.contains("99"), "{err}");
+    let err = observatoire::conventions(tmp.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conventions.toml") && err.contains("99"),
+        "{err}"
+    );
 }
