@@ -222,9 +222,7 @@ pub async fn compute_rows(
     if options.secrecy_threshold < 1 {
         return Err(ComputeError::BadThreshold(options.secrecy_threshold));
     }
-    let bounds = observed_bounds(ctx).await?;
-    register_territories(ctx).await?;
-    register_periods(ctx, bounds).await?;
+    let bounds = prepare(ctx).await?;
     let mut batches = Vec::new();
     for indicator in CATALOGUE.iter().chain(&options.conventions) {
         let sql = grid_sql(indicator, options.secrecy_threshold, version);
@@ -630,6 +628,15 @@ pub async fn next_version(lake: &Lake) -> Result<i64> {
     Ok(max.unwrap_or(0) + 1)
 }
 
+/// Registers what every indicator's SQL reads besides the detail tables — `territoires`,
+/// `publies`, `periodes`, `calendrier` — and returns the observed bounds [D0, D1].
+pub async fn prepare(ctx: &SessionContext) -> Result<Option<(NaiveDate, NaiveDate)>> {
+    let bounds = observed_bounds(ctx).await?;
+    register_territories(ctx).await?;
+    register_periods(ctx, bounds).await?;
+    Ok(bounds)
+}
+
 async fn observed_bounds(ctx: &SessionContext) -> Result<Option<(NaiveDate, NaiveDate)>> {
     let sql = "SELECT MIN(d) AS d0, MAX(d) AS d1 FROM (
                    SELECT date_demande AS d FROM demande
@@ -923,7 +930,7 @@ fn aggregate_sql(indicator: &Indicator) -> String {
 /// every published territory × period (zero counts included) and each modality with
 /// records, with `secret` set by the indicator's primary disclosure rule (values not yet
 /// blanked: see [`crate::suppression`]).
-fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
+pub fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
     let per_day = |x: &str| {
         if indicator.per_observed_day {
             format!("CAST({x} AS DOUBLE) / CAST(p.jours_obs AS DOUBLE)")

@@ -240,6 +240,24 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         days: i64,
     },
+    /// Calcul de tous les indicateurs du catalogue contre son pair : DuckDB (paquet
+    /// Python) exécutant les mêmes définitions SQL sur les mêmes fichiers Parquet de la
+    /// zone détail, dans la même exécution ; puis comparaison des valeurs cellule par
+    /// cellule.
+    Compute {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "/var/tmp/observatoire-banc-calcul")]
+        work_dir: PathBuf,
+        /// Manches : le meilleur temps de chacun est retenu.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Seuil du secret primaire appliqué par les deux (le secret secondaire est hors banc).
+        #[arg(long, default_value_t = 11)]
+        secrecy_threshold: i64,
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -833,6 +851,48 @@ fn steps_text(steps: &[(String, std::time::Duration)]) -> String {
         .join(" · ")
 }
 
+async fn run_bench_compute(
+    data: &std::path::Path,
+    work_dir: &std::path::Path,
+    python: &str,
+    threshold: i64,
+    rounds: usize,
+) -> Result<()> {
+    let sp = spinner("banc d'essai du calcul");
+    let bench = observatoire::bench::bench_compute(data, work_dir, python, threshold, rounds, |s| {
+        tracing::info!("{s}");
+        sp.set_message(s.to_owned())
+    })
+    .await;
+    sp.finish_and_clear();
+    let b = bench?;
+    let secs = |d: std::time::Duration| format!("{:.2}", d.as_secs_f64()).replace('.', ",");
+    println!(
+        "Banc d'essai du calcul : {} indicateurs, {} lignes de la zone détail, {} cellules, meilleur temps sur {} manches.",
+        b.indicators, b.detail_rows, b.rows, b.rounds
+    );
+    println!("  Observatoire (DataFusion, tables Delta) : {} s", secs(b.ours));
+    println!("  pair DuckDB (mêmes fichiers Parquet)     : {} s", secs(b.peer));
+    println!("  par indicateur (Observatoire / DuckDB, en s) :");
+    for (code, ours, peer) in &b.each {
+        println!("    {code} : {} / {}", secs(*ours), secs(*peer));
+    }
+    println!(
+        "Rapport : {}× le temps du pair (objectif ≤ 1,0).",
+        format!("{:.2}", b.ours.as_secs_f64() / b.peer.as_secs_f64()).replace('.', ",")
+    );
+    if b.differences == 0 {
+        println!("Valeurs : les {} cellules sont identiques des deux côtés.", b.rows);
+        Ok(())
+    } else {
+        println!("Valeurs : {} cellules diffèrent, par exemple :", b.differences);
+        for e in &b.examples {
+            println!("  {e}");
+        }
+        Err(Error::BenchMismatch(b.differences))
+    }
+}
+
 async fn run_bench_ingest(
     url: &str,
     work_dir: &std::path::Path,
@@ -1066,6 +1126,19 @@ async fn run(cli: Cli) -> Result<()> {
                 options.read.workers = w.max(1);
             }
             run_bench_ingest(&source, &work_dir, &python, &options, rounds).await
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Compute {
+                    data,
+                    work_dir,
+                    rounds,
+                    secrecy_threshold,
+                    python,
+                },
+        } => {
+            let data = file.data(data);
+            run_bench_compute(&data, &work_dir, &python, secrecy_threshold, rounds).await
         }
         Command::Bench {
             what:

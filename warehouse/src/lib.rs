@@ -480,6 +480,28 @@ impl Lake {
         Ok((ctx, manifest))
     }
 
+    /// The Parquet files of every detail table as of the latest complete run (local
+    /// paths), for engines that read the files directly (the compute benchmark's peer).
+    pub async fn detail_files(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let manifest = self
+            .latest_run()?
+            .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
+        let mut out = BTreeMap::new();
+        for (name, version) in &manifest.tables {
+            let table = self
+                .open("detail", name, Some(*version))
+                .await?
+                .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
+            let files = table
+                .get_file_uris()
+                .map_err(delta(name))?
+                .map(|u| u.strip_prefix("file://").map_or(u.clone(), str::to_owned))
+                .collect();
+            out.insert(name.clone(), files);
+        }
+        Ok(out)
+    }
+
     /// A session over the whole lake as of the latest complete run: the detail tables
     /// (by their names), the statistical base (`indicateurs`, `releases`) and the analyst
     /// zone (`analyst.<table>`) when present.
@@ -550,7 +572,39 @@ pub fn new_session() -> SessionContext {
         .options_mut()
         .optimizer
         .enable_aggregate_dynamic_filter_pushdown = false;
-    SessionContext::new_with_config(config)
+    // Sorts, windows and aggregates spill to disk rather than exhaust the machine's
+    // memory (the per-night records of a multi-year lake, joined to their periods, do not
+    // fit in memory): a pool of `OBSERVATOIRE_MEMORY_MB`, by default half the memory.
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(memory_budget()),
+        ))
+        .build_arc();
+    match runtime {
+        Ok(runtime) => SessionContext::new_with_config_rt(config, runtime),
+        Err(_) => SessionContext::new_with_config(config),
+    }
+}
+
+/// The memory DataFusion may use before spilling, in bytes.
+fn memory_budget() -> usize {
+    const MB: usize = 1 << 20;
+    if let Some(mb) = std::env::var("OBSERVATOIRE_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&mb| mb > 0)
+    {
+        return mb * MB;
+    }
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+        })
+        .unwrap_or(8 << 20);
+    total_kb * 1024 / 2
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -254,3 +254,254 @@ pub async fn bench_incremental(
         steps,
     })
 }
+
+const DUCKDB_SCRIPT: &str = include_str!("peer_duckdb.py");
+
+/// What the compute benchmark measured (best of the rounds for both).
+#[derive(Debug, Clone)]
+pub struct ComputeBench {
+    pub ours: Duration,
+    pub peer: Duration,
+    pub rows: usize,
+    pub detail_rows: u64,
+    pub indicators: usize,
+    pub rounds: usize,
+    /// Rows present on one side only or whose value, terms or primary flag differ.
+    pub differences: u64,
+    /// A few of them, to read.
+    pub examples: Vec<String>,
+    /// Each indicator's best times: (code, ours, peer).
+    pub each: Vec<(&'static str, Duration, Duration)>,
+}
+
+/// The compute benchmark: the catalogue's SQL of every indicator (records,
+/// aggregation, published grid with the primary disclosure flags, threshold
+/// `threshold`) run by the project's engine (DataFusion over the Delta tables of the
+/// latest run) and by DuckDB (Python package) over the same Parquet files, `rounds`
+/// times each, alternating; then both results compared cell by cell. Secondary
+/// suppression and the release's writes are outside both timings.
+pub async fn bench_compute(
+    data_dir: &Path,
+    work_dir: &Path,
+    python: &str,
+    threshold: i64,
+    rounds: usize,
+    mut step: impl FnMut(&str),
+) -> Result<ComputeBench> {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use datafusion::datasource::MemTable;
+
+    let lake = warehouse::Lake::new(data_dir);
+    if work_dir.exists() {
+        std::fs::remove_dir_all(work_dir).map_err(io(work_dir))?;
+    }
+    std::fs::create_dir_all(work_dir).map_err(io(work_dir))?;
+    step("préparation");
+    let (ctx, _) = lake.detail_session().await?;
+    indicators::compute::prepare(&ctx).await?;
+    let mut tables = lake.detail_files().await?;
+    let mut detail_rows = 0;
+    for name in tables.keys() {
+        detail_rows += ctx.table(name.as_str()).await.map_err(df)?.count().await.map_err(df)? as u64;
+    }
+    for name in ["territoires", "publies", "periodes", "calendrier"] {
+        let path = work_dir.join(format!("{name}.parquet"));
+        ctx.table(name)
+            .await
+            .map_err(df)?
+            .write_parquet(
+                &path.to_string_lossy(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .map_err(df)?;
+        tables.insert(name.to_owned(), vec![path.to_string_lossy().into_owned()]);
+    }
+    let queries: Vec<(&str, String)> = indicators::CATALOGUE
+        .iter()
+        .map(|i| (i.id, indicators::compute::grid_sql(i, threshold, 0)))
+        .collect();
+    let out = work_dir.join("pair");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let job = serde_json::json!({
+        "tables": tables,
+        "queries": queries,
+        "out": out,
+        "threads": threads,
+    })
+    .to_string();
+    let script = work_dir.join("peer_duckdb.py");
+    std::fs::write(&script, DUCKDB_SCRIPT).map_err(io(&script))?;
+
+    let mut best = (Duration::MAX, Duration::MAX);
+    let mut each: Vec<(&'static str, Duration, Duration)> = queries
+        .iter()
+        .map(|(id, _)| {
+            let code = indicators::by_id(id).map_or("?", |i| i.code);
+            (code, Duration::MAX, Duration::MAX)
+        })
+        .collect();
+    let mut ours = Vec::new();
+    for round in 1..=rounds.max(1) {
+        step(&format!("tour {round} : Observatoire (DataFusion)"));
+        let started = Instant::now();
+        let mut batches = Vec::new();
+        for (n, (id, sql)) in queries.iter().enumerate() {
+            step(&format!("tour {round} : Observatoire (DataFusion), {}", each[n].0));
+            let one = Instant::now();
+            let rows = ctx.sql(sql).await.map_err(df)?.collect().await.map_err(|source| {
+                indicators::ComputeError::Indicator {
+                    indicator: indicators::by_id(id).map_or("?", |i| i.code),
+                    source: Box::new(source),
+                }
+            })?;
+            batches.extend(rows);
+            each[n].1 = each[n].1.min(one.elapsed());
+        }
+        best.0 = best.0.min(started.elapsed());
+        ours = batches;
+        step(&format!("tour {round} : DuckDB"));
+        if out.exists() {
+            std::fs::remove_dir_all(&out).map_err(io(&out))?;
+        }
+        let (peer, times) = run_duckdb(python, &script, &job)?;
+        best.1 = best.1.min(peer);
+        for (n, (id, _)) in queries.iter().enumerate() {
+            if let Some(t) = times.get(*id) {
+                each[n].2 = each[n].2.min(*t);
+            }
+        }
+    }
+
+    step("comparaison des valeurs");
+    let rows = ours.iter().map(|b| b.num_rows()).sum();
+    let check = warehouse::new_session();
+    let schema = ours
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| Error::Config("aucune ligne calculée : le lac est-il vide ?".into()))?;
+    check.register_table("ours", Arc::new(MemTable::try_new(schema, vec![ours]).map_err(df)?))
+        .map_err(df)?;
+    check
+        .register_parquet(
+            "peer",
+            out.to_string_lossy().as_ref(),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(df)?;
+    let same = |c: &str| {
+        format!(
+            "((o.{c} IS NULL AND p.{c} IS NULL) OR ABS(o.{c} - p.{c}) <= 1e-9 * GREATEST(1.0, ABS(o.{c})))"
+        )
+    };
+    let sql = format!(
+        "SELECT COALESCE(o.indicateur, p.indicateur) AS i, COALESCE(o.territoire, p.territoire) AS t,
+                COALESCE(o.pas, p.pas) AS s, COALESCE(o.periode, p.periode) AS q,
+                COALESCE(o.dimension, p.dimension) AS d, COALESCE(o.modalite, p.modalite) AS m,
+                o.valeur AS ov, p.valeur AS pv
+         FROM ours o FULL OUTER JOIN peer p
+           ON o.indicateur = p.indicateur AND o.territoire_niveau = p.territoire_niveau
+          AND o.territoire = p.territoire AND o.pas = p.pas AND o.periode = p.periode
+          AND o.dimension = p.dimension AND o.modalite = p.modalite
+         WHERE o.indicateur IS NULL OR p.indicateur IS NULL OR NOT ({} AND {} AND {})
+            OR o.secret <> p.secret OR o.debut <> p.debut OR o.fin <> p.fin
+         ORDER BY i, t, s, q, d, m",
+        same("valeur"),
+        same("numerateur"),
+        same("denominateur")
+    );
+    let differing = check
+        .sql(&sql)
+        .await
+        .map_err(df)?
+        .collect()
+        .await
+        .map_err(df)?;
+    let differences = differing.iter().map(|b| b.num_rows() as u64).sum();
+    let examples = differing
+        .first()
+        .map(|b| {
+            let text = arrow::util::display::ArrayFormatter::try_new;
+            let options = arrow::util::display::FormatOptions::default();
+            (0..b.num_rows().min(5))
+                .map(|r| {
+                    (0..b.num_columns())
+                        .map(|c| {
+                            text(b.column(c).as_ref(), &options)
+                                .map(|f| f.value(r).to_string())
+                                .unwrap_or_default()
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    std::fs::remove_dir_all(work_dir).map_err(io(work_dir))?;
+    Ok(ComputeBench {
+        ours: best.0,
+        peer: best.1,
+        rows,
+        detail_rows,
+        indicators: queries.len(),
+        rounds: rounds.max(1),
+        differences,
+        examples,
+        each,
+    })
+}
+
+fn df(e: datafusion::error::DataFusionError) -> Error {
+    Error::Compute(indicators::ComputeError::from(e))
+}
+
+/// Runs the DuckDB peer: its total time and each indicator's.
+fn run_duckdb(
+    python: &str,
+    script: &Path,
+    job: &str,
+) -> Result<(Duration, std::collections::HashMap<String, Duration>)> {
+    use std::io::Write;
+    let failed = |detail: String| {
+        Error::Config(format!(
+            "le pair DuckDB n'a pas pu tourner ({detail}) : installez-le avec « {python} -m pip install duckdb pyarrow »"
+        ))
+    };
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(job.as_bytes())
+        .map_err(|e| failed(e.to_string()))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(failed(stderr.lines().last().unwrap_or("").to_owned()));
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let value: serde_json::Value =
+        serde_json::from_str(line.trim()).map_err(|e| failed(format!("sortie illisible : {e}")))?;
+    let each = value["each"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), Duration::from_secs_f64(v.as_f64()?))))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((
+        Duration::from_secs_f64(value["seconds"].as_f64().unwrap_or(f64::NAN)),
+        each,
+    ))
+}

@@ -1,0 +1,48 @@
+"""The compute benchmark's peer: DuckDB runs the catalogue's own SQL of every
+indicator (the records, their aggregation and the published grid, primary disclosure
+flags included) over the same detail-zone Parquet files and the same calendar and
+territory tables. Reads a JSON job on stdin, writes each indicator's rows to
+<out>/<indicator>.parquet, prints one JSON line: seconds (the queries only), rows and each indicator's seconds."""
+import json
+import os
+import sys
+import time
+
+import duckdb
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    threads = int(job["threads"])
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+    # The engine's SQL divides integers as integers, like DataFusion.
+    con.execute("SET integer_division = true")
+    # arrow_cast(date, 'Int64'): days since 1970-01-01, as DataFusion gives it.
+    con.execute("CREATE MACRO arrow_cast(x, t) AS (CAST(x AS DATE) - DATE '1970-01-01')")
+    for name, files in job["tables"].items():
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+    os.makedirs(job["out"], exist_ok=True)
+    rows = 0
+    seconds = 0.0
+    each = {}
+    for indicator, sql in job["queries"]:
+        started = time.perf_counter()
+        try:
+            data = con.execute(sql).arrow()
+        except Exception as e:  # name the indicator: the SQL is the catalogue's
+            raise SystemExit(f"{indicator}: {e}")
+        each[indicator] = time.perf_counter() - started
+        seconds += each[indicator]
+        if hasattr(data, "read_all"):
+            data = data.read_all()
+        rows += data.num_rows
+        import pyarrow.parquet as pq
+
+        pq.write_table(data, os.path.join(job["out"], f"{indicator}.parquet"))
+    print(json.dumps({"seconds": seconds, "rows": rows, "each": each}))
+
+
+if __name__ == "__main__":
+    main()
