@@ -30,6 +30,9 @@ use chrono_tz::Europe::Paris;
 
 pub use key::{KEY_ENV, KeyError, MasterKey, Pseudonymizer};
 
+/// The household of a row, by row index (through its request for an orientation).
+type HouseholdOfRow<'a> = Box<dyn Fn(usize) -> Option<i64> + 'a>;
+
 /// What becomes of one source column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Treatment {
@@ -475,28 +478,27 @@ impl DetailBuilder {
                 }
                 "orientation" | "prise_en_charge" => {
                     let request_households = &request_households;
-                    let (day, menage): (&str, Box<dyn Fn(usize) -> Option<i64>>) =
-                        if name == "orientation" {
-                            let demandes = int_column(batch, "demande_id")
-                                .ok_or_else(|| self.type_error(name, "demande_id"))?;
-                            (
-                                "date_orientation",
-                                Box::new(move |i| {
-                                    demandes
-                                        .is_valid(i)
-                                        .then(|| request_households.get(&demandes.value(i)))
-                                        .flatten()
-                                        .copied()
-                                }),
-                            )
-                        } else {
-                            let menages = int_column(batch, "menage_id")
-                                .ok_or_else(|| self.type_error(name, "menage_id"))?;
-                            (
-                                "date_entree",
-                                Box::new(move |i| menages.is_valid(i).then(|| menages.value(i))),
-                            )
-                        };
+                    let (day, menage): (&str, HouseholdOfRow) = if name == "orientation" {
+                        let demandes = int_column(batch, "demande_id")
+                            .ok_or_else(|| self.type_error(name, "demande_id"))?;
+                        (
+                            "date_orientation",
+                            Box::new(move |i| {
+                                demandes
+                                    .is_valid(i)
+                                    .then(|| request_households.get(&demandes.value(i)))
+                                    .flatten()
+                                    .copied()
+                            }),
+                        )
+                    } else {
+                        let menages = int_column(batch, "menage_id")
+                            .ok_or_else(|| self.type_error(name, "menage_id"))?;
+                        (
+                            "date_entree",
+                            Box::new(move |i| menages.is_valid(i).then(|| menages.value(i))),
+                        )
+                    };
                     let days = batch
                         .column_by_name(day)
                         .and_then(|c| c.as_primitive_opt::<Date32Type>())

@@ -1000,7 +1000,7 @@ pub fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
 }
 
 /// Casts a result batch to the stats table's exact schema.
-fn conform(batch: &RecordBatch) -> Result<RecordBatch> {
+pub fn conform(batch: &RecordBatch) -> Result<RecordBatch> {
     let schema = stats_schema();
     let columns = schema
         .fields()

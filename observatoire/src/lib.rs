@@ -58,7 +58,9 @@ pub enum Error {
     State(String),
     #[error("configuration invalide : {0}")]
     Config(String),
-    #[error("banc d'essai : les deux calculs ne donnent pas les mêmes valeurs ({0} cellules diffèrent)")]
+    #[error(
+        "banc d'essai : les deux calculs ne donnent pas les mêmes valeurs ({0} cellules diffèrent)"
+    )]
     BenchMismatch(u64),
     #[error("lecture de la base statistique impossible : {0}")]
     Api(String),

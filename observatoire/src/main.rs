@@ -859,11 +859,12 @@ async fn run_bench_compute(
     rounds: usize,
 ) -> Result<()> {
     let sp = spinner("banc d'essai du calcul");
-    let bench = observatoire::bench::bench_compute(data, work_dir, python, threshold, rounds, |s| {
-        tracing::info!("{s}");
-        sp.set_message(s.to_owned())
-    })
-    .await;
+    let bench =
+        observatoire::bench::bench_compute(data, work_dir, python, threshold, rounds, |s| {
+            tracing::info!("{s}");
+            sp.set_message(s.to_owned())
+        })
+        .await;
     sp.finish_and_clear();
     let b = bench?;
     let secs = |d: std::time::Duration| format!("{:.2}", d.as_secs_f64()).replace('.', ",");
@@ -871,8 +872,14 @@ async fn run_bench_compute(
         "Banc d'essai du calcul : {} indicateurs, {} lignes de la zone détail, {} cellules, meilleur temps sur {} manches.",
         b.indicators, b.detail_rows, b.rows, b.rounds
     );
-    println!("  Observatoire (DataFusion, tables Delta) : {} s", secs(b.ours));
-    println!("  pair DuckDB (mêmes fichiers Parquet)     : {} s", secs(b.peer));
+    println!(
+        "  Observatoire (DataFusion, tables Delta) : {} s",
+        secs(b.ours)
+    );
+    println!(
+        "  pair DuckDB (mêmes fichiers Parquet)     : {} s",
+        secs(b.peer)
+    );
     println!("  par indicateur (Observatoire / DuckDB, en s) :");
     for (code, ours, peer) in &b.each {
         println!("    {code} : {} / {}", secs(*ours), secs(*peer));
@@ -882,10 +889,16 @@ async fn run_bench_compute(
         format!("{:.2}", b.ours.as_secs_f64() / b.peer.as_secs_f64()).replace('.', ",")
     );
     if b.differences == 0 {
-        println!("Valeurs : les {} cellules sont identiques des deux côtés.", b.rows);
+        println!(
+            "Valeurs : les {} cellules sont identiques des deux côtés.",
+            b.rows
+        );
         Ok(())
     } else {
-        println!("Valeurs : {} cellules diffèrent, par exemple :", b.differences);
+        println!(
+            "Valeurs : {} cellules diffèrent, par exemple :",
+            b.differences
+        );
         for e in &b.examples {
             println!("  {e}");
         }

@@ -601,7 +601,11 @@ fn memory_budget() -> usize {
         .and_then(|m| {
             m.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<usize>().ok())
+                })
         })
         .unwrap_or(8 << 20);
     total_kb * 1024 / 2

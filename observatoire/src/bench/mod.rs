@@ -142,21 +142,53 @@ fn run_peer(
     workers: usize,
     queries: &str,
 ) -> Result<(Duration, u64)> {
-    use std::io::Write;
     // connectorx names the scheme postgresql://.
     let url = url
         .strip_prefix("postgres://")
         .map_or_else(|| url.to_owned(), |rest| format!("postgresql://{rest}"));
+    let value = run_python(
+        python,
+        script,
+        &[url.as_str(), &out.to_string_lossy(), &workers.to_string()],
+        queries,
+        "connectorx + pyarrow",
+        "connectorx pyarrow",
+    )
+    // Never echo a password the URL may hold.
+    .map_err(|e| match e {
+        Error::Config(text) => {
+            Error::Config(text.replace(&url, &operational::source::redact_url(&url)))
+        }
+        other => other,
+    })?;
+    let seconds = value["seconds"].as_f64().unwrap_or(f64::NAN);
+    let rows = value["rows"].as_u64().unwrap_or(0);
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(io(out))?;
+    }
+    Ok((Duration::from_secs_f64(seconds), rows))
+}
+
+/// Runs a peer's Python script with `args`, `input` on its standard input, and returns
+/// the JSON line it prints. A failure names the peer (`who`) and how to install what it
+/// needs (`packages`), with the last line of its error output.
+fn run_python(
+    python: &str,
+    script: &Path,
+    args: &[&str],
+    input: &str,
+    who: &str,
+    packages: &str,
+) -> Result<serde_json::Value> {
+    use std::io::Write;
     let failed = |detail: String| {
         Error::Config(format!(
-            "le pair connectorx + pyarrow n'a pas pu tourner ({detail}) : installez-les avec « {python} -m pip install connectorx pyarrow »"
+            "le pair {who} n'a pas pu tourner ({detail}) ; pour l'installer : « {python} -m pip install {packages} »"
         ))
     };
     let mut child = std::process::Command::new(python)
         .arg(script)
-        .arg(&url)
-        .arg(out)
-        .arg(workers.to_string())
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -166,30 +198,17 @@ fn run_peer(
         .stdin
         .take()
         .expect("piped stdin")
-        .write_all(queries.as_bytes())
+        .write_all(input.as_bytes())
         .map_err(|e| failed(e.to_string()))?;
     let output = child
         .wait_with_output()
         .map_err(|e| failed(e.to_string()))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        // Never echo a password the URL may hold.
-        let last = stderr
-            .lines()
-            .last()
-            .unwrap_or("")
-            .replace(&url, &operational::source::redact_url(&url));
-        return Err(failed(last));
+        return Err(failed(stderr.lines().last().unwrap_or("").to_owned()));
     }
     let line = String::from_utf8_lossy(&output.stdout);
-    let value: serde_json::Value =
-        serde_json::from_str(line.trim()).map_err(|e| failed(format!("sortie illisible : {e}")))?;
-    let seconds = value["seconds"].as_f64().unwrap_or(f64::NAN);
-    let rows = value["rows"].as_u64().unwrap_or(0);
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(io(out))?;
-    }
-    Ok((Duration::from_secs_f64(seconds), rows))
+    serde_json::from_str(line.trim()).map_err(|e| failed(format!("sortie illisible : {e}")))
 }
 
 /// What the incremental benchmark measured.
@@ -302,7 +321,13 @@ pub async fn bench_compute(
     let mut tables = lake.detail_files().await?;
     let mut detail_rows = 0;
     for name in tables.keys() {
-        detail_rows += ctx.table(name.as_str()).await.map_err(df)?.count().await.map_err(df)? as u64;
+        detail_rows += ctx
+            .table(name.as_str())
+            .await
+            .map_err(df)?
+            .count()
+            .await
+            .map_err(df)? as u64;
     }
     for name in ["territoires", "publies", "periodes", "calendrier"] {
         let path = work_dir.join(format!("{name}.parquet"));
@@ -331,6 +356,10 @@ pub async fn bench_compute(
         "threads": threads,
     })
     .to_string();
+    // The job stays beside the script while the bench runs (and after a failure of
+    // the peer, to rerun it by hand: python3 peer_duckdb.py < job.json).
+    let job_file = work_dir.join("job.json");
+    std::fs::write(&job_file, &job).map_err(io(&job_file))?;
     let script = work_dir.join("peer_duckdb.py");
     std::fs::write(&script, DUCKDB_SCRIPT).map_err(io(&script))?;
 
@@ -348,15 +377,24 @@ pub async fn bench_compute(
         let started = Instant::now();
         let mut batches = Vec::new();
         for (n, (id, sql)) in queries.iter().enumerate() {
-            step(&format!("tour {round} : Observatoire (DataFusion), {}", each[n].0));
+            step(&format!(
+                "tour {round} : Observatoire (DataFusion), {}",
+                each[n].0
+            ));
             let one = Instant::now();
-            let rows = ctx.sql(sql).await.map_err(df)?.collect().await.map_err(|source| {
-                indicators::ComputeError::Indicator {
+            let rows = ctx
+                .sql(sql)
+                .await
+                .map_err(df)?
+                .collect()
+                .await
+                .map_err(|source| indicators::ComputeError::Indicator {
                     indicator: indicators::by_id(id).map_or("?", |i| i.code),
                     source: Box::new(source),
-                }
-            })?;
-            batches.extend(rows);
+                })?;
+            for batch in &rows {
+                batches.push(indicators::compute::conform(batch)?);
+            }
             each[n].1 = each[n].1.min(one.elapsed());
         }
         best.0 = best.0.min(started.elapsed());
@@ -377,11 +415,17 @@ pub async fn bench_compute(
     step("comparaison des valeurs");
     let rows = ours.iter().map(|b| b.num_rows()).sum();
     let check = warehouse::new_session();
-    let schema = ours
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| Error::Config("aucune ligne calculée : le lac est-il vide ?".into()))?;
-    check.register_table("ours", Arc::new(MemTable::try_new(schema, vec![ours]).map_err(df)?))
+    if rows == 0 {
+        return Err(Error::Config(
+            "aucune ligne calculée : le lac est-il vide ?".into(),
+        ));
+    }
+    let schema = warehouse::stats_schema();
+    check
+        .register_table(
+            "ours",
+            Arc::new(MemTable::try_new(schema, vec![ours]).map_err(df)?),
+        )
         .map_err(df)?;
     check
         .register_parquet(
@@ -463,35 +507,7 @@ fn run_duckdb(
     script: &Path,
     job: &str,
 ) -> Result<(Duration, std::collections::HashMap<String, Duration>)> {
-    use std::io::Write;
-    let failed = |detail: String| {
-        Error::Config(format!(
-            "le pair DuckDB n'a pas pu tourner ({detail}) : installez-le avec « {python} -m pip install duckdb pyarrow »"
-        ))
-    };
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(e.to_string()))?;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(job.as_bytes())
-        .map_err(|e| failed(e.to_string()))?;
-    let output = child
-        .wait_with_output()
-        .map_err(|e| failed(e.to_string()))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(failed(stderr.lines().last().unwrap_or("").to_owned()));
-    }
-    let line = String::from_utf8_lossy(&output.stdout);
-    let value: serde_json::Value =
-        serde_json::from_str(line.trim()).map_err(|e| failed(format!("sortie illisible : {e}")))?;
+    let value = run_python(python, script, &[], job, "DuckDB", "duckdb pyarrow")?;
     let each = value["each"]
         .as_object()
         .map(|m| {

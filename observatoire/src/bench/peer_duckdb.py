@@ -9,6 +9,7 @@ import sys
 import time
 
 import duckdb
+import pyarrow.parquet as pq
 
 
 def main() -> None:
@@ -30,16 +31,15 @@ def main() -> None:
     for indicator, sql in job["queries"]:
         started = time.perf_counter()
         try:
-            data = con.execute(sql).arrow()
+            relation = con.sql(sql)
+            # DuckDB 2 names it to_arrow_table, earlier versions arrow.
+            fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+            data = fetch()
         except Exception as e:  # name the indicator: the SQL is the catalogue's
             raise SystemExit(f"{indicator}: {e}")
         each[indicator] = time.perf_counter() - started
         seconds += each[indicator]
-        if hasattr(data, "read_all"):
-            data = data.read_all()
         rows += data.num_rows
-        import pyarrow.parquet as pq
-
         pq.write_table(data, os.path.join(job["out"], f"{indicator}.parquet"))
     print(json.dumps({"seconds": seconds, "rows": rows, "each": each}))
 
