@@ -43,15 +43,24 @@ const TERMS: [&str; 4] = ["valeur", "numerateur", "denominateur", "complement"];
 /// (quantity, niveau, territoire, debut, fin): one cell of a family.
 type CellKey = (&'static str, String, String, NaiveDate, NaiveDate);
 
+/// A column of a batch, or an error naming it.
+fn column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a ArrayRef, arrow::error::ArrowError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("colonne {name} absente")))
+}
+
+/// One breakdown of a total: (indicateur, niveau, territoire, pas, periode, dimension).
+type Breakdown<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+
 /// Applies secondary suppression to rows whose `secret` column holds the primary
 /// suppression, then blanks every hidden cell's `valeur`, `numerateur` and
 /// `denominateur`. `t` is the secrecy threshold (1: nothing is hidden).
 pub fn apply(batch: &RecordBatch, t: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("colonne {name} absente")))
-    };
+    let column = |name: &str| column(batch, name);
     let indicateur = column("indicateur")?.as_string::<i32>();
     let niveau = column("territoire_niveau")?.as_string::<i32>();
     let territoire = column("territoire")?.as_string::<i32>();
@@ -158,11 +167,7 @@ fn hide_complements_of_modalities(
     batch: &RecordBatch,
     hidden: &mut [bool],
 ) -> Result<(), arrow::error::ArrowError> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("colonne {name} absente")))
-    };
+    let column = |name: &str| column(batch, name);
     let indicateur = column("indicateur")?.as_string::<i32>();
     let niveau = column("territoire_niveau")?.as_string::<i32>();
     let territoire = column("territoire")?.as_string::<i32>();
@@ -172,7 +177,7 @@ fn hide_complements_of_modalities(
     let modalite = column("modalite")?.as_string::<i32>();
     let valeur = column("valeur")?.as_primitive::<Float64Type>();
     let denominateur = column("denominateur")?.as_primitive::<Float64Type>();
-    let mut groups: HashMap<(&str, &str, &str, &str, &str, &str), Vec<usize>> = HashMap::new();
+    let mut groups: HashMap<Breakdown, Vec<usize>> = HashMap::new();
     for i in 0..batch.num_rows() {
         let Some(indicator) = CATALOGUE.iter().find(|x| x.id == indicateur.value(i)) else {
             continue;
