@@ -404,13 +404,6 @@ pub async fn compute(
     analyst_k: usize,
     progress: impl FnMut(&indicators::Indicator),
 ) -> Result<indicators::Release> {
-    let lake = Lake::new(data_dir);
-    if lake.latest_run()?.is_none() {
-        return Err(warehouse::WarehouseError::NoRun(lake.root().to_owned()).into());
-    }
-    let _lock = guard::lock(data_dir, "compute")?;
-    let key = MasterKey::load(&key_path(data_dir))?;
-    lake.check_key(&key.fingerprint())?;
     let options = indicators::ComputeOptions {
         secrecy_threshold,
         analyst: indicators::analyst::AnalystOptions {
@@ -418,9 +411,15 @@ pub async fn compute(
             ..Default::default()
         },
         auto_close_days: None,
-        conventions: conventions(data_dir)?,
+        conventions: Vec::new(),
     };
-    Ok(indicators::publish(&lake, &options, &key, progress).await?)
+    publish(
+        data_dir,
+        &options,
+        &indicators::Publication::Regular,
+        progress,
+    )
+    .await
 }
 
 /// The indicators the préfet–SIAO conventions add: `<data>/conventions.toml`, a list of
