@@ -851,6 +851,11 @@ fn steps_text(steps: &[(String, std::time::Duration)]) -> String {
         .join(" · ")
 }
 
+/// Seconds with two decimals and a French decimal comma.
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64()).replace('.', ",")
+}
+
 async fn run_bench_compute(
     data: &std::path::Path,
     work_dir: &std::path::Path,
@@ -867,7 +872,6 @@ async fn run_bench_compute(
         .await;
     sp.finish_and_clear();
     let b = bench?;
-    let secs = |d: std::time::Duration| format!("{:.2}", d.as_secs_f64()).replace('.', ",");
     println!(
         "Banc d'essai du calcul : {} indicateurs, {} lignes de la zone détail, {} cellules, meilleur temps sur {} manches.",
         b.indicators, b.detail_rows, b.rows, b.rounds
@@ -920,7 +924,6 @@ async fn run_bench_ingest(
     .await;
     sp.finish_and_clear();
     let b = bench?;
-    let secs = |d: std::time::Duration| format!("{:.2}", d.as_secs_f64()).replace('.', ",");
     let rate = |d| format!("{:.0}", b.rate(d));
     println!(
         "Banc d'essai de l'ingestion : {} lignes lues, {} connexions, meilleur temps sur {} manches.",
@@ -1170,7 +1173,6 @@ async fn run(cli: Cli) -> Result<()> {
                 .await;
             sp.finish_and_clear();
             let b = bench?;
-            let secs = |d: std::time::Duration| format!("{:.2}", d.as_secs_f64()).replace('.', ",");
             println!(
                 "Ingestion complète : {} s ({} lignes dans la zone détail).",
                 secs(b.full),

@@ -16,6 +16,13 @@ fn options(threshold: i64) -> indicators::ComputeOptions {
     }
 }
 
+/// A regular release at threshold 1.
+async fn publish_regular(data: &Path) -> indicators::Release {
+    observatoire::publish(data, &options(1), &indicators::Publication::Regular, |_| {})
+        .await
+        .unwrap()
+}
+
 /// The values of `indicator` in `territory` by month, as the API reads them at `version`.
 async fn monthly(
     data: &Path,
@@ -117,14 +124,7 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
             .unwrap()
             .is_empty()
     );
-    let closing = observatoire::publish(
-        tmp.path(),
-        &options(1),
-        &indicators::Publication::Regular,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let closing = publish_regular(tmp.path()).await;
     assert_eq!(closing.version, 2);
     let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
     let closed = march(&rows);
@@ -164,14 +164,7 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     observatoire::ingest_with_options(&url, tmp.path(), &ingest, |_| {})
         .await
         .unwrap();
-    let after = observatoire::publish(
-        tmp.path(),
-        &options(1),
-        &indicators::Publication::Regular,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let after = publish_regular(tmp.path()).await;
     assert_eq!(after.version, 3);
     let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
     let still = march(&rows);
@@ -247,14 +240,7 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     assert!(list[0].motif.as_deref().unwrap().starts_with("2025-03"));
     assert_eq!(list[1].nature, "CALCUL");
     // A later regular release leaves the revision in place.
-    observatoire::publish(
-        tmp.path(),
-        &options(1),
-        &indicators::Publication::Regular,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    publish_regular(tmp.path()).await;
     let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
     assert_eq!(march(&rows).version, 4);
 }
@@ -311,14 +297,7 @@ attendu = []
     observatoire::ingest_with_options(&url, tmp.path(), &ingest, |_| {})
         .await
         .unwrap();
-    observatoire::publish(
-        tmp.path(),
-        &options(1),
-        &indicators::Publication::Regular,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    publish_regular(tmp.path()).await;
     // The current figure of each key is its highest version.
     let mut rows = observatoire_tests::all_stats(tmp.path()).await;
     rows.sort_by_key(|r| std::cmp::Reverse(r.version));
