@@ -12,8 +12,12 @@
 //! indicator. The SQL sees the detail tables (`demande`, `prise_en_charge`,
 //! `dispositif`, `groupe_places`, …, with the derived `composition` of each request,
 //! orientation and stay and the `tranche_age` of each person of a request) and
-//! `periodes(pas, periode, debut, fin, debut_obs, fin_obs, jours_obs)`, the published
-//! periods with their observed days. Its columns:
+//! `periodes(pas, periode, debut, fin, debut_obs, fin_obs, jours_obs, mois_fin)`, the
+//! published periods with their observed days and the month index of the last one,
+//! `periodes_mois` (the same, once per month index `mois` the observed days touch,
+//! with `mois_debut` the first) and `bornes(mois0, mois1, fin)` (the first and last
+//! observed months, the day after the last observed day), so that records spanning an
+//! interval meet their periods by an equality join on a month. Its columns:
 //! - `departement`: the département the record belongs to (the engine maps it to
 //!   itself, its région and FR, so that régions and FR are recomputed over the union of
 //!   their records, never summed);
@@ -265,6 +269,39 @@ pub fn dimension(nom: &str) -> Option<&'static Dimension> {
 /// The categories of dispositif counted by the occupancy rate.
 const OCCUPANCY_CATEGORIES: &str = "('HEBERGEMENT', 'LOGEMENT_ADAPTE', 'IML')";
 
+/// The month index (year × 12 + month) of a date, as SQL: the key of `periodes_mois`.
+macro_rules! month_index {
+    ($date:literal) => {
+        concat!(
+            "(CAST(date_part('year', ",
+            $date,
+            ") AS BIGINT) * 12 + CAST(date_part('month', ",
+            $date,
+            ") AS BIGINT))"
+        )
+    };
+}
+
+/// The rows of `$table` (alias `t`, with `bornes b`), each repeated once per month
+/// index `mois` from the month of `$lo` to the month of `$hi`, both clipped to the
+/// observed months; `mois_lo` is the first of them.
+macro_rules! by_month {
+    ($table:literal, $lo:literal, $hi:literal, $filter:literal) => {
+        concat!(
+            "(SELECT r.*, unnest(generate_series(r.mois_lo, r.mois_hi)) AS mois
+              FROM (SELECT t.*, GREATEST(b.mois0, ",
+            month_index!($lo),
+            ") AS mois_lo, LEAST(b.mois1, ",
+            month_index!($hi),
+            ") AS mois_hi FROM ",
+            $table,
+            " t CROSS JOIN bornes b",
+            $filter,
+            ") r)"
+        )
+    };
+}
+
 /// Placeholders shared by several entries' SQL, filled in by [`resolved_sql`].
 const PLACEHOLDERS: &[(&str, &str)] = &[
     ("__OCCUPANCY__", OCCUPANCY_CATEGORIES),
@@ -280,9 +317,45 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
         "GREATEST(0, arrow_cast(LEAST(COALESCE(s.date_sortie, p.fin_obs), p.fin_obs), 'Int64')
                      - arrow_cast(GREATEST(s.date_entree, p.debut_obs), 'Int64'))",
     ),
+    // The stays, place groups and INSERTION requests, each repeated once per month
+    // (`mois`, [`month_index!`]) that its interval touches within the observed months:
+    // a record then finds its periods by an equality join on the month
+    // (`periodes_mois`, `periodes.mois_fin`) instead of a range join. A record outside
+    // the interval's months has no row; the exact condition is checked after the join.
+    (
+        "__SEJOURS__",
+        by_month!(
+            "prise_en_charge",
+            "LEAST(t.date_entree, COALESCE(t.date_sortie, t.date_entree))",
+            "GREATEST(t.date_entree, COALESCE(t.date_sortie, b.fin))",
+            ""
+        ),
+    ),
+    (
+        "__GROUPES__",
+        by_month!(
+            "groupe_places",
+            "LEAST(t.date_debut, COALESCE(t.date_fin, t.date_debut))",
+            "GREATEST(t.date_debut, COALESCE(t.date_fin, b.fin))",
+            ""
+        ),
+    ),
+    (
+        "__DEMANDES_INSERTION__",
+        by_month!(
+            "demande",
+            "t.date_demande",
+            "CASE WHEN t.statut = 'EN_COURS' THEN b.fin
+                  WHEN t.statut IN ('POURVUE', 'NON_POURVUE', 'ANNULEE') THEN t.date_statut END",
+            " WHERE t.type = 'INSERTION'"
+        ),
+    ),
+    // A stay of `__SEJOURS__ s` in period `p` of `periodes_mois`: the interval meets the
+    // period's observed days, joined on the first month they share (one row per pair).
     (
         "__SEJOUR_DANS_P__",
-        "s.date_entree < p.fin_obs AND (s.date_sortie IS NULL OR s.date_sortie > p.debut_obs)",
+        "p.mois = s.mois AND s.mois = GREATEST(s.mois_lo, p.mois_debut)
+         AND s.date_entree < p.fin_obs AND (s.date_sortie IS NULL OR s.date_sortie > p.debut_obs)",
     ),
     // Open days of a place group within the observed days of period p.
     (
@@ -290,14 +363,17 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
         "GREATEST(0, arrow_cast(LEAST(COALESCE(g.date_fin, p.fin_obs), p.fin_obs), 'Int64')
                      - arrow_cast(GREATEST(g.date_debut, p.debut_obs), 'Int64'))",
     ),
+    // A place group of `__GROUPES__ g` in period `p` of `periodes_mois`.
     (
         "__GROUPE_DANS_P__",
-        "g.date_debut < p.fin_obs AND (g.date_fin IS NULL OR g.date_fin > p.debut_obs)",
+        "p.mois = g.mois AND g.mois = GREATEST(g.mois_lo, p.mois_debut)
+         AND g.date_debut < p.fin_obs AND (g.date_fin IS NULL OR g.date_fin > p.debut_obs)",
     ),
-    // INSERTION requests still open at the end of period p's observed days (I02, I05).
+    // A request of `__DEMANDES_INSERTION__ d` still open at the end of period p's
+    // observed days (I02, I05): joined on the month of the last observed day.
     (
         "__EN_ATTENTE__",
-        "d.type = 'INSERTION' AND d.date_demande < p.fin_obs
+        "p.mois_fin = d.mois AND d.type = 'INSERTION' AND d.date_demande < p.fin_obs
          AND (d.statut = 'EN_COURS'
               OR (d.statut IN ('POURVUE', 'NON_POURVUE', 'ANNULEE') AND d.date_statut >= p.fin_obs))",
     ),
@@ -546,8 +622,7 @@ pub const CATALOGUE: &[Indicator] = &[
         grain: Grain::Periode,
         sql: "SELECT d.siao_departement AS departement, p.pas, p.periode, 1 AS w,
                      d.composition, d.preconisation
-              FROM demande d JOIN periodes p ON d.date_demande < p.fin_obs
-              WHERE __EN_ATTENTE__",
+              FROM __DEMANDES_INSERTION__ d JOIN periodes p ON __EN_ATTENTE__",
         ..BASE
     },
     Indicator {
@@ -606,8 +681,7 @@ pub const CATALOGUE: &[Indicator] = &[
         grain: Grain::Periode,
         sql: "SELECT d.siao_departement AS departement, p.pas, p.periode,
                      arrow_cast(p.fin_obs, 'Int64') - 1 - arrow_cast(d.date_demande, 'Int64') AS v
-              FROM demande d JOIN periodes p ON d.date_demande < p.fin_obs
-              WHERE __EN_ATTENTE__",
+              FROM __DEMANDES_INSERTION__ d JOIN periodes p ON __EN_ATTENTE__",
         ..BASE
     },
     Indicator {
@@ -722,9 +796,9 @@ pub const CATALOGUE: &[Indicator] = &[
         sql: "SELECT x.departement, p.pas, p.periode, g.nb_places * __JOURS_GROUPE__ AS w,
                      x.type AS type_dispositif, x.categorie, x.volet,
                      CASE WHEN g.temporaire THEN 'OUI' WHEN NOT g.temporaire THEN 'NON' END AS temporaire
-              FROM groupe_places g
+              FROM __GROUPES__ g
               JOIN dispositif x ON x.id = g.dispositif_id
-              JOIN periodes p ON __GROUPE_DANS_P__
+              JOIN periodes_mois p ON __GROUPE_DANS_P__
               WHERE g.nb_places IS NOT NULL",
         ..BASE
     },
@@ -741,9 +815,9 @@ pub const CATALOGUE: &[Indicator] = &[
         per_observed_day: true,
         sql: "SELECT x.departement, p.pas, p.periode, s.nb_personnes * __NUITS__ AS w,
                      x.type AS type_dispositif, x.categorie, x.volet
-              FROM prise_en_charge s
+              FROM __SEJOURS__ s
               JOIN dispositif x ON x.id = s.dispositif_id
-              JOIN periodes p ON __SEJOUR_DANS_P__
+              JOIN periodes_mois p ON __SEJOUR_DANS_P__
               WHERE s.nb_personnes IS NOT NULL",
         ..BASE
     },
@@ -761,16 +835,16 @@ pub const CATALOGUE: &[Indicator] = &[
         per_observed_day: true,
         sql: "SELECT x.departement, p.pas, p.periode, s.nb_personnes * __NUITS__ AS num, 0 AS den,
                      x.type AS type_dispositif, x.categorie, x.volet
-              FROM prise_en_charge s
+              FROM __SEJOURS__ s
               JOIN dispositif x ON x.id = s.dispositif_id
-              JOIN periodes p ON __SEJOUR_DANS_P__
+              JOIN periodes_mois p ON __SEJOUR_DANS_P__
               WHERE x.categorie IN __OCCUPANCY__ AND s.nb_personnes IS NOT NULL
               UNION ALL
               SELECT x.departement, p.pas, p.periode, 0, g.nb_places * __JOURS_GROUPE__,
                      x.type, x.categorie, x.volet
-              FROM groupe_places g
+              FROM __GROUPES__ g
               JOIN dispositif x ON x.id = g.dispositif_id
-              JOIN periodes p ON __GROUPE_DANS_P__
+              JOIN periodes_mois p ON __GROUPE_DANS_P__
               WHERE x.categorie IN __OCCUPANCY__ AND g.nb_places IS NOT NULL",
         ..BASE
     },
@@ -785,9 +859,9 @@ pub const CATALOGUE: &[Indicator] = &[
         grain: Grain::Periode,
         per_observed_day: true,
         sql: "SELECT x.departement, p.pas, p.periode, g.nb_places * __JOURS_GROUPE__ AS w
-              FROM groupe_places g
+              FROM __GROUPES__ g
               JOIN dispositif x ON x.id = g.dispositif_id
-              JOIN periodes p ON __GROUPE_DANS_P__
+              JOIN periodes_mois p ON __GROUPE_DANS_P__
               WHERE g.nb_places IS NOT NULL
               UNION ALL
               SELECT x.departement, p.pas, p.periode,
@@ -861,9 +935,9 @@ pub const CATALOGUE: &[Indicator] = &[
         domaine: OFFRE,
         grain: Grain::Periode,
         sql: "SELECT x.departement, p.pas, p.periode, s.nb_personnes * __NUITS__ AS w
-              FROM prise_en_charge s
+              FROM __SEJOURS__ s
               JOIN dispositif x ON x.id = s.dispositif_id
-              JOIN periodes p ON __SEJOUR_DANS_P__
+              JOIN periodes_mois p ON __SEJOUR_DANS_P__
               WHERE x.type = 'HOTEL' AND s.nb_personnes IS NOT NULL",
         additive_terms: &[("valeur", "nuitees_hotel")],
         ..BASE

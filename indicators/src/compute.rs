@@ -675,18 +675,14 @@ async fn register_territories(ctx: &SessionContext) -> Result<()> {
         Field::new("territoire", DataType::Utf8, false),
     ]));
     let batch = RecordBatch::try_new(
-        schema.clone(),
+        schema,
         vec![
             Arc::new(StringArray::from(dep)),
             Arc::new(StringArray::from(niveau)),
             Arc::new(StringArray::from(territoire)),
         ],
     )?;
-    ctx.deregister_table("territoires")?;
-    ctx.register_table(
-        "territoires",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
+    register_batch(ctx, "territoires", batch)?;
     // Published territories: départements seen in requests or dispositifs, their régions, FR.
     ctx.deregister_table("publies")?;
     let publies = ctx
@@ -717,10 +713,12 @@ async fn register_periods(
         Field::new("debut_obs", DataType::Date32, false),
         Field::new("fin_obs", DataType::Date32, false),
         Field::new("jours_obs", DataType::Int64, false),
+        Field::new("mois_fin", DataType::Int64, false),
     ]));
-    let obs = |p: &Period| (p.debut.max(d0), p.fin.min(d1 + chrono::Duration::days(1)));
+    let one = chrono::Duration::days(1);
+    let obs = |p: &Period| (p.debut.max(d0), p.fin.min(d1 + one));
     let batch = RecordBatch::try_new(
-        schema.clone(),
+        schema,
         vec![
             Arc::new(StringArray::from(
                 list.iter().map(|p| p.pas).collect::<Vec<_>>(),
@@ -753,12 +751,62 @@ async fn register_periods(
                     .map(|p| (obs(p).1 - obs(p).0).num_days())
                     .collect::<Vec<_>>(),
             )),
+            Arc::new(Int64Array::from(
+                list.iter()
+                    .map(|p| month_index(obs(p).1 - one))
+                    .collect::<Vec<_>>(),
+            )),
         ],
     )?;
-    ctx.deregister_table("periodes")?;
-    ctx.register_table(
-        "periodes",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    register_batch(ctx, "periodes", batch.clone())?;
+    // The periods once per month their observed days touch (first month: `mois_debut`).
+    let (mut take, mut mois, mut mois_debut) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, p) in list.iter().enumerate() {
+        let (first, last) = (month_index(obs(p).0), month_index(obs(p).1 - one));
+        for m in first..=last {
+            take.push(i as u32);
+            mois.push(m);
+            mois_debut.push(first);
+        }
+    }
+    let repeated =
+        arrow::compute::take_record_batch(&batch, &arrow::array::UInt32Array::from(take))?;
+    let mut fields: Vec<Field> = repeated
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("mois", DataType::Int64, false));
+    fields.push(Field::new("mois_debut", DataType::Int64, false));
+    let mut columns = repeated.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(mois)));
+    columns.push(Arc::new(Int64Array::from(mois_debut)));
+    register_batch(
+        ctx,
+        "periodes_mois",
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?,
+    )?;
+    // The observed months and the day after the last observed day (no row: no data).
+    let n = usize::from(bounds.is_some());
+    register_batch(
+        ctx,
+        "bornes",
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("mois0", DataType::Int64, false),
+                Field::new("mois1", DataType::Int64, false),
+                Field::new("fin", DataType::Date32, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![month_index(d0); n])),
+                Arc::new(Int64Array::from(vec![month_index(d1); n])),
+                Arc::new(Date32Array::from(vec![
+                    Date32Type::from_naive_date(d1 + one);
+                    n
+                ])),
+            ],
+        )?,
     )?;
     // The calendar: each observed day with the period of every pas holding it, so that
     // a dated record finds its periods by an equality join.
@@ -779,17 +827,37 @@ async fn register_periods(
         Field::new("periode", DataType::Utf8, false),
     ]));
     let batch = RecordBatch::try_new(
-        schema.clone(),
+        schema,
         vec![
             Arc::new(Date32Array::from(jours)),
             Arc::new(StringArray::from(pas)),
             Arc::new(StringArray::from(periode)),
         ],
     )?;
-    ctx.deregister_table("calendrier")?;
+    register_batch(ctx, "calendrier", batch)?;
+    Ok(())
+}
+
+/// The tables [`prepare`] registers beside the detail zone, which the catalogue's SQL reads.
+pub const PREPARED_TABLES: [&str; 6] = [
+    "territoires",
+    "publies",
+    "periodes",
+    "periodes_mois",
+    "bornes",
+    "calendrier",
+];
+
+/// Year × 12 + month: the month index the catalogue's SQL computes (`month_index!`).
+fn month_index(d: NaiveDate) -> i64 {
+    i64::from(d.year()) * 12 + i64::from(d.month())
+}
+
+fn register_batch(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<()> {
+    ctx.deregister_table(name)?;
     ctx.register_table(
-        "calendrier",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+        name,
+        Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
     )?;
     Ok(())
 }
@@ -821,25 +889,56 @@ fn unpivot(source: &str, dimensions: &[&str]) -> String {
 }
 
 const KEY: &str = "niveau, territoire, pas, periode";
+const DEP_KEY: &str = "departement, pas, periode";
 const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
 
 /// The CTEs that aggregate an indicator's records into
 /// `agg(niveau, territoire, pas, periode, dimension, modalite, a, b)`: `a` the value (a
 /// ratio's numerator), `b` a ratio's denominator or a quantile's number of records.
+///
+/// Work is done at the département before the records are repeated for its région and
+/// FR: additive records are first summed per département, date (or period) and
+/// modalities; distinct entities keep their first record per département and period,
+/// and only those are ranked again in the région and FR (the first record in a
+/// territory is the first of its départements' firsts).
 fn aggregate_sql(indicator: &Indicator) -> String {
     let records = resolved_sql(indicator);
-    let placed = match indicator.grain {
-        Grain::Jour => {
-            "SELECT t.niveau, t.territoire, c.pas, c.periode, r.*
-                        FROM rec r
-                        JOIN territoires t ON t.departement = r.departement
-                        JOIN calendrier c ON c.jour = r.jour"
-        }
-        Grain::Periode => {
-            "SELECT t.niveau, t.territoire, r.*
-                           FROM rec r JOIN territoires t ON t.departement = r.departement"
-        }
+    let dims = indicator.dimensions;
+    let dim_columns: String = dims
+        .iter()
+        .filter(|d| **d != "quantile")
+        .map(|d| format!(", {d}"))
+        .collect();
+    let when = match indicator.grain {
+        Grain::Jour => "jour",
+        Grain::Periode => "pas, periode",
     };
+    // Additive records summed before they are placed (not I07's numerator-only split,
+    // whose modalities keep only records with a numerator).
+    let summed = match indicator.measure {
+        Measure::Sum => Some("SUM(w) AS w"),
+        Measure::Ratio if !indicator.numerator_only_dimensions => {
+            Some("SUM(num) AS num, SUM(den) AS den")
+        }
+        _ => None,
+    };
+    let source = match summed {
+        Some(sums) => format!(
+            "rec0 AS (SELECT departement, {when}{dim_columns}, {sums} FROM rec
+                      GROUP BY departement, {when}{dim_columns}),"
+        ),
+        None => String::new(),
+    };
+    let from = if summed.is_some() { "rec0" } else { "rec" };
+    // Records with their period of every pas (Grain::Jour) or as they are.
+    let dated = match indicator.grain {
+        Grain::Jour => format!(
+            "SELECT c.pas, c.periode, r.* FROM {from} r JOIN calendrier c ON c.jour = r.jour"
+        ),
+        Grain::Periode => format!("SELECT r.* FROM {from} r"),
+    };
+    let placed = "SELECT t.niveau, t.territoire, r.*
+                  FROM dated r JOIN territoires t ON t.departement = r.departement";
     let dims = indicator.dimensions;
     let body = match indicator.measure {
         Measure::Sum => format!(
@@ -848,23 +947,56 @@ fn aggregate_sql(indicator: &Indicator) -> String {
             unpivot("placed", dims)
         ),
         Measure::Distinct | Measure::DistinctAll => {
-            let (garde, counted) = if indicator.measure == Measure::DistinctAll {
+            // An entity's first record in a partition is the one whose predecessor, in
+            // the order (entite, ordre_date, ordre_id), is another entity: one window per
+            // territory and period rather than one per entity.
+            let first = |name: &str, input: &str, key: &str| {
+                format!(
+                    "{name}_ordered AS (SELECT x.*, LAG(x.entite) OVER (PARTITION BY {key}
+                                            ORDER BY x.entite, x.ordre_date, x.ordre_id) AS precedente_{name}
+                                        FROM {input} x WHERE x.entite IS NOT NULL),
+                     {name}0 AS (SELECT * FROM {name}_ordered
+                                 WHERE precedente_{name} IS NULL OR precedente_{name} <> entite)"
+                )
+            };
+            // DistinctAll: an entity counts when all its records in the territory and
+            // period are `garde` (the minimum over its départements' minimums).
+            let (dep_firsts, firsts, counted) = if indicator.measure == Measure::DistinctAll {
                 (
                     format!(
-                        ", MIN(CASE WHEN x.garde THEN 1 ELSE 0 END) OVER (PARTITION BY {KEY}, entite) AS garde_entite"
+                        "dep_garde AS (SELECT {DEP_KEY}, entite, MIN(CASE WHEN garde THEN 1 ELSE 0 END) AS garde_dep
+                                       FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
+                         dep_firsts AS (SELECT f.*, g.garde_dep FROM dep0 f JOIN dep_garde g
+                                          ON g.departement = f.departement AND g.pas = f.pas
+                                         AND g.periode = f.periode AND g.entite = f.entite)"
+                    ),
+                    format!(
+                        "ent_garde AS (SELECT {KEY}, entite, MIN(garde_dep) AS garde_entite
+                                       FROM dep_placed GROUP BY {KEY}, entite),
+                         firsts AS (SELECT f.*, g.garde_entite FROM ter0 f JOIN ent_garde g
+                                      ON g.niveau = f.niveau AND g.territoire = f.territoire AND g.pas = f.pas
+                                     AND g.periode = f.periode AND g.entite = f.entite)"
                     ),
                     "SUM(CASE WHEN garde_entite = 1 THEN 1 ELSE 0 END)",
                 )
             } else {
-                (String::new(), "COUNT(*)")
+                (
+                    "dep_firsts AS (SELECT * FROM dep0)".to_owned(),
+                    "firsts AS (SELECT * FROM ter0)".to_owned(),
+                    "COUNT(*)",
+                )
             };
             format!(
-                "ranked AS (SELECT x.*, ROW_NUMBER() OVER (PARTITION BY {KEY}, entite
-                                                          ORDER BY ordre_date, ordre_id) AS rang_entite{garde}
-                            FROM placed x WHERE x.entite IS NOT NULL),
-                 firsts AS (SELECT * FROM ranked WHERE rang_entite = 1),
+                "{},
+                 {dep_firsts},
+                 dep_placed AS (SELECT t.niveau, t.territoire, r.*
+                                FROM dep_firsts r JOIN territoires t ON t.departement = r.departement),
+                 {},
+                 {firsts},
                  unp AS ({}),
                  agg AS (SELECT {CELL}, {counted} AS a, CAST(NULL AS BIGINT) AS b FROM unp GROUP BY {CELL})",
+                first("dep", "dated", DEP_KEY),
+                first("ter", "dep_placed", KEY),
                 unpivot("firsts", dims)
             )
         }
@@ -890,10 +1022,13 @@ fn aggregate_sql(indicator: &Indicator) -> String {
             }
         }
         Measure::DistinctRatio => format!(
-            "ent AS (SELECT {KEY}, entite,
-                            MAX(CASE WHEN au_den THEN 1 ELSE 0 END) AS d,
-                            MAX(CASE WHEN au_num THEN 1 ELSE 0 END) AS n
-                     FROM placed WHERE entite IS NOT NULL GROUP BY {KEY}, entite),
+            "dep_ent AS (SELECT {DEP_KEY}, entite,
+                                MAX(CASE WHEN au_den THEN 1 ELSE 0 END) AS d,
+                                MAX(CASE WHEN au_num THEN 1 ELSE 0 END) AS n
+                         FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
+             ent AS (SELECT t.niveau, t.territoire, r.pas, r.periode, r.entite, MAX(r.d) AS d, MAX(r.n) AS n
+                     FROM dep_ent r JOIN territoires t ON t.departement = r.departement
+                     GROUP BY t.niveau, t.territoire, r.pas, r.periode, r.entite),
              agg AS (SELECT {KEY}, '' AS dimension, '' AS modalite,
                             SUM(CASE WHEN d = 1 AND n = 1 THEN 1 ELSE 0 END) AS a, SUM(d) AS b
                      FROM ent GROUP BY {KEY})"
@@ -923,12 +1058,13 @@ fn aggregate_sql(indicator: &Indicator) -> String {
             )
         }
     };
-    format!("rec AS ({records}),\n placed AS ({placed}),\n {body}")
+    format!("rec AS ({records}),\n {source}\n dated AS ({dated}),\n placed AS ({placed}),\n {body}")
 }
 
 /// The SQL that turns an indicator's records into its published rows: the total of
 /// every published territory × period (zero counts included) and each modality with
-/// records, with `secret` set by the indicator's primary disclosure rule (values not yet
+/// records (one join of the grid with every aggregated row: a cell with records always
+/// has its total among them), with `secret` set by the indicator's primary disclosure rule (values not yet
 /// blanked: see [`crate::suppression`]).
 pub fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
     let per_day = |x: &str| {
@@ -972,29 +1108,17 @@ pub fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
         "WITH {agg},
          grille AS (
              SELECT g.niveau, g.territoire, p.pas, p.periode, p.debut, p.fin,
-                    '' AS dimension, '' AS modalite, {values}
+                    COALESCE(r.dimension, '') AS dimension, COALESCE(r.modalite, '') AS modalite, {values}
              FROM publies g CROSS JOIN periodes p
-             LEFT JOIN (SELECT * FROM agg WHERE dimension = '') r
+             LEFT JOIN agg r
                ON r.niveau = g.niveau AND r.territoire = g.territoire AND r.pas = p.pas AND r.periode = p.periode
-             {territory}
-             UNION ALL
-             SELECT g.niveau, g.territoire, p.pas, p.periode, p.debut, p.fin,
-                    r.dimension, r.modalite, {values}
-             FROM agg r
-             JOIN periodes p ON r.pas = p.pas AND r.periode = p.periode
-             JOIN publies g ON r.niveau = g.niveau AND r.territoire = g.territoire
-             {territory_and} r.dimension <> ''),
+             {territory}),
          controle AS (SELECT *, COALESCE({secret}, FALSE) AS secret FROM grille)
          SELECT '{id}' AS indicateur, niveau AS territoire_niveau, territoire, pas, periode, debut, fin,
                 dimension, modalite, valeur, secret, numerateur, denominateur,
                 'PROVISOIRE' AS statut, CAST({version} AS BIGINT) AS version, CAST(NULL AS VARCHAR) AS revision
          FROM controle",
         agg = aggregate_sql(indicator),
-        territory_and = if territory.is_empty() {
-            "WHERE".to_owned()
-        } else {
-            format!("{territory} AND")
-        },
         id = indicator.id,
     )
 }

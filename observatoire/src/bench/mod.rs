@@ -329,7 +329,7 @@ pub async fn bench_compute(
             .await
             .map_err(df)? as u64;
     }
-    for name in ["territoires", "publies", "periodes", "calendrier"] {
+    for name in indicators::compute::PREPARED_TABLES {
         let path = work_dir.join(format!("{name}.parquet"));
         ctx.table(name)
             .await
