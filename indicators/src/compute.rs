@@ -874,17 +874,19 @@ fn unpivot(source: &str, dimensions: &[&str]) -> String {
     if dims.is_empty() {
         return format!("SELECT s.*, '' AS dimension, '' AS modalite FROM {source} s");
     }
-    let list = std::iter::once("SELECT '' AS dimension".to_owned())
-        .chain(dims.iter().map(|d| format!("SELECT '{d}'")))
+    // Repeated by unnesting a list, not by a cross join with a table of dimensions:
+    // DataFusion's cross join emits one batch per row of its left side.
+    let list = std::iter::once("''".to_owned())
+        .chain(dims.iter().map(|d| format!("'{d}'")))
         .collect::<Vec<_>>()
-        .join(" UNION ALL ");
+        .join(", ");
     let cases: String = dims
         .iter()
         .map(|d| format!(" WHEN '{d}' THEN COALESCE(CAST(s.{d} AS VARCHAR), 'NON_RENSEIGNE')"))
         .collect();
     format!(
-        "SELECT s.*, dd.dimension, CASE dd.dimension WHEN '' THEN ''{cases} END AS modalite
-         FROM {source} s CROSS JOIN ({list}) dd"
+        "SELECT s.*, CASE s.dimension WHEN '' THEN ''{cases} END AS modalite
+         FROM (SELECT x.*, unnest([{list}]) AS dimension FROM {source} x) s"
     )
 }
 
@@ -949,55 +951,49 @@ fn aggregate_sql(indicator: &Indicator) -> String {
         Measure::Distinct | Measure::DistinctAll => {
             // An entity's first record in a partition is the one whose predecessor, in
             // the order (entite, ordre_date, ordre_id), is another entity: one window per
-            // territory and period rather than one per entity.
-            let first = |name: &str, input: &str, key: &str| {
+            // territory and period rather than one per entity. DistinctAll: an entity
+            // counts when all its records in the territory and period are `garde`, the
+            // minimum over its rows (the peers of the order by entite), here over its
+            // départements' minimums.
+            let all = indicator.measure == Measure::DistinctAll;
+            let first = |name: &str, input: &str, key: &str, garde: &str, alias: &str| {
+                let garde = if all {
+                    format!(
+                        ", MIN({garde}) OVER (PARTITION BY {key} ORDER BY x.entite
+                                             RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS {alias}"
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
                     "{name}_ordered AS (SELECT x.*, LAG(x.entite) OVER (PARTITION BY {key}
-                                            ORDER BY x.entite, x.ordre_date, x.ordre_id) AS precedente_{name}
+                                            ORDER BY x.entite, x.ordre_date, x.ordre_id) AS precedente_{name}{garde}
                                         FROM {input} x WHERE x.entite IS NOT NULL),
-                     {name}0 AS (SELECT * FROM {name}_ordered
-                                 WHERE precedente_{name} IS NULL OR precedente_{name} <> entite)"
+                     {name}_firsts AS (SELECT * FROM {name}_ordered
+                                       WHERE precedente_{name} IS NULL OR precedente_{name} <> entite)"
                 )
             };
-            // DistinctAll: an entity counts when all its records in the territory and
-            // period are `garde` (the minimum over its départements' minimums).
-            let (dep_firsts, firsts, counted) = if indicator.measure == Measure::DistinctAll {
-                (
-                    format!(
-                        "dep_garde AS (SELECT {DEP_KEY}, entite, MIN(CASE WHEN garde THEN 1 ELSE 0 END) AS garde_dep
-                                       FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
-                         dep_firsts AS (SELECT f.*, g.garde_dep FROM dep0 f JOIN dep_garde g
-                                          ON g.departement = f.departement AND g.pas = f.pas
-                                         AND g.periode = f.periode AND g.entite = f.entite)"
-                    ),
-                    format!(
-                        "ent_garde AS (SELECT {KEY}, entite, MIN(garde_dep) AS garde_entite
-                                       FROM dep_placed GROUP BY {KEY}, entite),
-                         firsts AS (SELECT f.*, g.garde_entite FROM ter0 f JOIN ent_garde g
-                                      ON g.niveau = f.niveau AND g.territoire = f.territoire AND g.pas = f.pas
-                                     AND g.periode = f.periode AND g.entite = f.entite)"
-                    ),
-                    "SUM(CASE WHEN garde_entite = 1 THEN 1 ELSE 0 END)",
-                )
+            let counted = if all {
+                "SUM(CASE WHEN garde_entite = 1 THEN 1 ELSE 0 END)"
             } else {
-                (
-                    "dep_firsts AS (SELECT * FROM dep0)".to_owned(),
-                    "firsts AS (SELECT * FROM ter0)".to_owned(),
-                    "COUNT(*)",
-                )
+                "COUNT(*)"
             };
             format!(
                 "{},
-                 {dep_firsts},
                  dep_placed AS (SELECT t.niveau, t.territoire, r.*
                                 FROM dep_firsts r JOIN territoires t ON t.departement = r.departement),
                  {},
-                 {firsts},
                  unp AS ({}),
                  agg AS (SELECT {CELL}, {counted} AS a, CAST(NULL AS BIGINT) AS b FROM unp GROUP BY {CELL})",
-                first("dep", "dated", DEP_KEY),
-                first("ter", "dep_placed", KEY),
-                unpivot("firsts", dims)
+                first(
+                    "dep",
+                    "dated",
+                    DEP_KEY,
+                    "CASE WHEN x.garde THEN 1 ELSE 0 END",
+                    "garde_dep"
+                ),
+                first("ter", "dep_placed", KEY, "x.garde_dep", "garde_entite"),
+                unpivot("ter_firsts", dims)
             )
         }
         Measure::Ratio => {
