@@ -11,7 +11,7 @@
 //! - a count with no record is 0; a ratio with a zero denominator and a median over no
 //!   record are null and not secret;
 //! - disclosure control: the sdc rule of each indicator, then secondary suppression;
-//! - medians are lower medians (position ⌈n/2⌉), computed with window row numbers.
+//! - medians are lower medians (position ⌈n/2⌉), taken from the sorted list of each cell's values.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -1040,15 +1040,11 @@ fn aggregate_sql(indicator: &Indicator) -> String {
             };
             format!(
                 "unp AS ({}),
-                 ranked AS (SELECT {CELL}, v,
-                                   ROW_NUMBER() OVER (PARTITION BY {CELL} ORDER BY v) AS rang,
-                                   COUNT(*) OVER (PARTITION BY {CELL}) AS n
-                            FROM unp WHERE v IS NOT NULL),
-                 q AS (SELECT {CELL}, MAX(n) AS n,
-                              MAX(CASE WHEN rang = (n + 1) / 2 THEN v END) AS q50,
-                              MAX(CASE WHEN rang = (3 * n + 3) / 4 THEN v END) AS q75,
-                              MAX(CASE WHEN rang = (9 * n + 9) / 10 THEN v END) AS q90
-                       FROM ranked GROUP BY {CELL}),
+                 sorted AS (SELECT {CELL}, COUNT(*) AS n, array_sort(array_agg(v)) AS vs
+                            FROM unp WHERE v IS NOT NULL GROUP BY {CELL}),
+                 q AS (SELECT {CELL}, n, vs[(n + 1) / 2] AS q50, vs[(3 * n + 3) / 4] AS q75,
+                              vs[(9 * n + 9) / 10] AS q90
+                       FROM sorted),
                  agg AS (SELECT {CELL}, q50 AS a, n AS b FROM q{extra})",
                 unpivot("placed", dims)
             )
