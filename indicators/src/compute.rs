@@ -184,6 +184,12 @@ pub struct Release {
     pub d1: Option<NaiveDate>,
     /// What the anonymisation did to each table of the analyst zone.
     pub analyst: Vec<crate::analyst::AnonymisedTable>,
+    /// The cells of the grid (every published key of every indicator).
+    pub cells: usize,
+    /// (indicator × period) pairs recomputed, out of all.
+    pub recomputed: (usize, usize),
+    /// Why everything was recomputed, if it was.
+    pub full_reason: Option<String>,
 }
 
 /// Options of a compute.
@@ -198,6 +204,8 @@ pub struct ComputeOptions {
     pub auto_close_days: Option<u32>,
     /// Indicators the préfet–SIAO conventions add, each for its own département.
     pub conventions: Vec<Indicator>,
+    /// Recompute every open period, whatever changed.
+    pub full: bool,
 }
 
 impl Default for ComputeOptions {
@@ -207,49 +215,103 @@ impl Default for ComputeOptions {
             analyst: crate::analyst::AnalystOptions::default(),
             auto_close_days: None,
             conventions: Vec::new(),
+            full: false,
         }
     }
 }
 
-/// Computes every indicator of the catalogue over the lake's latest complete run and
-/// returns the rows (stats table schema, `version` set to `version`).
-pub async fn compute_rows(
+/// The raw grid of a compute: the cells recomputed, before secondary suppression.
+pub(crate) struct Grid {
+    /// Stats schema, `secret` holding primary suppression only, values not blanked.
+    pub rows: RecordBatch,
+    /// The (indicator id, pas, periode) recomputed.
+    pub recomputed: HashSet<(String, String, String)>,
+    /// Every indicator's records' fingerprints.
+    pub prints: HashMap<String, crate::incremental::Prints>,
+    /// Indicator × period pairs recomputed, out of all.
+    pub pairs: (usize, usize),
+}
+
+/// Computes the indicators' cells over the prepared session: for each indicator, its
+/// records once (fingerprinted), then the grid of the periods `select` picks from them.
+async fn compute_grid(
     ctx: &SessionContext,
+    prepared: &Prepared,
     options: &ComputeOptions,
     version: i64,
+    mut select: impl FnMut(&Indicator, &crate::incremental::Prints) -> Vec<bool>,
     mut progress: impl FnMut(&Indicator),
-) -> Result<(RecordBatch, Option<(NaiveDate, NaiveDate)>)> {
-    if options.secrecy_threshold < 1 {
-        return Err(ComputeError::BadThreshold(options.secrecy_threshold));
-    }
-    let bounds = prepare(ctx).await?;
+) -> Result<Grid> {
     let mut batches = Vec::new();
+    let mut recomputed = HashSet::new();
+    let mut prints = HashMap::new();
+    let mut pairs = (0, 0);
     for indicator in CATALOGUE.iter().chain(&options.conventions) {
-        let sql = grid_sql(indicator, options.secrecy_threshold, version);
-        let frame = ctx
-            .sql(&sql)
-            .await
-            .map_err(|source| ComputeError::Indicator {
-                indicator: indicator.code,
-                source: Box::new(source),
-            })?;
-        for batch in frame
-            .collect()
-            .await
-            .map_err(|source| ComputeError::Indicator {
-                indicator: indicator.code,
-                source: Box::new(source),
-            })?
-        {
+        let failed = |source: datafusion::error::DataFusionError| ComputeError::Indicator {
+            indicator: indicator.code,
+            source: Box::new(source),
+        };
+        let frame = ctx.sql(&resolved_sql(indicator)).await.map_err(failed)?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let records = frame.collect().await.map_err(failed)?;
+        let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
+        let selected = select(indicator, &indicator_prints);
+        prints.insert(indicator.id.to_owned(), indicator_prints);
+        pairs.1 += selected.len();
+        pairs.0 += selected.iter().filter(|s| **s).count();
+        if !selected.iter().any(|s| *s) {
+            progress(indicator);
+            continue;
+        }
+        // The records, spread over partitions, and the selected periods.
+        let parts = ctx.state().config().target_partitions().max(1);
+        let mut partitions = vec![Vec::new(); parts];
+        for (i, b) in records.into_iter().enumerate() {
+            partitions[i % parts].push(b);
+        }
+        ctx.deregister_table("rec_mat")?;
+        ctx.register_table("rec_mat", Arc::new(MemTable::try_new(schema, partitions)?))?;
+        let keep = BooleanArray::from(selected.clone());
+        register_batch(
+            ctx,
+            "sel_periodes",
+            filter_record_batch(&prepared.periodes, &keep)?,
+        )?;
+        let keep_days = BooleanArray::from(
+            prepared
+                .calendrier_period
+                .iter()
+                .map(|&p| selected[p])
+                .collect::<Vec<_>>(),
+        );
+        register_batch(
+            ctx,
+            "sel_calendrier",
+            filter_record_batch(&prepared.calendrier, &keep_days)?,
+        )?;
+        let sql = grid_sql_over(
+            indicator,
+            options.secrecy_threshold,
+            version,
+            &Sources::selected(indicator),
+        );
+        let frame = ctx.sql(&sql).await.map_err(failed)?;
+        for batch in frame.collect().await.map_err(failed)? {
             batches.push(conform(&batch)?);
         }
+        for (p, _) in prepared.periods.iter().zip(&selected).filter(|(_, s)| **s) {
+            recomputed.insert((indicator.id.to_owned(), p.pas.to_owned(), p.label.clone()));
+        }
+        ctx.deregister_table("rec_mat")?;
         progress(indicator);
     }
-    let schema = stats_schema();
-    let rows = concat_batches(&schema, &batches)?;
-    // `secret` holds primary suppression: add the secondary one, then blank.
-    let rows = crate::suppression::apply(&rows, options.secrecy_threshold)?;
-    Ok((rows, bounds))
+    let rows = concat_batches(&stats_schema(), &batches)?;
+    Ok(Grid {
+        rows,
+        recomputed,
+        prints,
+        pairs,
+    })
 }
 
 /// What a release publishes.
@@ -274,10 +336,15 @@ pub async fn publish(
     publish_as(lake, options, key, &Publication::Regular, progress).await
 }
 
-/// Computes and publishes a release: rows appended to `stats/indicateurs`, the analyst
-/// zone rebuilt with the release's own pseudonyms, then the release recorded in
+/// Computes and publishes a release: rows appended to `stats/indicateurs`, the state of
+/// the computation kept for the next one ([`crate::incremental`]), the analyst zone
+/// rebuilt with the release's own pseudonyms, then the release recorded in
 /// `stats/releases` (written last: readers only trust recorded releases). Months due for
 /// automatic closing are closed first (`auto_close_days`).
+///
+/// A regular release recomputes only the periods whose records changed since the last
+/// release (everything with `full`, or without a trusted state) and publishes only the
+/// rows whose published value, terms, secret or status changed.
 pub async fn publish_as(
     lake: &Lake,
     options: &ComputeOptions,
@@ -285,8 +352,12 @@ pub async fn publish_as(
     publication: &Publication,
     progress: impl FnMut(&Indicator),
 ) -> Result<Release> {
+    use crate::incremental as inc;
     if options.analyst.k < 1 {
         return Err(ComputeError::BadK(options.analyst.k));
+    }
+    if options.secrecy_threshold < 1 {
+        return Err(ComputeError::BadThreshold(options.secrecy_threshold));
     }
     if let Publication::Revision { month, reason } = publication {
         if reason.trim().is_empty() {
@@ -296,9 +367,11 @@ pub async fn publish_as(
             return Err(ComputeError::NotClosed(closing::month_label(*month)));
         }
     }
+    let t = options.secrecy_threshold;
     let (ctx, manifest) = lake.detail_session().await?;
     let version = next_version(lake).await?;
-    let (rows, bounds) = compute_rows(&ctx, options, version, progress).await?;
+    let prepared = prepare_tables(&ctx).await?;
+    let bounds = prepared.bounds;
     if let (Some(days), Some((d0, d1)), Publication::Regular) =
         (options.auto_close_days, bounds, publication)
     {
@@ -312,25 +385,245 @@ pub async fn publish_as(
     }
     let closed = closing::closed_months(lake).await?;
     let finals = final_keys(lake).await?;
-    let rows = select_rows(&rows, &closed, &finals, publication)?;
-    let rows = match publication {
-        Publication::Regular => {
-            let gone = retractions(lake, &rows, version, &options.conventions).await?;
-            concat_batches(&rows.schema(), [&rows, &gone])?
+    let state = inc::load(lake, version - 1).await?;
+    let config = inc::config_print(t, &options.conventions);
+    let publies = inc::territories_print(prepared.publies.clone());
+    let full_reason = match (&state, publication) {
+        (_, Publication::Revision { .. }) => Some("révision d'une période clôturée"),
+        _ if options.full => Some("calcul complet demandé"),
+        (None, _) => Some("pas d'état de calcul de la publication précédente"),
+        (Some(s), _) if s.config != config => {
+            Some("catalogue, seuil du secret ou conventions modifiés")
         }
-        Publication::Revision { .. } => rows,
+        (Some(s), _) if s.publies != publies => Some("territoires publiés modifiés"),
+        _ => None,
     };
-    if rows.num_rows() == 0
-        && let Publication::Revision { month, .. } = publication
-    {
-        return Err(ComputeError::NothingToRevise(closing::month_label(*month)));
-    }
+    let trusted = if full_reason.is_none() {
+        state.as_ref()
+    } else {
+        None
+    };
+    let observed = prepared.observed();
+    let frozen: Vec<bool> = prepared
+        .periods
+        .iter()
+        .map(|p| closing::is_frozen(p.debut, p.fin, &closed))
+        .collect();
+    let is_final = |id: &str, i: usize| {
+        let p = &prepared.periods[i];
+        frozen[i] && finals.contains(&(id.to_owned(), p.pas.to_owned(), p.label.clone()))
+    };
+    let has_grille = state.is_some();
+    let grid = compute_grid(
+        &ctx,
+        &prepared,
+        options,
+        version,
+        |indicator, prints| match publication {
+            Publication::Revision { .. } => vec![true; observed.len()],
+            Publication::Regular => {
+                let mut dirty = inc::dirty_periods(indicator, &observed, trusted, prints);
+                if has_grille {
+                    // Published DEFINITIF: never recomputed, its cells kept as published.
+                    for (i, d) in dirty.iter_mut().enumerate() {
+                        if is_final(indicator.id, i) {
+                            *d = false;
+                        }
+                    }
+                }
+                dirty
+            }
+        },
+        progress,
+    )
+    .await?;
+
+    let known: HashSet<&str> = CATALOGUE
+        .iter()
+        .chain(&options.conventions)
+        .map(|i| i.id)
+        .collect();
+    let current_periods: HashSet<(&str, &str)> = prepared
+        .periods
+        .iter()
+        .map(|p| (p.pas, p.label.as_str()))
+        .collect();
+    let (rows, new_grille, cells) = match publication {
+        Publication::Revision { month, .. } => {
+            let finished = crate::suppression::apply(&grid.rows, t)?;
+            let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
+            let mask = BooleanArray::from(keep);
+            let rows = filter_record_batch(&marked, &mask)?;
+            if rows.num_rows() == 0 {
+                return Err(ComputeError::NothingToRevise(closing::month_label(*month)));
+            }
+            // The state goes on with the revised cells in place.
+            let grille = match &state {
+                Some(s) => {
+                    let raw = filter_record_batch(&grid.rows, &mask)?;
+                    let revised = set_published(&inc::with_published_columns(&raw)?, &rows)?;
+                    let keys = row_keys(&revised)?;
+                    let revised_keys: HashSet<&String> = keys.iter().collect();
+                    let old_keys = row_keys(&s.grille)?;
+                    let keep_old = BooleanArray::from(
+                        old_keys
+                            .iter()
+                            .map(|k| !revised_keys.contains(k))
+                            .collect::<Vec<_>>(),
+                    );
+                    let kept = filter_record_batch(&s.grille, &keep_old)?;
+                    Some(concat_batches(&inc::grille_schema(), [&kept, &revised])?)
+                }
+                None => None,
+            };
+            let cells = state
+                .as_ref()
+                .map_or(grid.rows.num_rows(), |s| s.grille.num_rows());
+            (rows, grille, cells)
+        }
+        Publication::Regular => {
+            // Cells kept from the last release, then the recomputed ones.
+            let (kept, old_index) = match &state {
+                Some(s) => {
+                    let g = &s.grille;
+                    let text = |name: &str| -> Result<StringArray> {
+                        Ok(cast(
+                            g.column_by_name(name).expect("grid column"),
+                            &DataType::Utf8,
+                        )?
+                        .as_string::<i32>()
+                        .clone())
+                    };
+                    let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
+                    let keep: Vec<bool> = (0..g.num_rows())
+                        .map(|i| {
+                            known.contains(ind.value(i))
+                                && current_periods.contains(&(pas.value(i), per.value(i)))
+                                && !grid.recomputed.contains(&(
+                                    ind.value(i).to_owned(),
+                                    pas.value(i).to_owned(),
+                                    per.value(i).to_owned(),
+                                ))
+                        })
+                        .collect();
+                    let index: HashMap<String, usize> = row_keys(g)?
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, k)| (k, i))
+                        .collect();
+                    (
+                        filter_record_batch(g, &BooleanArray::from(keep))?,
+                        Some(index),
+                    )
+                }
+                None => (RecordBatch::new_empty(inc::grille_schema()), None),
+            };
+            let carried = kept.num_rows();
+            let all = concat_batches(
+                &inc::grille_schema(),
+                [&kept, &inc::with_published_columns(&grid.rows)?],
+            )?;
+            let raw = inc::conform_to(&all, &stats_schema())?;
+            let finished = crate::suppression::apply(&raw, t)?;
+            let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
+            // What each cell now shows, and whether that is news.
+            let keys = row_keys(&all)?;
+            let shown = Shown::of_stats(&marked)?;
+            let carried_shown = Shown::of_grille(&all)?;
+            let old_shown = match &state {
+                Some(s) => Some(Shown::of_grille(&s.grille)?),
+                None => None,
+            };
+            let before = |i: usize| -> Option<Seen> {
+                if i < carried {
+                    carried_shown.get(i)
+                } else {
+                    let j = *old_index.as_ref()?.get(&keys[i])?;
+                    old_shown.as_ref()?.get(j)
+                }
+            };
+            let mut publish = Vec::with_capacity(all.num_rows());
+            let mut published = PublishedColumns::default();
+            for (i, &k) in keep.iter().enumerate() {
+                if k {
+                    let now = shown.get(i);
+                    publish.push(before(i) != now);
+                    published.push(now);
+                } else {
+                    // Frozen and already published DEFINITIF: left as published.
+                    published.push(if i < carried { before(i) } else { None });
+                    publish.push(false);
+                }
+            }
+            let new_grille = published.replace_in(&all)?;
+            let mut rows = filter_record_batch(&marked, &BooleanArray::from(publish))?;
+            // Cells kept from the last grid carry its version: published now, this one.
+            let at = rows.schema().index_of("version")?;
+            let mut columns = rows.columns().to_vec();
+            columns[at] = Arc::new(Int64Array::from(vec![version; rows.num_rows()]));
+            rows = RecordBatch::try_new(rows.schema(), columns)?;
+            let gone = match &state {
+                Some(s) => {
+                    let present: HashSet<&String> = keys.iter().collect();
+                    grille_retractions(
+                        &s.grille,
+                        &present,
+                        &grid.recomputed,
+                        &known,
+                        &current_periods,
+                        version,
+                        &options.conventions,
+                    )?
+                }
+                None => retractions(lake, &rows, version, &options.conventions).await?,
+            };
+            rows = concat_batches(&rows.schema(), [&rows, &gone])?;
+            let cells = new_grille.num_rows();
+            (rows, Some(new_grille), cells)
+        }
+    };
     let secret_rows = rows
         .column_by_name("secret")
         .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
         .map_or(0, |b| b.true_count());
     let n = rows.num_rows();
-    lake.append("stats", "indicateurs", rows).await?;
+    if n > 0 {
+        lake.append("stats", "indicateurs", rows).await?;
+    }
+    if let Some(grille) = new_grille {
+        let (config, publies, periods) = match (publication, &state) {
+            (Publication::Revision { .. }, Some(s)) => (s.config, s.publies, s.periods.clone()),
+            _ => (
+                config,
+                publies,
+                observed
+                    .iter()
+                    .map(|p| {
+                        (
+                            (p.pas.to_owned(), p.label.to_owned()),
+                            (p.debut_obs, p.fin_obs),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        let prints = match (publication, &state) {
+            (Publication::Revision { .. }, Some(s)) => s.prints.clone(),
+            _ => grid.prints.clone(),
+        };
+        inc::save(
+            lake,
+            inc::NewState {
+                version,
+                config,
+                publies,
+                periods: &periods,
+                prints: &prints,
+                grille,
+            },
+        )
+        .await?;
+    }
     let analyst = crate::analyst::build(lake, &ctx, key, version, &options.analyst).await?;
     let (nature, motif) = match publication {
         Publication::Regular => ("CALCUL", None),
@@ -361,7 +654,253 @@ pub async fn publish_as(
         d0: bounds.map(|b| b.0),
         d1: bounds.map(|b| b.1),
         analyst,
+        cells,
+        recomputed: grid.pairs,
+        full_reason: full_reason.map(str::to_owned),
     })
+}
+
+/// The key of every row (indicateur, territoire_niveau, territoire, pas, periode,
+/// dimension, modalite), joined.
+fn row_keys(batch: &RecordBatch) -> Result<Vec<String>> {
+    let cols: Vec<StringArray> = KEY_COLUMNS
+        .iter()
+        .map(|n| {
+            let c = batch.column_by_name(n).ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!("colonne {n} absente"))
+            })?;
+            Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
+        })
+        .collect::<Result<_>>()?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let mut k = String::new();
+            for (j, c) in cols.iter().enumerate() {
+                if j > 0 {
+                    k.push('\u{1f}');
+                }
+                k.push_str(c.value(i));
+            }
+            k
+        })
+        .collect())
+}
+
+const KEY_COLUMNS: [&str; 7] = [
+    "indicateur",
+    "territoire_niveau",
+    "territoire",
+    "pas",
+    "periode",
+    "dimension",
+    "modalite",
+];
+
+/// What a cell shows: valeur, secret, numerateur, denominateur, statut.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    valeur: Option<f64>,
+    secret: bool,
+    numerateur: Option<f64>,
+    denominateur: Option<f64>,
+    statut: String,
+}
+
+/// The shown columns of a batch.
+struct Shown {
+    valeur: arrow::array::Float64Array,
+    secret: BooleanArray,
+    numerateur: arrow::array::Float64Array,
+    denominateur: arrow::array::Float64Array,
+    statut: StringArray,
+}
+
+impl Shown {
+    fn from_columns(batch: &RecordBatch, names: [&str; 5]) -> Result<Self> {
+        let c = |n: &str| -> Result<ArrayRef> {
+            batch.column_by_name(n).cloned().ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!("colonne {n} absente")).into()
+            })
+        };
+        let f = |n: &str| -> Result<arrow::array::Float64Array> {
+            Ok(cast(&c(n)?, &DataType::Float64)?
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .clone())
+        };
+        Ok(Shown {
+            valeur: f(names[0])?,
+            secret: cast(&c(names[1])?, &DataType::Boolean)?
+                .as_boolean()
+                .clone(),
+            numerateur: f(names[2])?,
+            denominateur: f(names[3])?,
+            statut: cast(&c(names[4])?, &DataType::Utf8)?
+                .as_string::<i32>()
+                .clone(),
+        })
+    }
+
+    fn of_stats(batch: &RecordBatch) -> Result<Self> {
+        Self::from_columns(
+            batch,
+            ["valeur", "secret", "numerateur", "denominateur", "statut"],
+        )
+    }
+
+    fn of_grille(batch: &RecordBatch) -> Result<Self> {
+        Self::from_columns(batch, crate::incremental::PUBLISHED)
+    }
+
+    /// The row's shown values; `None` when nothing was published for it.
+    fn get(&self, i: usize) -> Option<Seen> {
+        use arrow::array::Array;
+        if self.statut.is_null(i) {
+            return None;
+        }
+        let f = |a: &arrow::array::Float64Array| a.is_valid(i).then(|| a.value(i));
+        Some(Seen {
+            valeur: f(&self.valeur),
+            secret: self.secret.is_valid(i) && self.secret.value(i),
+            numerateur: f(&self.numerateur),
+            denominateur: f(&self.denominateur),
+            statut: self.statut.value(i).to_owned(),
+        })
+    }
+}
+
+/// The published columns of a new grid, built row by row.
+#[derive(Default)]
+struct PublishedColumns {
+    valeur: Vec<Option<f64>>,
+    secret: Vec<Option<bool>>,
+    numerateur: Vec<Option<f64>>,
+    denominateur: Vec<Option<f64>>,
+    statut: Vec<Option<String>>,
+}
+
+impl PublishedColumns {
+    fn push(&mut self, seen: Option<Seen>) {
+        match seen {
+            Some(s) => {
+                self.valeur.push(s.valeur);
+                self.secret.push(Some(s.secret));
+                self.numerateur.push(s.numerateur);
+                self.denominateur.push(s.denominateur);
+                self.statut.push(Some(s.statut));
+            }
+            None => {
+                self.valeur.push(None);
+                self.secret.push(None);
+                self.numerateur.push(None);
+                self.denominateur.push(None);
+                self.statut.push(None);
+            }
+        }
+    }
+
+    fn replace_in(self, grille: &RecordBatch) -> Result<RecordBatch> {
+        let schema = grille.schema();
+        let mut columns = grille.columns().to_vec();
+        let names = crate::incremental::PUBLISHED;
+        columns[schema.index_of(names[0])?] =
+            Arc::new(arrow::array::Float64Array::from(self.valeur));
+        columns[schema.index_of(names[1])?] = Arc::new(BooleanArray::from(self.secret));
+        columns[schema.index_of(names[2])?] =
+            Arc::new(arrow::array::Float64Array::from(self.numerateur));
+        columns[schema.index_of(names[3])?] =
+            Arc::new(arrow::array::Float64Array::from(self.denominateur));
+        columns[schema.index_of(names[4])?] = Arc::new(StringArray::from(self.statut));
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+/// A grid's published columns set from published rows aligned with it.
+fn set_published(grille: &RecordBatch, rows: &RecordBatch) -> Result<RecordBatch> {
+    let shown = Shown::of_stats(rows)?;
+    let mut published = PublishedColumns::default();
+    for i in 0..rows.num_rows() {
+        published.push(shown.get(i));
+    }
+    published.replace_in(grille)
+}
+
+/// The cells of the last release's grid that a recomputed period no longer has (a
+/// modality whose last records were purged, a territory left without any): published
+/// again with what they now hold — no record: a count of 0, a ratio or a quantile
+/// undefined.
+fn grille_retractions(
+    grille: &RecordBatch,
+    present: &HashSet<&String>,
+    recomputed: &HashSet<(String, String, String)>,
+    known: &HashSet<&str>,
+    current_periods: &HashSet<(&str, &str)>,
+    version: i64,
+    conventions: &[Indicator],
+) -> Result<RecordBatch> {
+    let keys = row_keys(grille)?;
+    let text = |name: &str| -> Result<StringArray> {
+        Ok(cast(
+            grille.column_by_name(name).expect("grid column"),
+            &DataType::Utf8,
+        )?
+        .as_string::<i32>()
+        .clone())
+    };
+    let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
+    let take: Vec<bool> = (0..grille.num_rows())
+        .map(|i| {
+            !present.contains(&keys[i])
+                && known.contains(ind.value(i))
+                && current_periods.contains(&(pas.value(i), per.value(i)))
+                && recomputed.contains(&(
+                    ind.value(i).to_owned(),
+                    pas.value(i).to_owned(),
+                    per.value(i).to_owned(),
+                ))
+        })
+        .collect();
+    let gone = filter_record_batch(grille, &BooleanArray::from(take))?;
+    let gone = crate::incremental::conform_to(&gone, &stats_schema())?;
+    emptied(&gone, version, conventions)
+}
+
+/// Rows published again with no record: a count 0, a ratio or a quantile undefined,
+/// `PROVISOIRE`, in release `version`.
+fn emptied(rows: &RecordBatch, version: i64, conventions: &[Indicator]) -> Result<RecordBatch> {
+    let n = rows.num_rows();
+    let ind = cast(
+        rows.column_by_name("indicateur").expect("indicateur"),
+        &DataType::Utf8,
+    )?;
+    let ind = ind.as_string::<i32>();
+    let (mut valeur, mut num, mut den) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let measure = CATALOGUE
+            .iter()
+            .chain(conventions)
+            .find(|x| x.id == ind.value(i))
+            .map(|x| x.measure);
+        let (v, a, b) = match measure {
+            Some(Measure::Sum | Measure::Distinct | Measure::DistinctAll) => {
+                (Some(0.0), None, None)
+            }
+            Some(Measure::Ratio | Measure::DistinctRatio) => (None, Some(0.0), Some(0.0)),
+            _ => (None, None, Some(0.0)),
+        };
+        valeur.push(v);
+        num.push(a);
+        den.push(b);
+    }
+    let schema = rows.schema();
+    let mut columns = rows.columns().to_vec();
+    columns[schema.index_of("valeur")?] = Arc::new(arrow::array::Float64Array::from(valeur));
+    columns[schema.index_of("numerateur")?] = Arc::new(arrow::array::Float64Array::from(num));
+    columns[schema.index_of("denominateur")?] = Arc::new(arrow::array::Float64Array::from(den));
+    columns[schema.index_of("secret")?] = Arc::new(BooleanArray::from(vec![false; n]));
+    columns[schema.index_of("statut")?] = Arc::new(StringArray::from(vec!["PROVISOIRE"; n]));
+    columns[schema.index_of("version")?] = Arc::new(Int64Array::from(vec![version; n]));
+    columns[schema.index_of("revision")?] = Arc::new(StringArray::from(vec![None::<&str>; n]));
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The (indicateur, pas, periode) already published `DEFINITIF`, in any recorded release.
@@ -414,37 +953,18 @@ async fn retractions(
     if !lake.register_stats(&ctx).await? || rows.num_rows() == 0 {
         return Ok(RecordBatch::new_empty(schema));
     }
+    let new_keys = row_keys(rows)?;
+    let published: HashSet<&String> = new_keys.iter().collect();
     let text = |b: &RecordBatch, name: &str| -> Result<StringArray> {
         let c = b.column_by_name(name).ok_or_else(|| {
             arrow::error::ArrowError::SchemaError(format!("colonne {name} absente"))
         })?;
         Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
     };
-    const KEY_COLUMNS: [&str; 7] = [
-        "indicateur",
-        "territoire_niveau",
-        "territoire",
-        "pas",
-        "periode",
-        "dimension",
-        "modalite",
-    ];
-    let key_of = |cols: &[StringArray], i: usize| -> Vec<String> {
-        cols.iter().map(|c| c.value(i).to_owned()).collect()
-    };
-    let new_cols: Vec<StringArray> = KEY_COLUMNS
-        .iter()
-        .map(|n| text(rows, n))
-        .collect::<Result<_>>()?;
-    let mut published: HashSet<Vec<String>> = HashSet::with_capacity(rows.num_rows());
-    let mut periods: HashSet<(String, String)> = HashSet::new();
-    for i in 0..rows.num_rows() {
-        published.insert(key_of(&new_cols, i));
-        periods.insert((
-            new_cols[3].value(i).to_owned(),
-            new_cols[4].value(i).to_owned(),
-        ));
-    }
+    let (pas, per) = (text(rows, "pas")?, text(rows, "periode")?);
+    let periods: HashSet<(&str, &str)> = (0..rows.num_rows())
+        .map(|i| (pas.value(i), per.value(i)))
+        .collect();
     let current = ctx
         .sql(
             "SELECT * FROM (
@@ -459,94 +979,30 @@ async fn retractions(
         .await?;
     let mut out = Vec::new();
     for b in &current {
-        let cols: Vec<StringArray> = KEY_COLUMNS
-            .iter()
-            .map(|n| text(b, n))
-            .collect::<Result<_>>()?;
-        let debut = cast(b.column_by_name("debut").expect("debut"), &DataType::Date32)?;
-        let fin = cast(b.column_by_name("fin").expect("fin"), &DataType::Date32)?;
-        let (debut, fin) = (
-            debut.as_primitive::<Date32Type>(),
-            fin.as_primitive::<Date32Type>(),
-        );
-        let mut take = Vec::new();
-        let mut valeur = Vec::new();
-        let mut terms = Vec::new();
-        for i in 0..b.num_rows() {
-            let key = key_of(&cols, i);
-            if published.contains(&key) || !periods.contains(&(key[3].clone(), key[4].clone())) {
-                continue;
-            }
-            let measure = CATALOGUE
-                .iter()
-                .chain(conventions)
-                .find(|x| x.id == key[0])
-                .map(|x| x.measure);
-            take.push(i);
-            match measure {
-                Some(Measure::Sum | Measure::Distinct | Measure::DistinctAll) => {
-                    valeur.push(Some(0.0));
-                    terms.push((None, None));
-                }
-                Some(Measure::Ratio | Measure::DistinctRatio) => {
-                    valeur.push(None);
-                    terms.push((Some(0.0), Some(0.0)));
-                }
-                _ => {
-                    valeur.push(None);
-                    terms.push((None, Some(0.0)));
-                }
-            }
+        let keys = row_keys(b)?;
+        let (p, q) = (text(b, "pas")?, text(b, "periode")?);
+        let take: Vec<bool> = (0..b.num_rows())
+            .map(|i| !published.contains(&keys[i]) && periods.contains(&(p.value(i), q.value(i))))
+            .collect();
+        let gone = filter_record_batch(b, &BooleanArray::from(take))?;
+        if gone.num_rows() > 0 {
+            out.push(emptied(
+                &crate::incremental::conform_to(&gone, &schema)?,
+                version,
+                conventions,
+            )?);
         }
-        if take.is_empty() {
-            continue;
-        }
-        let pick = |c: &StringArray| -> ArrayRef {
-            Arc::new(StringArray::from(
-                take.iter()
-                    .map(|&i| c.value(i).to_owned())
-                    .collect::<Vec<_>>(),
-            ))
-        };
-        let n = take.len();
-        let columns: Vec<ArrayRef> = vec![
-            pick(&cols[0]),
-            pick(&cols[1]),
-            pick(&cols[2]),
-            pick(&cols[3]),
-            pick(&cols[4]),
-            Arc::new(Date32Array::from(
-                take.iter().map(|&i| debut.value(i)).collect::<Vec<_>>(),
-            )),
-            Arc::new(Date32Array::from(
-                take.iter().map(|&i| fin.value(i)).collect::<Vec<_>>(),
-            )),
-            pick(&cols[5]),
-            pick(&cols[6]),
-            Arc::new(arrow::array::Float64Array::from(valeur)),
-            Arc::new(BooleanArray::from(vec![false; n])),
-            Arc::new(arrow::array::Float64Array::from(
-                terms.iter().map(|t| t.0).collect::<Vec<_>>(),
-            )),
-            Arc::new(arrow::array::Float64Array::from(
-                terms.iter().map(|t| t.1).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(vec!["PROVISOIRE"; n])),
-            Arc::new(Int64Array::from(vec![version; n])),
-            Arc::new(StringArray::from(vec![None::<&str>; n])),
-        ];
-        out.push(RecordBatch::try_new(schema.clone(), columns)?);
     }
     Ok(concat_batches(&schema, &out)?)
 }
 
-/// Keeps the rows a publication publishes and sets their `statut` and `revision`.
-fn select_rows(
+/// Sets the rows' `statut` and `revision`, and says which ones a publication publishes.
+fn mark(
     rows: &RecordBatch,
     closed: &BTreeSet<Month>,
     finals: &HashSet<(String, String, String)>,
     publication: &Publication,
-) -> Result<RecordBatch> {
+) -> Result<(RecordBatch, Vec<bool>)> {
     let column = |name: &str| {
         rows.column_by_name(name)
             .cloned()
@@ -600,8 +1056,7 @@ fn select_rows(
                 rows.num_rows()
             ]));
     }
-    let all = RecordBatch::try_new(schema, columns)?;
-    Ok(filter_record_batch(&all, &BooleanArray::from(keep))?)
+    Ok((RecordBatch::try_new(schema, columns)?, keep))
 }
 
 /// The number of the next release.
@@ -631,10 +1086,51 @@ pub async fn next_version(lake: &Lake) -> Result<i64> {
 /// Registers what every indicator's SQL reads besides the detail tables — `territoires`,
 /// `publies`, `periodes`, `calendrier` — and returns the observed bounds [D0, D1].
 pub async fn prepare(ctx: &SessionContext) -> Result<Option<(NaiveDate, NaiveDate)>> {
+    Ok(prepare_tables(ctx).await?.bounds)
+}
+
+/// What [`prepare`] registered, kept to select periods for an incremental compute.
+pub(crate) struct Prepared {
+    pub bounds: Option<(NaiveDate, NaiveDate)>,
+    pub periods: Vec<Period>,
+    /// The `periodes` table, one row per element of `periods`.
+    pub periodes: RecordBatch,
+    /// The `calendrier` table and, for each of its rows, its period's index.
+    pub calendrier: RecordBatch,
+    pub calendrier_period: Vec<usize>,
+    /// The published territories (niveau, territoire).
+    pub publies: Vec<(String, String)>,
+}
+
+impl Prepared {
+    /// The periods with their observed days.
+    pub fn observed(&self) -> Vec<crate::incremental::Observed<'_>> {
+        let (d0, d1) = self.bounds.unwrap_or_default();
+        let one = chrono::Duration::days(1);
+        self.periods
+            .iter()
+            .map(|p| crate::incremental::Observed {
+                pas: p.pas,
+                label: &p.label,
+                debut_obs: Date32Type::from_naive_date(p.debut.max(d0)),
+                fin_obs: Date32Type::from_naive_date(p.fin.min(d1 + one)),
+            })
+            .collect()
+    }
+}
+
+pub(crate) async fn prepare_tables(ctx: &SessionContext) -> Result<Prepared> {
     let bounds = observed_bounds(ctx).await?;
-    register_territories(ctx).await?;
-    register_periods(ctx, bounds).await?;
-    Ok(bounds)
+    let publies = register_territories(ctx).await?;
+    let (periods, periodes, calendrier, calendrier_period) = register_periods(ctx, bounds).await?;
+    Ok(Prepared {
+        bounds,
+        periods,
+        periodes,
+        calendrier,
+        calendrier_period,
+        publies,
+    })
 }
 
 async fn observed_bounds(ctx: &SessionContext) -> Result<Option<(NaiveDate, NaiveDate)>> {
@@ -660,7 +1156,7 @@ async fn observed_bounds(ctx: &SessionContext) -> Result<Option<(NaiveDate, Naiv
     }
 }
 
-async fn register_territories(ctx: &SessionContext) -> Result<()> {
+async fn register_territories(ctx: &SessionContext) -> Result<Vec<(String, String)>> {
     let (mut dep, mut niveau, mut territoire) = (Vec::new(), Vec::new(), Vec::new());
     for d in operational::territory::departements() {
         for (n, t) in [("DEPARTEMENT", d.code), ("REGION", d.region), ("FR", "FR")] {
@@ -692,14 +1188,43 @@ async fn register_territories(ctx: &SessionContext) -> Result<()> {
                    UNION SELECT departement FROM dispositif) s ON s.departement = t.departement",
         )
         .await?;
-    ctx.register_table("publies", publies.into_view())?;
-    Ok(())
+    let batches = publies.collect().await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let (n, t) = (
+            cast(b.column(0), &DataType::Utf8)?,
+            cast(b.column(1), &DataType::Utf8)?,
+        );
+        let (n, t) = (n.as_string::<i32>(), t.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.push((n.value(i).to_owned(), t.value(i).to_owned()));
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("niveau", DataType::Utf8, false),
+        Field::new("territoire", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(
+                out.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                out.iter().map(|x| x.1.as_str()).collect::<Vec<_>>(),
+            )),
+        ],
+    )?;
+    register_batch(ctx, "publies", batch)?;
+    Ok(out)
 }
+
+type RegisteredPeriods = (Vec<Period>, RecordBatch, RecordBatch, Vec<usize>);
 
 async fn register_periods(
     ctx: &SessionContext,
     bounds: Option<(NaiveDate, NaiveDate)>,
-) -> Result<()> {
+) -> Result<RegisteredPeriods> {
     let list = match bounds {
         Some((d0, d1)) => periods(d0, d1),
         None => Vec::new(),
@@ -759,6 +1284,7 @@ async fn register_periods(
         ],
     )?;
     register_batch(ctx, "periodes", batch.clone())?;
+    let periodes = batch.clone();
     // The periods once per month their observed days touch (first month: `mois_debut`).
     let (mut take, mut mois, mut mois_debut) = (Vec::new(), Vec::new(), Vec::new());
     for (i, p) in list.iter().enumerate() {
@@ -811,13 +1337,15 @@ async fn register_periods(
     // The calendar: each observed day with the period of every pas holding it, so that
     // a dated record finds its periods by an equality join.
     let (mut jours, mut pas, mut periode) = (Vec::new(), Vec::new(), Vec::new());
-    for p in &list {
+    let mut of_period = Vec::new();
+    for (i, p) in list.iter().enumerate() {
         let (debut, fin) = obs(p);
         let mut day = debut;
         while day < fin {
             jours.push(Date32Type::from_naive_date(day));
             pas.push(p.pas);
             periode.push(p.label.as_str());
+            of_period.push(i);
             day += chrono::Duration::days(1);
         }
     }
@@ -834,8 +1362,8 @@ async fn register_periods(
             Arc::new(StringArray::from(periode)),
         ],
     )?;
-    register_batch(ctx, "calendrier", batch)?;
-    Ok(())
+    register_batch(ctx, "calendrier", batch.clone())?;
+    Ok((list, periodes, batch, of_period))
 }
 
 /// The tables [`prepare`] registers beside the detail zone, which the catalogue's SQL reads.
@@ -903,8 +1431,9 @@ const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
 /// modalities; distinct entities keep their first record per département and period,
 /// and only those are ranked again in the région and FR (the first record in a
 /// territory is the first of its départements' firsts).
-fn aggregate_sql(indicator: &Indicator) -> String {
-    let records = resolved_sql(indicator);
+fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
+    let records = &sources.records;
+    let calendrier = sources.calendrier;
     let dims = indicator.dimensions;
     let dim_columns: String = dims
         .iter()
@@ -935,7 +1464,7 @@ fn aggregate_sql(indicator: &Indicator) -> String {
     // Records with their period of every pas (Grain::Jour) or as they are.
     let dated = match indicator.grain {
         Grain::Jour => format!(
-            "SELECT c.pas, c.periode, r.* FROM {from} r JOIN calendrier c ON c.jour = r.jour"
+            "SELECT c.pas, c.periode, r.* FROM {from} r JOIN {calendrier} c ON c.jour = r.jour"
         ),
         Grain::Periode => format!("SELECT r.* FROM {from} r"),
     };
@@ -1059,6 +1588,49 @@ fn aggregate_sql(indicator: &Indicator) -> String {
 /// has its total among them), with `secret` set by the indicator's primary disclosure rule (values not yet
 /// blanked: see [`crate::suppression`]).
 pub fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
+    grid_sql_over(indicator, t, version, &Sources::catalogue(indicator))
+}
+
+/// Where an indicator's grid SQL reads its records, calendar and periods.
+pub(crate) struct Sources {
+    /// The records' SQL.
+    pub records: String,
+    pub calendrier: &'static str,
+    pub periodes: &'static str,
+}
+
+impl Sources {
+    /// The catalogue's SQL over every published period.
+    pub fn catalogue(indicator: &Indicator) -> Self {
+        Sources {
+            records: resolved_sql(indicator),
+            calendrier: "calendrier",
+            periodes: "periodes",
+        }
+    }
+
+    /// Records already computed (`rec_mat`), restricted to the selected periods
+    /// (`sel_periodes`, `sel_calendrier`).
+    fn selected(indicator: &Indicator) -> Self {
+        let records = match indicator.grain {
+            Grain::Jour => {
+                "SELECT r.* FROM rec_mat r WHERE r.jour IN (SELECT jour FROM sel_calendrier)"
+            }
+            Grain::Periode => {
+                "SELECT r.* FROM rec_mat r
+                 WHERE EXISTS (SELECT 1 FROM sel_periodes p
+                               WHERE p.pas = r.pas AND p.periode = r.periode)"
+            }
+        };
+        Sources {
+            records: records.to_owned(),
+            calendrier: "sel_calendrier",
+            periodes: "sel_periodes",
+        }
+    }
+}
+
+fn grid_sql_over(indicator: &Indicator, t: i64, version: i64, sources: &Sources) -> String {
     let per_day = |x: &str| {
         if indicator.per_observed_day {
             format!("CAST({x} AS DOUBLE) / CAST(p.jours_obs AS DOUBLE)")
@@ -1101,7 +1673,7 @@ pub fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
          grille AS (
              SELECT g.niveau, g.territoire, p.pas, p.periode, p.debut, p.fin,
                     COALESCE(r.dimension, '') AS dimension, COALESCE(r.modalite, '') AS modalite, {values}
-             FROM publies g CROSS JOIN periodes p
+             FROM publies g CROSS JOIN {periodes} p
              LEFT JOIN agg r
                ON r.niveau = g.niveau AND r.territoire = g.territoire AND r.pas = p.pas AND r.periode = p.periode
              {territory}),
@@ -1110,7 +1682,8 @@ pub fn grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
                 dimension, modalite, valeur, secret, numerateur, denominateur,
                 'PROVISOIRE' AS statut, CAST({version} AS BIGINT) AS version, CAST(NULL AS VARCHAR) AS revision
          FROM controle",
-        agg = aggregate_sql(indicator),
+        agg = aggregate_sql(indicator, sources),
+        periodes = sources.periodes,
         id = indicator.id,
     )
 }

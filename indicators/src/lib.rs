@@ -6,6 +6,7 @@ pub mod analyst;
 pub mod catalogue;
 pub mod closing;
 pub mod compute;
+mod incremental;
 pub mod suppression;
 
 pub use catalogue::{CATALOGUE, CATALOGUE_VERSION, Disclosure, Indicator, by_id};

@@ -412,6 +412,7 @@ pub async fn compute(
         },
         auto_close_days: None,
         conventions: Vec::new(),
+        full: false,
     };
     publish(
         data_dir,

@@ -104,6 +104,10 @@ enum Command {
         /// moins k enregistrements (11 par défaut).
         #[arg(long, env = "OBSERVATOIRE_ANALYST_K")]
         analyst_k: Option<i64>,
+        /// Recalcule toutes les périodes ouvertes, même celles dont les données n'ont pas
+        /// changé depuis la publication précédente (par défaut : calcul incrémental).
+        #[arg(long)]
+        full: bool,
     },
     /// Affiche le rapport de qualité des données de la dernière ingestion, par SIAO
     /// (et par mois avec --siao).
@@ -239,6 +243,21 @@ enum BenchCommand {
         work_dir: PathBuf,
         #[arg(long, default_value_t = 1)]
         days: i64,
+    },
+    /// Calcul incrémental contre calcul complet : sur une base simulée, ingestion et
+    /// première publication, « simulate --continue » d'un jour (ou --days) et ingestion
+    /// incrémentale, puis le calcul incrémental et un calcul complet du même lac (les deux
+    /// chronométrés), dont les chiffres courants sont comparés cellule par cellule. La
+    /// base est prolongée pour de bon.
+    ComputeIncremental {
+        #[arg(long, env = "OBSERVATOIRE_SOURCE")]
+        source: String,
+        #[arg(long, default_value = "/var/tmp/observatoire-banc-calcul-incremental")]
+        work_dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        days: i64,
+        #[arg(long, default_value_t = 11)]
+        secrecy_threshold: i64,
     },
     /// Calcul de tous les indicateurs du catalogue contre son pair : DuckDB (paquet
     /// Python) exécutant les mêmes définitions SQL sur les mêmes fichiers Parquet de la
@@ -617,9 +636,24 @@ async fn run_compute(
         _ => "aucune donnée observée".to_owned(),
     };
     println!(
-        "Publication n° {} (ingestion n° {}) : {} valeurs, dont {} sous secret statistique (seuil {}) ; {}.",
-        release.version, release.run, release.rows, release.secret_rows, threshold, span
+        "Publication n° {} (ingestion n° {}) : {} valeurs nouvelles ou modifiées sur {}, dont {} sous secret statistique (seuil {}) ; {}.",
+        release.version,
+        release.run,
+        release.rows,
+        release.cells,
+        release.secret_rows,
+        threshold,
+        span
     );
+    let (recomputed, pairs) = release.recomputed;
+    match &release.full_reason {
+        Some(reason) => {
+            println!("Calcul complet ({reason}) : {recomputed} périodes × indicateurs calculées.")
+        }
+        None => println!(
+            "Calcul incrémental : {recomputed} périodes × indicateurs recalculées sur {pairs} (les autres n'ont changé ni de données ni de jours observés)."
+        ),
+    }
     let tables: Vec<String> = release
         .analyst
         .iter()
@@ -654,6 +688,7 @@ fn compute_options(
         auto_close_days: file.auto_close_days()?,
         // The conventions' indicators are read from the data folder by `publish`.
         conventions: Vec::new(),
+        full: false,
     })
 }
 
@@ -1068,9 +1103,11 @@ async fn run(cli: Cli) -> Result<()> {
             data,
             secrecy_threshold,
             analyst_k,
+            full,
         } => {
             let data = file.data(data);
-            let options = compute_options(&file, secrecy_threshold, analyst_k)?;
+            let mut options = compute_options(&file, secrecy_threshold, analyst_k)?;
+            options.full = full;
             run_compute(&data, &options, &indicators::Publication::Regular).await
         }
         Command::Release {
@@ -1199,6 +1236,76 @@ async fn run(cli: Cli) -> Result<()> {
                 .replace('.', ",")
             );
             Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchCommand::ComputeIncremental {
+                    source,
+                    work_dir,
+                    days,
+                    secrecy_threshold,
+                },
+        } => {
+            let options = indicators::ComputeOptions {
+                secrecy_threshold,
+                ..Default::default()
+            };
+            let sp = spinner("banc d'essai du calcul incrémental");
+            let bench = observatoire::bench::bench_compute_incremental(
+                &source,
+                &work_dir,
+                &options,
+                days,
+                |s| sp.set_message(s.to_owned()),
+            )
+            .await;
+            sp.finish_and_clear();
+            let b = bench?;
+            let pairs = |r: &indicators::Release| {
+                format!(
+                    "{} périodes × indicateurs recalculées sur {}, {} valeurs publiées sur {}",
+                    r.recomputed.0, r.recomputed.1, r.rows, r.cells
+                )
+            };
+            println!(
+                "Lac : {} lignes dans la zone détail ; {} jour(s) simulé(s) de plus, ingérés en incrémental.",
+                b.detail_rows, b.days
+            );
+            println!(
+                "Calcul incrémental (publication n° {}) : {} s ({}).",
+                b.incremental.version,
+                secs(b.incremental_time),
+                pairs(&b.incremental)
+            );
+            println!(
+                "Calcul complet (publication n° {}) : {} s ({}).",
+                b.full.version,
+                secs(b.full_time),
+                pairs(&b.full)
+            );
+            println!(
+                "Rapport incrémental / complet : {} % (objectif ≤ 5 %).",
+                format!(
+                    "{:.2}",
+                    100.0 * b.incremental_time.as_secs_f64() / b.full_time.as_secs_f64()
+                )
+                .replace('.', ",")
+            );
+            if b.differences == 0 {
+                println!(
+                    "Chiffres courants identiques après les deux calculs ({} cellules).",
+                    b.full.cells
+                );
+                Ok(())
+            } else {
+                for e in &b.examples {
+                    println!("  {e}");
+                }
+                Err(Error::Config(format!(
+                    "{} cellules diffèrent entre le calcul incrémental et le calcul complet",
+                    b.differences
+                )))
+            }
         }
         Command::Quality { data, siao } => run_quality(&file.data(data), siao.as_deref()).await,
         Command::Key {

@@ -13,7 +13,9 @@
 //! Detail tables are vacuumed at the version pinned by the latest complete run (never at
 //! a later version a half-finished ingest may have committed), the other zones at their
 //! latest version. Published aggregates are untouched: they are anonymous, and the
-//! statistical base is append-only.
+//! statistical base is append-only. The computation's state (`calcul`: the grid and the
+//! records' fingerprints, no pseudonym) keeps its latest version; a compute that finds
+//! no state of the last release recomputes everything.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +24,7 @@ use deltalake::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
 use crate::{Lake, Result, WarehouseError, delta, io};
 
 /// The zones whose Delta tables are vacuumed.
-const ZONES: &[&str] = &["detail", "analyst", "stats", "quality", "audit"];
+const ZONES: &[&str] = &["detail", "analyst", "stats", "quality", "audit", "calcul"];
 
 /// What a vacuum removed, per table.
 #[derive(Debug, Clone, PartialEq, Eq)]

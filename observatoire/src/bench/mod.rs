@@ -521,3 +521,139 @@ fn run_duckdb(
         each,
     ))
 }
+
+/// What the incremental compute benchmark measured.
+#[derive(Debug, Clone)]
+pub struct ComputeIncrementalBench {
+    pub detail_rows: u64,
+    pub days: i64,
+    /// The incremental compute after the new day(s), and the full one on the same lake.
+    pub incremental: indicators::Release,
+    pub incremental_time: Duration,
+    pub full: indicators::Release,
+    pub full_time: Duration,
+    /// Cells whose current row differs between the two releases (all columns but
+    /// `version`), or present in one only.
+    pub differences: usize,
+    pub examples: Vec<String>,
+}
+
+/// The incremental compute benchmark, on a simulated source: in `work_dir` (emptied
+/// first), a full ingest and a first release (not timed), `simulate --continue` by
+/// `days` days and an incremental ingest (not timed), then the incremental compute
+/// (timed) and a full compute of the same lake (timed, `full`), whose current figures
+/// are compared cell by cell. The source is continued for good.
+pub async fn bench_compute_incremental(
+    url: &str,
+    work_dir: &Path,
+    options: &indicators::ComputeOptions,
+    days: i64,
+    mut step: impl FnMut(&str),
+) -> Result<ComputeIncrementalBench> {
+    let source = Source::open(url).await?;
+    let Some(config) = source.simulation().await? else {
+        return Err(Error::NothingToContinue(operational::source::redact_url(
+            url,
+        )));
+    };
+    source.close().await;
+    if work_dir.exists() {
+        std::fs::remove_dir_all(work_dir).map_err(io(work_dir))?;
+    }
+    let data = work_dir.join("lac");
+    let ingest = IngestOptions {
+        allow_mass_delete: true,
+        ..Default::default()
+    };
+    step("ingestion complète");
+    let first = crate::ingest_with_options(url, &data, &ingest, |_| {}).await?;
+    let regular = indicators::Publication::Regular;
+    step("première publication");
+    crate::publish(&data, options, &regular, |_| {}).await?;
+    step(&format!("simulation de {days} jour(s) de plus"));
+    crate::simulate_continue(url, config.to + chrono::Duration::days(days), |_, _| {}).await?;
+    step("ingestion incrémentale");
+    crate::ingest_with_options(url, &data, &ingest, |_| {}).await?;
+    step("calcul incrémental");
+    let started = Instant::now();
+    let incremental = crate::publish(&data, options, &regular, |_| {}).await?;
+    let incremental_time = started.elapsed();
+    step("calcul complet");
+    let mut full_options = options.clone();
+    full_options.full = true;
+    let started = Instant::now();
+    let full = crate::publish(&data, &full_options, &regular, |_| {}).await?;
+    let full_time = started.elapsed();
+    step("comparaison");
+    let lake = warehouse::Lake::new(&data);
+    let a = current_cells(&lake, incremental.version).await?;
+    let b = current_cells(&lake, full.version).await?;
+    let mut examples = Vec::new();
+    let mut differences = 0;
+    for (key, value) in &b {
+        if a.get(key) != Some(value) {
+            differences += 1;
+            if examples.len() < 5 {
+                examples.push(format!(
+                    "{key} : {} au lieu de {value}",
+                    a.get(key).map_or("absente", String::as_str)
+                ));
+            }
+        }
+    }
+    differences += a.keys().filter(|k| !b.contains_key(*k)).count();
+    Ok(ComputeIncrementalBench {
+        detail_rows: first.rows.values().sum(),
+        days,
+        incremental,
+        incremental_time,
+        full,
+        full_time,
+        differences,
+        examples,
+    })
+}
+
+/// The current figures of release `version` (highest version ≤ it per cell): key →
+/// every other column but `version`, as text.
+async fn current_cells(
+    lake: &warehouse::Lake,
+    version: i64,
+) -> Result<std::collections::HashMap<String, String>> {
+    let ctx = warehouse::new_session();
+    lake.register_stats(&ctx).await?;
+    let sql = format!(
+        "SELECT concat_ws('|', indicateur, territoire_niveau, territoire, pas, periode, dimension, modalite) AS cle,
+                concat_ws('|', CAST(debut AS VARCHAR), CAST(fin AS VARCHAR),
+                          COALESCE(CAST(valeur AS VARCHAR), '-'), CAST(secret AS VARCHAR),
+                          COALESCE(CAST(numerateur AS VARCHAR), '-'),
+                          COALESCE(CAST(denominateur AS VARCHAR), '-'), statut,
+                          COALESCE(revision, '-')) AS valeur
+         FROM (SELECT i.*, ROW_NUMBER() OVER (
+                   PARTITION BY indicateur, territoire_niveau, territoire, pas, periode, dimension, modalite
+                   ORDER BY version DESC) AS rang
+               FROM indicateurs i WHERE i.version <= {version})
+         WHERE rang = 1"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(df)?
+        .collect()
+        .await
+        .map_err(df)?;
+    let mut out = std::collections::HashMap::new();
+    for b in &batches {
+        let text = |i: usize| {
+            arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| Error::Compute(indicators::ComputeError::Arrow(e)))
+        };
+        let (k, v) = (text(0)?, text(1)?);
+        use arrow::array::AsArray;
+        let (k, v) = (k.as_string::<i32>(), v.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.insert(k.value(i).to_owned(), v.value(i).to_owned());
+        }
+    }
+    Ok(out)
+}

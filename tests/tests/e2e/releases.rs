@@ -302,7 +302,8 @@ attendu = []
     let mut rows = observatoire_tests::all_stats(tmp.path()).await;
     rows.sort_by_key(|r| std::cmp::Reverse(r.version));
     assert_eq!(motif(&rows, "REFUS_USAGER"), Some((Some(0.0), 2)));
-    assert_eq!(motif(&rows, "ABSENCE_PLACE"), Some((Some(1.0), 2)));
+    // Unchanged, it is not published again: its current figure is release 1's.
+    assert_eq!(motif(&rows, "ABSENCE_PLACE"), Some((Some(1.0), 1)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +444,15 @@ async fn incremental_ingests_and_computes_equal_a_full_recompute() {
         observatoire::simulate_continue(&url, day(to), |_, _| {})
             .await
             .unwrap();
-        ingest_and_compute(&url, &nightly, 11).await;
+        let release = ingest_and_compute(&url, &nightly, 11).await;
+        // Incremental: the periods the new days do not touch are not recomputed.
+        let (recomputed, pairs) = release.recomputed;
+        assert_eq!(release.full_reason, None, "{to}");
+        assert!(
+            recomputed > 0 && recomputed < pairs,
+            "{to} : {recomputed} sur {pairs}"
+        );
+        assert!(release.rows < release.cells, "{to} : {release:?}");
     }
     // A lake built once, from scratch, from the same source.
     let once = tmp.path().join("once");
