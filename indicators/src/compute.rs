@@ -251,10 +251,19 @@ async fn compute_grid(
             indicator: indicator.code,
             source: Box::new(source),
         };
+        let started = std::time::Instant::now();
         let frame = ctx.sql(&resolved_sql(indicator)).await.map_err(failed)?;
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let records = frame.collect().await.map_err(failed)?;
+        let listed = started.elapsed();
         let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
+        tracing::debug!(
+            indicateur = indicator.code,
+            enregistrements = records.iter().map(|b| b.num_rows()).sum::<usize>(),
+            lecture_ms = listed.as_millis() as u64,
+            empreintes_ms = (started.elapsed() - listed).as_millis() as u64,
+            "enregistrements lus"
+        );
         let selected = select(indicator, &indicator_prints);
         prints.insert(indicator.id.to_owned(), indicator_prints);
         pairs.1 += selected.len();
@@ -295,10 +304,25 @@ async fn compute_grid(
             version,
             &Sources::selected(indicator),
         );
+        let started = std::time::Instant::now();
         let frame = ctx.sql(&sql).await.map_err(failed)?;
         for batch in frame.collect().await.map_err(failed)? {
             batches.push(conform(&batch)?);
         }
+        tracing::debug!(
+            indicateur = indicator.code,
+            periodes = selected.iter().filter(|s| **s).count(),
+            hors_jours = prepared
+                .periods
+                .iter()
+                .zip(&selected)
+                .filter(|(p, s)| **s && p.pas != "JOUR")
+                .map(|(p, _)| p.label.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            agregation_ms = started.elapsed().as_millis() as u64,
+            "périodes recalculées"
+        );
         for (p, _) in prepared.periods.iter().zip(&selected).filter(|(_, s)| **s) {
             recomputed.insert((indicator.id.to_owned(), p.pas.to_owned(), p.label.clone()));
         }
@@ -524,7 +548,13 @@ pub async fn publish_as(
                 [&kept, &inc::with_published_columns(&grid.rows)?],
             )?;
             let raw = inc::conform_to(&all, &stats_schema())?;
+            let started = std::time::Instant::now();
             let finished = crate::suppression::apply(&raw, t)?;
+            tracing::debug!(
+                cellules = raw.num_rows(),
+                secret_ms = started.elapsed().as_millis() as u64,
+                "secret secondaire"
+            );
             let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
             // What each cell now shows, and whether that is news.
             let keys = row_keys(&all)?;
@@ -587,6 +617,7 @@ pub async fn publish_as(
         .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
         .map_or(0, |b| b.true_count());
     let n = rows.num_rows();
+    let started = std::time::Instant::now();
     if n > 0 {
         lake.append("stats", "indicateurs", rows).await?;
     }
@@ -624,7 +655,16 @@ pub async fn publish_as(
         )
         .await?;
     }
+    tracing::debug!(
+        ecriture_ms = started.elapsed().as_millis() as u64,
+        "publication et état écrits"
+    );
+    let started = std::time::Instant::now();
     let analyst = crate::analyst::build(lake, &ctx, key, version, &options.analyst).await?;
+    tracing::debug!(
+        analyste_ms = started.elapsed().as_millis() as u64,
+        "zone analyste"
+    );
     let (nature, motif) = match publication {
         Publication::Regular => ("CALCUL", None),
         Publication::Revision { month, reason } => (
