@@ -1154,6 +1154,26 @@ pub fn convention(
     if measure == Measure::DistinctRatio && !dims.is_empty() {
         return fail("un ratio de personnes distinctes ne se ventile pas".into());
     }
+    // The relations secondary suppression protects, as for a national entry: dated
+    // records' counts (a sum, a ratio's terms, a quantile's number of records) add up from
+    // days to weeks and months, and from months to quarters, winters and years. Stocks and
+    // averages over observed days do not, nor do distinct counts.
+    let additive: Vec<(&'static str, &'static str)> =
+        if grain != Grain::Jour || d.par_jour_observe || sdc == Disclosure::Aucune {
+            Vec::new()
+        } else {
+            let quantity = |term: &str| leak(&format!("{}.{term}", d.id));
+            match measure {
+                Measure::Sum => vec![("valeur", leak(&d.id))],
+                Measure::Ratio => vec![
+                    ("numerateur", quantity("numerateur")),
+                    ("denominateur", quantity("denominateur")),
+                    ("complement", quantity("complement")),
+                ],
+                Measure::Quantile => vec![("denominateur", quantity("enregistrements"))],
+                Measure::Distinct | Measure::DistinctAll | Measure::DistinctRatio => Vec::new(),
+            }
+        };
     Ok(Indicator {
         code: leak(&d.code),
         id: leak(&d.id),
@@ -1169,7 +1189,7 @@ pub fn convention(
         per_observed_day: d.par_jour_observe,
         numerator_only_dimensions: false,
         sql: leak(&d.sql),
-        additive_terms: &[],
+        additive_terms: Box::leak(additive.into_boxed_slice()),
     })
 }
 

@@ -474,7 +474,7 @@ pub async fn publish_as(
         .collect();
     let (rows, new_grille, cells) = match publication {
         Publication::Revision { month, .. } => {
-            let finished = crate::suppression::apply(&grid.rows, t)?;
+            let finished = crate::suppression::apply_with(&grid.rows, t, &options.conventions)?;
             let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
             let mask = BooleanArray::from(keep);
             let rows = filter_record_batch(&marked, &mask)?;
@@ -549,7 +549,7 @@ pub async fn publish_as(
             )?;
             let raw = inc::conform_to(&all, &stats_schema())?;
             let started = std::time::Instant::now();
-            let finished = crate::suppression::apply(&raw, t)?;
+            let finished = crate::suppression::apply_with(&raw, t, &options.conventions)?;
             tracing::debug!(
                 cellules = raw.num_rows(),
                 secret_ms = started.elapsed().as_millis() as u64,

@@ -60,6 +60,15 @@ type Breakdown<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 /// suppression, then blanks every hidden cell's `valeur`, `numerateur` and
 /// `denominateur`. `t` is the secrecy threshold (1: nothing is hidden).
 pub fn apply(batch: &RecordBatch, t: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
+    apply_with(batch, t, &[])
+}
+
+/// [`apply`], for a release that also publishes the conventions' indicators.
+pub fn apply_with(
+    batch: &RecordBatch,
+    t: i64,
+    conventions: &[crate::Indicator],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let column = |name: &str| column(batch, name);
     let indicateur = column("indicateur")?.as_string::<i32>();
     let niveau = column("territoire_niveau")?.as_string::<i32>();
@@ -80,7 +89,11 @@ pub fn apply(batch: &RecordBatch, t: i64) -> Result<RecordBatch, arrow::error::A
         // Cells of every family, with the rows that publish them.
         let mut cells: BTreeMap<CellKey, (f64, Vec<usize>)> = BTreeMap::new();
         for i in 0..batch.num_rows() {
-            let Some(indicator) = CATALOGUE.iter().find(|x| x.id == indicateur.value(i)) else {
+            let Some(indicator) = CATALOGUE
+                .iter()
+                .chain(conventions)
+                .find(|x| x.id == indicateur.value(i))
+            else {
                 continue;
             };
             if indicator.sdc == Disclosure::Aucune || !dimension.value(i).is_empty() {
@@ -140,7 +153,7 @@ pub fn apply(batch: &RecordBatch, t: i64) -> Result<RecordBatch, arrow::error::A
     }
 
     if t > 1 {
-        hide_complements_of_modalities(batch, &mut hidden)?;
+        hide_complements_of_modalities(batch, &mut hidden, conventions)?;
     }
 
     // Blank the hidden cells.
@@ -166,6 +179,7 @@ pub fn apply(batch: &RecordBatch, t: i64) -> Result<RecordBatch, arrow::error::A
 fn hide_complements_of_modalities(
     batch: &RecordBatch,
     hidden: &mut [bool],
+    conventions: &[crate::Indicator],
 ) -> Result<(), arrow::error::ArrowError> {
     let column = |name: &str| column(batch, name);
     let indicateur = column("indicateur")?.as_string::<i32>();
@@ -179,7 +193,11 @@ fn hide_complements_of_modalities(
     let denominateur = column("denominateur")?.as_primitive::<Float64Type>();
     let mut groups: HashMap<Breakdown, Vec<usize>> = HashMap::new();
     for i in 0..batch.num_rows() {
-        let Some(indicator) = CATALOGUE.iter().find(|x| x.id == indicateur.value(i)) else {
+        let Some(indicator) = CATALOGUE
+            .iter()
+            .chain(conventions)
+            .find(|x| x.id == indicateur.value(i))
+        else {
             continue;
         };
         if matches!(indicator.sdc, Disclosure::Aucune | Disclosure::Quantile)
@@ -495,5 +513,96 @@ mod tests {
             .position(|k| kind(k.3, k.4) == Kind::Hiver)
             .unwrap();
         assert_eq!(winter.inner[w], [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_conventions_count_is_protected_across_months_like_a_national_one() {
+        let declaration = crate::catalogue::ConventionDeclaration {
+            code: "C93-01".into(),
+            id: "demandes_convention_test".into(),
+            territoire: "93".into(),
+            libelle: "Demandes (convention)".into(),
+            definition: "Demandes de la période.".into(),
+            unite: "demandes".into(),
+            sdc: "COMPTE".into(),
+            mesure: "SUM".into(),
+            sql: "SELECT siao_departement AS departement, CAST(date_demande AS DATE) AS jour, 1 AS w FROM demande".into(),
+            ..Default::default()
+        };
+        let convention = crate::catalogue::convention(&declaration, &[]).unwrap();
+        assert_eq!(
+            convention.additive_terms,
+            [("valeur", "demandes_convention_test")]
+        );
+        // January (3) breaks the rule; the quarter (53) minus February and March would
+        // give it back.
+        let rows = [
+            ("MOIS", "2025-01", d(2025, 1, 1), d(2025, 2, 1), 3.0, true),
+            ("MOIS", "2025-02", d(2025, 2, 1), d(2025, 3, 1), 20.0, false),
+            ("MOIS", "2025-03", d(2025, 3, 1), d(2025, 4, 1), 30.0, false),
+            (
+                "TRIMESTRE",
+                "2025-T1",
+                d(2025, 1, 1),
+                d(2025, 4, 1),
+                53.0,
+                false,
+            ),
+        ];
+        let n = rows.len();
+        let text = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+            Arc::new(arrow::array::StringArray::from(
+                (0..n).map(f).collect::<Vec<_>>(),
+            ))
+        };
+        let dates = |f: &dyn Fn(usize) -> NaiveDate| -> ArrayRef {
+            Arc::new(arrow::array::Date32Array::from(
+                (0..n)
+                    .map(|i| Date32Type::from_naive_date(f(i)))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let batch = RecordBatch::try_new(
+            warehouse::stats_schema(),
+            vec![
+                text(&|_| convention.id.to_owned()),
+                text(&|_| "DEPARTEMENT".into()),
+                text(&|_| "93".into()),
+                text(&|i| rows[i].0.into()),
+                text(&|i| rows[i].1.into()),
+                dates(&|i| rows[i].2),
+                dates(&|i| rows[i].3),
+                text(&|_| String::new()),
+                text(&|_| String::new()),
+                Arc::new(Float64Array::from(
+                    rows.iter().map(|r| Some(r.4)).collect::<Vec<_>>(),
+                )),
+                Arc::new(BooleanArray::from(
+                    rows.iter().map(|r| r.5).collect::<Vec<_>>(),
+                )),
+                Arc::new(Float64Array::from(vec![None; n])),
+                Arc::new(Float64Array::from(vec![None; n])),
+                text(&|_| "PROVISOIRE".into()),
+                Arc::new(arrow::array::Int64Array::from(vec![1; n])),
+                Arc::new(arrow::array::StringArray::from(vec![None::<&str>; n])),
+            ],
+        )
+        .unwrap();
+        let hidden = |b: &RecordBatch| -> Vec<bool> {
+            let s = b.column_by_name("secret").unwrap().as_boolean();
+            (0..b.num_rows()).map(|i| s.value(i)).collect()
+        };
+        // Unknown to suppression, January alone is hidden: recoverable.
+        assert_eq!(
+            hidden(&apply(&batch, 11).unwrap()),
+            [true, false, false, false]
+        );
+        // Declared, a second month is hidden with it.
+        let protected = hidden(&apply_with(&batch, 11, &[convention]).unwrap());
+        assert!(protected[0]);
+        assert!(
+            protected.iter().filter(|h| **h).count() >= 2,
+            "{protected:?}"
+        );
     }
 }
