@@ -306,15 +306,7 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
             )))),
         );
     }
-    let keys = [
-        "indicateur",
-        "territoire_niveau",
-        "territoire",
-        "pas",
-        "periode",
-        "dimension",
-        "modalite",
-    ];
+    let keys = warehouse::stats::STATS_KEY;
     let rank = row_number()
         .partition_by(keys.iter().map(|k| col(*k)).collect())
         .order_by(vec![col("version").sort(false, false)])

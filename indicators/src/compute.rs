@@ -510,14 +510,7 @@ pub async fn publish_as(
             let (kept, old_index) = match &state {
                 Some(s) => {
                     let g = &s.grille;
-                    let text = |name: &str| -> Result<StringArray> {
-                        Ok(cast(
-                            g.column_by_name(name).expect("grid column"),
-                            &DataType::Utf8,
-                        )?
-                        .as_string::<i32>()
-                        .clone())
-                    };
+                    let text = |name: &str| text_column(g, name);
                     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
                     let keep: Vec<bool> = (0..g.num_rows())
                         .map(|i| {
@@ -705,12 +698,7 @@ pub async fn publish_as(
 fn row_keys(batch: &RecordBatch) -> Result<Vec<String>> {
     let cols: Vec<StringArray> = KEY_COLUMNS
         .iter()
-        .map(|n| {
-            let c = batch.column_by_name(n).ok_or_else(|| {
-                arrow::error::ArrowError::SchemaError(format!("colonne {n} absente"))
-            })?;
-            Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
-        })
+        .map(|n| text_column(batch, n))
         .collect::<Result<_>>()?;
     Ok((0..batch.num_rows())
         .map(|i| {
@@ -726,15 +714,15 @@ fn row_keys(batch: &RecordBatch) -> Result<Vec<String>> {
         .collect())
 }
 
-const KEY_COLUMNS: [&str; 7] = [
-    "indicateur",
-    "territoire_niveau",
-    "territoire",
-    "pas",
-    "periode",
-    "dimension",
-    "modalite",
-];
+use warehouse::stats::STATS_KEY as KEY_COLUMNS;
+
+/// A column of a batch as text, or an error naming it.
+fn text_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    let c = batch
+        .column_by_name(name)
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("colonne {name} absente")))?;
+    Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
+}
 
 /// What a cell shows: valeur, secret, numerateur, denominateur, statut.
 #[derive(Debug, Clone, PartialEq)]
@@ -878,14 +866,7 @@ fn grille_retractions(
     conventions: &[Indicator],
 ) -> Result<RecordBatch> {
     let keys = row_keys(grille)?;
-    let text = |name: &str| -> Result<StringArray> {
-        Ok(cast(
-            grille.column_by_name(name).expect("grid column"),
-            &DataType::Utf8,
-        )?
-        .as_string::<i32>()
-        .clone())
-    };
+    let text = |name: &str| text_column(grille, name);
     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
     let take: Vec<bool> = (0..grille.num_rows())
         .map(|i| {
@@ -995,12 +976,7 @@ async fn retractions(
     }
     let new_keys = row_keys(rows)?;
     let published: HashSet<&String> = new_keys.iter().collect();
-    let text = |b: &RecordBatch, name: &str| -> Result<StringArray> {
-        let c = b.column_by_name(name).ok_or_else(|| {
-            arrow::error::ArrowError::SchemaError(format!("colonne {name} absente"))
-        })?;
-        Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
-    };
+    let text = text_column;
     let (pas, per) = (text(rows, "pas")?, text(rows, "periode")?);
     let periods: HashSet<(&str, &str)> = (0..rows.num_rows())
         .map(|i| (pas.value(i), per.value(i)))

@@ -28,6 +28,18 @@ pub const STATS_COLUMNS: &[&str] = &[
     "revision",
 ];
 
+/// The columns that identify a cell of `stats/indicateurs`: its current figure is the row
+/// of the highest version with this key.
+pub const STATS_KEY: [&str; 7] = [
+    "indicateur",
+    "territoire_niveau",
+    "territoire",
+    "pas",
+    "periode",
+    "dimension",
+    "modalite",
+];
+
 /// The Arrow schema of `stats/indicateurs`.
 ///
 /// ```

@@ -223,15 +223,12 @@ pub struct IncrementalBench {
     pub steps: Vec<(String, Duration)>,
 }
 
-/// A full ingest into a fresh lake (timed), `simulate --continue` by `days` days (not
-/// timed), then an incremental ingest (timed, deletion check included).
-pub async fn bench_incremental(
+/// The simulation a source holds (to continue it), and a lake folder `work_dir/lac`,
+/// `work_dir` emptied first.
+async fn simulated_source_and_fresh_lake(
     url: &str,
     work_dir: &Path,
-    options: &IngestOptions,
-    days: i64,
-    mut step: impl FnMut(&str),
-) -> Result<IncrementalBench> {
+) -> Result<(operational::simulator::SimulationConfig, PathBuf)> {
     let source = Source::open(url).await?;
     let Some(config) = source.simulation().await? else {
         return Err(Error::NothingToContinue(operational::source::redact_url(
@@ -242,7 +239,19 @@ pub async fn bench_incremental(
     if work_dir.exists() {
         std::fs::remove_dir_all(work_dir).map_err(io(work_dir))?;
     }
-    let data = work_dir.join("lac");
+    Ok((config, work_dir.join("lac")))
+}
+
+/// A full ingest into a fresh lake (timed), `simulate --continue` by `days` days (not
+/// timed), then an incremental ingest (timed, deletion check included).
+pub async fn bench_incremental(
+    url: &str,
+    work_dir: &Path,
+    options: &IngestOptions,
+    days: i64,
+    mut step: impl FnMut(&str),
+) -> Result<IncrementalBench> {
+    let (config, data) = simulated_source_and_fresh_lake(url, work_dir).await?;
     let mut options = options.clone();
     options.allow_mass_delete = true;
     step("ingestion complète");
@@ -550,17 +559,7 @@ pub async fn bench_compute_incremental(
     days: i64,
     mut step: impl FnMut(&str),
 ) -> Result<ComputeIncrementalBench> {
-    let source = Source::open(url).await?;
-    let Some(config) = source.simulation().await? else {
-        return Err(Error::NothingToContinue(operational::source::redact_url(
-            url,
-        )));
-    };
-    source.close().await;
-    if work_dir.exists() {
-        std::fs::remove_dir_all(work_dir).map_err(io(work_dir))?;
-    }
-    let data = work_dir.join("lac");
+    let (config, data) = simulated_source_and_fresh_lake(url, work_dir).await?;
     let ingest = IngestOptions {
         allow_mass_delete: true,
         ..Default::default()
