@@ -52,6 +52,8 @@ pub(crate) type Prints = HashMap<String, (i64, i64)>;
 
 /// The state a release left.
 pub(crate) struct State {
+    /// The ingest run whose records the fingerprints describe.
+    pub run: i64,
     pub config: i64,
     pub publies: i64,
     /// (pas, periode) → (debut_obs, fin_obs), as Date32 days.
@@ -101,6 +103,7 @@ const CONFIG: &str = "__configuration__";
 const PUBLIES: &str = "__territoires__";
 const PERIODE: &str = "__periode__";
 const GRILLE: &str = "__grille__";
+const RUN: &str = "__ingestion__";
 /// Present for every indicator computed, records or not.
 const COMPUTED: &str = "*";
 
@@ -291,8 +294,23 @@ pub(crate) fn dirty_periods(
         .collect()
 }
 
-/// Reads the state the release `expected` left, if any.
+/// Reads the state the release `expected` left, if any. A state that cannot be read
+/// (vacuumed versions, a format from another version of the program) is no state: the
+/// compute is then a full one, never a failure.
 pub(crate) async fn load(lake: &Lake, expected: i64) -> Result<Option<State>> {
+    match read_state(lake, expected).await {
+        Ok(state) => Ok(state),
+        Err(e) => {
+            tracing::warn!(
+                erreur = %e,
+                "état du calcul de la publication précédente illisible : calcul complet"
+            );
+            Ok(None)
+        }
+    }
+}
+
+async fn read_state(lake: &Lake, expected: i64) -> Result<Option<State>> {
     if expected < 1 {
         return Ok(None);
     }
@@ -319,6 +337,7 @@ pub(crate) async fn load(lake: &Lake, expected: i64) -> Result<Option<State>> {
             continue;
         }
         let mut state = State {
+            run: -1,
             config: 0,
             publies: 0,
             periods: HashMap::new(),
@@ -335,6 +354,7 @@ pub(crate) async fn load(lake: &Lake, expected: i64) -> Result<Option<State>> {
             for i in 0..b.num_rows() {
                 match ind.value(i) {
                     CONFIG => state.config = fp.value(i),
+                    RUN => state.run = fp.value(i),
                     PUBLIES => state.publies = fp.value(i),
                     GRILLE => grille_version = Some(fp.value(i)),
                     PERIODE => {
@@ -393,6 +413,7 @@ pub(crate) fn conform_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<Reco
 /// What a release's state is made of.
 pub(crate) struct NewState<'a> {
     pub version: i64,
+    pub run: i64,
     pub config: i64,
     pub publies: i64,
     /// (pas, periode) → (debut_obs, fin_obs).
@@ -412,6 +433,7 @@ pub(crate) async fn save(lake: &Lake, state: NewState<'_>) -> Result<()> {
         n.push(l);
     };
     push(CONFIG, String::new(), state.config, 0);
+    push(RUN, String::new(), state.run, 0);
     push(PUBLIES, String::new(), state.publies, 0);
     push(GRILLE, String::new(), grille_version, 0);
     for ((pas, periode), (debut_obs, fin_obs)) in state.periods {
@@ -523,6 +545,7 @@ mod tests {
             },
         ];
         let mut state = State {
+            run: -1,
             config: 0,
             publies: 0,
             periods: periods

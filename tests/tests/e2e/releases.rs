@@ -126,6 +126,9 @@ async fn a_closed_march_survives_a_purge_and_a_revision_changes_it() {
     );
     let closing = publish_regular(tmp.path()).await;
     assert_eq!(closing.version, 2);
+    // Same ingest run, nothing to recompute: only March's status changes.
+    assert_eq!(closing.recomputed.0, 0);
+    assert!(closing.rows > 0 && closing.rows < closing.cells);
     let rows = monthly(tmp.path(), "demandes_115", "D23", None).await;
     let closed = march(&rows);
     assert_eq!(
