@@ -408,6 +408,21 @@ pub async fn publish_as(
     let t = options.secrecy_threshold;
     let (ctx, manifest) = lake.detail_session().await?;
     let version = next_version(lake).await?;
+    // Rows of a compute interrupted before its release was recorded carry a number this
+    // release is about to take again: they go, so that no reader ever mixes them in.
+    let orphans = lake
+        .delete_where(
+            "stats",
+            "indicateurs",
+            datafusion::prelude::col("version").gt_eq(datafusion::prelude::lit(version)),
+        )
+        .await?;
+    if orphans > 0 {
+        tracing::warn!(
+            fichiers = orphans,
+            "lignes d'un calcul interrompu avant sa publication retirées"
+        );
+    }
     let prepared = prepare_tables(&ctx).await?;
     let bounds = prepared.bounds;
     if let (Some(days), Some((d0, d1)), Publication::Regular) =

@@ -428,6 +428,27 @@ impl Lake {
         Ok(table.version().map(|v| v as i64).unwrap_or(0))
     }
 
+    /// Deletes the rows of a table matching `predicate` (one Delta commit, none when the
+    /// table does not exist); returns how many data files it rewrote or removed (0:
+    /// nothing matched).
+    pub async fn delete_where(
+        &self,
+        zone: &str,
+        name: &str,
+        predicate: datafusion::prelude::Expr,
+    ) -> Result<u64> {
+        let Some(table) = self.open(zone, name, None).await? else {
+            return Ok(0);
+        };
+        let label = format!("{zone}/{name}");
+        let (_, metrics) = table
+            .delete()
+            .with_predicate(predicate)
+            .await
+            .map_err(delta(&label))?;
+        Ok(metrics.num_removed_files as u64)
+    }
+
     /// Opens a table at a version (the latest when `None`), if it exists.
     pub async fn open(
         &self,

@@ -509,3 +509,51 @@ async fn incremental_ingests_and_computes_equal_a_full_recompute() {
     }
     assert!(got.values().any(|r| r.version == 4));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compute_interrupted_before_its_release_is_recorded_leaves_no_trace() {
+    let tmp = temp_dir("interrompu");
+    let url = sqlite_url(tmp.path());
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let nightly = tmp.path().join("nightly");
+    simulate_small(&url, &["23"], "2025-01-01", "2025-03-01", 0.2).await;
+    ingest_and_compute(&url, &nightly, 11).await;
+    observatoire::simulate_continue(&url, day("2025-03-10"), |_, _| {})
+        .await
+        .unwrap();
+    let interrupted = ingest_and_compute(&url, &nightly, 11).await;
+    assert_eq!(interrupted.version, 2);
+    assert!(interrupted.rows > 0);
+    // The process died before release 2 was recorded: its rows and its state are on
+    // disk, its record is not (the second commit of stats/releases never happened).
+    let record = nightly.join("lake/stats/releases/_delta_log/00000000000000000001.json");
+    std::fs::remove_file(&record).unwrap();
+    assert_eq!(observatoire::releases(&nightly).await.unwrap().len(), 1);
+
+    // The source goes on; the next compute takes number 2 again.
+    observatoire::simulate_continue(&url, day("2025-03-20"), |_, _| {})
+        .await
+        .unwrap();
+    let next = ingest_and_compute(&url, &nightly, 11).await;
+    assert_eq!(next.version, 2);
+    assert_eq!(next.full_reason, None, "l'état de la publication 1 sert");
+    let rows = all_stats(&nightly).await;
+    assert!(rows.iter().all(|r| r.version <= 2));
+    // No row of the interrupted compute is left beside release 2's: the figures are a
+    // fresh lake's.
+    let once = tmp.path().join("once");
+    ingest_and_compute(&url, &once, 11).await;
+    let expected = current(all_stats(&once).await);
+    let got = current(rows);
+    let strip = |r: &StatRow| StatRow {
+        version: 0,
+        ..r.clone()
+    };
+    let differing: Vec<String> = expected
+        .iter()
+        .filter(|(k, want)| got.get(*k).map(strip) != Some(strip(want)))
+        .map(|(k, _)| format!("{k:?}"))
+        .take(5)
+        .collect();
+    assert!(differing.is_empty(), "{differing:?}");
+}
