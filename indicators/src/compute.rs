@@ -220,6 +220,47 @@ impl Default for ComputeOptions {
     }
 }
 
+/// Batches with their `Utf8View` columns cast to `Utf8` (own, compact buffers).
+fn compact_views(
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Utf8View)
+    {
+        return Ok((schema, batches));
+    }
+    let compact = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let t = if f.data_type() == &DataType::Utf8View {
+                    DataType::Utf8
+                } else {
+                    f.data_type().clone()
+                };
+                Field::new(f.name(), t, f.is_nullable())
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let batches = batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(compact.fields())
+                .map(|(c, f)| cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(compact.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((compact, batches))
+}
+
 /// The raw grid of a compute: the cells recomputed, before secondary suppression.
 pub(crate) struct Grid {
     /// Stats schema, `secret` holding primary suppression only, values not blanked.
@@ -269,6 +310,9 @@ async fn compute_grid(
         let frame = ctx.sql(&resolved_sql(indicator)).await.map_err(failed)?;
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let records = frame.collect().await.map_err(failed)?;
+        // Kept in memory: string views compacted, or every batch would be accounted with
+        // the whole buffers its views share (sorts over them then exhaust the pool).
+        let (schema, records) = compact_views(schema, records)?;
         let listed = started.elapsed();
         let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
         tracing::debug!(
