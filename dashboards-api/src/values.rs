@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 use warehouse::Lake;
 
+use crate::authz::{AuditAccess, StatsAccess};
 use crate::{ApiError, parse_territory, territory_code};
 
 const PAS: &[&str] = &["JOUR", "SEMAINE", "MOIS", "TRIMESTRE", "ANNEE", "HIVER"];
@@ -110,7 +111,7 @@ impl ValuesQuery {
 }
 
 /// One published figure, in the stats table's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StatRow {
     pub indicateur: String,
     pub territoire_niveau: String,
@@ -169,7 +170,7 @@ pub async fn latest_release(lake: &Lake) -> Result<Option<i64>, String> {
 }
 
 /// One release of the statistical base.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Publication {
     pub version: i64,
     pub ingestion: i64,
@@ -231,8 +232,12 @@ pub async fn publications(lake: &Lake) -> Result<Vec<Publication>, ApiError> {
     Ok(out)
 }
 
-/// The published territories of the latest release, FR first, then régions, then départements.
-pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>, ApiError> {
+/// The published territories of the latest release within the caller's scope, FR first,
+/// then régions, then départements.
+pub async fn published_territories(
+    lake: &Lake,
+    access: &StatsAccess,
+) -> Result<Vec<(String, String)>, ApiError> {
     let ctx = stats_session(lake).await?;
     let Some(version) = latest_release(lake).await.map_err(ApiError::internal)? else {
         return Ok(Vec::new());
@@ -240,7 +245,7 @@ pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>,
     let batches = ctx
         .table("indicateurs")
         .await
-        .and_then(|t| t.filter(col("version").lt_eq(lit(version))))
+        .and_then(|t| t.filter(col("version").lt_eq(lit(version)).and(access.filter())))
         .and_then(|t| t.select(vec![col("territoire_niveau"), col("territoire")]))
         .and_then(|t| t.distinct())
         .map_err(ApiError::internal)?
@@ -255,7 +260,9 @@ pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>,
             .map_err(ApiError::internal)?;
         let (n, t) = (n.as_string::<i32>(), t.as_string::<i32>());
         for i in 0..b.num_rows() {
-            out.push((n.value(i).to_owned(), t.value(i).to_owned()));
+            if access.allows(n.value(i), t.value(i)) {
+                out.push((n.value(i).to_owned(), t.value(i).to_owned()));
+            }
         }
     }
     let rank = |n: &str| match n {
@@ -267,8 +274,14 @@ pub async fn published_territories(lake: &Lake) -> Result<Vec<(String, String)>,
     Ok(out)
 }
 
-/// The current figures matching a query, ordered by period start.
-pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>, ApiError> {
+/// The current figures matching a query, ordered by period start. A territory outside
+/// the caller's scope is refused; the scope's filter is applied to the rows as well.
+pub async fn current_values(
+    lake: &Lake,
+    access: &StatsAccess,
+    q: &ValuesQuery,
+) -> Result<Vec<StatRow>, ApiError> {
+    access.territory(q.niveau, &q.territoire)?;
     let ctx = stats_session(lake).await?;
     let latest = latest_release(lake)
         .await
@@ -288,7 +301,8 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
         .and(col("territoire_niveau").eq(lit(q.niveau)))
         .and(col("territoire").eq(lit(q.territoire.clone())))
         .and(col("dimension").eq(lit(q.dimension.clone())))
-        .and(col("version").lt_eq(lit(ceiling)));
+        .and(col("version").lt_eq(lit(ceiling)))
+        .and(access.filter());
     if let Some(pas) = &q.pas {
         filter = filter.and(col("pas").eq(lit(pas.clone())));
     }
@@ -330,9 +344,158 @@ pub async fn current_values(lake: &Lake, q: &ValuesQuery) -> Result<Vec<StatRow>
     let batches = frame.collect().await.map_err(ApiError::internal)?;
     let mut rows = Vec::new();
     for b in &batches {
-        rows.extend(rows_of(b));
+        rows.extend(
+            rows_of(b)
+                .into_iter()
+                .filter(|r| access.allows(&r.territoire_niveau, &r.territoire)),
+        );
     }
     Ok(rows)
+}
+
+/// A validated filter of the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditFilter {
+    pub utilisateur: Option<String>,
+    /// A prefix of the path (`/api/v1/sql`).
+    pub chemin: Option<String>,
+    pub du: Option<NaiveDate>,
+    /// Exclusive.
+    pub au: Option<NaiveDate>,
+    pub limite: usize,
+}
+
+/// At most this many audit rows per response.
+pub const AUDIT_MAX_ROWS: usize = 10_000;
+
+impl AuditFilter {
+    pub fn from_params(
+        utilisateur: Option<&str>,
+        chemin: Option<&str>,
+        du: Option<&str>,
+        au: Option<&str>,
+        limite: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let limite = match limite.filter(|l| !l.is_empty()) {
+            None => 1000,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=AUDIT_MAX_ROWS).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "paramètre « limite » invalide : « {l} » (de 1 à {AUDIT_MAX_ROWS})"
+                    )));
+                }
+            },
+        };
+        let text = |t: Option<&str>| t.filter(|t| !t.is_empty()).map(str::to_owned);
+        Ok(Self {
+            utilisateur: text(utilisateur),
+            chemin: text(chemin),
+            du: parse_date("du", du)?,
+            au: parse_date("au", au)?,
+            limite,
+        })
+    }
+}
+
+/// The audit log's records matching a filter, latest first.
+pub async fn audit_rows(
+    lake: &Lake,
+    _access: &AuditAccess,
+    f: &AuditFilter,
+) -> Result<Vec<crate::audit::AuditRecord>, ApiError> {
+    use datafusion::functions::expr_fn::starts_with;
+    let Some(table) = lake
+        .open("audit", "reads", None)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(Vec::new());
+    };
+    let ctx = warehouse::new_session();
+    lake.register(&ctx, "audit", &table)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut filter = lit(true);
+    if let Some(u) = &f.utilisateur {
+        filter = filter.and(col("utilisateur").eq(lit(u.clone())));
+    }
+    if let Some(c) = &f.chemin {
+        filter = filter.and(starts_with(col("chemin"), lit(c.clone())));
+    }
+    let ts = |d: NaiveDate| {
+        lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+            Some(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros()),
+            Some("UTC".into()),
+        ))
+    };
+    if let Some(du) = f.du {
+        filter = filter.and(col("horodatage").gt_eq(ts(du)));
+    }
+    if let Some(au) = f.au {
+        filter = filter.and(col("horodatage").lt(ts(au)));
+    }
+    let batches = ctx
+        .table("audit")
+        .await
+        .and_then(|t| t.filter(filter))
+        .and_then(|t| t.sort(vec![col("seq").sort(false, false)]))
+        .and_then(|t| t.limit(0, Some(f.limite)))
+        .map_err(ApiError::internal)?
+        .collect()
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let s = |name: &str| text_column(b, name);
+        let (user, profil, methode, chemin, ind, sql, ter, per, res, motif) = (
+            s("utilisateur"),
+            s("profil"),
+            s("methode"),
+            s("chemin"),
+            s("indicateur"),
+            s("requete_sql"),
+            s("territoire"),
+            s("periode"),
+            s("resultat"),
+            s("motif"),
+        );
+        let seq = int_column(b, "seq");
+        let lignes = int_column(b, "lignes");
+        let statut = int_column(b, "statut_http");
+        let duree = b
+            .column_by_name("duree_ms")
+            .expect("audit column")
+            .as_primitive::<Float64Type>()
+            .clone();
+        let when = arrow::compute::cast(
+            b.column_by_name("horodatage").expect("audit column"),
+            &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )
+        .map_err(ApiError::internal)?;
+        let when = when.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        let opt = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
+        for i in 0..b.num_rows() {
+            out.push(crate::audit::AuditRecord {
+                seq: seq.value(i),
+                horodatage: chrono::DateTime::from_timestamp_micros(when.value(i)).unwrap_or_default(),
+                utilisateur: user.value(i).to_owned(),
+                profil: opt(&profil, i),
+                methode: methode.value(i).to_owned(),
+                chemin: chemin.value(i).to_owned(),
+                indicateur: opt(&ind, i),
+                requete_sql: opt(&sql, i),
+                territoire: opt(&ter, i),
+                periode: opt(&per, i),
+                lignes: lignes.is_valid(i).then(|| lignes.value(i)),
+                resultat: res.value(i).to_owned(),
+                statut_http: statut.value(i) as i32,
+                motif: opt(&motif, i),
+                duree_ms: duree.value(i),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A text column as Utf8 (strings may come back from Parquet as Utf8View).
@@ -413,4 +576,168 @@ pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
             revision: (!revision.is_null(i)).then(|| revision.value(i).to_owned()),
         })
         .collect()
+}
+
+/// What the server keeps between requests: the latest release number (re-read only when
+/// the releases table gets a new commit) and the rows of recent value queries of that
+/// release. A release's figures never change, so a cached answer is the answer; a new
+/// release empties the cache.
+#[derive(Default)]
+pub struct Cache {
+    latest: std::sync::Mutex<Option<(Option<u64>, Option<i64>)>>,
+    values: std::sync::Mutex<(Option<i64>, std::collections::HashMap<String, std::sync::Arc<Vec<StatRow>>>)>,
+}
+
+/// Entries kept per release (beyond, the cache starts again empty).
+const CACHE_ENTRIES: usize = 4096;
+
+/// The highest commit number of a Delta table's log (`None`: no log).
+fn log_version(lake: &Lake, zone: &str, name: &str) -> Option<u64> {
+    let dir = lake.table_path(zone, name).join("_delta_log");
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            name.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max()
+}
+
+impl Cache {
+    /// The latest recorded release, read again only after a new commit of `releases`.
+    pub async fn latest_release(&self, lake: &Lake) -> Result<Option<i64>, String> {
+        let commit = log_version(lake, "stats", "releases");
+        if let Some((seen, latest)) = *self.latest.lock().expect("cache") 
+            && seen == commit
+            && commit.is_some()
+        {
+            return Ok(latest);
+        }
+        let latest = latest_release(lake).await?;
+        *self.latest.lock().expect("cache") = Some((commit, latest));
+        Ok(latest)
+    }
+
+    /// The rows of a query, from the cache or the lake.
+    pub async fn values(
+        &self,
+        lake: &Lake,
+        access: &StatsAccess,
+        q: &ValuesQuery,
+        latest: Option<i64>,
+    ) -> Result<std::sync::Arc<Vec<StatRow>>, ApiError> {
+        access.territory(q.niveau, &q.territoire)?;
+        let key = format!("{q:?}|{}", access.scope());
+        {
+            let cache = self.values.lock().expect("cache");
+            if cache.0 == latest
+                && let Some(rows) = cache.1.get(&key)
+            {
+                return Ok(rows.clone());
+            }
+        }
+        let rows = std::sync::Arc::new(current_values(lake, access, q).await?);
+        let mut cache = self.values.lock().expect("cache");
+        if cache.0 != latest || cache.1.len() >= CACHE_ENTRIES {
+            *cache = (latest, Default::default());
+        }
+        cache.1.insert(key, rows.clone());
+        Ok(rows)
+    }
+}
+
+/// One line of the data-quality report.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct QualityRow {
+    /// Département du SIAO.
+    pub siao: String,
+    /// Mois (AAAA-MM), INCONNU pour les doublons suspects.
+    pub mois: String,
+    pub table_source: String,
+    /// LUES, QUARANTAINE, CONSERVEE_AVEC_DEFAUT, COMPLETUDE ou DOUBLONS_SUSPECTS.
+    pub nature: String,
+    /// La règle ou la mesure ; vide pour LUES.
+    pub mesure: String,
+    pub lignes: i64,
+}
+
+/// The schema of an exported quality line.
+pub fn quality_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let t = |n: &str| Field::new(n, DataType::Utf8, false);
+    std::sync::Arc::new(Schema::new(vec![
+        t("siao"),
+        t("mois"),
+        t("table_source"),
+        t("nature"),
+        t("mesure"),
+        Field::new("lignes", DataType::Int64, false),
+    ]))
+}
+
+/// The data-quality report of the latest complete ingest, for the SIAO of the caller's
+/// scope (one SIAO when given).
+pub async fn quality_rows(
+    lake: &Lake,
+    access: &StatsAccess,
+    siao: Option<&str>,
+) -> Result<Vec<QualityRow>, ApiError> {
+    let Some(table) = lake
+        .quality_table("report")
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(Vec::new());
+    };
+    let ctx = warehouse::new_session();
+    lake.register(&ctx, "rapport", &table)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut frame = ctx.table("rapport").await.map_err(ApiError::internal)?;
+    if let Some(s) = siao.filter(|s| !s.is_empty()) {
+        frame = frame
+            .filter(col("siao").eq(lit(s.to_owned())))
+            .map_err(ApiError::internal)?;
+    }
+    let batches = frame
+        .sort(vec![
+            col("siao").sort(true, false),
+            col("mois").sort(true, false),
+            col("table_source").sort(true, false),
+            col("nature").sort(true, false),
+            col("mesure").sort(true, false),
+        ])
+        .map_err(ApiError::internal)?
+        .collect()
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let s = |name: &str| text_column(b, name);
+        let (siao, mois, table, nature, mesure) = (
+            s("siao"),
+            s("mois"),
+            s("table_source"),
+            s("nature"),
+            s("mesure"),
+        );
+        let lignes = int_column(b, "lignes");
+        for i in 0..b.num_rows() {
+            // A SIAO is départemental: its lines follow the département's scope.
+            if !access.allows("DEPARTEMENT", siao.value(i)) {
+                continue;
+            }
+            out.push(QualityRow {
+                siao: siao.value(i).to_owned(),
+                mois: mois.value(i).to_owned(),
+                table_source: table.value(i).to_owned(),
+                nature: nature.value(i).to_owned(),
+                mesure: mesure.value(i).to_owned(),
+                lignes: lignes.value(i),
+            });
+        }
+    }
+    Ok(out)
 }

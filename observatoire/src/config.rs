@@ -14,6 +14,8 @@
 //! | `auto_close_days` | `OBSERVATOIRE_AUTO_CLOSE_DAYS` | none (months are closed only by `period close`; N: a month is closed by the first compute N days after its end) |
 //! | `watermark_overlap_minutes` | `OBSERVATOIRE_WATERMARK_OVERLAP_MINUTES` | `60` (how far before its watermark an incremental read starts again) |
 //!
+//! | `[oidc]` | (`OBSERVATOIRE_OIDC_CLIENT_SECRET` for its secret) | none: local accounts only |
+//!
 //! The pseudonymisation key is never in this file: `<data>/secrets/pseudonymisation.key`
 //! or `OBSERVATOIRE_PSEUDO_KEY`.
 
@@ -36,6 +38,8 @@ pub struct FileConfig {
     pub max_delete_share: Option<f64>,
     pub watermark_overlap_minutes: Option<i64>,
     pub auto_close_days: Option<i64>,
+    /// Sign-in through the identity federation (`[oidc]`, README).
+    pub oidc: Option<dashboards_api::oidc::OidcConfig>,
 }
 
 impl FileConfig {

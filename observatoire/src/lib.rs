@@ -58,6 +58,8 @@ pub enum Error {
     State(String),
     #[error("configuration invalide : {0}")]
     Config(String),
+    #[error("{0}")]
+    Server(String),
     #[error(
         "banc d'essai : les deux calculs ne donnent pas les mêmes valeurs ({0} cellules diffèrent)"
     )]

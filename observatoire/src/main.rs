@@ -144,6 +144,16 @@ enum Command {
         #[command(subcommand)]
         action: KeyCommand,
     },
+    /// Comptes des utilisateurs (profils et territoires).
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+    /// Jetons d'accès à l'API.
+    Tokens {
+        #[command(subcommand)]
+        action: TokensCommand,
+    },
     /// Sert l'API et le tableau de bord.
     Serve {
         #[arg(long, env = "OBSERVATOIRE_DATA")]
@@ -249,6 +259,27 @@ enum BenchCommand {
     /// incrémentale, puis le calcul incrémental et un calcul complet du même lac (les deux
     /// chronométrés), dont les chiffres courants sont comparés cellule par cellule. La
     /// base est prolongée pour de bon.
+    /// Charge de l'API : wrk (paquet Debian) sur la route des valeurs puis sur un fichier
+    /// statique du même serveur, dans la même exécution ; débits, latences p50/p99,
+    /// erreurs et rapport des débits.
+    Api {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// Chemin mesuré (route des valeurs).
+        #[arg(
+            long,
+            default_value = "/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=D93&pas=MOIS"
+        )]
+        path: String,
+        /// Département du compte départemental qui lit.
+        #[arg(long, default_value = "93")]
+        departement: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Durée de chaque mesure, en secondes.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+    },
     ComputeIncremental {
         #[arg(long, env = "OBSERVATOIRE_SOURCE")]
         source: String,
@@ -276,6 +307,76 @@ enum BenchCommand {
         secrecy_threshold: i64,
         #[arg(long, default_value = "python3")]
         python: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Crée un compte local (le mot de passe est lu dans OBSERVATOIRE_PASSWORD ou
+    /// demandé ; sans --password, le compte ne se connecte que par jeton ou par la
+    /// fédération d'identité).
+    Add {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// Identifiant (a-z, 0-9, « . », « _ », « - », « @ »).
+        login: String,
+        /// ADMINISTRATEUR_NATIONAL, ADMINISTRATEUR_REGIONAL, ADMINISTRATEUR_DEPARTEMENTAL,
+        /// ADMINISTRATEUR_SIAO, ANALYSTE ou STATISTICIEN_NATIONAL.
+        #[arg(long)]
+        profile: String,
+        /// FR, R11, D93 ou D75,D93.
+        #[arg(long)]
+        territory: String,
+        /// Donne un mot de passe au compte (lu dans OBSERVATOIRE_PASSWORD).
+        #[arg(long)]
+        password: bool,
+    },
+    /// Liste les comptes.
+    List {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// Désactive un compte (ses jetons et sessions cessent aussitôt de fonctionner).
+    Disable {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        login: String,
+    },
+    /// Réactive un compte.
+    Enable {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        login: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Émet un jeton d'accès à l'API pour un compte (affiché une seule fois).
+    Create {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        login: String,
+        /// Libellé (usage du jeton).
+        #[arg(long, default_value = "script")]
+        label: String,
+        /// Durée de validité en jours (1 à 366).
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
+    /// Liste les jetons (jamais leur secret).
+    List {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        /// Seulement ceux de ce compte.
+        #[arg(long)]
+        login: Option<String>,
+    },
+    /// Révoque un jeton par son identifiant.
+    Revoke {
+        #[arg(long, env = "OBSERVATOIRE_DATA")]
+        data: Option<PathBuf>,
+        id: String,
     },
 }
 
@@ -1018,18 +1119,183 @@ async fn run_rotate(url: &str, data: &std::path::Path, destroy_old: bool) -> Res
     Ok(())
 }
 
-async fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> Result<()> {
-    let lake = warehouse::Lake::new(&data);
+async fn run_serve(
+    data: PathBuf,
+    listen: std::net::SocketAddr,
+    oidc: Option<dashboards_api::oidc::OidcConfig>,
+) -> Result<()> {
     let conventions = observatoire::conventions(&data)?;
-    dashboards_api::serve_with(lake, conventions, listen, |addr| {
+    let config = dashboards_api::ServerConfig {
+        oidc,
+        ..dashboards_api::ServerConfig::new(&data).with_conventions(conventions)
+    };
+    dashboards_api::serve(config, listen, |addr| {
         println!("Tableau de bord : http://{addr}/");
-        println!("API : http://{addr}/api/v1/indicateurs — arrêt : Ctrl+C");
+        println!("API : http://{addr}/api/v1/indicateurs (jeton : en-tête Authorization: Bearer …) — arrêt : Ctrl+C");
     })
     .await
-    .map_err(|source| Error::Io {
-        path: data.clone(),
-        source,
-    })
+    .map_err(|e| Error::Server(e.to_string()))
+}
+
+async fn open_accounts(data: &std::path::Path) -> Result<dashboards_api::accounts::Accounts> {
+    dashboards_api::accounts::Accounts::open(&dashboards_api::accounts_path(data))
+        .await
+        .map_err(|e| Error::Server(e.to_string()))
+}
+
+fn account_error(e: dashboards_api::accounts::AccountError) -> Error {
+    Error::Server(e.to_string())
+}
+
+async fn run_users(file: &FileConfig, action: UsersCommand) -> Result<()> {
+    use dashboards_api::authz::{Profile, Scope};
+    match action {
+        UsersCommand::Add {
+            data,
+            login,
+            profile,
+            territory,
+            password,
+        } => {
+            let data = file.data(data);
+            let profile = Profile::parse(&profile).map_err(|e| Error::Config(e.0))?;
+            let scope = Scope::parse(&territory).map_err(|e| Error::Config(e.0))?;
+            let secret = if password {
+                Some(std::env::var("OBSERVATOIRE_PASSWORD").map_err(|_| {
+                    Error::Config(
+                        "--password : donnez le mot de passe dans la variable OBSERVATOIRE_PASSWORD (jamais sur la ligne de commande)".into(),
+                    )
+                })?)
+            } else {
+                None
+            };
+            let accounts = open_accounts(&data).await?;
+            accounts
+                .add_user(&login, profile, &scope, secret.as_deref())
+                .await
+                .map_err(account_error)?;
+            println!(
+                "Compte « {login} » créé : {} sur {scope}{}.",
+                profile.label(),
+                if secret.is_some() {
+                    ", avec mot de passe"
+                } else {
+                    ", sans mot de passe (jeton ou fédération d'identité)"
+                }
+            );
+            Ok(())
+        }
+        UsersCommand::List { data } => {
+            let accounts = open_accounts(&file.data(data)).await?;
+            let list = accounts.list().await.map_err(account_error)?;
+            for a in &list {
+                println!(
+                    "  {:<28} {:<40} {:<14} {}{}",
+                    a.login,
+                    a.profil.label(),
+                    a.territoire,
+                    if a.actif { "actif" } else { "désactivé" },
+                    if a.federe { ", fédéré" } else { "" }
+                );
+            }
+            println!("{} compte(s)", list.len());
+            Ok(())
+        }
+        UsersCommand::Disable { data, login } => {
+            let accounts = open_accounts(&file.data(data)).await?;
+            accounts
+                .set_active(&login, false)
+                .await
+                .map_err(account_error)?;
+            println!("Compte « {login} » désactivé : ses jetons et sessions ne fonctionnent plus.");
+            Ok(())
+        }
+        UsersCommand::Enable { data, login } => {
+            let accounts = open_accounts(&file.data(data)).await?;
+            accounts
+                .set_active(&login, true)
+                .await
+                .map_err(account_error)?;
+            println!("Compte « {login} » réactivé.");
+            Ok(())
+        }
+    }
+}
+
+async fn run_tokens(file: &FileConfig, action: TokensCommand) -> Result<()> {
+    match action {
+        TokensCommand::Create {
+            data,
+            login,
+            label,
+            days,
+        } => {
+            let accounts = open_accounts(&file.data(data)).await?;
+            let issued = accounts
+                .issue_token(&login, &label, chrono::Duration::days(days))
+                .await
+                .map_err(account_error)?;
+            println!(
+                "Jeton {} pour « {login} », valable jusqu'au {} (conservez-le : il ne sera plus affiché) :",
+                issued.id,
+                issued.expire_le.format("%d/%m/%Y")
+            );
+            println!("{}", issued.token);
+            Ok(())
+        }
+        TokensCommand::List { data, login } => {
+            let accounts = open_accounts(&file.data(data)).await?;
+            let list = accounts
+                .tokens(login.as_deref())
+                .await
+                .map_err(account_error)?;
+            for t in &list {
+                println!(
+                    "  {}  {:<28} {:<20} créé le {}, expire le {}{}",
+                    t.id,
+                    t.login,
+                    t.libelle,
+                    t.cree_le,
+                    t.expire_le,
+                    t.revoque_le
+                        .as_ref()
+                        .map(|r| format!(", révoqué le {r}"))
+                        .unwrap_or_default()
+                );
+            }
+            println!("{} jeton(s)", list.len());
+            Ok(())
+        }
+        TokensCommand::Revoke { data, id } => {
+            let accounts = open_accounts(&file.data(data)).await?;
+            if accounts.revoke_token(&id).await.map_err(account_error)? {
+                println!("Jeton {id} révoqué.");
+                Ok(())
+            } else {
+                Err(Error::Config(format!(
+                    "aucun jeton actif d'identifiant « {id} » (voir « observatoire tokens list »)"
+                )))
+            }
+        }
+    }
+}
+
+async fn print_demo_accounts(data: &std::path::Path) -> Result<()> {
+    let accounts = dashboards_api::demo::create_demo_accounts(data, "93")
+        .await
+        .map_err(account_error)?;
+    println!("Comptes de démonstration (un par profil ; recréés à chaque « demo ») :");
+    for a in &accounts {
+        println!(
+            "  {:<26} {:<40} {:<6} mot de passe {}",
+            a.login,
+            a.profile.label(),
+            a.scope.to_string(),
+            a.password
+        );
+        println!("      jeton : {}", a.token);
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -1055,7 +1321,8 @@ async fn run(cli: Cli) -> Result<()> {
             let mut options = compute_options(&file, None, None)?;
             options.secrecy_threshold = threshold;
             run_compute(&data, &options, &indicators::Publication::Regular).await?;
-            run_serve(data, listen).await
+            print_demo_accounts(&data).await?;
+            run_serve(data, listen, file.oidc.clone()).await
         }
         Command::Simulate {
             source,
@@ -1239,6 +1506,42 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             what:
+                BenchCommand::Api {
+                    data,
+                    path,
+                    departement,
+                    connections,
+                    duration,
+                },
+        } => {
+            let data = file.data(data);
+            println!(
+                "Charge de l'API : {connections} connexions, {duration} s par mesure, lac {}",
+                data.display()
+            );
+            let b = observatoire::bench::api::bench_api(
+                &data,
+                &path,
+                &departement,
+                connections,
+                Duration::from_secs(duration),
+            )
+            .await?;
+            for (label, run) in [("valeurs", &b.values), ("statique", &b.statique)] {
+                println!(
+                    "  {label:<9} {:>10.0} requêtes/s  p50 {:>7.3} ms  p99 {:>7.3} ms  {} requêtes, {} erreur(s)  {}",
+                    run.per_second, run.p50_ms, run.p99_ms, run.requests, run.errors, run.url
+                );
+            }
+            println!(
+                "Rapport des débits valeurs / statique : {:.1} % (objectif ≥ 50 %) ; p99 des valeurs {:.3} ms (objectif ≤ 10 ms)",
+                100.0 * b.values.per_second / b.statique.per_second,
+                b.values.p99_ms
+            );
+            Ok(())
+        }
+        Command::Bench {
+            what:
                 BenchCommand::ComputeIncremental {
                     source,
                     work_dir,
@@ -1320,9 +1623,11 @@ async fn run(cli: Cli) -> Result<()> {
             let url = file.source(source, &data);
             run_rotate(&url, &data, destroy_old_key).await
         }
+        Command::Users { action } => run_users(&file, action).await,
+        Command::Tokens { action } => run_tokens(&file, action).await,
         Command::Serve { data, listen } => {
             let data = file.data(data);
-            run_serve(data, file.listen(listen)?).await
+            run_serve(data, file.listen(listen)?, file.oidc.clone()).await
         }
         Command::Vacuum {
             data,

@@ -22,6 +22,21 @@ try {
   page.on("requestfailed", (r) => failures.push(r.url()));
   page.on("pageerror", (e) => failures.push("erreur JS : " + e.message));
 
+  // Signed out, the dashboard sends to the sign-in form; a wrong password is refused.
+  await page.goto(`${base}/`, { waitUntil: "networkidle" });
+  assert.match(page.url(), /\/connexion$/, "signed out: sent to the sign-in form");
+  await page.fill("#identifiant", process.env.LOGIN);
+  await page.fill("#mot_de_passe", "pas le bon mot de passe");
+  await page.click("#connexion button[type=submit]");
+  assert.match(await page.locator(".fr-alert--error").innerText(), /incorrect/);
+  await page.fill("#identifiant", process.env.LOGIN);
+  await page.fill("#mot_de_passe", process.env.PASSWORD);
+  await Promise.all([page.waitForURL(`${base}/`), page.click("#connexion button[type=submit]")]);
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === "obs_session");
+  assert.ok(session && session.httpOnly && session.sameSite === "Strict", "session cookie HttpOnly, SameSite=Strict");
+  assert.match(await page.locator("#utilisateur").innerText(), new RegExp(process.env.LOGIN.replace(".", "\\.")));
+
   await page.goto(`${base}/?territoire=D93&indicateur=taux_dnp_115&annee=2025`, { waitUntil: "networkidle" });
   await page.waitForSelector("body[data-pret='oui']", { timeout: 20000 });
 
@@ -61,6 +76,11 @@ try {
   assert.equal(await page.locator("#tableau tbody tr").count(), 12);
   assert.match(await page.locator("#definition").innerText(), /NON_POURVUE/);
   assert.match(await page.locator("#titre-indicateur").innerText(), /Taux de demandes non pourvues/);
+
+  // A départemental administrator of the 93 is offered its département, its région and
+  // France only.
+  const offered = await page.locator("#territoire option").evaluateAll((os) => os.map((o) => o.value));
+  assert.deepEqual([...offered].sort(), ["D93", "FR", "R11"], "territories offered to the DDETS 93");
 
   // No request left the machine.
   const outside = requests.filter((u) => !u.startsWith(base + "/") && !u.startsWith("data:"));

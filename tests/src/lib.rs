@@ -489,3 +489,102 @@ pub async fn quarantine_keys(data: &Path) -> std::collections::BTreeSet<(String,
     }
     out
 }
+
+/// A server over a data folder, with the demo's accounts (one per profile).
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub accounts: Vec<dashboards_api::demo::DemoAccount>,
+}
+
+impl TestServer {
+    /// Starts a server on a thread of its own (its own runtime, so that it outlives the
+    /// test's), with the demo's accounts scoped to `departement`.
+    pub fn start(data: &Path, departement: &str, config: dashboards_api::ServerConfig) -> Self {
+        Self::start_on(data, departement, config, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// The same, on a given address.
+    pub fn start_on(
+        data: &Path,
+        departement: &str,
+        config: dashboards_api::ServerConfig,
+        addr: std::net::SocketAddr,
+    ) -> Self {
+        let (data, departement) = (data.to_owned(), departement.to_owned());
+        Self::launch(config, addr, move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime
+                .block_on(dashboards_api::demo::create_demo_accounts(&data, &departement))
+                .expect("demo accounts")
+        })
+    }
+
+    /// Another server over the same data folder and accounts (their tokens stay valid);
+    /// give it an audit folder of its own.
+    pub fn alongside(&self, config: dashboards_api::ServerConfig) -> Self {
+        self.alongside_on(config, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// The same, on a given address.
+    pub fn alongside_on(
+        &self,
+        config: dashboards_api::ServerConfig,
+        addr: std::net::SocketAddr,
+    ) -> Self {
+        let accounts = self.accounts.clone();
+        Self::launch(config, addr, move || accounts)
+    }
+
+    fn launch(
+        config: dashboards_api::ServerConfig,
+        addr: std::net::SocketAddr,
+        accounts: impl FnOnce() -> Vec<dashboards_api::demo::DemoAccount> + Send + 'static,
+    ) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let accounts = accounts();
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let result = dashboards_api::serve(config, addr, {
+                    let tx = tx.clone();
+                    let accounts = accounts.clone();
+                    move |addr| tx.send(Ok((addr, accounts))).unwrap()
+                })
+                .await;
+                if let Err(e) = result {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            });
+        });
+        let (addr, accounts) = rx.recv().expect("server thread").expect("server started");
+        Self { addr, accounts }
+    }
+
+    /// The token of the demo account of a profile.
+    pub fn token(&self, profile: dashboards_api::authz::Profile) -> &str {
+        &self
+            .accounts
+            .iter()
+            .find(|a| a.profile == profile)
+            .expect("one demo account per profile")
+            .token
+    }
+
+    /// GET with a profile's token: (status, body as JSON or as text in a JSON string).
+    pub async fn get_as(
+        &self,
+        profile: dashboards_api::authz::Profile,
+        path: &str,
+    ) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(self.token(profile))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, body)
+    }
+}

@@ -566,6 +566,13 @@ impl Lake {
         }
     }
 
+    /// The Delta tables of a zone (`analyst`, `stats`, …), by name.
+    pub fn zone_tables(&self, zone: &str) -> Result<Vec<String>> {
+        let mut names = retention::delta_tables(&self.root.join(zone))?;
+        names.sort();
+        Ok(names)
+    }
+
     /// Registers `indicateurs` and `releases` into a session, when they exist.
     pub async fn register_stats(&self, ctx: &SessionContext) -> Result<bool> {
         let mut found = false;
@@ -600,6 +607,30 @@ pub fn new_session() -> SessionContext {
         .with_memory_pool(Arc::new(
             datafusion::execution::memory_pool::FairSpillPool::new(memory_budget()),
         ))
+        .build_arc();
+    match runtime {
+        Ok(runtime) => SessionContext::new_with_config_rt(config, runtime),
+        Err(_) => SessionContext::new_with_config(config),
+    }
+}
+
+/// A session for untrusted SQL: the same settings as [`new_session`], but a hard memory
+/// limit of `memory_bytes` (a query that needs more fails with "resources exhausted"),
+/// no spilling to disk, no URL tables, at most `partitions` threads of work.
+pub fn sandbox_session(memory_bytes: usize, partitions: usize) -> SessionContext {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    let mut config = datafusion::prelude::SessionConfig::new()
+        .with_target_partitions(partitions.max(1))
+        .with_information_schema(true);
+    config
+        .options_mut()
+        .optimizer
+        .enable_aggregate_dynamic_filter_pushdown = false;
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::GreedyMemoryPool::new(memory_bytes),
+        ))
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .build_arc();
     match runtime {
         Ok(runtime) => SessionContext::new_with_config_rt(config, runtime),

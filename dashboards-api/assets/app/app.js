@@ -33,6 +33,7 @@
 
   function lireJson(url) {
     return fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
+      if (r.status === 401) { window.location.assign("/connexion"); }
       return r.json().then(function (corps) {
         if (!r.ok) { throw new Error(corps && corps.erreur ? corps.erreur : "erreur " + r.status); }
         return corps;

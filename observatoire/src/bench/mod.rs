@@ -3,6 +3,8 @@
 //! of the same columns, a Python script run with `python3`) and the limit (the same
 //! binary COPY statements on the same connections, their bytes thrown away).
 
+pub mod api;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

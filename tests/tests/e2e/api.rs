@@ -1,16 +1,8 @@
 //! The JSON API over the demo's lake.
 
 use dashboards_api::StatRow;
-use serde_json::Value;
 
-use crate::fixture::demo;
-
-async fn get(path: &str) -> (u16, Value) {
-    let url = format!("http://{}{path}", demo().server);
-    let response = reqwest::get(&url).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
+use crate::fixture::{demo, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dnp_rate_of_seine_saint_denis_has_one_value_per_month_of_2025() {

@@ -26,6 +26,12 @@ fn dashboard_page_shows_the_api_values_for_seine_saint_denis() {
         eprintln!("navigateur absent : test ignoré hors CI (lancez bash .ci/run pour l'installer)");
         return;
     }
+    let account = demo()
+        .api
+        .accounts
+        .iter()
+        .find(|a| a.profile == dashboards_api::authz::Profile::AdministrateurDepartemental)
+        .unwrap();
     let server = demo().server;
     let screenshots = dir.join("screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -33,6 +39,8 @@ fn dashboard_page_shows_the_api_values_for_seine_saint_denis() {
         .arg(dir.join("dashboard.mjs"))
         .env("BASE_URL", format!("http://{server}"))
         .env("CHROMIUM_PATH", &chromium)
+        .env("LOGIN", &account.login)
+        .env("PASSWORD", &account.password)
         .env("SCREENSHOT", screenshots.join("tableau-de-bord-d93.png"))
         .output()
         .expect("node runs");

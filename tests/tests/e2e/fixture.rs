@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use observatoire_tests::{ingest_and_compute, sqlite_url};
+use observatoire_tests::{TestServer, ingest_and_compute, sqlite_url};
 use operational::simulator::SimulationConfig;
 
 pub struct DemoLake {
     pub data: PathBuf,
     pub source_url: String,
     pub server: SocketAddr,
+    pub api: TestServer,
 }
 
 static DEMO: OnceLock<DemoLake> = OnceLock::new();
@@ -25,34 +26,32 @@ pub fn demo() -> &'static DemoLake {
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).expect("demo folder");
         let url = sqlite_url(&data);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let data_for_thread = data.clone();
-        let url_for_thread = url.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("runtime");
-            runtime.block_on(async move {
-                observatoire::simulate(
-                    &url_for_thread,
-                    &SimulationConfig::default(),
-                    false,
-                    |_, _| {},
-                )
-                .await
-                .expect("simulation");
-                ingest_and_compute(&url_for_thread, &data_for_thread, 11).await;
-                let lake = warehouse::Lake::new(&data_for_thread);
-                dashboards_api::serve(lake, "127.0.0.1:0".parse().unwrap(), |addr| {
-                    tx.send(addr).unwrap()
-                })
-                .await
-                .expect("server");
+        // On a thread of its own: the caller may be inside a runtime already.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let runtime = tokio::runtime::Runtime::new().expect("runtime");
+                runtime.block_on(async {
+                    observatoire::simulate(&url, &SimulationConfig::default(), false, |_, _| {})
+                        .await
+                        .expect("simulation");
+                    ingest_and_compute(&url, &data, 11).await;
+                });
             });
         });
-        let server = rx.recv().expect("server started");
+        let server = TestServer::start(&data, "93", dashboards_api::ServerConfig::new(&data));
         DemoLake {
             data,
             source_url: url,
-            server,
+            server: server.addr,
+            api: server,
         }
     })
+}
+
+/// GET as the national administrator: (status, JSON body).
+pub async fn get(path: &str) -> (u16, serde_json::Value) {
+    demo()
+        .api
+        .get_as(dashboards_api::authz::Profile::AdministrateurNational, path)
+        .await
 }

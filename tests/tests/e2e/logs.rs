@@ -47,25 +47,23 @@ async fn debug_logs_hold_no_personal_value() {
     captured.0.lock().unwrap().clear();
 
     ingest_and_compute(&url, tmp.path(), 11).await;
-    let lake = warehouse::Lake::new(tmp.path());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(async move {
-        dashboards_api::serve(lake, "127.0.0.1:0".parse().unwrap(), |addr| {
-            tx.send(addr).unwrap()
-        })
-        .await
-    });
-    let addr = rx.await.unwrap();
+    let server = observatoire_tests::TestServer::start(
+        tmp.path(),
+        "23",
+        dashboards_api::ServerConfig::new(tmp.path()),
+    );
     for path in [
         "/health",
         "/api/v1/indicateurs",
         "/api/v1/territoires",
         "/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=D23&pas=MOIS",
         "/api/v1/indicateurs/inconnu/valeurs",
+        "/api/v1/audit",
     ] {
-        reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        for profile in dashboards_api::authz::Profile::ALL {
+            server.get_as(profile, path).await;
+        }
     }
-    server.abort();
 
     // The personal values of the source.
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();

@@ -1,6 +1,7 @@
 //! End-to-end tests across the crates: golden scenarios, the demo's lake, privacy of
 //! the lake, PostgreSQL and SQLite giving the same statistics, the API and the page.
 
+mod access;
 mod analyst;
 mod api;
 mod backends;
@@ -9,6 +10,8 @@ mod browser;
 mod crash;
 mod disclosure;
 mod dynamic_filters;
+mod exports;
+mod federation;
 mod fixture;
 mod forgotten;
 mod golden;
@@ -19,5 +22,7 @@ mod quality;
 mod releases;
 mod rotation;
 mod schema;
+mod schemathesis;
 mod simulation;
+mod sql_http;
 mod u04_plain_sql;

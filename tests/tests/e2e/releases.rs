@@ -42,7 +42,13 @@ async fn monthly(
         version.as_deref(),
     )
     .unwrap();
-    current_values(&lake, &q).await.unwrap()
+    // Read as the national administrator (every territory).
+    let access = dashboards_api::authz::stats_access(&dashboards_api::authz::Principal {
+        login: "test".into(),
+        profile: dashboards_api::authz::Profile::AdministrateurNational,
+        scope: dashboards_api::authz::Scope::France,
+    });
+    current_values(&lake, &access, &q).await.unwrap()
 }
 
 fn in_month<'a>(rows: &'a [StatRow], month: &str) -> &'a StatRow {
@@ -365,36 +371,56 @@ sql = "SELECT siao_departement AS departement, date_demande AS jour, 1 AS w FROM
     assert_eq!(march.valeur, Some(1.0), "la demande 3 est à Paris");
 
     // The API lists it after the national catalogue, with its territory, and serves it.
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let lake = warehouse::Lake::new(tmp.path());
     let conventions = observatoire::conventions(tmp.path()).unwrap();
-    tokio::spawn(async move {
-        dashboards_api::serve_with(lake, conventions, "127.0.0.1:0".parse().unwrap(), |addr| {
-            tx.send(addr).unwrap();
-        })
-        .await
-        .unwrap();
-    });
-    let addr = rx.await.unwrap();
-    let list: serde_json::Value = reqwest::get(format!("http://{addr}/api/v1/indicateurs"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let server = observatoire_tests::TestServer::start(
+        tmp.path(),
+        "93",
+        dashboards_api::ServerConfig::new(tmp.path()).with_conventions(conventions),
+    );
+    use dashboards_api::authz::Profile;
+    let (_, list) = server
+        .get_as(Profile::AdministrateurDepartemental, "/api/v1/indicateurs")
+        .await;
     let last = list.as_array().unwrap().last().unwrap();
     assert_eq!(last["id"], "demandes_maraude_93");
     assert_eq!(last["territoire"], "93");
-    let values: Vec<StatRow> = reqwest::get(format!(
-        "http://{addr}/api/v1/indicateurs/demandes_maraude_93/valeurs?territoire=D93&pas=MOIS"
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let (status, values) = server
+        .get_as(
+            Profile::AdministrateurDepartemental,
+            "/api/v1/indicateurs/demandes_maraude_93/valeurs?territoire=D93&pas=MOIS",
+        )
+        .await;
+    assert_eq!(status, 200, "{values}");
+    let values: Vec<StatRow> = serde_json::from_value(values).unwrap();
     assert_eq!(values.len(), 1);
     assert_eq!(values[0].valeur, Some(1.0));
+    // Shown only where it is declared: not to a caller who cannot see the 93's cells.
+    let other = observatoire_tests::TestServer::start(
+        tmp.path(),
+        "75",
+        dashboards_api::ServerConfig {
+            audit_dir: Some(tmp.path().join("journal-audit-2")),
+            ..dashboards_api::ServerConfig::new(tmp.path())
+                .with_conventions(observatoire::conventions(tmp.path()).unwrap())
+        },
+    );
+    let (_, list) = other
+        .get_as(Profile::AdministrateurSiao, "/api/v1/indicateurs")
+        .await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["id"] != "demandes_maraude_93"),
+        "a convention of the 93 listed to the SIAO of Paris"
+    );
+    let (status, _) = other
+        .get_as(
+            Profile::AdministrateurSiao,
+            "/api/v1/indicateurs/demandes_maraude_93/valeurs?territoire=D75&pas=MOIS",
+        )
+        .await;
+    assert_eq!(status, 404);
 
     // A malformed convention file is refused with its name and the problem.
     std::fs::write(
