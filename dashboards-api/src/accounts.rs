@@ -172,13 +172,11 @@ fn hash_password(password: &str) -> Result<String, AccountError> {
 }
 
 fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .ok()
-        .is_some_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
+    PasswordHash::new(phc).ok().is_some_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 impl Accounts {
@@ -392,11 +390,12 @@ impl Accounts {
 
     /// The principal of an active account.
     pub async fn principal(&self, login: &str) -> Result<Option<Principal>, AccountError> {
-        let row = sqlx::query("SELECT profil, territoire FROM compte WHERE login = ? AND actif = 1")
-            .bind(login)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let row =
+            sqlx::query("SELECT profil, territoire FROM compte WHERE login = ? AND actif = 1")
+                .bind(login)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         let Some(row) = row else { return Ok(None) };
         // A row that no longer parses (edited by hand) grants nothing.
         let (Ok(profile), Ok(scope)) = (
@@ -455,12 +454,13 @@ impl Accounts {
 
     /// Revokes a token by its id; `false` when there is no such active token.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, AccountError> {
-        let done = sqlx::query("UPDATE jeton SET revoque_le = ? WHERE id = ? AND revoque_le IS NULL")
-            .bind(now_text())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let done =
+            sqlx::query("UPDATE jeton SET revoque_le = ? WHERE id = ? AND revoque_le IS NULL")
+                .bind(now_text())
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -542,7 +542,11 @@ impl Accounts {
             .await
             .unwrap_or(false)
             && known;
-        let principal = if ok { self.principal(login).await? } else { None };
+        let principal = if ok {
+            self.principal(login).await?
+        } else {
+            None
+        };
         match principal {
             Some(p) => {
                 self.failures.lock().expect("failures").remove(login);
@@ -602,10 +606,7 @@ impl Accounts {
     }
 
     /// The principal and CSRF token of a live session.
-    pub async fn session(
-        &self,
-        value: &str,
-    ) -> Result<Option<(Principal, String)>, AccountError> {
+    pub async fn session(&self, value: &str) -> Result<Option<(Principal, String)>, AccountError> {
         if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
@@ -653,7 +654,9 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, Accounts) {
         let dir = tempfile::tempdir().unwrap();
-        let accounts = Accounts::open(&dir.path().join("comptes.db")).await.unwrap();
+        let accounts = Accounts::open(&dir.path().join("comptes.db"))
+            .await
+            .unwrap();
         (dir, accounts)
     }
 
@@ -661,9 +664,14 @@ mod tests {
     async fn tokens_authenticate_until_revoked_and_never_after_expiry() {
         let (_dir, a) = store().await;
         let scope = Scope::parse("D93").unwrap();
-        a.add_user("ddets93", Profile::AdministrateurDepartemental, &scope, None)
-            .await
-            .unwrap();
+        a.add_user(
+            "ddets93",
+            Profile::AdministrateurDepartemental,
+            &scope,
+            None,
+        )
+        .await
+        .unwrap();
         let t = a
             .issue_token("ddets93", "script", chrono::Duration::days(30))
             .await
@@ -709,7 +717,12 @@ mod tests {
         let (_dir, a) = store().await;
         let scope = Scope::France;
         let err = a
-            .add_user("dihal", Profile::AdministrateurNational, &scope, Some("court"))
+            .add_user(
+                "dihal",
+                Profile::AdministrateurNational,
+                &scope,
+                Some("court"),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("trop court"), "{err}");
@@ -732,17 +745,23 @@ mod tests {
         ));
         for _ in 0..MAX_FAILURES {
             assert_eq!(
-                a.check_password("dihal", "mauvais mot de passe").await.unwrap(),
+                a.check_password("dihal", "mauvais mot de passe")
+                    .await
+                    .unwrap(),
                 Err(LoginFailure::Refused)
             );
         }
         // Now even the right password waits.
         assert!(matches!(
-            a.check_password("dihal", "un mot de passe long").await.unwrap(),
+            a.check_password("dihal", "un mot de passe long")
+                .await
+                .unwrap(),
             Err(LoginFailure::Throttled(_))
         ));
         assert_eq!(
-            a.check_password("inconnu", "un mot de passe long").await.unwrap(),
+            a.check_password("inconnu", "un mot de passe long")
+                .await
+                .unwrap(),
             Err(LoginFailure::Refused)
         );
         assert!(matches!(

@@ -71,7 +71,10 @@ pub enum AuditError {
 }
 
 enum Message {
-    Write(Box<AuditRecord>, tokio::sync::oneshot::Sender<Result<i64, String>>),
+    Write(
+        Box<AuditRecord>,
+        tokio::sync::oneshot::Sender<Result<i64, String>>,
+    ),
     /// Close the current file as a segment; replies with the segments to compact.
     Rotate(tokio::sync::oneshot::Sender<Result<Vec<PathBuf>, String>>),
 }
@@ -123,7 +126,9 @@ fn read_records(path: &Path) -> std::io::Result<Vec<AuditRecord>> {
         }
         match serde_json::from_str::<AuditRecord>(&line) {
             Ok(r) => out.push(r),
-            Err(_) => tracing::warn!(fichier = %path.display(), "ligne illisible du journal d'audit ignorée"),
+            Err(_) => {
+                tracing::warn!(fichier = %path.display(), "ligne illisible du journal d'audit ignorée")
+            }
         }
     }
     Ok(out)
@@ -334,7 +339,12 @@ fn batch(records: &[AuditRecord]) -> RecordBatch {
         text(&|r| r.periode.as_deref()),
         Arc::new(records.iter().map(|r| r.lignes).collect::<Int64Array>()),
         text(&|r| Some(r.resultat.as_str())),
-        Arc::new(records.iter().map(|r| r.statut_http).collect::<Int32Array>()),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| r.statut_http)
+                .collect::<Int32Array>(),
+        ),
         text(&|r| r.motif.as_deref()),
         Arc::new(records.iter().map(|r| r.duree_ms).collect::<Float64Array>()),
     ];
@@ -430,52 +440,55 @@ impl Writer {
         self.write(&mut text, &mut waiting, seq);
     }
 
-
-        fn write(
-            &mut self,
-            text: &mut String,
-            waiting: &mut Vec<(i64, tokio::sync::oneshot::Sender<Result<i64, String>>)>,
-            next: i64,
-        ) {
-            if waiting.is_empty() {
-                return;
-            }
-            let outcome = self.file.write_all(text.as_bytes());
-            text.clear();
-            match outcome {
-                Ok(()) => {
-                    self.next = next;
-                    self.dirty = true;
-                    for (seq, reply) in waiting.drain(..) {
-                        let _ = reply.send(Ok(seq));
-                    }
+    fn write(
+        &mut self,
+        text: &mut String,
+        waiting: &mut Vec<(i64, tokio::sync::oneshot::Sender<Result<i64, String>>)>,
+        next: i64,
+    ) {
+        if waiting.is_empty() {
+            return;
+        }
+        let outcome = self.file.write_all(text.as_bytes());
+        text.clear();
+        match outcome {
+            Ok(()) => {
+                self.next = next;
+                self.dirty = true;
+                for (seq, reply) in waiting.drain(..) {
+                    let _ = reply.send(Ok(seq));
                 }
-                Err(e) => {
-                    tracing::error!(erreur = %e, "écriture du journal d'audit impossible : lecture refusée");
-                    for (_, reply) in waiting.drain(..) {
-                        let _ = reply.send(Err(format!("écriture impossible : {e}")));
-                    }
+            }
+            Err(e) => {
+                tracing::error!(erreur = %e, "écriture du journal d'audit impossible : lecture refusée");
+                for (_, reply) in waiting.drain(..) {
+                    let _ = reply.send(Err(format!("écriture impossible : {e}")));
                 }
             }
         }
+    }
 
-        fn rotate(&mut self) -> Result<Vec<PathBuf>, String> {
-            if self.dirty {
-                self.sync();
-            }
-            if let Some(reason) = &self.broken {
-                return Err(reason.clone());
-            }
-            let has_records = std::fs::metadata(&self.path).map(|m| m.len() > 0).unwrap_or(false);
-            if has_records {
-                let segment = self.dir.join(format!("journal.{:020}.jsonl", self.next - 1));
-                std::fs::rename(&self.path, &segment).map_err(|e| e.to_string())?;
-                self.file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .map_err(|e| e.to_string())?;
-            }
-            segments(&self.dir).map_err(|e| e.to_string())
+    fn rotate(&mut self) -> Result<Vec<PathBuf>, String> {
+        if self.dirty {
+            self.sync();
         }
+        if let Some(reason) = &self.broken {
+            return Err(reason.clone());
+        }
+        let has_records = std::fs::metadata(&self.path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
+        if has_records {
+            let segment = self
+                .dir
+                .join(format!("journal.{:020}.jsonl", self.next - 1));
+            std::fs::rename(&self.path, &segment).map_err(|e| e.to_string())?;
+            self.file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| e.to_string())?;
+        }
+        segments(&self.dir).map_err(|e| e.to_string())
+    }
 }

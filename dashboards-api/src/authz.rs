@@ -167,10 +167,7 @@ impl Scope {
         match self {
             Scope::France => BTreeSet::new(),
             Scope::Region(r) => BTreeSet::from([r.as_str()]),
-            Scope::Departements(d) => d
-                .iter()
-                .filter_map(|d| operational::region_of(d))
-                .collect(),
+            Scope::Departements(d) => d.iter().filter_map(|d| operational::region_of(d)).collect(),
         }
     }
 }
@@ -349,9 +346,7 @@ impl StatsAccess {
                     .filter(|d| d.region == r)
                     .map(|d| d.code.to_owned())
                     .collect();
-                fr.or(niveau()
-                    .eq(lit("REGION"))
-                    .and(ter().eq(lit(r.clone()))))
+                fr.or(niveau().eq(lit("REGION")).and(ter().eq(lit(r.clone()))))
                     .or(niveau().eq(lit("DEPARTEMENT")).and(in_list(deps)))
             }
             Scope::Departements(d) => fr
@@ -388,7 +383,10 @@ mod tests {
         assert!(a.allows("DEPARTEMENT", "93"));
         assert!(a.allows("REGION", "11"));
         assert!(a.allows("FR", "FR"));
-        assert!(!a.allows("DEPARTEMENT", "75"), "same région, other département");
+        assert!(
+            !a.allows("DEPARTEMENT", "75"),
+            "same région, other département"
+        );
         assert!(!a.allows("DEPARTEMENT", "23"));
         assert!(!a.allows("REGION", "75"));
         assert!(!a.allows("FR", "93"), "a crafted level");
@@ -430,9 +428,21 @@ mod tests {
     #[test]
     fn scopes_are_checked_against_profiles() {
         let s = |t: &str| Scope::parse(t).unwrap();
-        assert!(Profile::AdministrateurNational.check_scope(&s("R11")).is_err());
-        assert!(Profile::AdministrateurRegional.check_scope(&s("D93")).is_err());
-        assert!(Profile::AdministrateurSiao.check_scope(&s("D93,D75")).is_err());
+        assert!(
+            Profile::AdministrateurNational
+                .check_scope(&s("R11"))
+                .is_err()
+        );
+        assert!(
+            Profile::AdministrateurRegional
+                .check_scope(&s("D93"))
+                .is_err()
+        );
+        assert!(
+            Profile::AdministrateurSiao
+                .check_scope(&s("D93,D75"))
+                .is_err()
+        );
         assert!(Profile::AdministrateurSiao.check_scope(&s("D93")).is_ok());
         assert!(Profile::Analyste.check_scope(&s("R11")).is_ok());
         assert!(Scope::parse("D99").is_err());

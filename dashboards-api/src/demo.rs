@@ -23,9 +23,8 @@ pub async fn create_demo_accounts(
     data_dir: &Path,
     departement: &str,
 ) -> Result<Vec<DemoAccount>, AccountError> {
-    let region = operational::region_of(departement).ok_or_else(|| {
-        AccountError::Invalid(format!("département inconnu « {departement} »"))
-    })?;
+    let region = operational::region_of(departement)
+        .ok_or_else(|| AccountError::Invalid(format!("département inconnu « {departement} »")))?;
     let accounts = Accounts::open(&crate::accounts_path(data_dir)).await?;
     let plan = [
         ("dihal", Profile::AdministrateurNational, "FR".to_owned()),
@@ -39,9 +38,17 @@ pub async fn create_demo_accounts(
             Profile::AdministrateurDepartemental,
             format!("D{departement}"),
         ),
-        ("siao", Profile::AdministrateurSiao, format!("D{departement}")),
+        (
+            "siao",
+            Profile::AdministrateurSiao,
+            format!("D{departement}"),
+        ),
         ("analyste", Profile::Analyste, "FR".to_owned()),
-        ("statisticien", Profile::StatisticienNational, "FR".to_owned()),
+        (
+            "statisticien",
+            Profile::StatisticienNational,
+            "FR".to_owned(),
+        ),
     ];
     let mut out = Vec::new();
     for (base, profile, scope) in plan {

@@ -140,7 +140,13 @@ pub fn respond(
     if format != ExportFormat::Json {
         let name: String = file_stem
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         if let Ok(v) = HeaderValue::from_str(&format!(
             "attachment; filename=\"{name}.{}\"",
@@ -200,15 +206,17 @@ fn xlsx_bytes(batch: &RecordBatch, notes: &Notes) -> Result<Vec<u8>, ApiError> {
                     DataType::Float64 => {
                         ws.write_number(r, c, column.as_primitive::<Float64Type>().value(i))
                     }
-                    DataType::Int64 => ws.write_number(
-                        r,
-                        c,
-                        column.as_primitive::<Int64Type>().value(i) as f64,
-                    ),
+                    DataType::Int64 => {
+                        ws.write_number(r, c, column.as_primitive::<Int64Type>().value(i) as f64)
+                    }
                     DataType::Boolean => ws.write_string(
                         r,
                         c,
-                        if column.as_boolean().value(i) { "oui" } else { "non" },
+                        if column.as_boolean().value(i) {
+                            "oui"
+                        } else {
+                            "non"
+                        },
                     ),
                     DataType::Date32 => {
                         // Excel's serial date: days since 1899-12-30.

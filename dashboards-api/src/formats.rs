@@ -68,9 +68,16 @@ fn csv_field(text: &str) -> String {
 
 /// CSV for French Excel: BOM, `;` separator, decimal comma, CRLF line ends, empty
 /// fields for nulls.
-pub fn csv(batches: &[RecordBatch], schema: &arrow::datatypes::Schema) -> Result<Vec<u8>, ApiError> {
+pub fn csv(
+    batches: &[RecordBatch],
+    schema: &arrow::datatypes::Schema,
+) -> Result<Vec<u8>, ApiError> {
     let mut out = String::from("\u{feff}");
-    let header: Vec<String> = schema.fields().iter().map(|f| csv_field(f.name())).collect();
+    let header: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect();
     out.push_str(&header.join(";"));
     out.push_str("\r\n");
     let options = FormatOptions::default().with_null("");
@@ -82,7 +89,13 @@ pub fn csv(batches: &[RecordBatch], schema: &arrow::datatypes::Schema) -> Result
                 Ok(match c.data_type() {
                     DataType::Float64 => {
                         let a = c.as_primitive::<Float64Type>();
-                        Box::new(move |i| if a.is_null(i) { String::new() } else { french_float(a.value(i)) })
+                        Box::new(move |i| {
+                            if a.is_null(i) {
+                                String::new()
+                            } else {
+                                french_float(a.value(i))
+                            }
+                        })
                     }
                     DataType::Float32 => {
                         let a = c.as_primitive::<Float32Type>();
@@ -124,14 +137,21 @@ pub fn csv(batches: &[RecordBatch], schema: &arrow::datatypes::Schema) -> Result
 }
 
 /// JSON: `{"colonnes": [{"nom", "type"}], "lignes": [{col: valeur}], "nombre": n}`.
-pub fn json(batches: &[RecordBatch], schema: &arrow::datatypes::Schema) -> Result<Vec<u8>, ApiError> {
+pub fn json(
+    batches: &[RecordBatch],
+    schema: &arrow::datatypes::Schema,
+) -> Result<Vec<u8>, ApiError> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     for b in batches {
         writer.write(b).map_err(ApiError::internal)?;
     }
     writer.finish().map_err(ApiError::internal)?;
     let rows = writer.into_inner();
-    let rows = if rows.is_empty() { b"[]".to_vec() } else { rows };
+    let rows = if rows.is_empty() {
+        b"[]".to_vec()
+    } else {
+        rows
+    };
     let columns: Vec<serde_json::Value> = schema
         .fields()
         .iter()
@@ -150,7 +170,10 @@ pub fn json(batches: &[RecordBatch], schema: &arrow::datatypes::Schema) -> Resul
 }
 
 /// An Arrow IPC stream.
-pub fn arrow_ipc(batches: &[RecordBatch], schema: &arrow::datatypes::Schema) -> Result<Vec<u8>, ApiError> {
+pub fn arrow_ipc(
+    batches: &[RecordBatch],
+    schema: &arrow::datatypes::Schema,
+) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     {
         let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, schema)
@@ -194,7 +217,11 @@ mod tests {
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(StringArray::from(vec![Some("Seine-Saint-Denis"), Some("a;b"), None])),
+                Arc::new(StringArray::from(vec![
+                    Some("Seine-Saint-Denis"),
+                    Some("a;b"),
+                    None,
+                ])),
                 Arc::new(Float64Array::from(vec![Some(0.25), None, Some(12.0)])),
             ],
         )

@@ -84,9 +84,7 @@ async fn authenticate(
             .authenticate_token(token)
             .await
             .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::unauthorized("jeton d'accès invalide, expiré ou révoqué")
-            });
+            .ok_or_else(|| ApiError::unauthorized("jeton d'accès invalide, expiré ou révoqué"));
     }
     if let Some(value) = cookie(headers, SESSION_COOKIE) {
         let (principal, csrf) = state
@@ -129,10 +127,10 @@ fn outcome(status: StatusCode) -> &'static str {
 pub async fn access(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
     let principal = authenticate(&state, request.method(), request.headers()).await;
     let (response, principal) = match principal {
         Ok(p) => {

@@ -418,7 +418,10 @@ async fn metrics_route(State(state): State<AppState>) -> Response {
         (status = 401, description = "Authentification requise", body = openapi::Erreur),
         (status = 503, description = "Aucune publication, ou journal d'audit indisponible", body = openapi::Erreur)),
     security(("jeton" = []), ("session" = [])))]
-async fn publications(State(state): State<AppState>, Caller(_): Caller) -> Result<Response, ApiError> {
+async fn publications(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+) -> Result<Response, ApiError> {
     let list = values::publications(&state.lake).await?;
     let info = AuditInfo {
         lignes: Some(list.len() as i64),
@@ -511,7 +514,10 @@ fn territory_label(niveau: &str, territoire: &str) -> String {
         (status = 401, description = "Authentification requise", body = openapi::Erreur),
         (status = 503, description = "Aucune publication, ou journal d'audit indisponible", body = openapi::Erreur)),
     security(("jeton" = []), ("session" = [])))]
-async fn territoires(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
+async fn territoires(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
     let access = authz::stats_access(&caller);
     let pairs = values::published_territories(&state.lake, &access).await?;
     let list: Vec<Territoire> = pairs
@@ -650,11 +656,18 @@ async fn valeurs(
             .await?;
         let n = rows.len();
         let response = if export == export::ExportFormat::Json && params.colonnes.is_none() {
-            paginate(rows.as_slice(), params.page.as_deref(), params.par_page.as_deref())?
+            paginate(
+                rows.as_slice(),
+                params.page.as_deref(),
+                params.par_page.as_deref(),
+            )?
         } else {
             let batch = export::batch_of(rows.as_slice(), export::stat_row_schema())?;
             let batch = export::select_columns(batch, params.colonnes.as_deref())?;
-            let mut filtres = vec![("Territoire".to_owned(), territory_label(query.niveau, &query.territoire))];
+            let mut filtres = vec![(
+                "Territoire".to_owned(),
+                territory_label(query.niveau, &query.territoire),
+            )];
             for (k, v) in [
                 ("Pas", &params.pas),
                 ("Du", &params.du),
@@ -673,7 +686,11 @@ async fn valeurs(
                 filtres,
                 secret: Some(SECRET_NOTE.to_owned()),
             };
-            let stem = format!("{}_{}", indicator.id, territory_code(query.niveau, &query.territoire));
+            let stem = format!(
+                "{}_{}",
+                indicator.id,
+                territory_code(query.niveau, &query.territoire)
+            );
             export::respond(export, &batch, &stem, &notes)?
         };
         Ok((response, etag, n))
@@ -852,7 +869,10 @@ async fn sql_query(
             info.lignes = Some(batches.iter().map(|b| b.num_rows() as i64).sum());
             let bytes = formats::encode(format, &batches, &schema)?;
             let response = (
-                [(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(format.content_type()),
+                )],
                 bytes,
             );
             Ok(audited(info, response))

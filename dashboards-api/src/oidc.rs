@@ -22,8 +22,8 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse, UserInfoClaims,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    UserInfoClaims,
 };
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +97,8 @@ impl OidcConfig {
             return Err("oidc : aucune règle (oidc.regles) ne donne de profil aux agents".into());
         }
         for (i, r) in self.regles.iter().enumerate() {
-            let profile = Profile::parse(&r.profil).map_err(|e| format!("oidc.regles[{i}] : {e}"))?;
+            let profile =
+                Profile::parse(&r.profil).map_err(|e| format!("oidc.regles[{i}] : {e}"))?;
             let scope =
                 Territory::parse(&r.territoire).map_err(|e| format!("oidc.regles[{i}] : {e}"))?;
             profile
@@ -204,7 +205,10 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 /// `GET /connexion/oidc`: to the provider.
-pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let Some(config) = state.config.oidc.as_ref() else {
         return Ok(error_page(
             StatusCode::NOT_FOUND,
@@ -252,10 +256,16 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> Result<
     }
     let mut response = Redirect::to(url.as_str()).into_response();
     // Lax, not Strict: the cookie must come back on the provider's redirect.
-    let cookie = set_cookie(&headers, STATE_COOKIE, csrf.secret(), "/connexion/oidc", 600)
-        .to_str()
-        .unwrap_or("")
-        .replace("SameSite=Strict", "SameSite=Lax");
+    let cookie = set_cookie(
+        &headers,
+        STATE_COOKIE,
+        csrf.secret(),
+        "/connexion/oidc",
+        600,
+    )
+    .to_str()
+    .unwrap_or("")
+    .replace("SameSite=Strict", "SameSite=Lax");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -300,7 +310,10 @@ pub async fn callback(
     };
     if let Some(e) = q.error {
         return refuse(
-            format!("le fournisseur a refusé : {}", e.chars().take(100).collect::<String>()),
+            format!(
+                "le fournisseur a refusé : {}",
+                e.chars().take(100).collect::<String>()
+            ),
             "Le fournisseur d'identité n'a pas accepté la connexion.",
         )
         .await;
@@ -361,7 +374,11 @@ pub async fn callback(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(erreur = %e, "connexion fédérée refusée");
-            return refuse(e, "La connexion n'a pas pu être vérifiée auprès du fournisseur d'identité.").await;
+            return refuse(
+                e,
+                "La connexion n'a pas pu être vérifiée auprès du fournisseur d'identité.",
+            )
+            .await;
         }
     };
     let login = claims
@@ -371,7 +388,10 @@ pub async fn callback(
         .filter(|l| crate::accounts::check_login(l).is_ok());
     let Some(login) = login else {
         return refuse(
-            format!("revendication « {} » absente ou impropre à un identifiant", config.login_claim),
+            format!(
+                "revendication « {} » absente ou impropre à un identifiant",
+                config.login_claim
+            ),
             "Votre compte ne donne pas d'identifiant utilisable par l'Observatoire.",
         )
         .await;
@@ -383,8 +403,16 @@ pub async fn callback(
         )
         .await;
     };
-    if let Err(e) = state.accounts.upsert_federated(&login, profile, &scope).await {
-        return refuse(e.to_string(), "Ce compte ne peut pas se connecter par la fédération d'identité.").await;
+    if let Err(e) = state
+        .accounts
+        .upsert_federated(&login, profile, &scope)
+        .await
+    {
+        return refuse(
+            e.to_string(),
+            "Ce compte ne peut pas se connecter par la fédération d'identité.",
+        )
+        .await;
     }
     let (value, _) = state
         .accounts
@@ -410,7 +438,13 @@ pub async fn callback(
     let headers_out = response.headers_mut();
     headers_out.append(
         header::SET_COOKIE,
-        set_cookie(&headers, crate::layer::SESSION_COOKIE, &value, "/", state.config.session_hours * 3600),
+        set_cookie(
+            &headers,
+            crate::layer::SESSION_COOKIE,
+            &value,
+            "/",
+            state.config.session_hours * 3600,
+        ),
     );
     headers_out.append(
         header::SET_COOKIE,
@@ -468,6 +502,9 @@ mod tests {
         assert!(c.map(&serde_json::json!({ "sub": "x" })).is_none());
         let mut bad = config();
         bad.regles[0].territoire = "R11".into();
-        assert!(bad.check().is_err(), "an SIAO administrator needs a département");
+        assert!(
+            bad.check().is_err(),
+            "an SIAO administrator needs a département"
+        );
     }
 }

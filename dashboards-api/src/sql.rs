@@ -113,7 +113,9 @@ async fn session(
             lake.open("stats", "indicateurs", None)
                 .await
                 .map_err(internal)?,
-            lake.open("stats", "releases", None).await.map_err(internal)?,
+            lake.open("stats", "releases", None)
+                .await
+                .map_err(internal)?,
             latest,
         ) {
             let raw = warehouse::new_session();
@@ -149,7 +151,9 @@ async fn session(
                 .update_datafusion_session(&ctx.state())
                 .map_err(internal)?;
             let frame = raw.table(name.as_str()).await.map_err(internal)?;
-            let has_territory = frame.schema().has_column_with_unqualified_name("departement");
+            let has_territory = frame
+                .schema()
+                .has_column_with_unqualified_name("departement");
             let frame = match (access.scope(), has_territory) {
                 (Scope::France, _) => frame,
                 (scope, true) => frame.filter(analyst_filter(scope)).map_err(internal)?,
@@ -192,7 +196,8 @@ fn sql_error(e: &DataFusionError, limits: &SqlLimits) -> ApiError {
         DataFusionError::Context(_, inner) => inner.as_ref(),
         other => other,
     };
-    if matches!(inner, DataFusionError::ResourcesExhausted(_)) || text.contains("Resources exhausted")
+    if matches!(inner, DataFusionError::ResourcesExhausted(_))
+        || text.contains("Resources exhausted")
     {
         return ApiError {
             status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -203,7 +208,11 @@ fn sql_error(e: &DataFusionError, limits: &SqlLimits) -> ApiError {
             ),
         };
     }
-    for kind in ["DDL not supported", "DML not supported", "Statement not supported"] {
+    for kind in [
+        "DDL not supported",
+        "DML not supported",
+        "Statement not supported",
+    ] {
         if text.contains(kind) {
             return ApiError::forbidden_code(
                 "REQUETE_REFUSEE",

@@ -425,7 +425,12 @@ pub async fn audit_rows(
     }
     let ts = |d: NaiveDate| {
         lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
-            Some(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros()),
+            Some(
+                d.and_hms_opt(0, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc()
+                    .timestamp_micros(),
+            ),
             Some("UTC".into()),
         ))
     };
@@ -474,11 +479,13 @@ pub async fn audit_rows(
         )
         .map_err(ApiError::internal)?;
         let when = when.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-        let opt = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
+        let opt =
+            |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_owned());
         for i in 0..b.num_rows() {
             out.push(crate::audit::AuditRecord {
                 seq: seq.value(i),
-                horodatage: chrono::DateTime::from_timestamp_micros(when.value(i)).unwrap_or_default(),
+                horodatage: chrono::DateTime::from_timestamp_micros(when.value(i))
+                    .unwrap_or_default(),
                 utilisateur: user.value(i).to_owned(),
                 profil: opt(&profil, i),
                 methode: methode.value(i).to_owned(),
@@ -585,7 +592,10 @@ pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
 #[derive(Default)]
 pub struct Cache {
     latest: std::sync::Mutex<Option<(Option<u64>, Option<i64>)>>,
-    values: std::sync::Mutex<(Option<i64>, std::collections::HashMap<String, std::sync::Arc<Vec<StatRow>>>)>,
+    values: std::sync::Mutex<(
+        Option<i64>,
+        std::collections::HashMap<String, std::sync::Arc<Vec<StatRow>>>,
+    )>,
 }
 
 /// Entries kept per release (beyond, the cache starts again empty).
@@ -609,7 +619,7 @@ impl Cache {
     /// The latest recorded release, read again only after a new commit of `releases`.
     pub async fn latest_release(&self, lake: &Lake) -> Result<Option<i64>, String> {
         let commit = log_version(lake, "stats", "releases");
-        if let Some((seen, latest)) = *self.latest.lock().expect("cache") 
+        if let Some((seen, latest)) = *self.latest.lock().expect("cache")
             && seen == commit
             && commit.is_some()
         {

@@ -48,7 +48,13 @@ fn secure(headers: &HeaderMap) -> bool {
     !matches!(name, "127.0.0.1" | "localhost" | "[::1]")
 }
 
-pub(crate) fn set_cookie(headers: &HeaderMap, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn set_cookie(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+) -> HeaderValue {
     let secure = if secure(headers) { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"

@@ -514,7 +514,10 @@ impl TestServer {
         Self::launch(config, addr, move || {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
             runtime
-                .block_on(dashboards_api::demo::create_demo_accounts(&data, &departement))
+                .block_on(dashboards_api::demo::create_demo_accounts(
+                    &data,
+                    &departement,
+                ))
                 .expect("demo accounts")
         })
     }

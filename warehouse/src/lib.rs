@@ -630,7 +630,9 @@ pub fn sandbox_session(memory_bytes: usize, partitions: usize) -> SessionContext
         .with_memory_pool(Arc::new(
             datafusion::execution::memory_pool::GreedyMemoryPool::new(memory_bytes),
         ))
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
         .build_arc();
     match runtime {
         Ok(runtime) => SessionContext::new_with_config_rt(config, runtime),

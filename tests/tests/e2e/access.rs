@@ -22,7 +22,11 @@ const PUBLISHED: [&str; 8] = ["FR", "R11", "R93", "R75", "D75", "D93", "D13", "D
 /// What each demo account (scoped to the 93) may see among the demo's published
 /// territories.
 fn visible(profile: Profile) -> BTreeSet<&'static str> {
-    PUBLISHED.iter().copied().filter(|c| may(profile, c)).collect()
+    PUBLISHED
+        .iter()
+        .copied()
+        .filter(|c| may(profile, c))
+        .collect()
 }
 
 /// Whether a demo account may ask for a territory code (a national scope: any code).
@@ -100,9 +104,8 @@ async fn every_profile_sees_its_scope_and_nothing_else_on_every_route() {
         // The values route, for every code, every step and with a dimension.
         for code in CODES {
             for extra in ["&pas=MOIS", "&pas=ANNEE&dimension=composition", ""] {
-                let path = format!(
-                    "/api/v1/indicateurs/demandes_115/valeurs?territoire={code}{extra}"
-                );
+                let path =
+                    format!("/api/v1/indicateurs/demandes_115/valeurs?territoire={code}{extra}");
                 let (status, body) = server.get_as(profile, &path).await;
                 count += 1;
                 if may(profile, code) {
@@ -220,11 +223,10 @@ async fn requests_without_a_valid_token_are_refused_and_audited() {
     let (status, _) = as_token(server, None, "/api/v1/inconnu").await;
     assert_eq!(status, 401);
     // A revoked token stops at once.
-    let accounts = dashboards_api::accounts::Accounts::open(&dashboards_api::accounts_path(
-        &demo().data,
-    ))
-    .await
-    .unwrap();
+    let accounts =
+        dashboards_api::accounts::Accounts::open(&dashboards_api::accounts_path(&demo().data))
+            .await
+            .unwrap();
     let issued = accounts
         .issue_token("siao-d93.demo", "essai", chrono::Duration::days(1))
         .await
@@ -270,7 +272,13 @@ async fn an_analyst_of_a_region_sees_that_region_only() {
         .map(|t| t["code"].as_str().unwrap())
         .collect();
     assert_eq!(codes, BTreeSet::from(["FR", "R93", "D13"]));
-    for (code, status) in [("D13", 200), ("R93", 200), ("FR", 200), ("D93", 403), ("R11", 403)] {
+    for (code, status) in [
+        ("D13", 200),
+        ("R93", 200),
+        ("FR", 200),
+        ("D93", 403),
+        ("R11", 403),
+    ] {
         let (s, body) = as_token(
             server,
             Some(&token),
@@ -315,13 +323,11 @@ async fn an_unchanged_release_answers_304_to_its_etag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_fail_closed_when_the_audit_journal_cannot_be_written() {
     let data = &demo().data;
-    let server = demo().api.alongside(
-        dashboards_api::ServerConfig {
-            audit_dir: Some(data.join("journal-audit-plein")),
-            audit_journal_file: Some("/dev/full".into()),
-            ..dashboards_api::ServerConfig::new(data)
-        },
-    );
+    let server = demo().api.alongside(dashboards_api::ServerConfig {
+        audit_dir: Some(data.join("journal-audit-plein")),
+        audit_journal_file: Some("/dev/full".into()),
+        ..dashboards_api::ServerConfig::new(data)
+    });
     let (status, body) = server
         .get_as(
             Profile::AdministrateurNational,
@@ -366,7 +372,11 @@ async fn web_sign_in_needs_the_form_token_and_opens_a_protected_session() {
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()["location"], "/connexion");
     // The form's token and its cookie.
-    let form = client.get(format!("{base}/connexion")).send().await.unwrap();
+    let form = client
+        .get(format!("{base}/connexion"))
+        .send()
+        .await
+        .unwrap();
     let cookie = set_cookie(&form, "obs_csrf_connexion").unwrap();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let csrf_value = cookie
@@ -421,7 +431,10 @@ async fn web_sign_in_needs_the_form_token_and_opens_a_protected_session() {
         (r.status().as_u16(), r.json::<Value>().await.unwrap())
     };
     assert_eq!(status, 200);
-    assert_eq!(body.as_array().unwrap().len(), visible(Profile::AdministrateurRegional).len());
+    assert_eq!(
+        body.as_array().unwrap().len(),
+        visible(Profile::AdministrateurRegional).len()
+    );
     // A write with the session cookie but without its CSRF header is refused.
     let post = client
         .post(format!("{base}/api/v1/sql"))
@@ -541,7 +554,8 @@ async fn comparison_quality_and_pagination_follow_the_scope() {
             if set.iter().all(|c| may(profile, c)) {
                 assert_eq!(status, 200, "{profile} {path}: {body}");
                 let rows: Vec<StatRow> = serde_json::from_value(body).unwrap();
-                let seen: BTreeSet<&str> = rows.iter().map(|r| r.code_territoire.as_str()).collect();
+                let seen: BTreeSet<&str> =
+                    rows.iter().map(|r| r.code_territoire.as_str()).collect();
                 assert_eq!(seen, set.iter().copied().collect(), "{profile} {path}");
             } else {
                 assert_eq!(status, 403, "{profile} {path}: {body}");
@@ -580,14 +594,25 @@ async fn comparison_quality_and_pagination_follow_the_scope() {
     );
     let client = reqwest::Client::new();
     let token = server.token(Profile::AdministrateurNational);
-    let all: Vec<StatRow> = client.get(&url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let all: Vec<StatRow> = client
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let page2 = client
         .get(format!("{url}&page=2&par_page=30"))
         .bearer_auth(token)
         .send()
         .await
         .unwrap();
-    assert_eq!(page2.headers()["x-total-count"], all.len().to_string().as_str());
+    assert_eq!(
+        page2.headers()["x-total-count"],
+        all.len().to_string().as_str()
+    );
     let page2: Vec<StatRow> = page2.json().await.unwrap();
     assert!(all.len() > 60, "{} rows", all.len());
     assert_eq!(page2, all[30..60].to_vec());

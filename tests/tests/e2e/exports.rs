@@ -7,7 +7,8 @@ use dashboards_api::authz::Profile;
 
 use crate::fixture::demo;
 
-const BASE: &str = "/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=D93&pas=MOIS&du=2025-01-01&au=2026-01-01";
+const BASE: &str =
+    "/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=D93&pas=MOIS&du=2025-01-01&au=2026-01-01";
 
 async fn fetch(profile: Profile, path: &str) -> (u16, String, Vec<u8>) {
     let server = &demo().api;
@@ -85,7 +86,13 @@ async fn xlsx_export_opens_with_its_notes_sheet() {
     assert_eq!(book.sheet_names(), vec!["Données", "Notes"]);
     let data = book.worksheet_range("Données").unwrap();
     assert_eq!(data.height(), rows.len() + 1);
-    let header: Vec<String> = data.rows().next().unwrap().iter().map(|c| c.to_string()).collect();
+    let header: Vec<String> = data
+        .rows()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     let valeur = header.iter().position(|h| h == "valeur").unwrap();
     let periode = header.iter().position(|h| h == "periode").unwrap();
     for (cells, row) in data.rows().skip(1).zip(&rows) {
@@ -99,7 +106,12 @@ async fn xlsx_export_opens_with_its_notes_sheet() {
     let notes = book.worksheet_range("Notes").unwrap();
     let text: String = notes
         .rows()
-        .map(|r| r.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" : "))
+        .map(|r| {
+            r.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" : ")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     assert!(text.contains("Définition : "), "{text}");

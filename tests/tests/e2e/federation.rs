@@ -31,7 +31,10 @@ impl Jar {
             let text = v.to_str().unwrap();
             let pair = text.split(';').next().unwrap();
             if let Some((k, v)) = pair.split_once('=') {
-                if v.is_empty() || text.contains("Max-Age=0") || text.contains("expires=Thu, 01 Jan 1970") {
+                if v.is_empty()
+                    || text.contains("Max-Age=0")
+                    || text.contains("expires=Thu, 01 Jan 1970")
+                {
                     self.0.remove(k);
                 } else {
                     self.0.insert(k.to_owned(), v.to_owned());
@@ -49,7 +52,11 @@ impl Jar {
 }
 
 /// Follows redirects by hand, keeping cookies; returns the last response.
-async fn follow(client: &reqwest::Client, jar: &mut Jar, mut url: String) -> (String, reqwest::Response) {
+async fn follow(
+    client: &reqwest::Client,
+    jar: &mut Jar,
+    mut url: String,
+) -> (String, reqwest::Response) {
     for _ in 0..20 {
         let response = client
             .get(&url)
@@ -79,7 +86,9 @@ fn absolute(base: &str, location: &str) -> String {
 fn form_action(html: &str) -> String {
     let start = html.find("action=\"").expect("a form") + "action=\"".len();
     let end = html[start..].find('"').unwrap() + start;
-    html[start..end].replace("&#x2F;", "/").replace("&amp;", "&")
+    html[start..end]
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&")
 }
 
 /// Signs in as `login` at the provider, from the Observatoire's button; returns the last
@@ -94,12 +103,19 @@ async fn sign_in(base: &str, login: &str) -> (reqwest::Response, Jar) {
     let (page_url, page) = follow(&client, &mut jar, format!("{base}/connexion/oidc")).await;
     assert_eq!(page.status(), 200, "{page_url}");
     let html = page.text().await.unwrap();
-    assert!(html.contains("name=\"login\""), "login form expected at {page_url}: {html}");
+    assert!(
+        html.contains("name=\"login\""),
+        "login form expected at {page_url}: {html}"
+    );
     let action = absolute(&page_url, &form_action(&html));
     let submitted = client
         .post(&action)
         .header("cookie", jar.header())
-        .form(&[("prompt", "login"), ("login", login), ("password", "n'importe")])
+        .form(&[
+            ("prompt", "login"),
+            ("login", login),
+            ("password", "n'importe"),
+        ])
         .send()
         .await
         .unwrap();
@@ -108,7 +124,10 @@ async fn sign_in(base: &str, login: &str) -> (reqwest::Response, Jar) {
     // The consent page.
     let (consent_url, consent) = follow(&client, &mut jar, next).await;
     let html = consent.text().await.unwrap();
-    assert!(html.contains("value=\"consent\""), "consent form expected: {html}");
+    assert!(
+        html.contains("value=\"consent\""),
+        "consent form expected: {html}"
+    );
     let action = absolute(&consent_url, &form_action(&html));
     let confirmed = client
         .post(&action)
@@ -135,7 +154,9 @@ async fn agents_sign_in_through_a_standard_openid_provider() {
             !std::env::var("CI").is_ok_and(|v| v == "true"),
             "oidc-provider (tests/browser/node_modules) absent en CI"
         );
-        eprintln!("oidc-provider absent : test ignoré hors CI (lancez bash .ci/run pour l'installer)");
+        eprintln!(
+            "oidc-provider absent : test ignoré hors CI (lancez bash .ci/run pour l'installer)"
+        );
         return;
     }
     let data = &demo().data;
@@ -192,7 +213,12 @@ async fn agents_sign_in_through_a_standard_openid_provider() {
     let base = format!("http://{}", server.addr);
 
     // The sign-in page offers the federation.
-    let page = reqwest::get(format!("{base}/connexion")).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(format!("{base}/connexion"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("Se connecter avec ProConnect"));
 
     // A mapped agent gets a session with the rule's profile and territory.
@@ -214,7 +240,10 @@ async fn agents_sign_in_through_a_standard_openid_provider() {
         .iter()
         .map(|t| t["code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, std::collections::BTreeSet::from(["FR", "R11", "D93"]));
+    assert_eq!(
+        codes,
+        std::collections::BTreeSet::from(["FR", "R11", "D93"])
+    );
 
     // An agent no rule maps is refused, with no session.
     let (answer, jar) = sign_in(&base, "intrus").await;
@@ -236,8 +265,13 @@ async fn agents_sign_in_through_a_standard_openid_provider() {
         )
         .await;
     let rows = audit.as_array().unwrap();
-    assert!(rows.iter().any(|r| r["utilisateur"] == "agent.dupont@exemple.gouv.fr"
-        && r["resultat"] == "CONNEXION"));
-    assert!(rows.iter().any(|r| r["resultat"] == "ECHEC_CONNEXION"
-        && r["motif"].as_str().is_some_and(|m| m.contains("intrus@exemple.gouv.fr"))));
+    assert!(rows.iter().any(
+        |r| r["utilisateur"] == "agent.dupont@exemple.gouv.fr" && r["resultat"] == "CONNEXION"
+    ));
+    assert!(rows.iter().any(|r| {
+        r["resultat"] == "ECHEC_CONNEXION"
+            && r["motif"]
+                .as_str()
+                .is_some_and(|m| m.contains("intrus@exemple.gouv.fr"))
+    }));
 }

@@ -17,8 +17,13 @@ fn the_api_conforms_to_its_openapi_document_for_every_profile() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !available {
-        assert!(!in_ci(), "schemathesis absent en CI (pip install schemathesis)");
-        eprintln!("schemathesis absent : test ignoré hors CI (lancez bash .ci/run pour l'installer)");
+        assert!(
+            !in_ci(),
+            "schemathesis absent en CI (pip install schemathesis)"
+        );
+        eprintln!(
+            "schemathesis absent : test ignoré hors CI (lancez bash .ci/run pour l'installer)"
+        );
         return;
     }
     let server = &demo().api;

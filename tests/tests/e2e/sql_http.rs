@@ -27,11 +27,10 @@ async fn post_sql(server: &TestServer, token: &str, sql: &str) -> (u16, Value) {
 
 /// A token for an extra account of the demo's lake.
 async fn token_for(login: &str, profile: Profile, scope: &str) -> String {
-    let accounts = dashboards_api::accounts::Accounts::open(&dashboards_api::accounts_path(
-        &demo().data,
-    ))
-    .await
-    .unwrap();
+    let accounts =
+        dashboards_api::accounts::Accounts::open(&dashboards_api::accounts_path(&demo().data))
+            .await
+            .unwrap();
     let _ = accounts
         .add_user(login, profile, &Scope::parse(scope).unwrap(), None)
         .await;
@@ -70,22 +69,37 @@ async fn each_profile_reads_its_zones_and_a_forbidden_table_looks_unknown() {
 
     // The detail zone: the statistician only. For the analyst, detail.personne answers
     // exactly as a table that does not exist.
-    let (status, body) = post_sql(server, statistician, "SELECT COUNT(*) AS n FROM detail.personne").await;
+    let (status, body) = post_sql(
+        server,
+        statistician,
+        "SELECT COUNT(*) AS n FROM detail.personne",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (s1, forbidden) = post_sql(server, analyst, "SELECT * FROM detail.personne").await;
     let (s2, unknown) = post_sql(server, analyst, "SELECT * FROM detail.inexistante").await;
     assert_eq!((s1, s2), (400, 400));
     assert_eq!(forbidden["code"], "TABLE_INCONNUE");
     assert_eq!(
-        forbidden["erreur"].as_str().unwrap().replace("detail.personne", "X"),
-        unknown["erreur"].as_str().unwrap().replace("detail.inexistante", "X"),
+        forbidden["erreur"]
+            .as_str()
+            .unwrap()
+            .replace("detail.personne", "X"),
+        unknown["erreur"]
+            .as_str()
+            .unwrap()
+            .replace("detail.inexistante", "X"),
     );
     // The audit table: the national administrator only.
     let (status, body) = post_sql(server, admin, "SELECT COUNT(*) AS n FROM audit.reads").await;
     assert_eq!(status, 200, "{body}");
     for (token, who) in [(analyst, "analyste"), (statistician, "statisticien")] {
         let (s, e) = post_sql(server, token, "SELECT * FROM audit.reads").await;
-        assert_eq!((s, e["code"].as_str()), (400, Some("TABLE_INCONNUE")), "{who}: {e}");
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (400, Some("TABLE_INCONNUE")),
+            "{who}: {e}"
+        );
     }
     // In a join or a subquery, the same.
     let (s, e) = post_sql(
@@ -94,7 +108,11 @@ async fn each_profile_reads_its_zones_and_a_forbidden_table_looks_unknown() {
         "SELECT i.valeur FROM indicateurs i WHERE i.territoire IN (SELECT departement FROM detail.personne)",
     )
     .await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("TABLE_INCONNUE")), "{e}");
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("TABLE_INCONNUE")),
+        "{e}"
+    );
     // information_schema lists only what may be read.
     let (_, tables) = post_sql(
         server,
@@ -103,7 +121,12 @@ async fn each_profile_reads_its_zones_and_a_forbidden_table_looks_unknown() {
     )
     .await;
     let listed = column(&tables, "t");
-    assert!(listed.iter().all(|t| !t.starts_with("detail.") && !t.starts_with("audit.")), "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|t| !t.starts_with("detail.") && !t.starts_with("audit.")),
+        "{listed:?}"
+    );
     assert!(listed.iter().any(|t| t == "analyst.demandes"), "{listed:?}");
 
     // Profiles without SQL are refused.
@@ -138,12 +161,14 @@ async fn a_territorial_analyst_gets_only_its_rows_through_any_query() {
         assert!(seen.is_subset(&allowed), "{sql}: {seen:?}");
         assert!(seen.contains("DEPARTEMENT:13"), "{sql}: {seen:?}");
     }
-    let (_, body) = post_sql(server, &token, "SELECT DISTINCT departement AS d FROM analyst.sejours").await;
+    let (_, body) = post_sql(
+        server,
+        &token,
+        "SELECT DISTINCT departement AS d FROM analyst.sejours",
+    )
+    .await;
     let seen: BTreeSet<String> = column(&body, "d").into_iter().collect();
-    assert!(
-        seen.iter().all(|d| d == "13" || d == "R93"),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|d| d == "13" || d == "R93"), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +213,12 @@ async fn writes_files_and_settings_are_refused_and_nothing_changes() {
     assert!(status == 400 || status == 403, "{body}");
     let (status, body) = post_sql(server, admin, "SELEC 1").await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["erreur"].as_str().unwrap().starts_with("requête SQL invalide"));
+    assert!(
+        body["erreur"]
+            .as_str()
+            .unwrap()
+            .starts_with("requête SQL invalide")
+    );
     let (_, after) = post_sql(server, admin, "SELECT COUNT(*) AS n FROM indicateurs").await;
     assert_eq!(before["lignes"], after["lignes"]);
     // Every one of them is in the audit log with its text.
@@ -204,7 +234,10 @@ async fn writes_files_and_settings_are_refused_and_nothing_changes() {
         .iter()
         .filter_map(|r| r["requete_sql"].as_str())
         .collect();
-    assert!(texts.iter().any(|t| t.starts_with("CREATE EXTERNAL TABLE")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.starts_with("CREATE EXTERNAL TABLE")),
+        "{texts:?}"
+    );
     assert!(texts.iter().any(|t| t.starts_with("COPY")), "{texts:?}");
 }
 
@@ -245,7 +278,10 @@ async fn a_runaway_query_is_stopped_and_others_are_served_meanwhile() {
         )
         .await;
     assert_eq!(status, 200);
-    assert!(!slow.is_finished(), "the runaway query still runs while others are served");
+    assert!(
+        !slow.is_finished(),
+        "the runaway query still runs while others are served"
+    );
     let (status, body) = slow.await.unwrap();
     assert_eq!(status, 408, "stopped by the time limit: {body}");
     assert_eq!(body["code"], "DELAI_DEPASSE");
@@ -277,14 +313,22 @@ async fn results_come_as_json_french_csv_or_arrow() {
         .await
         .unwrap();
     assert_eq!(csv.status(), 200);
-    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let bytes = csv.bytes().await.unwrap();
     assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "UTF-8 BOM");
     let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("territoire;valeur"));
     let first = lines.next().unwrap();
-    assert!(first.contains(';') && first.contains(','), "decimal comma: {first}");
+    assert!(
+        first.contains(';') && first.contains(','),
+        "decimal comma: {first}"
+    );
     assert!(!first.split(';').nth(1).unwrap().contains('.'));
 
     let arrow = client
@@ -297,7 +341,8 @@ async fn results_come_as_json_french_csv_or_arrow() {
         .unwrap();
     assert_eq!(arrow.status(), 200);
     let bytes = arrow.bytes().await.unwrap();
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 3);
 
