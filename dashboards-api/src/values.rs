@@ -592,11 +592,11 @@ pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
 #[derive(Default)]
 pub struct Cache {
     latest: std::sync::Mutex<Option<(Option<u64>, Option<i64>)>>,
-    values: std::sync::Mutex<(
-        Option<i64>,
-        std::collections::HashMap<String, std::sync::Arc<Vec<StatRow>>>,
-    )>,
+    values: std::sync::Mutex<(Option<i64>, CachedAnswers)>,
 }
+
+/// The answers kept for one release, by query and scope.
+type CachedAnswers = std::collections::HashMap<String, std::sync::Arc<Vec<StatRow>>>;
 
 /// Entries kept per release (beyond, the cache starts again empty).
 const CACHE_ENTRIES: usize = 4096;

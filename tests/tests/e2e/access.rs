@@ -538,7 +538,6 @@ async fn repeated_failed_sign_ins_are_throttled_and_audited() {
 async fn comparison_quality_and_pagination_follow_the_scope() {
     let server = &demo().api;
     for profile in Profile::ALL {
-        let allowed = visible(profile);
         // Comparison: every code checked before any is read.
         for set in [
             vec!["D93", "R11", "FR"],
