@@ -605,17 +605,7 @@ async fn valeurs(
     };
     let result: Result<(Response, Option<String>, usize), ApiError> = async {
         let export = export::ExportFormat::parse(params.format.as_deref())?;
-        let indicator = indicators::CATALOGUE
-            .iter()
-            .chain(state.conventions.iter())
-            .filter(|i| access.shows_indicator(i.territoire))
-            .find(|i| i.id == id)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "indicateur inconnu : « {id} » (voir /api/v1/indicateurs)"
-                ))
-                .with_code("INDICATEUR_INCONNU")
-            })?;
+        let indicator = visible_indicator(&state, &access, &id)?;
         let query = ValuesQuery::from_params(
             indicator.id,
             params.territoire.as_deref(),
@@ -885,6 +875,39 @@ async fn sql_query(
     }
 }
 
+/// An indicator of the catalogue the caller may see (a convention's only where it applies).
+fn visible_indicator<'a>(
+    state: &'a AppState,
+    access: &authz::StatsAccess,
+    id: &str,
+) -> Result<&'a indicators::Indicator, ApiError> {
+    indicators::CATALOGUE
+        .iter()
+        .chain(state.conventions.iter())
+        .filter(|i| access.shows_indicator(i.territoire))
+        .find(|i| i.id == id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "indicateur inconnu : « {id} » (voir /api/v1/indicateurs)"
+            ))
+            .with_code("INDICATEUR_INCONNU")
+        })
+}
+
+/// A read's response with its audit details: the rows it returned, or the reason it failed.
+fn finish(mut info: AuditInfo, result: Result<(Response, usize), ApiError>) -> Response {
+    match result {
+        Ok((response, n)) => {
+            info.lignes = Some(n as i64);
+            audited(info, response)
+        }
+        Err(e) => {
+            info.motif = Some(e.message.clone());
+            audited(info, e.into_response())
+        }
+    }
+}
+
 /// Pagination of a JSON list: `page` (from 1) and `par_page` (at most 10,000); without
 /// them, every row. The total goes in `X-Total-Count`.
 fn paginate<T: Serialize>(
@@ -964,24 +987,14 @@ async fn comparaison(
     Params(params): Params<ComparaisonParams>,
 ) -> Result<Response, ApiError> {
     let access = authz::stats_access(&caller);
-    let mut info = AuditInfo {
+    let info = AuditInfo {
         indicateur: Some(id.clone()),
         territoire: params.territoires.clone(),
         ..Default::default()
     };
     let result = async {
         let export = export::ExportFormat::parse(params.format.as_deref())?;
-        let indicator = indicators::CATALOGUE
-            .iter()
-            .chain(state.conventions.iter())
-            .filter(|i| access.shows_indicator(i.territoire))
-            .find(|i| i.id == id)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "indicateur inconnu : « {id} » (voir /api/v1/indicateurs)"
-                ))
-                .with_code("INDICATEUR_INCONNU")
-            })?;
+        let indicator = visible_indicator(&state, &access, &id)?;
         let codes: Vec<&str> = params
             .territoires
             .as_deref()
@@ -1038,16 +1051,7 @@ async fn comparaison(
         Ok((response, n))
     }
     .await;
-    match result {
-        Ok((response, n)) => {
-            info.lignes = Some(n as i64);
-            Ok(audited(info, response))
-        }
-        Err(e) => {
-            info.motif = Some(e.message.clone());
-            Ok(audited(info, e.into_response()))
-        }
-    }
+    Ok(finish(info, result))
 }
 
 /// A closed month.
@@ -1120,7 +1124,7 @@ async fn qualite(
     Params(params): Params<QualiteParams>,
 ) -> Result<Response, ApiError> {
     let access = authz::stats_access(&caller);
-    let mut info = AuditInfo {
+    let info = AuditInfo {
         territoire: params.siao.as_ref().map(|s| format!("D{s}")),
         ..Default::default()
     };
@@ -1154,14 +1158,5 @@ async fn qualite(
         Ok((response, n))
     }
     .await;
-    match result {
-        Ok((response, n)) => {
-            info.lignes = Some(n as i64);
-            Ok(audited(info, response))
-        }
-        Err(e) => {
-            info.motif = Some(e.message.clone());
-            Ok(audited(info, e.into_response()))
-        }
-    }
+    Ok(finish(info, result))
 }

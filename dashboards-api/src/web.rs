@@ -385,7 +385,13 @@ pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<R
             <input type="hidden" name="csrf" value="{csrf}">
             <button class="fr-btn fr-btn--tertiary fr-btn--sm" type="submit">Se déconnecter</button>
           </form>
-        </div></div>"#,
+        </div></div>
+        <div class="fr-header__menu fr-modal" id="menu-entete" aria-label="Menu">
+          <div class="fr-container">
+            <button class="fr-btn--close fr-btn" aria-controls="menu-entete" title="Fermer">Fermer</button>
+            <div class="fr-header__menu-links"></div>
+          </div>
+        </div>"#,
         login = escape(&principal.login),
         profil = escape(principal.profile.label()),
         scope = escape(&principal.scope.to_string()),
