@@ -11,10 +11,20 @@ use rust_embed::Embed;
 #[folder = "assets/"]
 struct Assets;
 
-pub fn page_html() -> String {
-    Assets::get("app/index.html")
+/// The shell every page of the web UI shares (header, navigation, footer).
+pub fn shell_html() -> String {
+    text("app/shell.html")
+}
+
+/// The static body of a page (`assets/app/pages/<id>.html`).
+pub fn page_body(id: &str) -> String {
+    text(&format!("app/pages/{id}.html"))
+}
+
+fn text(path: &str) -> String {
+    Assets::get(path)
         .map(|f| String::from_utf8_lossy(&f.data).into_owned())
-        .unwrap_or_else(|| "page absente du binaire".to_owned())
+        .unwrap_or_else(|| format!("fichier {path} absent du binaire"))
 }
 
 pub async fn serve(Path(path): Path<String>) -> Response {

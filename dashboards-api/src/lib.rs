@@ -9,12 +9,17 @@
 //! - `GET /api/v1/publications`: the releases;
 //! - `GET /api/v1/indicateurs/{id}/valeurs?territoire=D93&pas=MOIS&du=…&au=…[&dimension=…][&version=N]`:
 //!   the current figures (highest recorded release per key), in the stats table's shape;
+//! - `GET /api/v1/indicateurs/{id}/comparaison?territoires=D93,R11,FR…`: territories side by side;
+//! - `GET /api/v1/indicateurs/{id}/carte?pas=MOIS&periode=2025-03`: one period, every
+//!   département of the caller's scope (the map);
 //! - `GET /api/v1/audit?utilisateur=…&du=…&au=…&chemin=…`: the audit log (national
 //!   administrator only);
 //! - `GET /connexion`, `POST /connexion`, `POST /deconnexion`: web sign-in (session
 //!   cookie, CSRF-protected form);
-//! - `GET /`: the dashboard page (signed-in users); `GET /assets/…`: vendored DSFR and
-//!   Chart.js, embedded in the binary so that no request leaves the machine.
+//! - `GET /`, `/indicateurs`, `/indicateurs/{id}`, `/carte`, `/comparaison`, `/qualite`:
+//!   the web UI's pages (signed-in users; [`web`]); `GET /assets/…`: the pages' script
+//!   and style, the départements' shapes, vendored DSFR and Chart.js, embedded in the
+//!   binary so that no request leaves the machine.
 //!
 //! Every figure served comes from the stats zone, where disclosure control has already
 //! been applied; the detail zone is never read here.
@@ -261,6 +266,7 @@ pub async fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError
         .route("/api/v1/publications", get(publications))
         .route("/api/v1/indicateurs/{id}/valeurs", get(valeurs))
         .route("/api/v1/indicateurs/{id}/comparaison", get(comparaison))
+        .route("/api/v1/indicateurs/{id}/carte", get(carte))
         .route("/api/v1/periodes", get(periodes))
         .route("/api/v1/qualite", get(qualite))
         .route("/api/v1/audit", get(audit_log))
@@ -271,7 +277,12 @@ pub async fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError
             layer::access,
         ));
     let router = Router::new()
-        .route("/", get(web::page))
+        .route("/", get(web::home))
+        .route("/indicateurs", get(web::catalogue))
+        .route("/indicateurs/{id}", get(web::indicator))
+        .route("/carte", get(web::map))
+        .route("/comparaison", get(web::comparison))
+        .route("/qualite", get(web::quality))
         .route("/connexion", get(web::login_form).post(web::login))
         .route("/deconnexion", post(web::logout))
         .route("/connexion/oidc", get(oidc::start))
@@ -1047,6 +1058,110 @@ async fn comparaison(
                 secret: Some(SECRET_NOTE.to_owned()),
             };
             export::respond(export, &batch, &format!("{}_comparaison", indicator.id), &notes)?
+        };
+        Ok((response, n))
+    }
+    .await;
+    Ok(finish(info, result))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CarteParams {
+    /// Pas de temps : JOUR, SEMAINE, MOIS, TRIMESTRE, ANNEE ou HIVER.
+    pas: Option<String>,
+    /// La période du pas (2025-03, 2025-T1, 2025, 2025-2026, 2025-W11, 2025-03-14).
+    periode: Option<String>,
+    /// Dimension de ventilation ; vide : le total.
+    dimension: Option<String>,
+    /// Modalité de la dimension (avec dimension).
+    modalite: Option<String>,
+    /// Numéro d'une publication passée.
+    version: Option<String>,
+    /// Format : json (par défaut), csv, xlsx ou parquet.
+    format: Option<String>,
+    /// Colonnes à exporter, séparées par des virgules.
+    colonnes: Option<String>,
+}
+
+/// One period's figures of every département of the caller's scope (the map).
+#[utoipa::path(get, path = "/api/v1/indicateurs/{id}/carte", tag = "valeurs", summary = "Carte des départements", description = "Les valeurs d'un indicateur pour une période, département par département, limitées aux départements du périmètre de l'appelant, en JSON ou exportées.",
+    params(("id" = String, Path, description = "Identifiant de l'indicateur"), CarteParams),
+    responses(
+        (status = 200, description = "Les valeurs (JSON) ou le fichier exporté", content(
+            (Vec<StatRow> = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
+        (status = 400, description = "Paramètre invalide", body = openapi::Erreur),
+        (status = 401, description = "Authentification requise", body = openapi::Erreur),
+        (status = 404, description = "Indicateur ou publication inconnu", body = openapi::Erreur),
+        (status = 503, description = "Aucune publication, ou journal d'audit indisponible", body = openapi::Erreur)),
+    security(("jeton" = []), ("session" = [])))]
+async fn carte(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Params(params): Params<CarteParams>,
+) -> Result<Response, ApiError> {
+    let access = authz::stats_access(&caller);
+    let info = AuditInfo {
+        indicateur: Some(id.clone()),
+        territoire: Some(access.scope().to_string()),
+        periode: params.periode.clone(),
+        ..Default::default()
+    };
+    let result = async {
+        let export = export::ExportFormat::parse(params.format.as_deref())?;
+        let indicator = visible_indicator(&state, &access, &id)?;
+        let query = values::MapQuery::from_params(
+            indicator.id,
+            params.pas.as_deref(),
+            params.periode.as_deref(),
+            params.dimension.as_deref(),
+            params.modalite.as_deref(),
+            params.version.as_deref(),
+        )?;
+        let latest = state
+            .cache
+            .latest_release(&state.lake)
+            .await
+            .map_err(ApiError::internal)?;
+        let rows = state
+            .cache
+            .map_values(&state.lake, &access, &query, latest)
+            .await?;
+        let n = rows.len();
+        let response = if export == export::ExportFormat::Json && params.colonnes.is_none() {
+            axum::Json(rows.as_slice()).into_response()
+        } else {
+            let batch = export::batch_of(rows.as_slice(), export::stat_row_schema())?;
+            let batch = export::select_columns(batch, params.colonnes.as_deref())?;
+            let mut filtres = vec![
+                ("Territoires".to_owned(), format!("départements de {}", access.scope())),
+                ("Pas".to_owned(), query.pas.clone()),
+                ("Période".to_owned(), query.periode.clone()),
+            ];
+            if !query.dimension.is_empty() {
+                filtres.push((
+                    "Dimension".to_owned(),
+                    format!("{} = {}", query.dimension, query.modalite),
+                ));
+            }
+            let notes = export::Notes {
+                titre: format!("{} ({}) : carte des départements", indicator.libelle, indicator.code),
+                definition: Some(indicator.definition.to_owned()),
+                unite: Some(indicator.unite.to_owned()),
+                publication: query.version.or(latest),
+                filtres,
+                secret: Some(SECRET_NOTE.to_owned()),
+            };
+            export::respond(
+                export,
+                &batch,
+                &format!("{}_carte_{}", indicator.id, query.periode),
+                &notes,
+            )?
         };
         Ok((response, n))
     }

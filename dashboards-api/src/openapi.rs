@@ -105,6 +105,7 @@ impl Modify for Security {
         crate::publications,
         crate::valeurs,
         crate::comparaison,
+        crate::carte,
         crate::periodes,
         crate::qualite,
         crate::audit_log,

@@ -282,27 +282,11 @@ pub async fn current_values(
     q: &ValuesQuery,
 ) -> Result<Vec<StatRow>, ApiError> {
     access.territory(q.niveau, &q.territoire)?;
-    let ctx = stats_session(lake).await?;
-    let latest = latest_release(lake)
-        .await
-        .map_err(ApiError::internal)?
-        .unwrap_or(0);
-    let ceiling = match q.version {
-        Some(v) if v < 1 || v > latest => {
-            return Err(ApiError::not_found(format!(
-                "publication {v} inconnue (dernière publication : {latest})"
-            )));
-        }
-        Some(v) => v,
-        None => latest,
-    };
     let mut filter = col("indicateur")
         .eq(lit(q.indicateur))
         .and(col("territoire_niveau").eq(lit(q.niveau)))
         .and(col("territoire").eq(lit(q.territoire.clone())))
-        .and(col("dimension").eq(lit(q.dimension.clone())))
-        .and(col("version").lt_eq(lit(ceiling)))
-        .and(access.filter());
+        .and(col("dimension").eq(lit(q.dimension.clone())));
     if let Some(pas) = &q.pas {
         filter = filter.and(col("pas").eq(lit(pas.clone())));
     }
@@ -320,6 +304,116 @@ pub async fn current_values(
             )))),
         );
     }
+    current_rows(lake, access, filter, q.version).await
+}
+
+/// A validated request for one period's figures of every département of the caller's
+/// scope (the map).
+#[derive(Debug, Clone)]
+pub struct MapQuery {
+    pub indicateur: &'static str,
+    pub pas: String,
+    pub periode: String,
+    pub dimension: String,
+    pub modalite: String,
+    pub version: Option<i64>,
+}
+
+impl MapQuery {
+    pub fn from_params(
+        indicateur: &'static str,
+        pas: Option<&str>,
+        periode: Option<&str>,
+        dimension: Option<&str>,
+        modalite: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        // The same checks as a values query's, on a territory that is always valid.
+        let base = ValuesQuery::from_params(indicateur, None, pas, None, None, dimension, version)?;
+        let Some(pas) = base.pas else {
+            return Err(ApiError::bad_request(format!(
+                "paramètre « pas » obligatoire (l'un de {})",
+                PAS.join(", ")
+            )));
+        };
+        let periode = periode.unwrap_or("").trim();
+        if periode.is_empty()
+            || periode.len() > 10
+            || !periode
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase() || c == '-')
+        {
+            return Err(ApiError::bad_request(format!(
+                "paramètre « periode » invalide : « {periode} » (attendu une période du pas choisi, par exemple 2025-03, 2025-T1, 2025 ou 2025-2026)"
+            )));
+        }
+        let modalite = modalite.unwrap_or("").trim();
+        if modalite.len() > 40
+            || !modalite
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        {
+            return Err(ApiError::bad_request(format!(
+                "paramètre « modalite » invalide : « {modalite} »"
+            )));
+        }
+        if base.dimension.is_empty() != modalite.is_empty() {
+            return Err(ApiError::bad_request(
+                "paramètres « dimension » et « modalite » : les deux ou aucun",
+            ));
+        }
+        Ok(Self {
+            indicateur,
+            pas,
+            periode: periode.to_owned(),
+            dimension: base.dimension,
+            modalite: modalite.to_owned(),
+            version: base.version,
+        })
+    }
+}
+
+/// One period's current figures of every département of the caller's scope, by code.
+pub async fn map_values(
+    lake: &Lake,
+    access: &StatsAccess,
+    q: &MapQuery,
+) -> Result<Vec<StatRow>, ApiError> {
+    let filter = col("indicateur")
+        .eq(lit(q.indicateur))
+        .and(col("territoire_niveau").eq(lit("DEPARTEMENT")))
+        .and(col("pas").eq(lit(q.pas.clone())))
+        .and(col("periode").eq(lit(q.periode.clone())))
+        .and(col("dimension").eq(lit(q.dimension.clone())))
+        .and(col("modalite").eq(lit(q.modalite.clone())));
+    current_rows(lake, access, filter, q.version).await
+}
+
+/// The current rows (highest recorded release ≤ `version` per key) matching `filter`
+/// within the caller's scope, ordered by pas, period start, modality and territory.
+async fn current_rows(
+    lake: &Lake,
+    access: &StatsAccess,
+    filter: datafusion::logical_expr::Expr,
+    version: Option<i64>,
+) -> Result<Vec<StatRow>, ApiError> {
+    let ctx = stats_session(lake).await?;
+    let latest = latest_release(lake)
+        .await
+        .map_err(ApiError::internal)?
+        .unwrap_or(0);
+    let ceiling = match version {
+        Some(v) if v < 1 || v > latest => {
+            return Err(ApiError::not_found(format!(
+                "publication {v} inconnue (dernière publication : {latest})"
+            )));
+        }
+        Some(v) => v,
+        None => latest,
+    };
+    let filter = filter
+        .and(col("version").lt_eq(lit(ceiling)))
+        .and(access.filter());
     let keys = warehouse::stats::STATS_KEY;
     let rank = row_number()
         .partition_by(keys.iter().map(|k| col(*k)).collect())
@@ -338,6 +432,7 @@ pub async fn current_values(
                 col("pas").sort(true, false),
                 col("debut").sort(true, false),
                 col("modalite").sort(true, false),
+                col("territoire").sort(true, false),
             ])
         })
         .map_err(ApiError::internal)?;
@@ -640,6 +735,28 @@ impl Cache {
     ) -> Result<std::sync::Arc<Vec<StatRow>>, ApiError> {
         access.territory(q.niveau, &q.territoire)?;
         let key = format!("{q:?}|{}", access.scope());
+        self.cached(key, latest, current_values(lake, access, q))
+            .await
+    }
+
+    /// The rows of a map query, from the cache or the lake.
+    pub async fn map_values(
+        &self,
+        lake: &Lake,
+        access: &StatsAccess,
+        q: &MapQuery,
+        latest: Option<i64>,
+    ) -> Result<std::sync::Arc<Vec<StatRow>>, ApiError> {
+        let key = format!("{q:?}|{}", access.scope());
+        self.cached(key, latest, map_values(lake, access, q)).await
+    }
+
+    async fn cached(
+        &self,
+        key: String,
+        latest: Option<i64>,
+        load: impl std::future::Future<Output = Result<Vec<StatRow>, ApiError>>,
+    ) -> Result<std::sync::Arc<Vec<StatRow>>, ApiError> {
         {
             let cache = self.values.lock().expect("cache");
             if cache.0 == latest
@@ -648,7 +765,7 @@ impl Cache {
                 return Ok(rows.clone());
             }
         }
-        let rows = std::sync::Arc::new(current_values(lake, access, q).await?);
+        let rows = std::sync::Arc::new(load.await?);
         let mut cache = self.values.lock().expect("cache");
         if cache.0 != latest || cache.1.len() >= CACHE_ENTRIES {
             *cache = (latest, Default::default());

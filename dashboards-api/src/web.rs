@@ -365,9 +365,127 @@ pub async fn logout(
     Ok(response)
 }
 
-/// `GET /`: the dashboard for a signed-in user (otherwise, the sign-in form).
-pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = match cookie(&headers, SESSION_COOKIE) {
+/// A page of the web UI. Every page is one shell (skip links, header with the main
+/// navigation, footer) around a static body of its own (`assets/app/pages/<id>.html`);
+/// the page's script reads every figure from the audited API with the session's cookie,
+/// so a page holds nothing the caller's profile and territory do not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Page {
+    Accueil,
+    Indicateurs,
+    Indicateur,
+    Carte,
+    Comparaison,
+    Qualite,
+}
+
+/// The main navigation: (page, address, label).
+const NAVIGATION: &[(Page, &str, &str)] = &[
+    (Page::Accueil, "/", "Accueil"),
+    (Page::Indicateurs, "/indicateurs", "Indicateurs"),
+    (Page::Carte, "/carte", "Carte"),
+    (Page::Comparaison, "/comparaison", "Comparaison"),
+    (Page::Qualite, "/qualite", "Qualité des données"),
+];
+
+impl Page {
+    /// The page's id: its body's file name and `data-page` of `<body>`.
+    fn id(self) -> &'static str {
+        match self {
+            Page::Accueil => "accueil",
+            Page::Indicateurs => "indicateurs",
+            Page::Indicateur => "indicateur",
+            Page::Carte => "carte",
+            Page::Comparaison => "comparaison",
+            Page::Qualite => "qualite",
+        }
+    }
+
+    /// The `<title>` until the script names what is shown.
+    fn title(self) -> &'static str {
+        match self {
+            Page::Accueil => "Accueil",
+            Page::Indicateurs => "Catalogue des indicateurs",
+            Page::Indicateur => "Indicateur",
+            Page::Carte => "Carte des départements",
+            Page::Comparaison => "Comparaison de territoires",
+            Page::Qualite => "Qualité des données",
+        }
+    }
+
+    /// The entry of the main navigation the page belongs to.
+    fn section(self) -> Page {
+        match self {
+            Page::Indicateur => Page::Indicateurs,
+            other => other,
+        }
+    }
+}
+
+fn navigation(current: Page) -> String {
+    let items: String = NAVIGATION
+        .iter()
+        .map(|(page, href, label)| {
+            let current = if *page == current.section() {
+                r#" aria-current="page""#
+            } else {
+                ""
+            };
+            format!(
+                r#"<li class="fr-nav__item"><a class="fr-nav__link" href="{href}"{current}>{label}</a></li>"#
+            )
+        })
+        .collect();
+    format!(
+        r#"<nav class="fr-nav" id="navigation-principale" role="navigation" aria-label="Menu principal"><ul class="fr-nav__list">{items}</ul></nav>"#
+    )
+}
+
+/// The whole HTML of a page for a signed-in principal.
+fn page_html(page: Page, principal: &crate::authz::Principal, csrf: &str) -> String {
+    let tools = format!(
+        r#"<div class="fr-header__tools"><div class="fr-header__tools-links">
+          <p class="fr-mb-0 fr-mr-2w" id="utilisateur">{login} – {profil} ({scope})</p>
+          <form method="post" action="/deconnexion" class="fr-mb-0">
+            <input type="hidden" name="csrf" value="{csrf}">
+            <button class="fr-btn fr-btn--tertiary fr-btn--sm" type="submit">Se déconnecter</button>
+          </form>
+        </div></div>"#,
+        login = escape(&principal.login),
+        profil = escape(principal.profile.label()),
+        scope = escape(&principal.scope.to_string()),
+        csrf = escape(csrf),
+    );
+    let menu = format!(
+        r#"<div class="fr-header__menu fr-modal" id="menu-entete" aria-labelledby="bouton-menu">
+      <div class="fr-container">
+        <button class="fr-btn--close fr-btn" aria-controls="menu-entete" title="Fermer le menu">Fermer</button>
+        <div class="fr-header__menu-links"></div>
+        {nav}
+      </div>
+    </div>"#,
+        nav = navigation(page)
+    );
+    let meta = format!(
+        r#"<meta name="csrf-token" content="{csrf}">
+  <meta name="observatoire-perimetre" content="{scope}">
+  <meta name="observatoire-profil" content="{profil}">"#,
+        csrf = escape(csrf),
+        scope = escape(&principal.scope.to_string()),
+        profil = principal.profile.code(),
+    );
+    assets::shell_html()
+        .replace("<!--META-->", &meta)
+        .replace("<!--TITRE-->", page.title())
+        .replace("<!--PAGE-->", page.id())
+        .replace("<!--OUTILS-->", &tools)
+        .replace("<!--MENU-->", &menu)
+        .replace("<!--CONTENU-->", &assets::page_body(page.id()))
+}
+
+/// Serves a page to a signed-in user; otherwise sends to the sign-in form.
+async fn show(state: &AppState, headers: &HeaderMap, page: Page) -> Result<Response, ApiError> {
+    let session = match cookie(headers, SESSION_COOKIE) {
         Some(value) => state
             .accounts
             .session(value)
@@ -378,34 +496,51 @@ pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     let Some((principal, csrf)) = session else {
         return Ok(Redirect::to("/connexion").into_response());
     };
-    let tools = format!(
-        r#"<div class="fr-header__tools"><div class="fr-header__tools-links">
-          <p class="fr-mb-0 fr-mr-2w" id="utilisateur">{login} – {profil} ({scope})</p>
-          <form method="post" action="/deconnexion" class="fr-mb-0">
-            <input type="hidden" name="csrf" value="{csrf}">
-            <button class="fr-btn fr-btn--tertiary fr-btn--sm" type="submit">Se déconnecter</button>
-          </form>
-        </div></div>
-        <div class="fr-header__menu fr-modal" id="menu-entete" aria-label="Menu">
-          <div class="fr-container">
-            <button class="fr-btn--close fr-btn" aria-controls="menu-entete" title="Fermer">Fermer</button>
-            <div class="fr-header__menu-links"></div>
-          </div>
-        </div>"#,
-        login = escape(&principal.login),
-        profil = escape(principal.profile.label()),
-        scope = escape(&principal.scope.to_string()),
-        csrf = escape(&csrf),
-    );
-    let html = assets::page_html()
-        .replace("<!--OUTILS-->", &tools)
-        .replace(
-            "<!--CSRF-->",
-            &format!(r#"<meta name="csrf-token" content="{}">"#, escape(&csrf)),
-        );
-    let mut response = Html(html).into_response();
+    let mut response = Html(page_html(page, &principal, &csrf)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// `GET /`: the home page, the key figures of the user's territory.
+pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    show(&state, &headers, Page::Accueil).await
+}
+
+/// `GET /indicateurs`: the catalogue, by domain.
+pub async fn catalogue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    show(&state, &headers, Page::Indicateurs).await
+}
+
+/// `GET /indicateurs/{id}`: one indicator (series, breakdowns, table, exports).
+pub async fn indicator(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    show(&state, &headers, Page::Indicateur).await
+}
+
+/// `GET /carte`: départements coloured by an indicator.
+pub async fn map(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    show(&state, &headers, Page::Carte).await
+}
+
+/// `GET /comparaison`: territories side by side.
+pub async fn comparison(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    show(&state, &headers, Page::Comparaison).await
+}
+
+/// `GET /qualite`: the data-quality report per SIAO.
+pub async fn quality(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    show(&state, &headers, Page::Qualite).await
 }
