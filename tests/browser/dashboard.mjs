@@ -1,96 +1,144 @@
-// Opens the dashboard for Seine-Saint-Denis in Debian's headless Chromium and checks
-// that the DSFR header is there, that the chart holds one point per month of 2025 with
-// the API's values, that the table under it shows the same months, and that no request
-// left 127.0.0.1. Exits non-zero on any failure; prints OK at the end.
-import { chromium } from "playwright-core";
+// The départemental administrator's visit (DDETS 93), in Debian's headless Chromium:
+// sign in (a wrong password first), read the key figures of the home page, open the DNP
+// rate, check the chart and the table against the API, break it down, export it as XLSX
+// (saved to XLSX_PATH for the Rust test to open), switch to the map, the comparison, the
+// data-quality page and the catalogue. axe-core checks every page; a screenshot of each is
+// saved; no request leaves 127.0.0.1. Exits non-zero on any failure; prints OK at the end.
 import assert from "node:assert/strict";
+import { accessibility, base, checkWatch, launch, open, ready, redrawn, screenshot, signIn, watchedPage } from "./common.mjs";
 
-const base = process.env.BASE_URL;
-const screenshot = process.env.SCREENSHOT;
-assert.ok(base && base.startsWith("http://127.0.0.1:"), "BASE_URL must be a 127.0.0.1 address");
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
-  const requests = [];
-  const failures = [];
-  page.on("request", (r) => requests.push(r.url()));
-  page.on("requestfailed", (r) => failures.push(r.url()));
-  page.on("pageerror", (e) => failures.push("erreur JS : " + e.message));
+  const { page, watch, context } = await watchedPage(browser);
+  const api = (path) => page.evaluate(async (p) => (await fetch(p)).json(), path);
 
-  // Signed out, the dashboard sends to the sign-in form; a wrong password is refused.
-  await page.goto(`${base}/`, { waitUntil: "networkidle" });
-  assert.match(page.url(), /\/connexion$/, "signed out: sent to the sign-in form");
+  // Signed out, every page sends to the sign-in form; a wrong password is refused.
+  await page.goto(`${base}/carte`, { waitUntil: "networkidle" });
+  assert.match(page.url(), /\/connexion$/, "signed out: the map sends to the sign-in form");
   await page.fill("#identifiant", process.env.LOGIN);
   await page.fill("#mot_de_passe", "pas le bon mot de passe");
   await page.click("#connexion button[type=submit]");
   assert.match(await page.locator(".fr-alert--error").innerText(), /incorrect/);
-  await page.fill("#identifiant", process.env.LOGIN);
-  await page.fill("#mot_de_passe", process.env.PASSWORD);
-  await Promise.all([page.waitForURL(`${base}/`), page.click("#connexion button[type=submit]")]);
-  const cookies = await page.context().cookies();
-  const session = cookies.find((c) => c.name === "obs_session");
+  await signIn(page, process.env.LOGIN, process.env.PASSWORD);
+  const session = (await context.cookies()).find((c) => c.name === "obs_session");
   assert.ok(session && session.httpOnly && session.sameSite === "Strict", "session cookie HttpOnly, SameSite=Strict");
-  assert.match(await page.locator("#utilisateur").innerText(), new RegExp(process.env.LOGIN.replace(".", "\\.")));
 
-  await page.goto(`${base}/?territoire=D93&indicateur=taux_dnp_115&annee=2025`, { waitUntil: "networkidle" });
-  await page.waitForSelector("body[data-pret='oui']", { timeout: 20000 });
-
-  // DSFR header and its styles applied (the Marianne font comes from the embedded assets).
-  assert.equal(await page.locator("header.fr-header").count(), 1, "DSFR header");
-  assert.match(await page.locator(".fr-header__service-title").innerText(), /Observatoire SI SIAO/);
+  // Home: the five key figures of D93 for the last month, with their changes.
+  await ready(page);
   assert.equal(await page.locator("html").getAttribute("lang"), "fr");
-  const font = await page.evaluate(() => getComputedStyle(document.body).fontFamily);
-  assert.match(font, /Marianne/, "DSFR stylesheet applied");
+  assert.equal(await page.locator("header.fr-header").count(), 1, "DSFR header");
+  assert.match(await page.evaluate(() => getComputedStyle(document.body).fontFamily), /Marianne/, "DSFR stylesheet applied");
+  assert.match(await page.locator("#utilisateur").innerText(), new RegExp(process.env.LOGIN.replace(".", "\\.")));
+  assert.equal(await page.locator("#territoire").inputValue(), "D93", "home opens on the user's département");
+  const cards = page.locator("#chiffres-cles .fr-card");
+  assert.equal(await cards.count(), 5, "five key figures");
+  assert.deepEqual(await cards.evaluateAll((cs) => cs.map((c) => c.dataset.indicateur)),
+    ["taux_dnp_115", "dnp_115", "personnes_sans_solution_115", "delai_attente_admission", "taux_occupation"]);
+  const dnp = await api("/api/v1/indicateurs/dnp_115/valeurs?territoire=D93&pas=MOIS");
+  const last = dnp[dnp.length - 1];
+  const shown = (await cards.nth(1).locator(".chiffre-cle").innerText()).trim();
+  const expected = last.secret ? "s" : new Intl.NumberFormat("fr-FR", { maximumFractionDigits: 0 }).format(last.valeur);
+  assert.equal(shown, expected, `unmet requests of ${last.periode}`);
+  assert.match(await page.locator("#titre-chiffres").innerText(), /décembre 2025/);
+  assert.match(await cards.nth(1).innerText(), /Par rapport à novembre 2025/);
+  assert.match(await cards.nth(1).innerText(), /Par rapport à décembre 2024 : non publié/);
+  assert.match(await cards.nth(1).innerText(), /provisoire/);
+  await accessibility(page, "accueil");
+  await screenshot(page, "accueil-d93");
 
-  // The chart's points are the API's values for 2025.
-  const api = await page.evaluate(async () => {
-    const r = await fetch("/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=D93&pas=MOIS&du=2025-01-01&au=2026-01-01");
-    return r.json();
-  });
-  assert.equal(api.length, 12, "12 months from the API");
-  const chart = await page.evaluate(() => ({
-    labels: window.observatoireChart.data.labels,
-    data: window.observatoireChart.data.datasets[0].data,
-  }));
-  assert.deepEqual(chart.labels, api.map((r) => r.periode));
-  assert.deepEqual(chart.labels, Array.from({ length: 12 }, (_, i) => `2025-${String(i + 1).padStart(2, "0")}`));
-  chart.data.forEach((v, i) => {
-    const expected = api[i].secret ? null : api[i].valeur;
-    assert.ok(v === expected || Math.abs(v - expected) < 1e-12, `month ${i + 1}: chart ${v}, API ${expected}`);
-  });
-  // Seine-Saint-Denis is saturated: most months are shown; a few may be hidden by
-  // secondary suppression, and each hidden month reads "s" in the table.
-  const hidden = api.filter((r) => r.secret).length;
-  assert.ok(hidden <= 4, `${hidden} secret months in 93`);
-  const cells = await page.locator("#tableau tbody tr td:nth-child(2)").allInnerTexts();
-  api.forEach((r, i) => {
-    if (r.secret) assert.equal(cells[i].trim(), "s", `month ${i + 1} reads "s"`);
-  });
-
-  // The table holds the same months and the definition is shown.
-  assert.equal(await page.locator("#tableau tbody tr").count(), 12);
-  assert.match(await page.locator("#definition").innerText(), /NON_POURVUE/);
+  // The DNP rate, from its card.
+  await Promise.all([page.waitForURL(/\/indicateurs\/taux_dnp_115/), cards.nth(0).locator("a").click()]);
+  await ready(page);
   assert.match(await page.locator("#titre-indicateur").innerText(), /Taux de demandes non pourvues/);
-
-  // A départemental administrator of the 93 is offered its département, its région and
-  // France only.
+  assert.match(await page.locator("#definition").innerText(), /NON_POURVUE/);
+  const months = await api("/api/v1/indicateurs/taux_dnp_115/valeurs?territoire=D93&pas=MOIS");
+  assert.equal(months.length, 12, "12 months from the API");
+  const chart = await page.evaluate(() => window.observatoireGraphique.data.datasets[0].data);
+  assert.equal(chart.length, 12);
+  chart.forEach((v, i) => {
+    const e = months[i].secret ? null : months[i].valeur;
+    assert.ok(v === e || Math.abs(v - e) < 1e-12, `month ${i + 1}: chart ${v}, API ${e}`);
+  });
+  assert.equal(await page.locator("#tableau tbody tr").count(), 12);
+  const cells = await page.locator("#tableau tbody tr td:nth-child(2)").allInnerTexts();
+  months.forEach((r, i) => { if (r.secret) assert.equal(cells[i].trim(), "s", `month ${i + 1} reads "s"`); });
+  assert.ok(months.filter((r) => r.secret).length <= 4, "Seine-Saint-Denis is mostly published");
   const offered = await page.locator("#territoire option").evaluateAll((os) => os.map((o) => o.value));
   assert.deepEqual([...offered].sort(), ["D93", "FR", "R11"], "territories offered to the DDETS 93");
+  await accessibility(page, "indicateur");
+  await screenshot(page, "indicateur-dnp-d93");
 
-  // No request left the machine.
-  const outside = requests.filter((u) => !u.startsWith(base + "/") && !u.startsWith("data:"));
-  assert.deepEqual(outside, [], "requests outside 127.0.0.1");
-  assert.deepEqual(failures, [], "failed requests or script errors");
+  // Quarters, then a breakdown by household composition (one column per modality).
+  await redrawn(page, () => page.selectOption("#pas", "TRIMESTRE"));
+  assert.equal(await page.locator("#tableau tbody tr").count(), 4, "four quarters of 2025");
+  assert.match(page.url(), /pas=TRIMESTRE/);
+  await redrawn(page, () => page.selectOption("#dimension", "composition"));
+  const heads = await page.locator("#tableau thead th").allInnerTexts();
+  assert.equal(heads[0], "Période");
+  assert.ok(heads.includes("Ensemble") && heads.includes("Homme seul"), `composition columns: ${heads}`);
+  await redrawn(page, () => page.selectOption("#dimension", ""));
+  await redrawn(page, () => page.selectOption("#pas", "MOIS"));
 
-  if (screenshot) {
-    await page.screenshot({ path: screenshot, fullPage: true });
+  // Export as XLSX with a choice of columns: the file the browser downloads.
+  await page.uncheck("#colonne-statut");
+  await redrawn(page, () => page.check("#colonne-debut"));
+  const href = await page.locator("#export-xlsx").getAttribute("href");
+  assert.match(href, /format=xlsx/);
+  assert.match(href, /colonnes=[^&]*debut/);
+  assert.doesNotMatch(href, /colonnes=[^&]*statut/);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-xlsx")]);
+  assert.match(download.suggestedFilename(), /\.xlsx$/);
+  await download.saveAs(process.env.XLSX_PATH);
+
+  // The map of the DNP rate, from the indicator page.
+  await Promise.all([page.waitForURL(/\/carte\?/), page.click("#lien-carte")]);
+  await ready(page);
+  const period = await page.locator("#periode").inputValue();
+  assert.equal(period, "2025-12", "the map opens on the latest month");
+  const onMap = await api(`/api/v1/indicateurs/taux_dnp_115/carte?pas=MOIS&periode=${period}`);
+  assert.deepEqual(onMap.map((r) => r.code_territoire), ["D93"], "the map route answers the scope's département only");
+  assert.equal(await page.locator("#carte path").count(), 101 + 8, "101 départements and the Île-de-France enlargement");
+  for (const code of ["971", "972", "973", "974", "976", "2A", "2B"]) {
+    assert.equal(await page.locator(`#carte path[data-departement="${code}"]`).count(), 1, `shape of ${code}`);
   }
-  console.log(`OK : ${requests.length} requêtes, toutes vers ${base}`);
+  const coloured = await page.locator("#carte path:not(.hors-perimetre)").evaluateAll((ps) => [...new Set(ps.map((p) => p.dataset.departement))]);
+  assert.deepEqual(coloured, ["93"], "only the département of the scope is coloured");
+  const rows = await page.locator("#tableau tbody tr").evaluateAll((rs) => rs.map((r) => r.dataset.departement));
+  assert.deepEqual(rows, ["93"]);
+  const fmt = new Intl.NumberFormat("fr-FR", { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  assert.equal((await page.locator("#tableau tbody tr td").first().innerText()).trim(),
+    onMap[0].secret ? "s" : fmt.format(onMap[0].valeur));
+  const box = await page.locator('#carte .carte__metropole path[data-departement="93"]').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  assert.match(await page.locator("#infobulle").innerText(), /Seine-Saint-Denis/);
+  await accessibility(page, "carte");
+  await screenshot(page, "carte-dnp");
+
+  // Comparison: the département, its région and France by default.
+  await open(page, "/comparaison?indicateur=taux_dnp_115&pas=TRIMESTRE");
+  const compared = await page.locator("#liste-territoires input:checked").evaluateAll((is) => is.map((i) => i.value));
+  assert.deepEqual([...compared].sort(), ["D93", "FR", "R11"], "D93, R11 and FR compared");
+  const cmpHeads = await page.locator("#tableau thead th").allInnerTexts();
+  assert.equal(cmpHeads.length, 4, `period + three territories: ${cmpHeads}`);
+  assert.equal(await page.locator("#tableau tbody tr").count(), 4);
+  assert.equal(await page.evaluate(() => window.observatoireGraphique.data.datasets.length), 3);
+  await accessibility(page, "comparaison");
+  await screenshot(page, "comparaison-d93");
+
+  // The data-quality report of the SIAO 93.
+  await open(page, "/qualite");
+  assert.equal(await page.locator("#siao").inputValue(), "93");
+  assert.ok((await page.locator("#tableau-mois tbody tr").count()) >= 12, "a row per month");
+  await accessibility(page, "qualite");
+  await screenshot(page, "qualite-93");
+
+  // The catalogue lists the 32 national indicators.
+  await open(page, "/indicateurs");
+  assert.equal(await page.locator("#catalogue tbody tr").count(), 32);
+  await accessibility(page, "catalogue");
+
+  checkWatch(watch);
+  console.log(`OK : ${watch.requests.length} requêtes, toutes vers ${base}`);
 } finally {
   await browser.close();
 }
