@@ -530,14 +530,19 @@ async fn territoires(
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
     let access = authz::stats_access(&caller);
-    let pairs = values::published_territories(&state.lake, &access).await?;
+    let latest = state
+        .cache
+        .latest_release(&state.lake)
+        .await
+        .map_err(ApiError::internal)?;
+    let pairs = state.cache.territories(&state.lake, &access, latest).await?;
     let list: Vec<Territoire> = pairs
-        .into_iter()
+        .iter()
         .map(|(niveau, territoire)| Territoire {
-            code: territory_code(&niveau, &territoire),
-            libelle: territory_label(&niveau, &territoire),
-            niveau,
-            territoire,
+            code: territory_code(niveau, territoire),
+            libelle: territory_label(niveau, territoire),
+            niveau: niveau.clone(),
+            territoire: territoire.clone(),
         })
         .collect();
     let info = AuditInfo {

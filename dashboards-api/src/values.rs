@@ -688,7 +688,11 @@ pub fn rows_of(b: &RecordBatch) -> Vec<StatRow> {
 pub struct Cache {
     latest: std::sync::Mutex<Option<(Option<u64>, Option<i64>)>>,
     values: std::sync::Mutex<(Option<i64>, CachedAnswers)>,
+    territories: std::sync::Mutex<(Option<i64>, CachedTerritories)>,
 }
+
+/// The published territories of one release, by scope.
+type CachedTerritories = std::collections::HashMap<String, std::sync::Arc<Vec<(String, String)>>>;
 
 /// The answers kept for one release, by query and scope.
 type CachedAnswers = std::collections::HashMap<String, std::sync::Arc<Vec<StatRow>>>;
@@ -749,6 +753,32 @@ impl Cache {
     ) -> Result<std::sync::Arc<Vec<StatRow>>, ApiError> {
         let key = format!("{q:?}|{}", access.scope());
         self.cached(key, latest, map_values(lake, access, q)).await
+    }
+
+    /// The published territories within a scope (every page asks for them; on a
+    /// national lake, listing them reads the whole statistical table).
+    pub async fn territories(
+        &self,
+        lake: &Lake,
+        access: &StatsAccess,
+        latest: Option<i64>,
+    ) -> Result<std::sync::Arc<Vec<(String, String)>>, ApiError> {
+        let key = access.scope().to_string();
+        {
+            let cache = self.territories.lock().expect("cache");
+            if cache.0 == latest
+                && let Some(list) = cache.1.get(&key)
+            {
+                return Ok(list.clone());
+            }
+        }
+        let list = std::sync::Arc::new(published_territories(lake, access).await?);
+        let mut cache = self.territories.lock().expect("cache");
+        if cache.0 != latest {
+            *cache = (latest, Default::default());
+        }
+        cache.1.insert(key, list.clone());
+        Ok(list)
     }
 
     async fn cached(

@@ -1130,7 +1130,10 @@ async fn run_serve(
         ..dashboards_api::ServerConfig::new(&data).with_conventions(conventions)
     };
     dashboards_api::serve(config, listen, |addr| {
-        println!("Tableau de bord : http://{addr}/");
+        println!("Tableau de bord : http://{addr}/ (connexion avec un compte ci-dessus)");
+        println!(
+            "  pages : accueil /, indicateurs /indicateurs, carte /carte, comparaison /comparaison, qualité des données /qualite"
+        );
         println!("API : http://{addr}/api/v1/indicateurs (jeton : en-tête Authorization: Bearer …) — arrêt : Ctrl+C");
     })
     .await

@@ -89,8 +89,10 @@ try {
   // The comparison, with every territory offered checked.
   await open(page, "/comparaison?indicateur=personnes_sans_solution_115&pas=MOIS");
   for (const box of await page.locator("#liste-territoires input").all()) {
-    if (!(await box.isChecked())) await redrawn(page, () => box.check());
+    const id = await box.getAttribute("id");
+    if (!(await box.isChecked())) await redrawn(page, () => page.click(`label[for="${id}"]`));
   }
+  assert.equal(await page.locator("#liste-territoires input:checked").count(), 3, "every territory offered is compared");
   assert.equal(await page.locator("#liste-territoires input").count(), 3, "three territories offered: D, R, FR");
   await noOtherText("comparaison");
   await screenshot(page, "siao-comparaison");

@@ -772,7 +772,8 @@
       if (b.length === 2) { item(null, CLASSES_CARTE[CLASSES_CARTE.length - 1], formater(ind, b[0])); }
       for (var k = 0; b.length > 2 && k < b.length - 1; k++) {
         var dernier = k === b.length - 2;
-        item(null, CLASSES_CARTE[classe(b, b[k])], "de " + formater(ind, b[k]) + (dernier ? " à " : " à moins de ") + formater(ind, b[k + 1]));
+        var texte = b[k] === b[k + 1] ? formater(ind, b[k]) : "de " + formater(ind, b[k]) + (dernier ? " à " : " à moins de ") + formater(ind, b[k + 1]);
+        item(null, CLASSES_CARTE[classe(b, b[k])], texte);
       }
     }
     item("pastille--secret", null, "secret statistique (s)");

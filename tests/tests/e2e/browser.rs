@@ -151,3 +151,49 @@ fn siao_director_sees_no_other_departement_anywhere() {
     );
     assert!(out.contains("aucune d'un autre département"), "{out}");
 }
+
+/// Time to render the indicator page of a département on a large lake, measured in the
+/// browser (`tests/browser/mesure.mjs`). Runs only where `OBSERVATOIRE_LAC_MESURE` names a
+/// data folder holding such a lake (the development machine, not CI); prints the figures
+/// that BENCHMARKS.md records.
+#[test]
+fn indicator_page_render_time_on_a_large_lake() {
+    let Ok(data) = std::env::var("OBSERVATOIRE_LAC_MESURE") else {
+        eprintln!("OBSERVATOIRE_LAC_MESURE absent : mesure du temps d'affichage non lancée");
+        return;
+    };
+    let Some((dir, chromium)) = browser_dir() else {
+        return;
+    };
+    let departement = std::env::var("OBSERVATOIRE_MESURE_DEPARTEMENT").unwrap_or("93".into());
+    let data = PathBuf::from(data);
+    let server = observatoire_tests::TestServer::start(
+        &data,
+        &departement,
+        dashboards_api::ServerConfig::new(&data),
+    );
+    let account = server
+        .accounts
+        .iter()
+        .find(|a| a.profile == Profile::AdministrateurDepartemental)
+        .unwrap();
+    let output = std::process::Command::new("node")
+        .arg(dir.join("mesure.mjs"))
+        .env("BASE_URL", format!("http://{}", server.addr))
+        .env("CHROMIUM_PATH", &chromium)
+        .env("LOGIN", &account.login)
+        .env("PASSWORD", &account.password)
+        .env(
+            "PAGE",
+            format!("/indicateurs/taux_dnp_115?territoire=D{departement}&pas=MOIS"),
+        )
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
