@@ -535,7 +535,10 @@ async fn territoires(
         .latest_release(&state.lake)
         .await
         .map_err(ApiError::internal)?;
-    let pairs = state.cache.territories(&state.lake, &access, latest).await?;
+    let pairs = state
+        .cache
+        .territories(&state.lake, &access, latest)
+        .await?;
     let list: Vec<Territoire> = pairs
         .iter()
         .map(|(niveau, territoire)| Territoire {
@@ -1143,7 +1146,10 @@ async fn carte(
             let batch = export::batch_of(rows.as_slice(), export::stat_row_schema())?;
             let batch = export::select_columns(batch, params.colonnes.as_deref())?;
             let mut filtres = vec![
-                ("Territoires".to_owned(), format!("départements de {}", access.scope())),
+                (
+                    "Territoires".to_owned(),
+                    format!("départements de {}", access.scope()),
+                ),
                 ("Pas".to_owned(), query.pas.clone()),
                 ("Période".to_owned(), query.periode.clone()),
             ];
@@ -1154,7 +1160,10 @@ async fn carte(
                 ));
             }
             let notes = export::Notes {
-                titre: format!("{} ({}) : carte des départements", indicator.libelle, indicator.code),
+                titre: format!(
+                    "{} ({}) : carte des départements",
+                    indicator.libelle, indicator.code
+                ),
                 definition: Some(indicator.definition.to_owned()),
                 unite: Some(indicator.unite.to_owned()),
                 publication: query.version.or(latest),

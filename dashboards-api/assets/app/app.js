@@ -20,8 +20,9 @@
   var CHIFFRES_CLES = ["taux_dnp_115", "dnp_115", "personnes_sans_solution_115", "delai_attente_admission", "taux_occupation"];
   // The DSFR's illustrative colours, dark enough on white for lines and points.
   var COULEURS = ["#000091", "#E1000F", "#18753C", "#A558A0", "#B34000", "#716043", "#006A6F", "#3A3A3A", "#7F5200", "#6E445A"];
-  // Sequential blues of the DSFR (blue France), light to dark, for the map.
-  var CLASSES_CARTE = ["#E3E3FD", "#CACAFB", "#8585F6", "#5151D3", "#000091"];
+  // Sequential blues of the DSFR (blue France), light to dark, for the map; fewer classes
+  // take the darkest ones, so that a class never fades into the grey of the background.
+  var CLASSES_CARTE = ["#CACAFB", "#9A9AF8", "#6A6AF4", "#3535BF", "#000091"];
   var MODALITES = {
     HOMME_SEUL: "Homme seul", FEMME_SEULE: "Femme seule", HOMME_SEUL_AVEC_ENFANTS: "Homme seul avec enfants",
     FEMME_SEULE_AVEC_ENFANTS: "Femme seule avec enfants", COUPLE_SANS_ENFANT: "Couple sans enfant",
@@ -679,9 +680,9 @@
     if (b.length <= 2) { return CLASSES_CARTE.length - 1; }
     var k = 0;
     while (k < b.length - 2 && x >= b[k + 1]) { k++; }
-    // Spread the classes used over the whole scale.
+    // n classes take the n darkest colours.
     var n = b.length - 1;
-    return Math.round(k * (CLASSES_CARTE.length - 1) / Math.max(1, n - 1));
+    return CLASSES_CARTE.length - n + k;
   }
 
   function carte() {
@@ -723,15 +724,19 @@
       el("unite").textContent = "Unité : " + uniteLisible(ind) + ". " + ind.definition;
       var parCode = {};
       lignes.forEach(function (l) { parCode[l.territoire] = l; });
+      // The départements of the scope: every one for a national scope, else those the
+      // territories route lists (a département of the scope with nothing published reads
+      // "outside the scope", which the table below does not list either).
       var dansPerimetre = {};
       donnees.territoires.forEach(function (t) { if (t.niveau === "DEPARTEMENT") { dansPerimetre[t.territoire] = t; } });
+      var national = meta("observatoire-perimetre") === "FR";
       var valeurs = lignes.filter(function (l) { return !l.secret && l.valeur !== null; }).map(function (l) { return l.valeur; });
       var b = bornes(valeurs);
       document.querySelectorAll("#carte path").forEach(function (path) {
         var code = path.dataset.departement, l = parCode[code];
         path.removeAttribute("style");
         path.setAttribute("class", "");
-        if (!dansPerimetre[code]) { path.setAttribute("class", "hors-perimetre"); }
+        if (!dansPerimetre[code] && !national) { path.setAttribute("class", "hors-perimetre"); }
         else if (!l || (!l.secret && l.valeur === null)) { path.setAttribute("class", "non-publie"); }
         else if (l.secret) { path.setAttribute("class", "secret"); }
         else { path.style.fill = CLASSES_CARTE[classe(b, l.valeur)]; }
@@ -778,7 +783,7 @@
     }
     item("pastille--secret", null, "secret statistique (s)");
     item("pastille--non-publie", null, "non publié ou indéfini");
-    item("pastille--hors", null, "hors de votre périmètre");
+    if (meta("observatoire-perimetre") !== "FR") { item("pastille--hors", null, "hors de votre périmètre"); }
   }
 
   function infobulles(ind, parCode, dansPerimetre) {
@@ -786,7 +791,8 @@
     document.querySelectorAll("#carte path").forEach(function (path) {
       path.onmousemove = function (e) {
         var code = path.dataset.departement, l = parCode[code], t = dansPerimetre[code];
-        bulle.textContent = t ? t.libelle + " : " + texteValeur(ind, l) + (l && l.secret ? " (secret statistique)" : "") : "Département " + code + " : hors de votre périmètre";
+        bulle.textContent = t ? t.libelle + " : " + texteValeur(ind, l) + (l && l.secret ? " (secret statistique)" : "")
+          : "Département " + code + (meta("observatoire-perimetre") === "FR" ? " : non publié" : " : hors de votre périmètre");
         bulle.hidden = false;
         bulle.style.left = (e.clientX + 14) + "px";
         bulle.style.top = (e.clientY + 14) + "px";
@@ -915,7 +921,7 @@
        ["Gardées avec un défaut", entier.format(defaut), "comptées, mais à corriger dans SI SIAO"],
        ["Motif des demandes non pourvues", part(npMotif, np), entier.format(np) + " demandes non pourvues"],
        ["Date de naissance renseignée", part(naissance, personnes), entier.format(personnes) + " personnes"],
-       ["Doublons suspects", entier.format(doublons), "personnes probablement saisies deux fois"]].forEach(function (c) {
+       ["Doublons suspects", entier.format(doublons), "personnes signalées comme doublons probables"]].forEach(function (c) {
         var col = document.createElement("div");
         col.className = "fr-col-12 fr-col-md-4";
         var tuile = document.createElement("div");
