@@ -921,7 +921,7 @@
        ["Gardées avec un défaut", entier.format(defaut), "comptées, mais à corriger dans SI SIAO"],
        ["Motif des demandes non pourvues", part(npMotif, np), entier.format(np) + " demandes non pourvues"],
        ["Date de naissance renseignée", part(naissance, personnes), entier.format(personnes) + " personnes"],
-       ["Doublons suspects", entier.format(doublons), "personnes signalées comme doublons probables"]].forEach(function (c) {
+       ["Doublons suspects", entier.format(doublons), "personnes partageant une clé de rapprochement avec une autre"]].forEach(function (c) {
         var col = document.createElement("div");
         col.className = "fr-col-12 fr-col-md-4";
         var tuile = document.createElement("div");

@@ -124,8 +124,8 @@ fn departemental_administrator_opens_the_dnp_rate_maps_it_and_exports_it() {
     let (territory, pas) = (column("code_territoire"), column("pas"));
     let body: Vec<&[Data]> = data.rows().skip(1).collect();
     assert!(body.len() >= 12, "{} months", body.len());
-    assert!(body.iter().all(|r| r[territory].to_string() == "D93"));
-    assert!(body.iter().all(|r| r[pas].to_string() == "MOIS"));
+    assert!(body.iter().all(|r| r[territory] == "D93"));
+    assert!(body.iter().all(|r| r[pas] == "MOIS"));
     let notes = book.worksheet_range("Notes").unwrap();
     let text: String = notes
         .rows()
@@ -153,9 +153,10 @@ fn siao_director_sees_no_other_departement_anywhere() {
 }
 
 /// Time to render the indicator page of a département on a large lake, measured in the
-/// browser (`tests/browser/mesure.mjs`). Runs only where `OBSERVATOIRE_LAC_MESURE` names a
-/// data folder holding such a lake (the development machine, not CI); prints the figures
-/// that BENCHMARKS.md records.
+/// browser (`tests/browser/mesure.mjs`), with its breakdown, and the map and comparison as
+/// the national administrator sees them. Runs only where `OBSERVATOIRE_LAC_MESURE` names
+/// a data folder holding such a lake (the development machine, not CI); prints the
+/// figures that BENCHMARKS.md records.
 #[test]
 fn indicator_page_render_time_on_a_large_lake() {
     let Ok(data) = std::env::var("OBSERVATOIRE_LAC_MESURE") else {
@@ -165,35 +166,46 @@ fn indicator_page_render_time_on_a_large_lake() {
     let Some((dir, chromium)) = browser_dir() else {
         return;
     };
-    let departement = std::env::var("OBSERVATOIRE_MESURE_DEPARTEMENT").unwrap_or("93".into());
+    let d = std::env::var("OBSERVATOIRE_MESURE_DEPARTEMENT").unwrap_or("93".into());
     let data = PathBuf::from(data);
     let server = observatoire_tests::TestServer::start(
         &data,
-        &departement,
+        &d,
         dashboards_api::ServerConfig::new(&data),
     );
-    let account = server
-        .accounts
-        .iter()
-        .find(|a| a.profile == Profile::AdministrateurDepartemental)
-        .unwrap();
-    let output = std::process::Command::new("node")
-        .arg(dir.join("mesure.mjs"))
-        .env("BASE_URL", format!("http://{}", server.addr))
-        .env("CHROMIUM_PATH", &chromium)
-        .env("LOGIN", &account.login)
-        .env("PASSWORD", &account.password)
-        .env(
-            "PAGE",
-            format!("/indicateurs/taux_dnp_115?territoire=D{departement}&pas=MOIS"),
-        )
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let visits = [
+        (
+            Profile::AdministrateurDepartemental,
+            format!(
+                "/indicateurs/taux_dnp_115?territoire=D{d}&pas=MOIS /indicateurs/taux_dnp_115?territoire=D{d}&pas=MOIS&dimension=composition /indicateurs/delai_attente_admission?territoire=D{d}&pas=TRIMESTRE&dimension=quantile / /indicateurs"
+            ),
+        ),
+        (
+            Profile::AdministrateurNational,
+            "/carte?indicateur=taux_dnp_115&pas=MOIS /comparaison?indicateur=taux_dnp_115&pas=MOIS".to_owned(),
+        ),
+    ];
+    for (profile, pages) in visits {
+        let account = server
+            .accounts
+            .iter()
+            .find(|a| a.profile == profile)
+            .unwrap();
+        let output = std::process::Command::new("node")
+            .arg(dir.join("mesure.mjs"))
+            .env("BASE_URL", format!("http://{}", server.addr))
+            .env("CHROMIUM_PATH", &chromium)
+            .env("LOGIN", &account.login)
+            .env("PASSWORD", &account.password)
+            .env("PAGES", pages)
+            .output()
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        println!("{stdout}");
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
