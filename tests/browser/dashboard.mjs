@@ -43,6 +43,15 @@ try {
   assert.match(await cards.nth(1).innerText(), /Par rapport à novembre 2025/);
   assert.match(await cards.nth(1).innerText(), /Par rapport à décembre 2024 : non publié/);
   assert.match(await cards.nth(1).innerText(), /provisoire/i);
+  // Keyboard: the first Tab reaches the skip link to the content, with a visible focus.
+  await page.keyboard.press("Tab");
+  const focused = await page.evaluate(() => {
+    const e = document.activeElement;
+    const style = getComputedStyle(e);
+    return { text: e.textContent.trim(), href: e.getAttribute("href"), outline: style.outlineStyle, width: parseFloat(style.outlineWidth) };
+  });
+  assert.deepEqual([focused.text, focused.href], ["Contenu", "#contenu"], "first Tab: the skip link");
+  assert.ok(focused.outline !== "none" && focused.width > 0, `visible focus: ${JSON.stringify(focused)}`);
   await accessibility(page, "accueil");
   await screenshot(page, "accueil-d93");
 
@@ -68,8 +77,11 @@ try {
   await accessibility(page, "indicateur");
   await screenshot(page, "indicateur-dnp-d93");
 
-  // Quarters, then a breakdown by household composition (one column per modality).
-  await redrawn(page, () => page.selectOption("#pas", "TRIMESTRE"));
+  // Quarters, chosen with the keyboard only, then a breakdown by household composition
+  // (one column per modality).
+  await page.focus("#pas");
+  await redrawn(page, () => page.keyboard.press("ArrowDown"));
+  assert.equal(await page.locator("#pas").inputValue(), "TRIMESTRE", "the time step changes from the keyboard");
   assert.equal(await page.locator("#tableau tbody tr").count(), 4, "four quarters of 2025");
   assert.match(page.url(), /pas=TRIMESTRE/);
   await redrawn(page, () => page.selectOption("#dimension", "composition"));

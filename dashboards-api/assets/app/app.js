@@ -483,10 +483,17 @@
       el("definition").textContent = ind.definition;
       el("unite").textContent = "Unité : " + uniteLisible(ind) + " · Domaine : " + ind.domaine;
       var etiquettes = el("etiquettes");
-      badge(etiquettes, ind.code, null);
-      badge(etiquettes, ind.domaine, "info");
-      badge(etiquettes, { COMPTE: "Secret : comptage", RATIO: "Secret : taux", QUANTILE: "Secret : médiane", AUCUNE: "Sans secret (capacités)" }[ind.sdc] || ind.sdc, null);
-      if (ind.territoire) { badge(etiquettes, "Convention du département " + ind.territoire, "new"); }
+      [ind.code, ind.domaine, "Unité : " + uniteLisible(ind),
+       { COMPTE: "Secret : comptage", RATIO: "Secret : taux", QUANTILE: "Secret : quantile", AUCUNE: "Sans secret (capacités)" }[ind.sdc] || ind.sdc]
+        .concat(ind.territoire ? ["Convention du département " + ind.territoire] : [])
+        .forEach(function (t) {
+          var li = document.createElement("li");
+          var p = document.createElement("p");
+          p.className = "fr-tag fr-tag--sm";
+          p.textContent = t;
+          li.appendChild(p);
+          etiquettes.appendChild(li);
+        });
       var p = parametres();
       remplirTerritoires(el("territoire"), p.get("territoire"));
       remplirPas(el("pas"), p.get("pas"), false);

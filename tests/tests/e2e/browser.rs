@@ -168,11 +168,8 @@ fn indicator_page_render_time_on_a_large_lake() {
     };
     let d = std::env::var("OBSERVATOIRE_MESURE_DEPARTEMENT").unwrap_or("93".into());
     let data = PathBuf::from(data);
-    let server = observatoire_tests::TestServer::start(
-        &data,
-        &d,
-        dashboards_api::ServerConfig::new(&data),
-    );
+    let server =
+        observatoire_tests::TestServer::start(&data, &d, dashboards_api::ServerConfig::new(&data));
     let visits = [
         (
             Profile::AdministrateurDepartemental,
@@ -182,7 +179,8 @@ fn indicator_page_render_time_on_a_large_lake() {
         ),
         (
             Profile::AdministrateurNational,
-            "/carte?indicateur=taux_dnp_115&pas=MOIS /comparaison?indicateur=taux_dnp_115&pas=MOIS".to_owned(),
+            "/carte?indicateur=taux_dnp_115&pas=MOIS /comparaison?indicateur=taux_dnp_115&pas=MOIS"
+                .to_owned(),
         ),
     ];
     for (profile, pages) in visits {
