@@ -142,20 +142,25 @@
     window.observatoireRendu = performance.now();
   }
 
-  // A table cell; "s" is written as an abbreviation with its meaning.
+  // Writes a value into an element; "s" as an abbreviation that says its meaning.
+  function ecrire(element, texte) {
+    if (texte === "s") {
+      var abbr = document.createElement("abbr");
+      abbr.title = "secret statistique";
+      abbr.textContent = "s";
+      element.appendChild(abbr);
+    } else {
+      element.textContent = texte;
+    }
+  }
+
+  // A table cell.
   function cellule(tr, texte, options) {
     options = options || {};
     var c = document.createElement(options.entete ? "th" : "td");
     if (options.entete) { c.scope = "row"; }
     if (options.nombre) { c.className = "nombre"; }
-    if (texte === "s") {
-      var abbr = document.createElement("abbr");
-      abbr.title = "secret statistique";
-      abbr.textContent = "s";
-      c.appendChild(abbr);
-    } else {
-      c.textContent = texte;
-    }
+    ecrire(c, texte);
     tr.appendChild(c);
     return c;
   }
@@ -372,15 +377,7 @@
         h.appendChild(a);
         var valeur = document.createElement("p");
         valeur.className = "chiffre-cle";
-        var texte = texteValeur(ind, ligne);
-        if (texte === "s") {
-          var abbr = document.createElement("abbr");
-          abbr.title = "secret statistique";
-          abbr.textContent = "s";
-          valeur.appendChild(abbr);
-        } else {
-          valeur.textContent = texte;
-        }
+        ecrire(valeur, texteValeur(ind, ligne));
         var evo = document.createElement("div");
         evo.className = "fr-card__desc";
         [evolution(ind, ligne, par[decalerMois(mois, -1)], "Par rapport à " + libellePeriode("MOIS", decalerMois(mois, -1))),
