@@ -1,4 +1,10 @@
-//! Web sign-in and the dashboard page.
+//! Web sign-in and the pages of the web UI.
+//!
+//! Every page is one static shell (DSFR header with the main navigation, footer) around a
+//! static body; the page's script (`assets/app/app.js`) reads every figure from the audited
+//! API with the session's cookie. So a page never holds a figure itself: what it shows went
+//! through the authorisation module and the audit log like any other read, and the pages
+//! need no code of their own on the server beyond the session check.
 //!
 //! The sign-in form carries a CSRF token that must equal the value of a short-lived
 //! cookie set with the form (double submit; the cookie is HttpOnly and SameSite=Strict).
