@@ -97,6 +97,50 @@ pub struct Accounts {
     failures: Mutex<HashMap<String, Failures>>,
     /// A hash verified when the login is unknown, so that timing does not tell.
     dummy_hash: String,
+    /// Tokens recently checked, valid while the store has not changed since.
+    tokens: Mutex<TokenCache>,
+}
+
+/// The state of the store's files (database and write-ahead log: modification time and
+/// size). Any commit — this server's, or a `tokens revoke` or `users disable` run by
+/// another process — appends to the log and changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoreStamp([Option<(std::time::SystemTime, u64)>; 2]);
+
+/// Tokens checked against the store, by id: the hash of their secret, their expiry and
+/// the account's principal, read while the store had `stamp`. Entries serve only while the
+/// store's stamp is unchanged: a revoked token or a disabled account is refused by the
+/// next request, as when every request read the store.
+///
+/// The cache is also emptied every second, so that a commit whose stamp looks unchanged
+/// (a file system with coarse modification times, a log rewritten to the same size within
+/// one tick) is seen within a second at worst.
+#[derive(Default)]
+struct TokenCache {
+    stamp: Option<StoreStamp>,
+    since: Option<std::time::Instant>,
+    entries: HashMap<String, (String, DateTime<Utc>, Principal)>,
+}
+
+/// How long cached tokens serve at most.
+const TOKEN_CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At most this many tokens are kept (beyond, the cache starts again empty).
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// The principal of an active account's row; a row that no longer parses (edited by
+/// hand) or whose territory does not fit its profile grants nothing.
+fn principal_of(login: &str, profil: &str, territoire: &str) -> Option<Principal> {
+    let (Ok(profile), Ok(scope)) = (Profile::parse(profil), Scope::parse(territoire)) else {
+        tracing::warn!("compte au profil ou au territoire illisible : accès refusé");
+        return None;
+    };
+    profile.check_scope(&scope).ok()?;
+    Some(Principal {
+        login: login.to_owned(),
+        profile,
+        scope,
+    })
 }
 
 const SCHEMA: &[&str] = &[
@@ -217,6 +261,7 @@ impl Accounts {
             .map_err(|e| store(e.to_string()))?;
         Ok(Self {
             pool,
+            tokens: Mutex::new(TokenCache::default()),
             path: label,
             failures: Mutex::new(HashMap::new()),
             dummy_hash,
@@ -396,22 +441,8 @@ impl Accounts {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| self.err(e))?;
-        let Some(row) = row else { return Ok(None) };
-        // A row that no longer parses (edited by hand) grants nothing.
-        let (Ok(profile), Ok(scope)) = (
-            Profile::parse(&row.get::<String, _>(0)),
-            Scope::parse(&row.get::<String, _>(1)),
-        ) else {
-            tracing::warn!("compte au profil ou au territoire illisible : accès refusé");
-            return Ok(None);
-        };
-        if profile.check_scope(&scope).is_err() {
-            return Ok(None);
-        }
-        Ok(Some(Principal {
-            login: login.to_owned(),
-            profile,
-            scope,
+        Ok(row.and_then(|row| {
+            principal_of(login, &row.get::<String, _>(0), &row.get::<String, _>(1))
         }))
     }
 
@@ -500,8 +531,24 @@ impl Accounts {
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
+        let stamp = self.stamp();
+        let cached = {
+            let cache = self.tokens.lock().expect("token cache");
+            let fresh = cache.since.is_some_and(|t| t.elapsed() < TOKEN_CACHE_AGE);
+            (fresh && stamp.is_some() && cache.stamp == stamp)
+                .then(|| cache.entries.get(id).cloned())
+                .flatten()
+        };
+        if let Some((stored, expiry, principal)) = cached {
+            let given = sha256_hex(secret);
+            let ok = bool::from(stored.as_bytes().ct_eq(given.as_bytes())) && expiry > Utc::now();
+            return Ok(ok.then_some(principal));
+        }
+        // The token and its account in one query: every API request by token runs it.
         let row = sqlx::query(
-            "SELECT login, empreinte, expire_le FROM jeton WHERE id = ? AND revoque_le IS NULL",
+            "SELECT j.login, j.empreinte, j.expire_le, c.profil, c.territoire \
+             FROM jeton j JOIN compte c ON c.login = j.login \
+             WHERE j.id = ? AND j.revoque_le IS NULL AND c.actif = 1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -513,11 +560,42 @@ impl Accounts {
         if !bool::from(stored.as_bytes().ct_eq(given.as_bytes())) {
             return Ok(None);
         }
-        match parse_time(&row.get::<String, _>(2)) {
-            Some(expiry) if expiry > Utc::now() => {}
+        let expiry = match parse_time(&row.get::<String, _>(2)) {
+            Some(expiry) if expiry > Utc::now() => expiry,
             _ => return Ok(None),
+        };
+        let principal = principal_of(
+            &row.get::<String, _>(0),
+            &row.get::<String, _>(3),
+            &row.get::<String, _>(4),
+        );
+        if let (Some(p), Some(stamp)) = (&principal, stamp) {
+            // Stamped before the read: a commit after it shows as a new stamp next time.
+            let mut cache = self.tokens.lock().expect("token cache");
+            let fresh = cache.since.is_some_and(|t| t.elapsed() < TOKEN_CACHE_AGE);
+            if !fresh || cache.stamp != Some(stamp) || cache.entries.len() >= TOKEN_CACHE_ENTRIES {
+                *cache = TokenCache {
+                    stamp: Some(stamp),
+                    since: Some(std::time::Instant::now()),
+                    entries: HashMap::new(),
+                };
+            }
+            cache
+                .entries
+                .insert(id.to_owned(), (stored, expiry, p.clone()));
         }
-        self.principal(&row.get::<String, _>(0)).await
+        Ok(principal)
+    }
+
+    /// The store's current stamp (`None` if its files cannot be read: no caching).
+    fn stamp(&self) -> Option<StoreStamp> {
+        let of = |path: String| {
+            std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        };
+        let db = of(self.path.clone())?;
+        Some(StoreStamp([Some(db), of(format!("{}-wal", self.path))]))
     }
 
     /// Checks a login and password, with throttling.
@@ -610,21 +688,29 @@ impl Accounts {
         if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT login, csrf, expire_le FROM session WHERE empreinte = ?")
-            .bind(sha256_hex(value))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        // The session and its account in one query: every page and API read by a
+        // browser runs it.
+        let row = sqlx::query(
+            "SELECT s.login, s.csrf, s.expire_le, c.profil, c.territoire \
+             FROM session s JOIN compte c ON c.login = s.login \
+             WHERE s.empreinte = ? AND c.actif = 1",
+        )
+        .bind(sha256_hex(value))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
         let Some(row) = row else { return Ok(None) };
         match parse_time(&row.get::<String, _>(2)) {
             Some(expiry) if expiry > Utc::now() => {}
             _ => return Ok(None),
         }
         let csrf: String = row.get(1);
-        Ok(self
-            .principal(&row.get::<String, _>(0))
-            .await?
-            .map(|p| (p, csrf)))
+        Ok(principal_of(
+            &row.get::<String, _>(0),
+            &row.get::<String, _>(3),
+            &row.get::<String, _>(4),
+        )
+        .map(|p| (p, csrf)))
     }
 
     /// Ends a web session.
@@ -658,6 +744,45 @@ mod tests {
             .await
             .unwrap();
         (dir, accounts)
+    }
+
+    /// The server keeps checked tokens in memory; `tokens revoke` and `users disable` run
+    /// in another process, on their own connection to the store: the very next request
+    /// must see them.
+    #[tokio::test]
+    async fn a_revocation_by_another_process_is_seen_by_the_next_request() {
+        let (dir, server) = store().await;
+        let scope = Scope::parse("D93").unwrap();
+        server
+            .add_user("siao93", Profile::AdministrateurSiao, &scope, None)
+            .await
+            .unwrap();
+        let cli = Accounts::open(&dir.path().join("comptes.db"))
+            .await
+            .unwrap();
+        for round in 0..20 {
+            let t = server
+                .issue_token("siao93", "script", chrono::Duration::days(1))
+                .await
+                .unwrap();
+            for _ in 0..3 {
+                assert!(server.authenticate_token(&t.token).await.unwrap().is_some());
+            }
+            if round % 2 == 0 {
+                assert!(cli.revoke_token(&t.id).await.unwrap());
+                assert!(
+                    server.authenticate_token(&t.token).await.unwrap().is_none(),
+                    "round {round}: revoked token still served"
+                );
+            } else {
+                cli.set_active("siao93", false).await.unwrap();
+                assert!(
+                    server.authenticate_token(&t.token).await.unwrap().is_none(),
+                    "round {round}: token of a disabled account still served"
+                );
+                cli.set_active("siao93", true).await.unwrap();
+            }
+        }
     }
 
     #[tokio::test]
