@@ -17,9 +17,9 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{
     Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
@@ -176,15 +176,19 @@ impl AuditLog {
             .open(&current)
             .map_err(|e| journal_err(&current, e))?;
         let (tx, rx) = mpsc::channel();
+        let syncer = Arc::new(Syncer {
+            file: std::sync::Mutex::new(file.try_clone().map_err(|e| journal_err(&current, e))?),
+            dirty: AtomicBool::new(false),
+            broken: std::sync::Mutex::new(None),
+            stop: AtomicBool::new(false),
+        });
         let writer = Writer {
             _lock: lock,
             dir: dir.to_owned(),
             path: current,
             file,
             next: last + 1,
-            broken: None,
-            dirty: false,
-            last_sync: Instant::now(),
+            syncer,
         };
         std::thread::Builder::new()
             .name("journal-audit".into())
@@ -351,6 +355,44 @@ fn batch(records: &[AuditRecord]) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).expect("audit batch matches its schema")
 }
 
+/// What the writer and the syncing thread share: the journal file to sync, whether
+/// records were written since the last sync, and the failure that closes the journal.
+struct Syncer {
+    file: std::sync::Mutex<std::fs::File>,
+    dirty: AtomicBool,
+    /// Set after a failed sync: every later record is refused.
+    broken: std::sync::Mutex<Option<String>>,
+    stop: AtomicBool,
+}
+
+impl Syncer {
+    /// Syncs the journal file if records were written since the last sync.
+    fn sync(&self) {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let file = self.file.lock().expect("journal file");
+        if let Err(e) = file.sync_data() {
+            tracing::error!(erreur = %e, "synchronisation du journal d'audit impossible : les lectures sont refusées");
+            *self.broken.lock().expect("journal state") =
+                Some(format!("synchronisation impossible : {e}"));
+        }
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.broken.lock().expect("journal state").clone()
+    }
+
+    /// The syncing thread: every [`SYNC_EVERY`], until the writer stops.
+    fn run(&self) {
+        while !self.stop.load(Ordering::Acquire) {
+            std::thread::park_timeout(SYNC_EVERY);
+            self.sync();
+        }
+        self.sync();
+    }
+}
+
 struct Writer {
     /// Held while the writer runs.
     _lock: std::fs::File,
@@ -358,52 +400,34 @@ struct Writer {
     path: PathBuf,
     file: std::fs::File,
     next: i64,
-    /// Set after a failed sync: every later record is refused.
-    broken: Option<String>,
-    dirty: bool,
-    last_sync: Instant,
+    /// The file's syncing, on a thread of its own: a read waits for its record's write,
+    /// never for an fsync in progress.
+    syncer: Arc<Syncer>,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Message>) {
-        loop {
-            let message = if self.dirty {
-                let wait = SYNC_EVERY.saturating_sub(self.last_sync.elapsed());
-                match rx.recv_timeout(wait) {
-                    Ok(m) => Some(m),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => break,
-                }
-            };
-            if let Some(first) = message {
-                // Everything already waiting goes in the same write.
-                let mut batch = vec![first];
-                while let Ok(m) = rx.try_recv() {
-                    batch.push(m);
-                }
-                self.handle(batch);
+        let syncer = self.syncer.clone();
+        let syncing = std::thread::Builder::new()
+            .name("journal-audit-sync".into())
+            .spawn(move || syncer.run());
+        if let Err(e) = &syncing {
+            *self.syncer.broken.lock().expect("journal state") =
+                Some(format!("fil de synchronisation impossible : {e}"));
+        }
+        while let Ok(first) = rx.recv() {
+            // Everything already waiting goes in the same write.
+            let mut batch = vec![first];
+            while let Ok(m) = rx.try_recv() {
+                batch.push(m);
             }
-            if self.dirty && self.last_sync.elapsed() >= SYNC_EVERY {
-                self.sync();
-            }
+            self.handle(batch);
         }
-        if self.dirty {
-            self.sync();
+        self.syncer.stop.store(true, Ordering::Release);
+        if let Ok(handle) = syncing {
+            handle.thread().unpark();
+            let _ = handle.join();
         }
-    }
-
-    fn sync(&mut self) {
-        if let Err(e) = self.file.sync_data() {
-            tracing::error!(erreur = %e, "synchronisation du journal d'audit impossible : les lectures sont refusées");
-            self.broken = Some(format!("synchronisation impossible : {e}"));
-        }
-        self.dirty = false;
-        self.last_sync = Instant::now();
     }
 
     fn handle(&mut self, batch: Vec<Message>) {
@@ -413,8 +437,8 @@ impl Writer {
         for m in batch {
             match m {
                 Message::Write(mut record, reply) => {
-                    if let Some(reason) = &self.broken {
-                        let _ = reply.send(Err(reason.clone()));
+                    if let Some(reason) = self.syncer.broken() {
+                        let _ = reply.send(Err(reason));
                         continue;
                     }
                     record.seq = seq;
@@ -454,7 +478,7 @@ impl Writer {
         match outcome {
             Ok(()) => {
                 self.next = next;
-                self.dirty = true;
+                self.syncer.dirty.store(true, Ordering::Release);
                 for (seq, reply) in waiting.drain(..) {
                     let _ = reply.send(Ok(seq));
                 }
@@ -469,11 +493,10 @@ impl Writer {
     }
 
     fn rotate(&mut self) -> Result<Vec<PathBuf>, String> {
-        if self.dirty {
-            self.sync();
-        }
-        if let Some(reason) = &self.broken {
-            return Err(reason.clone());
+        // The segment it closes is synced before it is renamed (rare: here, in line).
+        self.syncer.sync();
+        if let Some(reason) = self.syncer.broken() {
+            return Err(reason);
         }
         let has_records = std::fs::metadata(&self.path)
             .map(|m| m.len() > 0)
@@ -488,6 +511,8 @@ impl Writer {
                 .append(true)
                 .open(&self.path)
                 .map_err(|e| e.to_string())?;
+            *self.syncer.file.lock().expect("journal file") =
+                self.file.try_clone().map_err(|e| e.to_string())?;
         }
         segments(&self.dir).map_err(|e| e.to_string())
     }
