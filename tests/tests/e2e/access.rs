@@ -1,7 +1,8 @@
 //! The access layer over the demo's lake (75, 93, 13, 23): every profile tries every
 //! route with every territory code (its own, others', FR, régions, crafted ones); no
 //! cell of a territory outside its scope ever comes back, refusals are 403 with a French
-//! message and a stable code, and each request leaves exactly one audit row.
+//! message and a stable code, and each request leaves exactly one audit row (counted on a
+//! server of the test's own, whose accounts no other test uses).
 //!
 //! The expected scopes are written out by hand below from DESIGN.md's rule (a
 //! territory, every level below it, the aggregates above it), not taken from the
@@ -71,9 +72,51 @@ fn assert_french_refusal(body: &Value, what: &str) {
     );
 }
 
+/// Copies the demo's lake and source (not its accounts, audit journal or audit table)
+/// into a folder of its own, so that a server over it has accounts no other test uses.
+fn private_copy_of_the_demo() -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path, skip: &[&str]) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if skip.iter().any(|s| name == *s) {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &to.join(&name), &[]);
+            } else {
+                std::fs::copy(entry.path(), to.join(&name)).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let from = &demo().data;
+    copy(
+        from,
+        dir.path(),
+        &[
+            "comptes.db",
+            "comptes.db-wal",
+            "comptes.db-shm",
+            "journal-audit",
+            "lake",
+        ],
+    );
+    copy(&from.join("lake"), &dir.path().join("lake"), &["audit"]);
+    dir
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_profile_sees_its_scope_and_nothing_else_on_every_route() {
-    let server = &demo().api;
+    // A server of its own, whose accounts only this test uses: its audit log can be
+    // counted exactly.
+    let data = private_copy_of_the_demo();
+    let server = &TestServer::start(
+        data.path(),
+        "93",
+        dashboards_api::ServerConfig::new(data.path()),
+    );
     let mut requests_by_login = std::collections::BTreeMap::<String, usize>::new();
     let mut refusals_by_login = std::collections::BTreeMap::<String, usize>::new();
     for profile in Profile::ALL {
@@ -157,6 +200,9 @@ async fn every_profile_sees_its_scope_and_nothing_else_on_every_route() {
                     "{profile} {path}: {status} {body}"
                 );
                 assert!(body["erreur"].is_string(), "{profile} {path}: {body}");
+                if status == 403 {
+                    refusals += 1;
+                }
             }
         }
 
@@ -174,7 +220,17 @@ async fn every_profile_sees_its_scope_and_nothing_else_on_every_route() {
         *requests_by_login.entry(login).or_default() += count;
     }
 
-    // One audit row per request, refusals with their reason.
+    // Exactly one audit row per request, refusals with their reason. The reads of the
+    // audit log below are the national administrator's own requests: each one counts in
+    // the rows of those after it.
+    let national = server
+        .accounts
+        .iter()
+        .find(|a| a.profile == Profile::AdministrateurNational)
+        .unwrap()
+        .login
+        .clone();
+    let mut checks = 0;
     for (login, n) in &requests_by_login {
         let (status, body) = server
             .get_as(
@@ -184,18 +240,19 @@ async fn every_profile_sees_its_scope_and_nothing_else_on_every_route() {
             .await;
         assert_eq!(status, 200, "{body}");
         let rows = body.as_array().unwrap();
-        assert!(
-            rows.len() >= *n,
-            "{login}: {} lignes d'audit pour {n} requêtes",
+        let expected = n + if *login == national { checks } else { 0 };
+        checks += 1;
+        assert_eq!(
+            rows.len(),
+            expected,
+            "{login}: {} lignes d'audit pour {expected} requêtes",
             rows.len()
         );
         let refused: Vec<&Value> = rows.iter().filter(|r| r["resultat"] == "REFUSE").collect();
-        // Other tests of this binary read as the same accounts meanwhile: at least.
-        let expected_refusals = refusals_by_login[login];
-        assert!(
-            refused.len() >= expected_refusals,
-            "{login}: {} refus audités pour {expected_refusals} refus",
-            refused.len()
+        assert_eq!(
+            refused.len(),
+            refusals_by_login[login],
+            "{login}: refus audités"
         );
         for r in &refused {
             assert!(r["motif"].is_string(), "{login}: refus sans motif {r}");
