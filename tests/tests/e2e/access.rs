@@ -230,8 +230,7 @@ async fn every_profile_sees_its_scope_and_nothing_else_on_every_route() {
         .unwrap()
         .login
         .clone();
-    let mut checks = 0;
-    for (login, n) in &requests_by_login {
+    for (checks, (login, n)) in requests_by_login.iter().enumerate() {
         let (status, body) = server
             .get_as(
                 Profile::AdministrateurNational,
@@ -241,7 +240,6 @@ async fn every_profile_sees_its_scope_and_nothing_else_on_every_route() {
         assert_eq!(status, 200, "{body}");
         let rows = body.as_array().unwrap();
         let expected = n + if *login == national { checks } else { 0 };
-        checks += 1;
         assert_eq!(
             rows.len(),
             expected,
