@@ -424,21 +424,46 @@ async fn metrics_route(State(state): State<AppState>) -> Response {
 
 /// The releases of the statistical base, latest first.
 #[utoipa::path(get, path = "/api/v1/publications", tag = "publications", summary = "Publications", description = "Les publications de la base statistique, la plus récente d'abord.",
+    params(ExportParams),
     responses(
-        (status = 200, description = "Les publications", body = Vec<values::Publication>),
+        (status = 200, description = "Les publications (JSON) ou le fichier exporté", content(
+            (Vec<values::Publication> = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
+        (status = 400, description = "Paramètre invalide", body = openapi::Erreur),
         (status = 401, description = "Authentification requise", body = openapi::Erreur),
         (status = 503, description = "Aucune publication, ou journal d'audit indisponible", body = openapi::Erreur)),
     security(("jeton" = []), ("session" = [])))]
 async fn publications(
     State(state): State<AppState>,
     Caller(_): Caller,
+    Params(params): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let list = values::publications(&state.lake).await?;
-    let info = AuditInfo {
-        lignes: Some(list.len() as i64),
-        ..Default::default()
-    };
-    Ok(audited(info, axum::Json(list)))
+    let result = async {
+        let list = values::publications(&state.lake).await?;
+        use arrow::datatypes::DataType::Int64;
+        let schema = list_schema(
+            &["catalogue", "calculee_le", "nature", "motif"],
+            &[
+                ("version", Int64, false),
+                ("ingestion", Int64, false),
+                ("seuil_secret", Int64, false),
+                ("lignes", Int64, false),
+            ],
+        );
+        let response = list_response(
+            &list,
+            schema,
+            params.format.as_deref(),
+            params.colonnes.as_deref(),
+            "publications",
+            "Publications de la base statistique",
+        )?;
+        Ok((response, list.len()))
+    }
+    .await;
+    Ok(finish(AuditInfo::default(), result))
 }
 
 /// The national catalogue, then the conventions' indicators the caller may see (each
@@ -520,39 +545,54 @@ fn territory_label(niveau: &str, territoire: &str) -> String {
 
 /// The published territories within the caller's scope.
 #[utoipa::path(get, path = "/api/v1/territoires", tag = "catalogue", summary = "Territoires", description = "Les territoires publiés dans le périmètre de l'appelant.",
+    params(ExportParams),
     responses(
-        (status = 200, description = "Les territoires", body = Vec<Territoire>),
+        (status = 200, description = "Les territoires (JSON) ou le fichier exporté", content(
+            (Vec<Territoire> = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
+        (status = 400, description = "Paramètre invalide", body = openapi::Erreur),
         (status = 401, description = "Authentification requise", body = openapi::Erreur),
         (status = 503, description = "Aucune publication, ou journal d'audit indisponible", body = openapi::Erreur)),
     security(("jeton" = []), ("session" = [])))]
 async fn territoires(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    Params(params): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
     let access = authz::stats_access(&caller);
-    let latest = state
-        .cache
-        .latest_release(&state.lake)
-        .await
-        .map_err(ApiError::internal)?;
-    let pairs = state
-        .cache
-        .territories(&state.lake, &access, latest)
-        .await?;
-    let list: Vec<Territoire> = pairs
-        .iter()
-        .map(|(niveau, territoire)| Territoire {
-            code: territory_code(niveau, territoire),
-            libelle: territory_label(niveau, territoire),
-            niveau: niveau.clone(),
-            territoire: territoire.clone(),
-        })
-        .collect();
-    let info = AuditInfo {
-        lignes: Some(list.len() as i64),
-        ..Default::default()
-    };
-    Ok(audited(info, axum::Json(list)))
+    let result = async {
+        let latest = state
+            .cache
+            .latest_release(&state.lake)
+            .await
+            .map_err(ApiError::internal)?;
+        let pairs = state
+            .cache
+            .territories(&state.lake, &access, latest)
+            .await?;
+        let list: Vec<Territoire> = pairs
+            .iter()
+            .map(|(niveau, territoire)| Territoire {
+                code: territory_code(niveau, territoire),
+                libelle: territory_label(niveau, territoire),
+                niveau: niveau.clone(),
+                territoire: territoire.clone(),
+            })
+            .collect();
+        let response = list_response(
+            &list,
+            list_schema(&["code", "niveau", "territoire", "libelle"], &[]),
+            params.format.as_deref(),
+            params.colonnes.as_deref(),
+            "territoires",
+            "Territoires publiés dans le périmètre",
+        )?;
+        Ok((response, list.len()))
+    }
+    .await;
+    Ok(finish(AuditInfo::default(), result))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -738,13 +778,21 @@ struct AuditParams {
     au: Option<String>,
     /// Nombre maximal de lignes (1 à 10 000 ; 1 000 par défaut).
     limite: Option<String>,
+    /// Format : json (par défaut), csv, xlsx ou parquet.
+    format: Option<String>,
+    /// Colonnes à exporter, séparées par des virgules.
+    colonnes: Option<String>,
 }
 
 /// The audit log (national administrator only), latest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", summary = "Journal d'audit", description = "Les lectures journalisées, la plus récente d'abord (administrateur national).",
     params(AuditParams),
     responses(
-        (status = 200, description = "Les lectures journalisées", body = Vec<audit::AuditRecord>),
+        (status = 200, description = "Les lectures journalisées (JSON) ou le fichier exporté", content(
+            (Vec<audit::AuditRecord> = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
         (status = 400, description = "Paramètre invalide", body = openapi::Erreur),
         (status = 401, description = "Authentification requise", body = openapi::Erreur),
         (status = 403, description = "Réservé à l'administrateur national", body = openapi::Erreur),
@@ -766,7 +814,6 @@ async fn audit_log(
     state.audit.compact().await.map_err(ApiError::internal)?;
     let rows = values::audit_rows(&state.lake, &access, &filter).await?;
     let info = AuditInfo {
-        lignes: Some(rows.len() as i64),
         periode: (filter.du.is_some() || filter.au.is_some()).then(|| {
             format!(
                 "{}/{}",
@@ -776,7 +823,38 @@ async fn audit_log(
         }),
         ..Default::default()
     };
-    Ok(audited(info, axum::Json(rows)))
+    use arrow::datatypes::DataType::{Float64, Int32, Int64};
+    let schema = list_schema(
+        &[
+            "horodatage",
+            "utilisateur",
+            "profil",
+            "methode",
+            "chemin",
+            "indicateur",
+            "requete_sql",
+            "territoire",
+            "periode",
+            "resultat",
+            "motif",
+        ],
+        &[
+            ("seq", Int64, false),
+            ("lignes", Int64, true),
+            ("statut_http", Int32, false),
+            ("duree_ms", Float64, false),
+        ],
+    );
+    let result = list_response(
+        &rows,
+        schema,
+        params.format.as_deref(),
+        params.colonnes.as_deref(),
+        "journal_audit",
+        "Journal d'audit des lectures",
+    )
+    .map(|r| (r, rows.len()));
+    Ok(finish(info, result))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -892,6 +970,56 @@ async fn sql_query(
             Ok(audited(info, response))
         }
     }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ExportParams {
+    /// Format : json (par défaut), csv (Excel français), xlsx ou parquet.
+    format: Option<String>,
+    /// Colonnes à exporter, séparées par des virgules (toutes par défaut).
+    colonnes: Option<String>,
+}
+
+/// A list route's answer: its rows as JSON, or exported (`format`, `colonnes`) with a
+/// notes sheet titled `titre`.
+fn list_response<T: Serialize>(
+    rows: &[T],
+    schema: arrow::datatypes::SchemaRef,
+    format: Option<&str>,
+    colonnes: Option<&str>,
+    stem: &str,
+    titre: &str,
+) -> Result<Response, ApiError> {
+    let export = export::ExportFormat::parse(format)?;
+    if export == export::ExportFormat::Json && colonnes.is_none() {
+        return Ok(axum::Json(rows).into_response());
+    }
+    let batch = export::batch_of(rows, schema)?;
+    let batch = export::select_columns(batch, colonnes)?;
+    let notes = export::Notes {
+        titre: titre.to_owned(),
+        ..Default::default()
+    };
+    export::respond(export, &batch, stem, &notes)
+}
+
+/// An Arrow schema of text columns, then (name, type, nullable) columns.
+fn list_schema(
+    text: &[&str],
+    others: &[(&str, arrow::datatypes::DataType, bool)],
+) -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let mut fields: Vec<Field> = text
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    fields.extend(
+        others
+            .iter()
+            .map(|(n, t, null)| Field::new(*n, t.clone(), *null)),
+    );
+    std::sync::Arc::new(Schema::new(fields))
 }
 
 /// An indicator of the catalogue the caller may see (a convention's only where it applies).
@@ -1195,27 +1323,45 @@ struct Periode {
 
 /// The closed months (their periods are DEFINITIF, never recomputed).
 #[utoipa::path(get, path = "/api/v1/periodes", tag = "publications", summary = "Mois clôturés", description = "Les mois clôturés : leurs périodes sont définitives et ne sont plus recalculées (sauf révision explicite).",
+    params(ExportParams),
     responses(
-        (status = 200, description = "Les mois clôturés", body = Vec<Periode>),
+        (status = 200, description = "Les mois clôturés (JSON) ou le fichier exporté", content(
+            (Vec<Periode> = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
+        (status = 400, description = "Paramètre invalide", body = openapi::Erreur),
         (status = 401, description = "Authentification requise", body = openapi::Erreur),
         (status = 503, description = "Journal d'audit indisponible", body = openapi::Erreur)),
     security(("jeton" = []), ("session" = [])))]
-async fn periodes(State(state): State<AppState>, Caller(_): Caller) -> Result<Response, ApiError> {
-    let list: Vec<Periode> = indicators::closing::closures(&state.lake)
-        .await
-        .map_err(ApiError::internal)?
-        .into_iter()
-        .map(|c| Periode {
-            mois: c.mois,
-            origine: c.origine,
-            cloture_le: c.cloture_le,
-        })
-        .collect();
-    let info = AuditInfo {
-        lignes: Some(list.len() as i64),
-        ..Default::default()
-    };
-    Ok(audited(info, axum::Json(list)))
+async fn periodes(
+    State(state): State<AppState>,
+    Caller(_): Caller,
+    Params(params): Params<ExportParams>,
+) -> Result<Response, ApiError> {
+    let result = async {
+        let list: Vec<Periode> = indicators::closing::closures(&state.lake)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|c| Periode {
+                mois: c.mois,
+                origine: c.origine,
+                cloture_le: c.cloture_le,
+            })
+            .collect();
+        let response = list_response(
+            &list,
+            list_schema(&["mois", "origine", "cloture_le"], &[]),
+            params.format.as_deref(),
+            params.colonnes.as_deref(),
+            "mois_clotures",
+            "Mois clôturés",
+        )?;
+        Ok((response, list.len()))
+    }
+    .await;
+    Ok(finish(AuditInfo::default(), result))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
