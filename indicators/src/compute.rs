@@ -54,6 +54,15 @@ pub enum ComputeError {
         "le mois {0} n'est pas clôturé : seule une période clôturée se révise (observatoire period close {0})"
     )]
     NotClosed(String),
+    #[error(
+        "identifiant de demande trop grand pour le calcul ({0}, limite {limit}) : l'ordre des demandes d'une personne ne serait plus exact",
+        limit = ORDER_ID_LIMIT
+    )]
+    IdTooLarge(i64),
+    #[error(
+        "date de demande hors de la plage du calcul ({0}, au plus 2149-06-05) : l'ordre des demandes d'une personne ne serait plus exact"
+    )]
+    DateTooLate(NaiveDate),
     #[error("une révision doit donner son motif (--reason « … »)")]
     RevisionWithoutReason,
     #[error("aucune période publiée ne contient le mois {0} : rien à réviser")]
@@ -1215,6 +1224,7 @@ impl Prepared {
 }
 
 pub(crate) async fn prepare_tables(ctx: &SessionContext) -> Result<Prepared> {
+    check_order_ids(ctx).await?;
     let bounds = observed_bounds(ctx).await?;
     let publies = register_territories(ctx).await?;
     let (periods, periodes, calendrier, calendrier_period) = register_periods(ctx, bounds).await?;
@@ -1226,6 +1236,35 @@ pub(crate) async fn prepare_tables(ctx: &SessionContext) -> Result<Prepared> {
         calendrier_period,
         publies,
     })
+}
+
+/// The distinct-entity indicators order a person's requests by one integer key
+/// ([`ORDER_KEY`]): refuses ids it cannot hold exactly rather than miscount.
+async fn check_order_ids(ctx: &SessionContext) -> Result<()> {
+    let batches = ctx
+        .sql("SELECT MAX(id) AS id, MAX(date_demande) AS jour FROM demande")
+        .await?
+        .collect()
+        .await?;
+    let Some(batch) = batches.first().filter(|b| b.num_rows() == 1) else {
+        return Ok(());
+    };
+    let id = batch
+        .column(0)
+        .as_primitive_opt::<arrow::datatypes::Int64Type>();
+    if let Some(id) = id.filter(|a| !arrow::array::Array::is_null(*a, 0)) {
+        if id.value(0) >= ORDER_ID_LIMIT {
+            return Err(ComputeError::IdTooLarge(id.value(0)));
+        }
+    }
+    let jour = batch.column(1).as_primitive_opt::<Date32Type>();
+    if let Some(jour) = jour.filter(|a| !arrow::array::Array::is_null(*a, 0)) {
+        if jour.value(0) >= ORDER_DAY_LIMIT {
+            let day = Date32Type::to_naive_date_opt(jour.value(0)).unwrap_or(NaiveDate::MAX);
+            return Err(ComputeError::DateTooLate(day));
+        }
+    }
+    Ok(())
 }
 
 async fn observed_bounds(ctx: &SessionContext) -> Result<Option<(NaiveDate, NaiveDate)>> {
@@ -1517,6 +1556,17 @@ const KEY: &str = "niveau, territoire, pas, periode";
 const DEP_KEY: &str = "departement, pas, periode";
 const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
 
+/// A distinct-entity record's order (ordre_date, then ordre_id) as one integer: days
+/// since 1970 × 2⁴⁷ + the id. Exact while ids stay below 2⁴⁷ ([`ORDER_ID_LIMIT`]) and
+/// days below 2¹⁶ (dates before 2149, [`ORDER_DAY_LIMIT`]), both checked by [`prepare`].
+const ORDER_KEY: &str = "arrow_cast(ordre_date, 'Int64') * 140737488355328 + ordre_id";
+
+/// The ids a distinct-entity record's order key holds exactly (2⁴⁷).
+pub const ORDER_ID_LIMIT: i64 = 1 << 47;
+
+/// The days since 1970 it holds (2¹⁶: up to 2149-06-05).
+pub const ORDER_DAY_LIMIT: i32 = 1 << 16;
+
 /// The CTEs that aggregate an indicator's records into
 /// `agg(niveau, territoire, pas, periode, dimension, modalite, a, b)`: `a` the value (a
 /// ratio's numerator), `b` a ratio's denominator or a quantile's number of records.
@@ -1524,7 +1574,7 @@ const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
 /// Work is done at the département before the records are repeated for its région and
 /// FR: additive records are first summed per département, date (or period) and
 /// modalities; distinct entities keep their first record per département and period,
-/// and only those are ranked again in the région and FR (the first record in a
+/// and only those are compared again in the région and FR (the first record in a
 /// territory is the first of its départements' firsts).
 fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
     let records = &sources.records;
@@ -1573,50 +1623,46 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             unpivot("placed", dims)
         ),
         Measure::Distinct | Measure::DistinctAll => {
-            // An entity's first record in a partition is the one whose predecessor, in
-            // the order (entite, ordre_date, ordre_id), is another entity: one window per
-            // territory and period rather than one per entity. DistinctAll: an entity
-            // counts when all its records in the territory and period are `garde`, the
-            // minimum over its rows (the peers of the order by entite), here over its
-            // départements' minimums.
+            // An entity's first record in a territory and period is the one with the
+            // smallest order key (ordre_date, then ordre_id), packed into one integer so
+            // that plain MIN aggregates find it: per département first, then over the
+            // départements' firsts for each territory; its modalities are then read from
+            // the record holding that key (DataFusion's MIN over integers is a vectorised
+            // hash aggregate, its ordered FIRST_VALUE and its windows are not).
+            // DistinctAll: an entity counts when all its records in the territory and
+            // period are `garde`, the minimum over its départements' minimums.
             let all = indicator.measure == Measure::DistinctAll;
-            let first = |name: &str, input: &str, key: &str, garde: &str, alias: &str| {
-                let garde = if all {
-                    format!(
-                        ", MIN({garde}) OVER (PARTITION BY {key} ORDER BY x.entite
-                                             RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS {alias}"
-                    )
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{name}_ordered AS (SELECT x.*, LAG(x.entite) OVER (PARTITION BY {key}
-                                            ORDER BY x.entite, x.ordre_date, x.ordre_id) AS precedente_{name}{garde}
-                                        FROM {input} x WHERE x.entite IS NOT NULL),
-                     {name}_firsts AS (SELECT * FROM {name}_ordered
-                                       WHERE precedente_{name} IS NULL OR precedente_{name} <> entite)"
+            let (garde_dep, garde_ter, counted) = if all {
+                (
+                    ", MIN(CASE WHEN garde THEN 1 ELSE 0 END) AS garde_dep",
+                    ", MIN(r.garde_dep) AS garde_entite",
+                    "SUM(CASE WHEN garde_entite = 1 THEN 1 ELSE 0 END)",
                 )
-            };
-            let counted = if all {
-                "SUM(CASE WHEN garde_entite = 1 THEN 1 ELSE 0 END)"
             } else {
-                "COUNT(*)"
+                ("", "", "COUNT(*)")
             };
+            let modalities: String = dims
+                .iter()
+                .filter(|d| **d != "quantile")
+                .map(|d| format!(", MIN({d}) AS {d}"))
+                .collect();
+            let read: String = dims
+                .iter()
+                .filter(|d| **d != "quantile")
+                .map(|d| format!(", r.{d}"))
+                .collect();
             format!(
-                "{},
-                 dep_placed AS (SELECT t.niveau, t.territoire, r.*
-                                FROM dep_firsts r JOIN territoires t ON t.departement = r.departement),
-                 {},
+                "dep_k AS (SELECT {DEP_KEY}, entite, MIN({ORDER_KEY}) AS k{garde_dep}
+                           FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
+                 ter_k AS (SELECT t.niveau, t.territoire, r.pas, r.periode, r.entite, MIN(r.k) AS k{garde_ter}
+                           FROM dep_k r JOIN territoires t ON t.departement = r.departement
+                           GROUP BY t.niveau, t.territoire, r.pas, r.periode, r.entite),
+                 rec_k AS (SELECT entite, {ORDER_KEY} AS k{modalities}
+                           FROM rec WHERE entite IS NOT NULL GROUP BY 1, 2),
+                 ter_firsts AS (SELECT x.*{read} FROM ter_k x
+                                JOIN rec_k r ON r.entite = x.entite AND r.k = x.k),
                  unp AS ({}),
                  agg AS (SELECT {CELL}, {counted} AS a, CAST(NULL AS BIGINT) AS b FROM unp GROUP BY {CELL})",
-                first(
-                    "dep",
-                    "dated",
-                    DEP_KEY,
-                    "CASE WHEN x.garde THEN 1 ELSE 0 END",
-                    "garde_dep"
-                ),
-                first("ter", "dep_placed", KEY, "x.garde_dep", "garde_entite"),
                 unpivot("ter_firsts", dims)
             )
         }
