@@ -1552,6 +1552,42 @@ fn unpivot(source: &str, dimensions: &[&str]) -> String {
     )
 }
 
+/// `(niveau, territoire, pas, periode, dimension, modalite, <aggregates>)` over `source`:
+/// the total (`dimension` and `modalite` empty) and each dimension's modalities (a null
+/// value being `NON_RENSEIGNE`), by one aggregation with grouping sets rather than by
+/// repeating each row once per dimension ([`unpivot`]). `quantile` is not a column.
+fn grouped(source: &str, dimensions: &[&str], aggregates: &str) -> String {
+    let dims: Vec<&str> = dimensions
+        .iter()
+        .copied()
+        .filter(|d| *d != "quantile")
+        .collect();
+    if dims.is_empty() {
+        return format!(
+            "SELECT {KEY}, '' AS dimension, '' AS modalite, {aggregates} FROM {source} GROUP BY {KEY}"
+        );
+    }
+    let dimension: String = dims
+        .iter()
+        .map(|d| format!(" WHEN GROUPING({d}) = 0 THEN '{d}'"))
+        .collect();
+    let modalite: String = dims
+        .iter()
+        .map(|d| {
+            format!(" WHEN GROUPING({d}) = 0 THEN COALESCE(CAST({d} AS VARCHAR), 'NON_RENSEIGNE')")
+        })
+        .collect();
+    let sets: String = std::iter::once(format!("({KEY})"))
+        .chain(dims.iter().map(|d| format!("({KEY}, {d})")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {KEY}, CASE{dimension} ELSE '' END AS dimension, CASE{modalite} ELSE '' END AS modalite,
+                {aggregates}
+         FROM {source} GROUP BY GROUPING SETS ({sets})"
+    )
+}
+
 const KEY: &str = "niveau, territoire, pas, periode";
 const DEP_KEY: &str = "departement, pas, periode";
 const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
@@ -1618,9 +1654,8 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
     let dims = indicator.dimensions;
     let body = match indicator.measure {
         Measure::Sum => format!(
-            "unp AS ({}),
-             agg AS (SELECT {CELL}, SUM(w) AS a, CAST(NULL AS BIGINT) AS b FROM unp GROUP BY {CELL})",
-            unpivot("placed", dims)
+            "agg AS ({})",
+            grouped("placed", dims, "SUM(w) AS a, CAST(NULL AS BIGINT) AS b")
         ),
         Measure::Distinct | Measure::DistinctAll => {
             // An entity's first record in a territory and period is the one with the
@@ -1661,9 +1696,12 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                            FROM rec WHERE entite IS NOT NULL GROUP BY 1, 2),
                  ter_firsts AS (SELECT x.*{read} FROM ter_k x
                                 JOIN rec_k r ON r.entite = x.entite AND r.k = x.k),
-                 unp AS ({}),
-                 agg AS (SELECT {CELL}, {counted} AS a, CAST(NULL AS BIGINT) AS b FROM unp GROUP BY {CELL})",
-                unpivot("ter_firsts", dims)
+                 agg AS ({})",
+                grouped(
+                    "ter_firsts",
+                    dims,
+                    &format!("{counted} AS a, CAST(NULL AS BIGINT) AS b")
+                )
             )
         }
         Measure::Ratio => {
@@ -1681,9 +1719,8 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                 )
             } else {
                 format!(
-                    "unp AS ({}),
-                     agg AS (SELECT {CELL}, SUM(num) AS a, SUM(den) AS b FROM unp GROUP BY {CELL})",
-                    unpivot("placed", dims)
+                    "agg AS ({})",
+                    grouped("placed", dims, "SUM(num) AS a, SUM(den) AS b")
                 )
             }
         }
@@ -1709,14 +1746,17 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                 String::new()
             };
             format!(
-                "unp AS ({}),
-                 sorted AS (SELECT {CELL}, COUNT(*) AS n, array_sort(array_agg(v)) AS vs
-                            FROM unp WHERE v IS NOT NULL GROUP BY {CELL}),
+                "valued AS (SELECT * FROM placed WHERE v IS NOT NULL),
+                 sorted AS ({}),
                  q AS (SELECT {CELL}, n, vs[(n + 1) / 2] AS q50, vs[(3 * n + 3) / 4] AS q75,
                               vs[(9 * n + 9) / 10] AS q90
                        FROM sorted),
                  agg AS (SELECT {CELL}, q50 AS a, n AS b FROM q{extra})",
-                unpivot("placed", dims)
+                grouped(
+                    "valued",
+                    dims,
+                    "COUNT(*) AS n, array_sort(array_agg(v)) AS vs"
+                )
             )
         }
     };
