@@ -1252,17 +1252,17 @@ async fn check_order_ids(ctx: &SessionContext) -> Result<()> {
     let id = batch
         .column(0)
         .as_primitive_opt::<arrow::datatypes::Int64Type>();
-    if let Some(id) = id.filter(|a| !arrow::array::Array::is_null(*a, 0)) {
-        if id.value(0) >= ORDER_ID_LIMIT {
-            return Err(ComputeError::IdTooLarge(id.value(0)));
-        }
+    if let Some(id) = id.filter(|a| !arrow::array::Array::is_null(*a, 0))
+        && id.value(0) >= ORDER_ID_LIMIT
+    {
+        return Err(ComputeError::IdTooLarge(id.value(0)));
     }
     let jour = batch.column(1).as_primitive_opt::<Date32Type>();
-    if let Some(jour) = jour.filter(|a| !arrow::array::Array::is_null(*a, 0)) {
-        if jour.value(0) >= ORDER_DAY_LIMIT {
-            let day = Date32Type::to_naive_date_opt(jour.value(0)).unwrap_or(NaiveDate::MAX);
-            return Err(ComputeError::DateTooLate(day));
-        }
+    if let Some(jour) = jour.filter(|a| !arrow::array::Array::is_null(*a, 0))
+        && jour.value(0) >= ORDER_DAY_LIMIT
+    {
+        let day = Date32Type::to_naive_date_opt(jour.value(0)).unwrap_or(NaiveDate::MAX);
+        return Err(ComputeError::DateTooLate(day));
     }
     Ok(())
 }
