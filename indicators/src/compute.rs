@@ -1188,7 +1188,8 @@ pub async fn next_version(lake: &Lake) -> Result<i64> {
 }
 
 /// Registers what every indicator's SQL reads besides the detail tables — `territoires`,
-/// `publies`, `periodes`, `calendrier` — and returns the observed bounds [D0, D1].
+/// `publies`, `periodes`, `calendrier`, the aggregate [`crate::quantiles`] — and returns
+/// the observed bounds [D0, D1].
 pub async fn prepare(ctx: &SessionContext) -> Result<Option<(NaiveDate, NaiveDate)>> {
     Ok(prepare_tables(ctx).await?.bounds)
 }
@@ -1224,6 +1225,7 @@ impl Prepared {
 }
 
 pub(crate) async fn prepare_tables(ctx: &SessionContext) -> Result<Prepared> {
+    ctx.register_udaf(crate::quantiles::udaf());
     check_order_ids(ctx).await?;
     let bounds = observed_bounds(ctx).await?;
     let publies = register_territories(ctx).await?;
@@ -1747,15 +1749,14 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             };
             format!(
                 "valued AS (SELECT * FROM placed WHERE v IS NOT NULL),
-                 sorted AS ({}),
-                 q AS (SELECT {CELL}, n, vs[(n + 1) / 2] AS q50, vs[(3 * n + 3) / 4] AS q75,
-                              vs[(9 * n + 9) / 10] AS q90
-                       FROM sorted),
+                 ranked AS ({}),
+                 q AS (SELECT {CELL}, n, qs['q50'] AS q50, qs['q75'] AS q75, qs['q90'] AS q90
+                       FROM ranked),
                  agg AS (SELECT {CELL}, q50 AS a, n AS b FROM q{extra})",
                 grouped(
                     "valued",
                     dims,
-                    "COUNT(*) AS n, array_sort(array_agg(v)) AS vs"
+                    "COUNT(*) AS n, quantiles_rang(v) AS qs"
                 )
             )
         }

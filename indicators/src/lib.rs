@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod closing;
 pub mod compute;
 mod incremental;
+pub mod quantiles;
 pub mod suppression;
 
 pub use catalogue::{CATALOGUE, CATALOGUE_VERSION, Disclosure, Indicator, by_id};

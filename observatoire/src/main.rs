@@ -14,6 +14,13 @@ use observatoire::config::FileConfig;
 use observatoire::{Error, Result};
 use operational::simulator::SimulationConfig;
 
+/// mimalloc instead of the system allocator: the ingest and the compute allocate and free
+/// millions of short-lived buffers (Arrow arrays, hash tables, per-row strings) on every
+/// thread, where glibc's allocator spent a visible share of the time in page faults and
+/// zeroing (BENCHMARKS.md); DataFusion's own command line uses mimalloc for the same reason.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "observatoire",

@@ -21,6 +21,13 @@ def main() -> None:
     con.execute("SET integer_division = true")
     # arrow_cast(date, 'Int64'): days since 1970-01-01, as DataFusion gives it.
     con.execute("CREATE MACRO arrow_cast(x, t) AS (CAST(x AS DATE) - DATE '1970-01-01')")
+    # quantiles_rang(v): the project's aggregate of the ranked quantiles (the values at
+    # positions ceil(q*n) of the sorted values), as a struct; DuckDB's own quantile_disc
+    # follows the same rule (INDICATORS.md), so the peer uses it.
+    con.execute(
+        "CREATE MACRO quantiles_rang(x) AS struct_pack("
+        "q50 := quantile_disc(x, 0.5), q75 := quantile_disc(x, 0.75), q90 := quantile_disc(x, 0.9))"
+    )
     for name, files in job["tables"].items():
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
