@@ -377,12 +377,22 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
          AND (d.statut = 'EN_COURS'
               OR (d.statut IN ('POURVUE', 'NON_POURVUE', 'ANNULEE') AND d.date_statut >= p.fin_obs))",
     ),
-    // Newly identified households: their first request ever (E01, E02).
+    // Newly identified households: their first request ever (E01, E02), one row per
+    // household. The first is the smallest (date_demande, id), packed into one integer
+    // as the distinct counts do (`compute::ORDER_KEY`, exact ranges checked by
+    // `prepare`), found by MIN in a hash aggregate and read back by that key (DataFusion's
+    // ROW_NUMBER window over every household was the slowest part of E01 and E02).
     (
         "__PREMIERES__",
-        "(SELECT menage_id, siao_departement, date_demande,
-                 ROW_NUMBER() OVER (PARTITION BY menage_id ORDER BY date_demande, id) AS rang
-          FROM demande WHERE statut <> 'ANNULEE' AND menage_id IS NOT NULL AND date_demande IS NOT NULL)",
+        "(SELECT d.menage_id, d.siao_departement, d.date_demande
+          FROM demande d
+          JOIN (SELECT menage_id,
+                       MIN(arrow_cast(date_demande, 'Int64') * 140737488355328 + id) AS k
+                FROM demande
+                WHERE statut <> 'ANNULEE' AND menage_id IS NOT NULL AND date_demande IS NOT NULL
+                GROUP BY menage_id) m
+            ON m.menage_id = d.menage_id
+           AND m.k = arrow_cast(d.date_demande, 'Int64') * 140737488355328 + d.id)",
     ),
 ];
 
@@ -638,13 +648,17 @@ pub const CATALOGUE: &[Indicator] = &[
         sql: "SELECT d.siao_departement AS departement, s.date_entree AS jour,
                      arrow_cast(s.date_entree, 'Int64') - arrow_cast(d.date_demande, 'Int64') AS v,
                      x.type AS type_dispositif
-              FROM (SELECT demande_id, dispositif_id, date_entree,
-                           ROW_NUMBER() OVER (PARTITION BY demande_id ORDER BY date_entree, id) AS rang
+              FROM (SELECT demande_id,
+                           MIN(arrow_cast(date_entree, 'Int64') * 140737488355328 + id) AS k
                     FROM prise_en_charge
-                    WHERE demande_id IS NOT NULL AND date_entree IS NOT NULL) s
+                    WHERE demande_id IS NOT NULL AND date_entree IS NOT NULL
+                    GROUP BY demande_id) f
+              JOIN prise_en_charge s
+                ON s.demande_id = f.demande_id
+               AND arrow_cast(s.date_entree, 'Int64') * 140737488355328 + s.id = f.k
               JOIN demande d ON d.id = s.demande_id
               LEFT JOIN dispositif x ON x.id = s.dispositif_id
-              WHERE s.rang = 1 AND d.type = 'INSERTION' AND d.date_demande IS NOT NULL",
+              WHERE d.type = 'INSERTION' AND d.date_demande IS NOT NULL",
         additive_terms: &[("denominateur", "premiers_sejours_insertion")],
         ..BASE
     },
@@ -992,11 +1006,10 @@ pub const CATALOGUE: &[Indicator] = &[
               FROM __PREMIERES__ f
               LEFT JOIN (SELECT DISTINCT f.menage_id FROM __PREMIERES__ f
                          JOIN evaluation e ON e.menage_id = f.menage_id
-                         WHERE f.rang = 1 AND e.type = 'FLASH'
+                         WHERE e.type = 'FLASH'
                            AND e.date_evaluation >= f.date_demande
                            AND e.date_evaluation <= f.date_demande + INTERVAL '3 days') e
-                ON e.menage_id = f.menage_id
-              WHERE f.rang = 1",
+                ON e.menage_id = f.menage_id",
         additive_terms: &[
             ("numerateur", "menages_evalues_72h"),
             ("denominateur", "menages_nouveaux"),
@@ -1018,11 +1031,10 @@ pub const CATALOGUE: &[Indicator] = &[
               FROM __PREMIERES__ f
               LEFT JOIN (SELECT DISTINCT f.menage_id FROM __PREMIERES__ f
                          JOIN evaluation e ON e.menage_id = f.menage_id
-                         WHERE f.rang = 1 AND e.type = 'APPROFONDIE'
+                         WHERE e.type = 'APPROFONDIE'
                            AND e.date_evaluation >= f.date_demande
                            AND e.date_evaluation <= f.date_demande + INTERVAL '2 months') e
-                ON e.menage_id = f.menage_id
-              WHERE f.rang = 1",
+                ON e.menage_id = f.menage_id",
         additive_terms: &[
             ("numerateur", "menages_evalues_2_mois"),
             ("denominateur", "menages_nouveaux"),

@@ -55,14 +55,17 @@ pub enum ComputeError {
     )]
     NotClosed(String),
     #[error(
-        "identifiant de demande trop grand pour le calcul ({0}, limite {limit}) : l'ordre des demandes d'une personne ne serait plus exact",
+        "identifiant trop grand dans la table {table} pour le calcul ({id}, limite {limit}) : l'ordre des enregistrements ne serait plus exact",
         limit = ORDER_ID_LIMIT
     )]
-    IdTooLarge(i64),
+    IdTooLarge { table: &'static str, id: i64 },
     #[error(
-        "date de demande hors de la plage du calcul ({0}, au plus 2149-06-05) : l'ordre des demandes d'une personne ne serait plus exact"
+        "date hors de la plage du calcul dans la table {table} ({date}, au plus 2149-06-05) : l'ordre des enregistrements ne serait plus exact"
     )]
-    DateTooLate(NaiveDate),
+    DateTooLate {
+        table: &'static str,
+        date: NaiveDate,
+    },
     #[error("une révision doit donner son motif (--reason « … »)")]
     RevisionWithoutReason,
     #[error("aucune période publiée ne contient le mois {0} : rien à réviser")]
@@ -1240,31 +1243,45 @@ pub(crate) async fn prepare_tables(ctx: &SessionContext) -> Result<Prepared> {
     })
 }
 
-/// The distinct-entity indicators order a person's requests by one integer key
-/// ([`ORDER_KEY`]): refuses ids it cannot hold exactly rather than miscount.
+/// The tables whose records the SQL orders by one packed integer key (date, then id:
+/// [`ORDER_KEY`]), with that date column: a person's requests (distinct entities), a
+/// household's first request (`__PREMIERES__`), a request's first stay (I03).
+const ORDERED_TABLES: [(&str, &str); 2] = [
+    ("demande", "date_demande"),
+    ("prise_en_charge", "date_entree"),
+];
+
+/// Refuses ids and dates the packed order key cannot hold exactly rather than miscount.
 async fn check_order_ids(ctx: &SessionContext) -> Result<()> {
-    let batches = ctx
-        .sql("SELECT MAX(id) AS id, MAX(date_demande) AS jour FROM demande")
-        .await?
-        .collect()
-        .await?;
-    let Some(batch) = batches.first().filter(|b| b.num_rows() == 1) else {
-        return Ok(());
-    };
-    let id = batch
-        .column(0)
-        .as_primitive_opt::<arrow::datatypes::Int64Type>();
-    if let Some(id) = id.filter(|a| !arrow::array::Array::is_null(*a, 0))
-        && id.value(0) >= ORDER_ID_LIMIT
-    {
-        return Err(ComputeError::IdTooLarge(id.value(0)));
-    }
-    let jour = batch.column(1).as_primitive_opt::<Date32Type>();
-    if let Some(jour) = jour.filter(|a| !arrow::array::Array::is_null(*a, 0))
-        && jour.value(0) >= ORDER_DAY_LIMIT
-    {
-        let day = Date32Type::to_naive_date_opt(jour.value(0)).unwrap_or(NaiveDate::MAX);
-        return Err(ComputeError::DateTooLate(day));
+    for (table, date) in ORDERED_TABLES {
+        let batches = ctx
+            .sql(&format!(
+                "SELECT MAX(id) AS id, MAX({date}) AS jour FROM {table}"
+            ))
+            .await?
+            .collect()
+            .await?;
+        let Some(batch) = batches.first().filter(|b| b.num_rows() == 1) else {
+            continue;
+        };
+        let id = batch
+            .column(0)
+            .as_primitive_opt::<arrow::datatypes::Int64Type>();
+        if let Some(id) = id.filter(|a| !arrow::array::Array::is_null(*a, 0))
+            && id.value(0) >= ORDER_ID_LIMIT
+        {
+            return Err(ComputeError::IdTooLarge {
+                table,
+                id: id.value(0),
+            });
+        }
+        let jour = batch.column(1).as_primitive_opt::<Date32Type>();
+        if let Some(jour) = jour.filter(|a| !arrow::array::Array::is_null(*a, 0))
+            && jour.value(0) >= ORDER_DAY_LIMIT
+        {
+            let date = Date32Type::to_naive_date_opt(jour.value(0)).unwrap_or(NaiveDate::MAX);
+            return Err(ComputeError::DateTooLate { table, date });
+        }
     }
     Ok(())
 }
