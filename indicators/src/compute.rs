@@ -319,12 +319,7 @@ async fn compute_grid(
             source: Box::new(source),
         };
         let started = std::time::Instant::now();
-        let frame = ctx.sql(&resolved_sql(indicator)).await.map_err(failed)?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let records = frame.collect().await.map_err(failed)?;
-        // Kept in memory: string views compacted, or every batch would be accounted with
-        // the whole buffers its views share (sorts over them then exhaust the pool).
-        let (schema, records) = compact_views(schema, records)?;
+        let (schema, records) = list_records(ctx, indicator).await?;
         let listed = started.elapsed();
         let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
         tracing::debug!(
@@ -342,14 +337,8 @@ async fn compute_grid(
             progress(indicator);
             continue;
         }
-        // The records, spread over partitions, and the selected periods.
-        let parts = ctx.state().config().target_partitions().max(1);
-        let mut partitions = vec![Vec::new(); parts];
-        for (i, b) in records.into_iter().enumerate() {
-            partitions[i % parts].push(b);
-        }
-        ctx.deregister_table("rec_mat")?;
-        ctx.register_table("rec_mat", Arc::new(MemTable::try_new(schema, partitions)?))?;
+        // The records and the selected periods.
+        register_records(ctx, schema, records)?;
         let keep = BooleanArray::from(selected.clone());
         register_batch(
             ctx,
@@ -406,6 +395,51 @@ async fn compute_grid(
         prints,
         pairs,
     })
+}
+
+/// An indicator's records, listed once by its catalogue SQL, as the compute keeps them in
+/// memory: string views compacted, or every batch would be accounted with the whole
+/// buffers its views share (sorts over them then exhaust the pool).
+pub async fn list_records(
+    ctx: &SessionContext,
+    indicator: &Indicator,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let failed = |source: datafusion::error::DataFusionError| ComputeError::Indicator {
+        indicator: indicator.code,
+        source: Box::new(source),
+    };
+    let frame = ctx.sql(&resolved_sql(indicator)).await.map_err(failed)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let records = frame.collect().await.map_err(failed)?;
+    compact_views(schema, records)
+}
+
+/// Registers an indicator's listed records as `rec_mat`, spread over the session's
+/// partitions (replacing the previous indicator's).
+pub fn register_records(
+    ctx: &SessionContext,
+    schema: arrow::datatypes::SchemaRef,
+    records: Vec<RecordBatch>,
+) -> Result<()> {
+    let parts = ctx.state().config().target_partitions().max(1);
+    let mut partitions = vec![Vec::new(); parts];
+    for (i, b) in records.into_iter().enumerate() {
+        partitions[i % parts].push(b);
+    }
+    ctx.deregister_table("rec_mat")?;
+    ctx.register_table("rec_mat", Arc::new(MemTable::try_new(schema, partitions)?))?;
+    Ok(())
+}
+
+/// The grid SQL of every period over the records registered by [`register_records`]:
+/// what a full compute runs after [`list_records`].
+pub fn registered_grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
+    let sources = Sources {
+        records: "SELECT r.* FROM rec_mat r".to_owned(),
+        calendrier: "calendrier",
+        periodes: "periodes",
+    };
+    grid_sql_over(indicator, t, version, &sources)
 }
 
 /// What a release publishes.

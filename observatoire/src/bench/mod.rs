@@ -304,12 +304,13 @@ pub struct ComputeBench {
     pub each: Vec<(&'static str, Duration, Duration)>,
 }
 
-/// The compute benchmark: the catalogue's SQL of every indicator (records,
-/// aggregation, published grid with the primary disclosure flags, threshold
-/// `threshold`) run by the project's engine (DataFusion over the Delta tables of the
-/// latest run) and by DuckDB (Python package) over the same Parquet files, `rounds`
-/// times each, alternating; then both results compared cell by cell. Secondary
-/// suppression and the release's writes are outside both timings.
+/// The compute benchmark: the catalogue's SQL of every indicator run as a full compute
+/// runs it — the records listed once and kept in memory, then their aggregation and
+/// published grid with the primary disclosure flags (threshold `threshold`) — by the
+/// project's engine (DataFusion over the Delta tables of the latest run) and by DuckDB
+/// (Python package, the records in a temporary table) over the same Parquet files,
+/// `rounds` times each, alternating; then both results compared cell by cell. Secondary
+/// suppression, fingerprints and the release's writes are outside both timings.
 pub async fn bench_compute(
     data_dir: &Path,
     work_dir: &Path,
@@ -354,9 +355,17 @@ pub async fn bench_compute(
             .map_err(df)?;
         tables.insert(name.to_owned(), vec![path.to_string_lossy().into_owned()]);
     }
-    let queries: Vec<(&str, String)> = indicators::CATALOGUE
+    // Each indicator as the compute runs it: its records listed once, then its grid over
+    // them (the peer does the same with a temporary table).
+    let queries: Vec<(&str, String, String)> = indicators::CATALOGUE
         .iter()
-        .map(|i| (i.id, indicators::compute::grid_sql(i, threshold, 0)))
+        .map(|i| {
+            (
+                i.id,
+                indicators::catalogue::resolved_sql(i),
+                indicators::compute::registered_grid_sql(i, threshold, 0),
+            )
+        })
         .collect();
     let out = work_dir.join("pair");
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -377,7 +386,7 @@ pub async fn bench_compute(
     let mut best = (Duration::MAX, Duration::MAX);
     let mut each: Vec<(&'static str, Duration, Duration)> = queries
         .iter()
-        .map(|(id, _)| {
+        .map(|(id, _, _)| {
             let code = indicators::by_id(id).map_or("?", |i| i.code);
             (code, Duration::MAX, Duration::MAX)
         })
@@ -387,12 +396,16 @@ pub async fn bench_compute(
         step(&format!("tour {round} : Observatoire (DataFusion)"));
         let started = Instant::now();
         let mut batches = Vec::new();
-        for (n, (id, sql)) in queries.iter().enumerate() {
+        for (n, (id, _, sql)) in queries.iter().enumerate() {
             step(&format!(
                 "tour {round} : Observatoire (DataFusion), {}",
                 each[n].0
             ));
             let one = Instant::now();
+            let indicator = indicators::by_id(id)
+                .ok_or_else(|| Error::Config(format!("indicateur {id} absent du catalogue")))?;
+            let (schema, records) = indicators::compute::list_records(&ctx, indicator).await?;
+            indicators::compute::register_records(&ctx, schema, records)?;
             let rows = ctx
                 .sql(sql)
                 .await
@@ -416,7 +429,7 @@ pub async fn bench_compute(
         }
         let (peer, times) = run_duckdb(python, &script, &job)?;
         best.1 = best.1.min(peer);
-        for (n, (id, _)) in queries.iter().enumerate() {
+        for (n, (id, _, _)) in queries.iter().enumerate() {
             if let Some(t) = times.get(*id) {
                 each[n].2 = each[n].2.min(*t);
             }
