@@ -2,11 +2,11 @@
 //! aggregate.
 //!
 //! For a cell's `n` values in increasing order, the quantile q is the value at position
-//! ⌈q·n⌉ (from 1): `P50` at `(n + 1) / 2`, `P75` at `(3n + 3) / 4`, `P90` at
-//! `(9n + 9) / 10` in integer division — a value that exists, never an interpolation
-//! (DataFusion's `median` averages the two middle values). The aggregate returns the three
-//! as a struct `{q50, q75, q90}` (null for a cell without values). DuckDB's `quantile_disc`
-//! follows the same rule; the compute benchmark's peer uses it.
+//! ⌈q·n⌉ (from 1): `P50` at ⌈n/2⌉, `P75` at ⌈3n/4⌉, `P90` at ⌈9n/10⌉ — a value that
+//! exists, never an interpolation (DataFusion's `median` averages the two middle values).
+//! The aggregate returns the three as a struct `{q50, q75, q90}` (null for a cell without
+//! values). DuckDB's `quantile_disc` follows the same rule; the compute benchmark's peer
+//! uses it.
 //!
 //! It replaces `array_sort(array_agg(v))` followed by indexing: DataFusion built and sorted
 //! one list array per cell with its generic sort kernel, where this keeps each cell's
@@ -38,7 +38,7 @@ pub fn udaf() -> AggregateUDF {
 
 /// The positions (from 1) of P50, P75 and P90 among `n` sorted values: ⌈q·n⌉.
 pub fn ranks(n: usize) -> [usize; 3] {
-    [(n + 1) / 2, (3 * n + 3) / 4, (9 * n + 9) / 10]
+    [n.div_ceil(2), (3 * n).div_ceil(4), (9 * n).div_ceil(10)]
 }
 
 fn fields() -> Fields {
