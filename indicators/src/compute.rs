@@ -1577,15 +1577,17 @@ fn register_batch(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Resul
     Ok(())
 }
 
+/// An indicator's dimensions that are columns of its records: all but `quantile`, which
+/// the engine derives.
+fn dimension_columns<'a>(dimensions: &[&'a str]) -> impl Iterator<Item = &'a str> {
+    dimensions.iter().copied().filter(|d| *d != "quantile")
+}
+
 /// The dimension columns of an indicator's records turned into `(dimension, modalite)`
 /// rows: each record once for the total (`''`) and once per dimension, a null value
 /// being `NON_RENSEIGNE`. `quantile` is not a column: the engine derives it.
 fn unpivot(source: &str, dimensions: &[&str]) -> String {
-    let dims: Vec<&str> = dimensions
-        .iter()
-        .copied()
-        .filter(|d| *d != "quantile")
-        .collect();
+    let dims: Vec<&str> = dimension_columns(dimensions).collect();
     if dims.is_empty() {
         return format!("SELECT s.*, '' AS dimension, '' AS modalite FROM {source} s");
     }
@@ -1610,11 +1612,7 @@ fn unpivot(source: &str, dimensions: &[&str]) -> String {
 /// value being `NON_RENSEIGNE`), by one aggregation with grouping sets rather than by
 /// repeating each row once per dimension ([`unpivot`]). `quantile` is not a column.
 fn grouped(source: &str, dimensions: &[&str], aggregates: &str) -> String {
-    let dims: Vec<&str> = dimensions
-        .iter()
-        .copied()
-        .filter(|d| *d != "quantile")
-        .collect();
+    let dims: Vec<&str> = dimension_columns(dimensions).collect();
     if dims.is_empty() {
         return format!(
             "SELECT {KEY}, '' AS dimension, '' AS modalite, {aggregates} FROM {source} GROUP BY {KEY}"
@@ -1669,11 +1667,7 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
     let records = &sources.records;
     let calendrier = sources.calendrier;
     let dims = indicator.dimensions;
-    let dim_columns: String = dims
-        .iter()
-        .filter(|d| **d != "quantile")
-        .map(|d| format!(", {d}"))
-        .collect();
+    let dim_columns: String = dimension_columns(dims).map(|d| format!(", {d}")).collect();
     let when = match indicator.grain {
         Grain::Jour => "jour",
         Grain::Periode => "pas, periode",
@@ -1729,14 +1723,10 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             } else {
                 ("", "", "COUNT(*)")
             };
-            let modalities: String = dims
-                .iter()
-                .filter(|d| **d != "quantile")
+            let modalities: String = dimension_columns(dims)
                 .map(|d| format!(", MIN({d}) AS {d}"))
                 .collect();
-            let read: String = dims
-                .iter()
-                .filter(|d| **d != "quantile")
+            let read: String = dimension_columns(dims)
                 .map(|d| format!(", r.{d}"))
                 .collect();
             format!(
