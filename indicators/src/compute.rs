@@ -415,12 +415,14 @@ pub async fn list_records(
 }
 
 /// Registers an indicator's listed records as `rec_mat`, spread over the session's
-/// partitions (replacing the previous indicator's).
+/// partitions (replacing the previous indicator's), their entities numbered
+/// ([`number_entities`]).
 pub fn register_records(
     ctx: &SessionContext,
     schema: arrow::datatypes::SchemaRef,
     records: Vec<RecordBatch>,
 ) -> Result<()> {
+    let (schema, records) = number_entities(schema, records)?;
     let parts = ctx.state().config().target_partitions().max(1);
     let mut partitions = vec![Vec::new(); parts];
     for (i, b) in records.into_iter().enumerate() {
@@ -429,6 +431,60 @@ pub fn register_records(
     ctx.deregister_table("rec_mat")?;
     ctx.register_table("rec_mat", Arc::new(MemTable::try_new(schema, partitions)?))?;
     Ok(())
+}
+
+/// The records with their `entite` (a pseudonym) replaced by a number, the same for the
+/// same pseudonym, numbered in the order first met.
+///
+/// The grid only compares an indicator's entities with each other (grouped, joined on
+/// `entite`), never reads them: numbers give the same counts, and the distinct counts'
+/// aggregations and joins then hash and compare 8-byte integers instead of strings.
+/// Records without an `entite` column, or with one that is not text, are returned as
+/// they are. (Fingerprints are taken before, from the pseudonyms: they must not depend
+/// on the order the records were listed in.)
+fn number_entities(
+    schema: arrow::datatypes::SchemaRef,
+    records: Vec<RecordBatch>,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let Ok(at) = schema.index_of("entite") else {
+        return Ok((schema, records));
+    };
+    if schema.field(at).data_type() != &DataType::Utf8 {
+        return Ok((schema, records));
+    }
+    let numbers: Vec<ArrayRef> = {
+        let mut seen: datafusion::common::HashMap<&str, i64> =
+            datafusion::common::HashMap::default();
+        records
+            .iter()
+            .map(|batch| {
+                let names = batch.column(at).as_string::<i32>();
+                let numbered: Int64Array = names
+                    .iter()
+                    .map(|name| {
+                        name.map(|name| {
+                            let next = seen.len() as i64;
+                            *seen.entry(name).or_insert(next)
+                        })
+                    })
+                    .collect();
+                Arc::new(numbered) as ArrayRef
+            })
+            .collect()
+    };
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[at] = Field::new("entite", DataType::Int64, fields[at].is_nullable());
+    let numbered_schema = Arc::new(Schema::new(fields));
+    let batches = records
+        .into_iter()
+        .zip(numbers)
+        .map(|(batch, numbers)| {
+            let mut columns = batch.columns().to_vec();
+            columns[at] = numbers;
+            RecordBatch::try_new(numbered_schema.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((numbered_schema, batches))
 }
 
 /// The grid SQL of every period over the records registered by [`register_records`]:
