@@ -1400,9 +1400,14 @@ async fn observed_bounds(ctx: &SessionContext) -> Result<Option<(NaiveDate, Naiv
 }
 
 async fn register_territories(ctx: &SessionContext) -> Result<Vec<(String, String)>> {
-    let (mut dep, mut niveau, mut territoire) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut dep, mut niveau, mut territoire, mut tid) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Each territory's number (`tid`): the aggregations group by it, not by its two names.
+    let mut numbers: HashMap<(&str, &str), i64> = HashMap::new();
     for d in operational::territory::departements() {
         for (n, t) in [("DEPARTEMENT", d.code), ("REGION", d.region), ("FR", "FR")] {
+            let next = numbers.len() as i64;
+            tid.push(*numbers.entry((n, t)).or_insert(next));
             dep.push(d.code);
             niveau.push(n);
             territoire.push(t);
@@ -1412,6 +1417,7 @@ async fn register_territories(ctx: &SessionContext) -> Result<Vec<(String, Strin
         Field::new("departement", DataType::Utf8, false),
         Field::new("niveau", DataType::Utf8, false),
         Field::new("territoire", DataType::Utf8, false),
+        Field::new("tid", DataType::Int64, false),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -1419,6 +1425,7 @@ async fn register_territories(ctx: &SessionContext) -> Result<Vec<(String, Strin
             Arc::new(StringArray::from(dep)),
             Arc::new(StringArray::from(niveau)),
             Arc::new(StringArray::from(territoire)),
+            Arc::new(Int64Array::from(tid)),
         ],
     )?;
     register_batch(ctx, "territoires", batch)?;
@@ -1446,6 +1453,7 @@ async fn register_territories(ctx: &SessionContext) -> Result<Vec<(String, Strin
     let schema = Arc::new(Schema::new(vec![
         Field::new("niveau", DataType::Utf8, false),
         Field::new("territoire", DataType::Utf8, false),
+        Field::new("tid", DataType::Int64, false),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -1455,6 +1463,11 @@ async fn register_territories(ctx: &SessionContext) -> Result<Vec<(String, Strin
             )),
             Arc::new(StringArray::from(
                 out.iter().map(|x| x.1.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                out.iter()
+                    .map(|(n, t)| numbers[&(n.as_str(), t.as_str())])
+                    .collect::<Vec<_>>(),
             )),
         ],
     )?;
@@ -1482,6 +1495,7 @@ async fn register_periods(
         Field::new("fin_obs", DataType::Date32, false),
         Field::new("jours_obs", DataType::Int64, false),
         Field::new("mois_fin", DataType::Int64, false),
+        Field::new("pid", DataType::Int64, false),
     ]));
     let one = chrono::Duration::days(1);
     let obs = |p: &Period| (p.debut.max(d0), p.fin.min(d1 + one));
@@ -1524,6 +1538,8 @@ async fn register_periods(
                     .map(|p| month_index(obs(p).1 - one))
                     .collect::<Vec<_>>(),
             )),
+            // The period's number: the aggregations group by it, not by its two names.
+            Arc::new(Int64Array::from_iter_values(0..list.len() as i64)),
         ],
     )?;
     register_batch(ctx, "periodes", batch.clone())?;
@@ -1579,7 +1595,8 @@ async fn register_periods(
     )?;
     // The calendar: each observed day with the period of every pas holding it, so that
     // a dated record finds its periods by an equality join.
-    let (mut jours, mut pas, mut periode) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut jours, mut pas, mut periode, mut pid) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut of_period = Vec::new();
     for (i, p) in list.iter().enumerate() {
         let (debut, fin) = obs(p);
@@ -1588,6 +1605,7 @@ async fn register_periods(
             jours.push(Date32Type::from_naive_date(day));
             pas.push(p.pas);
             periode.push(p.label.as_str());
+            pid.push(i as i64);
             of_period.push(i);
             day += chrono::Duration::days(1);
         }
@@ -1596,6 +1614,7 @@ async fn register_periods(
         Field::new("jour", DataType::Date32, false),
         Field::new("pas", DataType::Utf8, false),
         Field::new("periode", DataType::Utf8, false),
+        Field::new("pid", DataType::Int64, false),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -1603,6 +1622,7 @@ async fn register_periods(
             Arc::new(Date32Array::from(jours)),
             Arc::new(StringArray::from(pas)),
             Arc::new(StringArray::from(periode)),
+            Arc::new(Int64Array::from(pid)),
         ],
     )?;
     register_batch(ctx, "calendrier", batch.clone())?;
@@ -1663,7 +1683,7 @@ fn unpivot(source: &str, dimensions: &[&str]) -> String {
     )
 }
 
-/// `(niveau, territoire, pas, periode, dimension, modalite, <aggregates>)` over `source`:
+/// `(tid, pid, dimension, modalite, <aggregates>)` over `source`:
 /// the total (`dimension` and `modalite` empty) and each dimension's modalities (a null
 /// value being `NON_RENSEIGNE`), by one aggregation with grouping sets rather than by
 /// repeating each row once per dimension ([`unpivot`]). `quantile` is not a column.
@@ -1695,9 +1715,12 @@ fn grouped(source: &str, dimensions: &[&str], aggregates: &str) -> String {
     )
 }
 
-const KEY: &str = "niveau, territoire, pas, periode";
-const DEP_KEY: &str = "departement, pas, periode";
-const CELL: &str = "niveau, territoire, pas, periode, dimension, modalite";
+// Aggregations group by the numbers of territories (`tid`) and periods (`pid`) that
+// `prepare` gives them, not by their names: two integers hash and compare faster than
+// four strings. The grid reads the names back from `publies` and the periods.
+const KEY: &str = "tid, pid";
+const DEP_KEY: &str = "departement, pid";
+const CELL: &str = "tid, pid, dimension, modalite";
 
 /// A distinct-entity record's order (ordre_date, then ordre_id) as one integer: days
 /// since 1970 × 2⁴⁷ + the id. Exact while ids stay below 2⁴⁷ ([`ORDER_ID_LIMIT`]) and
@@ -1711,7 +1734,7 @@ pub const ORDER_ID_LIMIT: i64 = 1 << 47;
 pub const ORDER_DAY_LIMIT: i32 = 1 << 16;
 
 /// The CTEs that aggregate an indicator's records into
-/// `agg(niveau, territoire, pas, periode, dimension, modalite, a, b)`: `a` the value (a
+/// `agg(tid, pid, dimension, modalite, a, b)` (territory and period numbers): `a` the value (a
 /// ratio's numerator), `b` a ratio's denominator or a quantile's number of records.
 ///
 /// Work is done at the département before the records are repeated for its région and
@@ -1745,14 +1768,18 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
         None => String::new(),
     };
     let from = if summed.is_some() { "rec0" } else { "rec" };
-    // Records with their period of every pas (Grain::Jour) or as they are.
+    // Records with the number of their period of every pas (Grain::Jour) or of theirs.
     let dated = match indicator.grain {
-        Grain::Jour => format!(
-            "SELECT c.pas, c.periode, r.* FROM {from} r JOIN {calendrier} c ON c.jour = r.jour"
+        Grain::Jour => {
+            format!("SELECT c.pid, r.* FROM {from} r JOIN {calendrier} c ON c.jour = r.jour")
+        }
+        Grain::Periode => format!(
+            "SELECT p.pid, r.* FROM {from} r
+             JOIN {periodes} p ON p.pas = r.pas AND p.periode = r.periode",
+            periodes = sources.periodes
         ),
-        Grain::Periode => format!("SELECT r.* FROM {from} r"),
     };
-    let placed = "SELECT t.niveau, t.territoire, r.*
+    let placed = "SELECT t.tid, r.*
                   FROM dated r JOIN territoires t ON t.departement = r.departement";
     let dims = indicator.dimensions;
     let body = match indicator.measure {
@@ -1788,13 +1815,13 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             format!(
                 "dep_k AS (SELECT {DEP_KEY}, entite, MIN({ORDER_KEY}) AS k{garde_dep}
                            FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
-                 ter_k AS (SELECT t.niveau, t.territoire, r.pas, r.periode, r.entite, MIN(r.k) AS k{garde_ter}
+                 ter_k AS (SELECT t.tid, r.pid, r.entite, MIN(r.k) AS k{garde_ter}
                            FROM dep_k r JOIN territoires t ON t.departement = r.departement
-                           GROUP BY t.niveau, t.territoire, r.pas, r.periode, r.entite),
+                           GROUP BY t.tid, r.pid, r.entite),
                  rec_k AS (SELECT entite, {ORDER_KEY} AS k{modalities}
                            FROM rec WHERE entite IS NOT NULL GROUP BY 1, 2),
-                 ter_firsts AS (SELECT x.*{read} FROM ter_k x
-                                JOIN rec_k r ON r.entite = x.entite AND r.k = x.k),
+                 ter_firsts AS (SELECT x.*{read} FROM rec_k r
+                                JOIN ter_k x ON r.entite = x.entite AND r.k = x.k),
                  agg AS ({})",
                 grouped(
                     "ter_firsts",
@@ -1809,11 +1836,10 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                     "unp AS ({}),
                      agg0 AS (SELECT {CELL}, SUM(num) AS a, SUM(den) AS b FROM unp
                               WHERE dimension = '' OR num > 0 GROUP BY {CELL}),
-                     agg AS (SELECT x.niveau, x.territoire, x.pas, x.periode, x.dimension, x.modalite,
+                     agg AS (SELECT x.tid, x.pid, x.dimension, x.modalite,
                                     x.a, CASE WHEN x.dimension = '' THEN x.b ELSE t.b END AS b
                              FROM agg0 x LEFT JOIN agg0 t
-                               ON t.niveau = x.niveau AND t.territoire = x.territoire
-                              AND t.pas = x.pas AND t.periode = x.periode AND t.dimension = '')",
+                               ON t.tid = x.tid AND t.pid = x.pid AND t.dimension = '')",
                     unpivot("placed", dims)
                 )
             } else {
@@ -1828,9 +1854,9 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                                 MAX(CASE WHEN au_den THEN 1 ELSE 0 END) AS d,
                                 MAX(CASE WHEN au_num THEN 1 ELSE 0 END) AS n
                          FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
-             ent AS (SELECT t.niveau, t.territoire, r.pas, r.periode, r.entite, MAX(r.d) AS d, MAX(r.n) AS n
+             ent AS (SELECT t.tid, r.pid, r.entite, MAX(r.d) AS d, MAX(r.n) AS n
                      FROM dep_ent r JOIN territoires t ON t.departement = r.departement
-                     GROUP BY t.niveau, t.territoire, r.pas, r.periode, r.entite),
+                     GROUP BY t.tid, r.pid, r.entite),
              agg AS (SELECT {KEY}, '' AS dimension, '' AS modalite,
                             SUM(CASE WHEN d = 1 AND n = 1 THEN 1 ELSE 0 END) AS a, SUM(d) AS b
                      FROM ent GROUP BY {KEY})"
@@ -1850,11 +1876,7 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                  q AS (SELECT {CELL}, n, qs['q50'] AS q50, qs['q75'] AS q75, qs['q90'] AS q90
                        FROM ranked),
                  agg AS (SELECT {CELL}, q50 AS a, n AS b FROM q{extra})",
-                grouped(
-                    "valued",
-                    dims,
-                    "COUNT(*) AS n, quantiles_rang(v) AS qs"
-                )
+                grouped("valued", dims, "COUNT(*) AS n, quantiles_rang(v) AS qs")
             )
         }
     };
@@ -1953,8 +1975,7 @@ fn grid_sql_over(indicator: &Indicator, t: i64, version: i64, sources: &Sources)
              SELECT g.niveau, g.territoire, p.pas, p.periode, p.debut, p.fin,
                     COALESCE(r.dimension, '') AS dimension, COALESCE(r.modalite, '') AS modalite, {values}
              FROM publies g CROSS JOIN {periodes} p
-             LEFT JOIN agg r
-               ON r.niveau = g.niveau AND r.territoire = g.territoire AND r.pas = p.pas AND r.periode = p.periode
+             LEFT JOIN agg r ON r.tid = g.tid AND r.pid = p.pid
              {territory}),
          controle AS (SELECT *, COALESCE({secret}, FALSE) AS secret FROM grille)
          SELECT '{id}' AS indicateur, niveau AS territoire_niveau, territoire, pas, periode, debut, fin,
