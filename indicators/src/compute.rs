@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
@@ -66,6 +66,10 @@ pub enum ComputeError {
         table: &'static str,
         date: NaiveDate,
     },
+    #[error(
+        "l'indicateur {indicator} a plus de 16 777 216 combinaisons de modalités : calcul impossible"
+    )]
+    TooManyModalities { indicator: &'static str },
     #[error("une révision doit donner son motif (--reason « … »)")]
     RevisionWithoutReason,
     #[error("aucune période publiée ne contient le mois {0} : rien à réviser")]
@@ -338,7 +342,7 @@ async fn compute_grid(
             continue;
         }
         // The records and the selected periods.
-        register_records(ctx, schema, records)?;
+        register_records(ctx, indicator, schema, records)?;
         let keep = BooleanArray::from(selected.clone());
         register_batch(
             ctx,
@@ -416,13 +420,22 @@ pub async fn list_records(
 
 /// Registers an indicator's listed records as `rec_mat`, spread over the session's
 /// partitions (replacing the previous indicator's), their entities numbered
-/// ([`number_entities`]).
+/// ([`number_entities`]); a distinct count's records also get their packed order and
+/// modalities ([`pack_firsts`], table `rec_modalites`).
 pub fn register_records(
     ctx: &SessionContext,
+    indicator: &Indicator,
     schema: arrow::datatypes::SchemaRef,
     records: Vec<RecordBatch>,
 ) -> Result<()> {
     let (schema, records) = number_entities(schema, records)?;
+    let (schema, records) = if packs_firsts(indicator) {
+        let (schema, records, modalites) = pack_firsts(indicator, schema, records)?;
+        register_batch(ctx, "rec_modalites", modalites)?;
+        (schema, records)
+    } else {
+        (schema, records)
+    };
     let parts = ctx.state().config().target_partitions().max(1);
     let mut partitions = vec![Vec::new(); parts];
     for (i, b) in records.into_iter().enumerate() {
@@ -487,6 +500,175 @@ fn number_entities(
     Ok((numbered_schema, batches))
 }
 
+/// Whether [`register_records`] packs an indicator's records ([`pack_firsts`]).
+fn packs_firsts(indicator: &Indicator) -> bool {
+    matches!(indicator.measure, Measure::Distinct | Measure::DistinctAll)
+}
+
+/// The bits of a packed order ([`pack_firsts`]) that hold the modalities' number.
+const MODALITIES_BITS: u32 = 24;
+
+/// A distinct count's records with one more column, `ordre`: the record's rank in the
+/// order (ordre_date, ordre_id) × 2²⁴ + the number of its modalities, and the table of
+/// those numbers (`modalites`, then the dimension columns).
+///
+/// The count keeps each entity's first record in a territory and period, and reads its
+/// modalities. With the records' own order key, that takes a join of every first found
+/// back with the records; with this packing, `MIN(ordre)` is the first record *and*
+/// names its modalities: the firsts are counted by (territory, period, modalities)
+/// number, and only those counts are joined with the small modalities table.
+///
+/// The same rules as the catalogue's SQL: records of one entity with the same order
+/// key share a rank, and their modalities are each dimension's smallest non-null value
+/// among them (`MIN`); a record without an order key has no `ordre` (never first).
+fn pack_firsts(
+    indicator: &Indicator,
+    schema: arrow::datatypes::SchemaRef,
+    records: Vec<RecordBatch>,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>, RecordBatch)> {
+    use arrow::row::{RowConverter, SortField};
+    let n: usize = records.iter().map(|b| b.num_rows()).sum();
+    let column = |name: &str| -> Result<ArrayRef> {
+        let at = schema.index_of(name)?;
+        let parts: Vec<&dyn arrow::array::Array> =
+            records.iter().map(|b| b.column(at).as_ref()).collect();
+        if parts.is_empty() {
+            return Ok(arrow::array::new_empty_array(schema.field(at).data_type()));
+        }
+        Ok(arrow::compute::concat(&parts)?)
+    };
+    let dates = cast(&column("ordre_date")?, &DataType::Date32)?;
+    let dates = dates.as_primitive::<Date32Type>();
+    let ids = cast(&column("ordre_id")?, &DataType::Int64)?;
+    let ids = ids.as_primitive::<arrow::datatypes::Int64Type>();
+    let entities = column("entite")?;
+    let entities = cast(&entities, &DataType::Int64)?;
+    let entities = entities.as_primitive::<arrow::datatypes::Int64Type>();
+    // The records' order key, as the catalogue's SQL packs it (checked exact by `prepare`).
+    let key = |i: usize| -> Option<i64> {
+        (dates.is_valid(i) && ids.is_valid(i))
+            .then(|| i64::from(dates.value(i)) * ORDER_ID_LIMIT + ids.value(i))
+    };
+    // Records without an entity are never counted (`entite IS NOT NULL`).
+    let mut order: Vec<u32> = (0..n as u32)
+        .filter(|&i| key(i as usize).is_some() && entities.is_valid(i as usize))
+        .collect();
+    order.sort_unstable_by_key(|&i| (key(i as usize), entities.value(i as usize)));
+    // Each dimension's values, comparable as bytes, and each record's value numbered
+    // (0: null); a record's modalities are then one mixed-radix integer of its numbers.
+    let dims: Vec<&str> = dimension_columns(indicator.dimensions).collect();
+    let mut values = Vec::with_capacity(dims.len());
+    for d in &dims {
+        let array = column(d)?;
+        let converter = RowConverter::new(vec![SortField::new(array.data_type().clone())])?;
+        let rows = converter.convert_columns(&[array.clone()])?;
+        values.push((array, rows));
+    }
+    let mut codes: Vec<Vec<u32>> = Vec::with_capacity(dims.len());
+    let mut radices: Vec<u128> = Vec::with_capacity(dims.len());
+    for (array, rows) in &values {
+        let mut seen: datafusion::common::HashMap<&[u8], u32> =
+            datafusion::common::HashMap::default();
+        let numbered: Vec<u32> = (0..n)
+            .map(|i| {
+                if array.is_valid(i) {
+                    let next = seen.len() as u32 + 1;
+                    *seen.entry(rows.row(i).data()).or_insert(next)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        radices.push(seen.len() as u128 + 1);
+        codes.push(numbered);
+    }
+    let signature = |picked: &[u32]| -> Option<u128> {
+        picked.iter().enumerate().try_fold(0_u128, |acc, (d, &i)| {
+            acc.checked_mul(radices[d])?
+                .checked_add(u128::from(codes[d][i as usize]))
+        })
+    };
+    let mut ordre: Vec<Option<i64>> = vec![None; n];
+    let mut numbers: datafusion::common::HashMap<u128, i64> =
+        datafusion::common::HashMap::default();
+    // For each modalities' number, the record holding each dimension's value.
+    let mut holders: Vec<Vec<u32>> = vec![Vec::new(); dims.len()];
+    let mut picked: Vec<u32> = vec![0; dims.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let first = order[start] as usize;
+        let mut end = start + 1;
+        while end < order.len()
+            && key(order[end] as usize) == key(first)
+            && entities.value(order[end] as usize) == entities.value(first)
+        {
+            end += 1;
+        }
+        let run = &order[start..end];
+        // Each dimension's smallest non-null value over the run (a null when none).
+        for (p, (array, rows)) in picked.iter_mut().zip(&values) {
+            *p = if run.len() == 1 {
+                run[0]
+            } else {
+                run.iter()
+                    .copied()
+                    .filter(|&i| array.is_valid(i as usize))
+                    .min_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)))
+                    .unwrap_or(run[0])
+            };
+        }
+        let too_many = || ComputeError::TooManyModalities {
+            indicator: indicator.code,
+        };
+        let sig = signature(&picked).ok_or_else(too_many)?;
+        let next = numbers.len() as i64;
+        let number = *numbers.entry(sig).or_insert_with(|| {
+            for (h, &i) in holders.iter_mut().zip(&picked) {
+                h.push(i);
+            }
+            next
+        });
+        if number >= 1 << MODALITIES_BITS {
+            return Err(too_many());
+        }
+        let rank = (start as i64) << MODALITIES_BITS;
+        for &i in run {
+            ordre[i as usize] = Some(rank + number);
+        }
+        start = end;
+    }
+    // The modalities table.
+    let mut fields = vec![Field::new("modalites", DataType::Int64, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(
+        0..numbers.len() as i64,
+    ))];
+    for ((d, (array, _)), h) in dims.iter().zip(&values).zip(&holders) {
+        fields.push(Field::new(*d, array.data_type().clone(), true));
+        columns.push(arrow::compute::take(
+            array.as_ref(),
+            &arrow::array::UInt32Array::from(h.clone()),
+            None,
+        )?);
+    }
+    let modalites = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    // The records with `ordre`, batch by batch.
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("ordre", DataType::Int64, true));
+    let packed_schema = Arc::new(Schema::new(fields));
+    let mut offset = 0;
+    let mut batches = Vec::with_capacity(records.len());
+    for batch in records {
+        let rows = batch.num_rows();
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(Int64Array::from(
+            ordre[offset..offset + rows].to_vec(),
+        )));
+        batches.push(RecordBatch::try_new(packed_schema.clone(), columns)?);
+        offset += rows;
+    }
+    Ok((packed_schema, batches, modalites))
+}
+
 /// The grid SQL of every period over the records registered by [`register_records`]:
 /// what a full compute runs after [`list_records`].
 pub fn registered_grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
@@ -494,6 +676,19 @@ pub fn registered_grid_sql(indicator: &Indicator, t: i64, version: i64) -> Strin
         records: "SELECT r.* FROM rec_mat r".to_owned(),
         calendrier: "calendrier",
         periodes: "periodes",
+        packed: packs_firsts(indicator),
+    };
+    grid_sql_over(indicator, t, version, &sources)
+}
+
+/// The same grid over records registered as they were listed (`rec_mat`, with no
+/// packed order: the catalogue's SQL alone), as another engine runs it.
+pub fn plain_grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
+    let sources = Sources {
+        records: "SELECT r.* FROM rec_mat r".to_owned(),
+        calendrier: "calendrier",
+        periodes: "periodes",
+        packed: false,
     };
     grid_sql_over(indicator, t, version, &sources)
 }
@@ -1812,6 +2007,27 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             let read: String = dimension_columns(dims)
                 .map(|d| format!(", r.{d}"))
                 .collect();
+            if sources.packed {
+                // `ordre` ([`pack_firsts`]): the MIN is the first record and, in its low
+                // bits, its modalities' number; the firsts are counted by it and only
+                // the counts meet the modalities.
+                let low = 1_i64 << MODALITIES_BITS;
+                return format!(
+                    "rec AS ({records}),\n {source}\n dated AS ({dated}),\n
+                     dep_k AS (SELECT {DEP_KEY}, entite, MIN(ordre) AS k{garde_dep}
+                               FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
+                     ter_k AS (SELECT t.tid, r.pid, r.entite, MIN(r.k) AS k{garde_ter}
+                               FROM dep_k r JOIN territoires t ON t.departement = r.departement
+                               GROUP BY t.tid, r.pid, r.entite),
+                     ter_n AS (SELECT tid, pid, modalites, {counted} AS n
+                               FROM (SELECT *, k % {low} AS modalites FROM ter_k)
+                               GROUP BY tid, pid, modalites),
+                     ter_firsts AS (SELECT x.tid, x.pid, x.n{read} FROM ter_n x
+                                    JOIN rec_modalites r ON r.modalites = x.modalites),
+                     agg AS ({})",
+                    grouped("ter_firsts", dims, "SUM(n) AS a, CAST(NULL AS BIGINT) AS b")
+                );
+            }
             format!(
                 "dep_k AS (SELECT {DEP_KEY}, entite, MIN({ORDER_KEY}) AS k{garde_dep}
                            FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
@@ -1898,6 +2114,8 @@ pub(crate) struct Sources {
     pub records: String,
     pub calendrier: &'static str,
     pub periodes: &'static str,
+    /// The records carry [`pack_firsts`]'s `ordre` and `rec_modalites` is registered.
+    pub packed: bool,
 }
 
 impl Sources {
@@ -1907,6 +2125,7 @@ impl Sources {
             records: resolved_sql(indicator),
             calendrier: "calendrier",
             periodes: "periodes",
+            packed: false,
         }
     }
 
@@ -1927,6 +2146,7 @@ impl Sources {
             records: records.to_owned(),
             calendrier: "sel_calendrier",
             periodes: "sel_periodes",
+            packed: packs_firsts(indicator),
         }
     }
 }
@@ -2013,6 +2233,98 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    /// `pack_firsts` on records worked by hand: the rank follows (ordre_date, ordre_id),
+    /// records of one entity with the same key share it and take each dimension's
+    /// smallest non-null value, another entity with the same key gets its own rank, and
+    /// records without an entity or an order key get none.
+    #[test]
+    fn packed_order_ranks_records_and_numbers_their_modalities() {
+        let indicator = crate::by_id("personnes_demandeuses").unwrap();
+        let day = |m: u32, dd: u32| Some(Date32Type::from_naive_date(d(2025, m, dd)));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("departement", DataType::Utf8, true),
+            Field::new("entite", DataType::Utf8, true),
+            Field::new("ordre_date", DataType::Date32, true),
+            Field::new("ordre_id", DataType::Int64, true),
+            Field::new("tranche_age", DataType::Utf8, true),
+            Field::new("sexe", DataType::Utf8, true),
+        ]));
+        let batch = |rows: &[(Option<&str>, Option<i32>, i64, Option<&str>, Option<&str>)]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec![Some("75"); rows.len()])),
+                    Arc::new(StringArray::from(
+                        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(Date32Array::from(
+                        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(Int64Array::from(
+                        rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(StringArray::from(
+                        rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(StringArray::from(
+                        rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        // Two batches: ranks and modalities are taken over all the records.
+        let records = vec![
+            batch(&[
+                (Some("A"), day(1, 2), 5, Some("25-34"), Some("F")),
+                (Some("B"), day(1, 1), 9, None, Some("M")),
+                (Some("A"), day(1, 1), 7, Some("18-24"), None),
+            ]),
+            batch(&[
+                (Some("A"), day(1, 1), 7, Some("16-17"), Some("F")),
+                (None, day(1, 1), 1, Some("18-24"), Some("F")),
+                (Some("C"), None, 3, Some("18-24"), Some("F")),
+                (Some("B"), day(1, 1), 7, Some("60+"), Some("M")),
+            ]),
+        ];
+        let (schema, records) = number_entities(schema, records).unwrap();
+        let (_, packed, modalites) = pack_firsts(indicator, schema, records).unwrap();
+        let ordre: Vec<Option<i64>> = packed
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("ordre")
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // Sorted by key then entity: A's two records of key (01-01, 7) at 0 and 1, B's
+        // record of the same key at 2, B's (01-01, 9) at 3, A's (01-02, 5) at 4.
+        let rank = |o: Option<i64>| o.map(|o| o >> MODALITIES_BITS);
+        assert_eq!(
+            ordre.iter().map(|o| rank(*o)).collect::<Vec<_>>(),
+            [Some(4), Some(3), Some(0), Some(0), None, None, Some(2)]
+        );
+        // Each record's modalities, read back from the table.
+        let text = |name: &str, i: usize| -> Option<String> {
+            let c = modalites.column_by_name(name).unwrap().as_string::<i32>();
+            c.is_valid(i).then(|| c.value(i).to_owned())
+        };
+        let modalities = |o: Option<i64>| {
+            let m = (o.unwrap() & ((1 << MODALITIES_BITS) - 1)) as usize;
+            (text("tranche_age", m), text("sexe", m))
+        };
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(modalities(ordre[0]), (s("25-34"), s("F")));
+        assert_eq!(modalities(ordre[1]), (None, s("M")));
+        // The tie: the smallest age band of the two, the only non-null sex.
+        assert_eq!(modalities(ordre[2]), (s("16-17"), s("F")));
+        assert_eq!(ordre[2], ordre[3]);
+        assert_eq!(modalities(ordre[6]), (s("60+"), s("M")));
+        assert_eq!(modalites.num_rows(), 4);
     }
 
     #[test]
