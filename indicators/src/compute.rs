@@ -561,7 +561,7 @@ fn pack_firsts(
     for d in &dims {
         let array = column(d)?;
         let converter = RowConverter::new(vec![SortField::new(array.data_type().clone())])?;
-        let rows = converter.convert_columns(&[array.clone()])?;
+        let rows = converter.convert_columns(std::slice::from_ref(&array))?;
         values.push((array, rows));
     }
     let mut codes: Vec<Vec<u32>> = Vec::with_capacity(dims.len());
@@ -2251,7 +2251,15 @@ mod tests {
             Field::new("tranche_age", DataType::Utf8, true),
             Field::new("sexe", DataType::Utf8, true),
         ]));
-        let batch = |rows: &[(Option<&str>, Option<i32>, i64, Option<&str>, Option<&str>)]| {
+        // (entite, ordre_date, ordre_id, tranche_age, sexe)
+        type Row<'a> = (
+            Option<&'a str>,
+            Option<i32>,
+            i64,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let batch = |rows: &[Row]| {
             RecordBatch::try_new(
                 schema.clone(),
                 vec![
