@@ -11,7 +11,8 @@
 //! - a count with no record is 0; a ratio with a zero denominator and a median over no
 //!   record are null and not secret;
 //! - disclosure control: the sdc rule of each indicator, then secondary suppression;
-//! - medians are lower medians (position ⌈n/2⌉), taken from the sorted list of each cell's values.
+//! - medians are lower medians (position ⌈n/2⌉ of each cell's sorted values), found by
+//!   selection rather than a sort ([`crate::quantiles`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
