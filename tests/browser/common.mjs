@@ -16,6 +16,27 @@ export async function launch() {
   });
 }
 
+/**
+ * Closes the browser, or stops waiting after 15 s: once, in CI, Chromium never answered
+ * the close after a script had passed, and node waited forever. The script then ends with
+ * the exit code it has (an error thrown before still ends it at once, with code 1), and
+ * Playwright kills the browser as the process exits.
+ */
+export async function closeBrowser(browser) {
+  let timer;
+  const closed = await Promise.race([
+    browser.close().then(() => true),
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve(false), 15000);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!closed) {
+    console.error("Chromium ne s'est pas fermé en 15 s : il est arrêté à la sortie du script");
+    setTimeout(() => process.exit(), 1000).unref();
+  }
+}
+
 /** A page in a fresh context, watched: every request, failed request and script error. */
 export async function watchedPage(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1400 }, acceptDownloads: true, locale: "fr-FR" });

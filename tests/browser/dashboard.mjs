@@ -5,7 +5,7 @@
 // data-quality page and the catalogue. axe-core checks every page; a screenshot of each is
 // saved; no request leaves 127.0.0.1. Exits non-zero on any failure; prints OK at the end.
 import assert from "node:assert/strict";
-import { accessibility, base, checkWatch, launch, open, ready, redrawn, screenshot, signIn, watchedPage } from "./common.mjs";
+import { accessibility, base, checkWatch, closeBrowser, launch, open, ready, redrawn, screenshot, signIn, watchedPage } from "./common.mjs";
 
 const browser = await launch();
 try {
@@ -155,5 +155,5 @@ try {
   checkWatch(watch);
   console.log(`OK : ${watch.requests.length} requêtes, toutes vers ${base}`);
 } finally {
-  await browser.close();
+  await closeBrowser(browser);
 }

@@ -3,7 +3,7 @@
 // (`window.observatoireRendu`, milliseconds since the navigation started). Each page is
 // visited VISITES times: the first visit meets the server's cache empty, the next ones
 // are the usual case. Prints one line per visit and, per page, a summary as JSON.
-import { launch, signIn, watchedPage, base, ready, checkWatch } from "./common.mjs";
+import { base, checkWatch, closeBrowser, launch, ready, signIn, watchedPage } from "./common.mjs";
 
 const pages = (process.env.PAGES || "/indicateurs/taux_dnp_115?territoire=D93&pas=MOIS").split(" ");
 const visits = parseInt(process.env.VISITES || "10", 10);
@@ -28,5 +28,5 @@ try {
   checkWatch(watch);
   console.log("OK");
 } finally {
-  await browser.close();
+  await closeBrowser(browser);
 }

@@ -4,7 +4,7 @@
 // an API answer the pages received, not in the page's text, not coloured on the map, not
 // offered in a list. The région's (R11) and France's aggregates may. Prints OK at the end.
 import assert from "node:assert/strict";
-import { base, checkWatch, launch, open, redrawn, screenshot, signIn, watchedPage } from "./common.mjs";
+import { base, checkWatch, closeBrowser, launch, open, redrawn, screenshot, signIn, watchedPage } from "./common.mjs";
 
 const own = process.env.DEPARTEMENT || "93";
 const region = process.env.REGION || "11";
@@ -105,5 +105,5 @@ try {
   checkWatch(watch);
   console.log(`OK : ${checkedAnswers.count} réponses de l'API (${checkedAnswers.rows} lignes) vérifiées, aucune d'un autre département`);
 } finally {
-  await browser.close();
+  await closeBrowser(browser);
 }
