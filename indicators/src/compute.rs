@@ -391,6 +391,7 @@ async fn compute_grid(
             recomputed.insert((indicator.id.to_owned(), p.pas.to_owned(), p.label.clone()));
         }
         ctx.deregister_table("rec_mat")?;
+        ctx.deregister_table("rec_modalites")?;
         progress(indicator);
     }
     let rows = concat_batches(&stats_schema(), &batches)?;
@@ -545,11 +546,15 @@ fn pack_firsts(
     let entities = column("entite")?;
     let entities = cast(&entities, &DataType::Int64)?;
     let entities = entities.as_primitive::<arrow::datatypes::Int64Type>();
-    // The records' order key, as the catalogue's SQL packs it (checked exact by `prepare`).
-    let key = |i: usize| -> Option<i64> {
-        (dates.is_valid(i) && ids.is_valid(i))
-            .then(|| i64::from(dates.value(i)) * ORDER_ID_LIMIT + ids.value(i))
-    };
+    // The records' order key, as the catalogue's SQL packs it (checked exact by
+    // `prepare`), computed once: the sort and the runs below read it many times.
+    let keys: Vec<Option<i64>> = (0..n)
+        .map(|i| {
+            (dates.is_valid(i) && ids.is_valid(i))
+                .then(|| i64::from(dates.value(i)) * ORDER_ID_LIMIT + ids.value(i))
+        })
+        .collect();
+    let key = |i: usize| keys[i];
     // Records without an entity are never counted (`entite IS NOT NULL`).
     let mut order: Vec<u32> = (0..n as u32)
         .filter(|&i| key(i as usize).is_some() && entities.is_valid(i as usize))
