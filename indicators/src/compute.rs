@@ -342,8 +342,7 @@ async fn compute_grid(
             progress(indicator);
             continue;
         }
-        // The records and the selected periods.
-        register_records(ctx, indicator, schema, records)?;
+        // The selected periods, then the records placed in them.
         let keep = BooleanArray::from(selected.clone());
         register_batch(
             ctx,
@@ -362,6 +361,15 @@ async fn compute_grid(
             "sel_calendrier",
             filter_record_batch(&prepared.calendrier, &keep_days)?,
         )?;
+        register_records(
+            ctx,
+            indicator,
+            schema,
+            records,
+            "sel_calendrier",
+            "sel_periodes",
+        )
+        .await?;
         let sql = grid_sql_over(
             indicator,
             options.secrecy_threshold,
@@ -392,6 +400,8 @@ async fn compute_grid(
         }
         ctx.deregister_table("rec_mat")?;
         ctx.deregister_table("rec_modalites")?;
+        ctx.deregister_table("rec_premiers")?;
+        ctx.deregister_table("rec_ratio")?;
         progress(indicator);
     }
     let rows = concat_batches(&stats_schema(), &batches)?;
@@ -423,22 +433,37 @@ pub async fn list_records(
 /// Registers an indicator's listed records as `rec_mat`, spread over the session's
 /// partitions (replacing the previous indicator's), their entities numbered
 /// ([`number_entities`]); a distinct count's records also get their packed order and
-/// modalities ([`pack_firsts`], table `rec_modalites`).
-pub fn register_records(
+/// modalities ([`pack_firsts`], table `rec_modalites`), and their firsts counted per
+/// territory, period and modalities over the periods of `calendrier` and `periodes`
+/// ([`crate::firsts::count_firsts`], table `rec_premiers`); a distinct ratio's
+/// entities are counted per territory and period ([`crate::firsts::count_distinct_ratio`],
+/// table `rec_ratio`).
+pub async fn register_records(
     ctx: &SessionContext,
     indicator: &Indicator,
     schema: arrow::datatypes::SchemaRef,
     records: Vec<RecordBatch>,
+    calendrier: &str,
+    periodes: &str,
 ) -> Result<()> {
+    let parts = ctx.state().config().target_partitions().max(1);
     let (schema, records) = number_entities(schema, records)?;
     let (schema, records) = if packs_firsts(indicator) {
         let (schema, records, modalites) = pack_firsts(indicator, schema, records)?;
         register_batch(ctx, "rec_modalites", modalites)?;
+        let placement = crate::firsts::Placement::read(ctx, calendrier, periodes).await?;
+        let all = indicator.measure == Measure::DistinctAll;
+        let counts = crate::firsts::count_firsts(&placement, &schema, &records, all, parts)?;
+        register_batch(ctx, "rec_premiers", counts)?;
+        (schema, records)
+    } else if indicator.measure == Measure::DistinctRatio {
+        let placement = crate::firsts::Placement::read(ctx, calendrier, periodes).await?;
+        let counts = crate::firsts::count_distinct_ratio(&placement, &schema, &records, parts)?;
+        register_batch(ctx, "rec_ratio", counts)?;
         (schema, records)
     } else {
         (schema, records)
     };
-    let parts = ctx.state().config().target_partitions().max(1);
     let mut partitions = vec![Vec::new(); parts];
     for (i, b) in records.into_iter().enumerate() {
         partitions[i % parts].push(b);
@@ -507,8 +532,14 @@ fn packs_firsts(indicator: &Indicator) -> bool {
     matches!(indicator.measure, Measure::Distinct | Measure::DistinctAll)
 }
 
+/// Whether [`register_records`] counts an indicator's entities itself
+/// ([`crate::firsts`]: `rec_premiers` or `rec_ratio`).
+fn counts_entities(indicator: &Indicator) -> bool {
+    packs_firsts(indicator) || indicator.measure == Measure::DistinctRatio
+}
+
 /// The bits of a packed order ([`pack_firsts`]) that hold the modalities' number.
-const MODALITIES_BITS: u32 = 24;
+pub(crate) const MODALITIES_BITS: u32 = 24;
 
 /// A distinct count's records with one more column, `ordre`: the record's rank in the
 /// order (ordre_date, ordre_id) × 2²⁴ + the number of its modalities, and the table of
@@ -682,7 +713,7 @@ pub fn registered_grid_sql(indicator: &Indicator, t: i64, version: i64) -> Strin
         records: "SELECT r.* FROM rec_mat r".to_owned(),
         calendrier: "calendrier",
         periodes: "periodes",
-        packed: packs_firsts(indicator),
+        counted: counts_entities(indicator),
     };
     grid_sql_over(indicator, t, version, &sources)
 }
@@ -694,7 +725,7 @@ pub fn plain_grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
         records: "SELECT r.* FROM rec_mat r".to_owned(),
         calendrier: "calendrier",
         periodes: "periodes",
-        packed: false,
+        counted: false,
     };
     grid_sql_over(indicator, t, version, &sources)
 }
@@ -2013,22 +2044,14 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             let read: String = dimension_columns(dims)
                 .map(|d| format!(", r.{d}"))
                 .collect();
-            if sources.packed {
+            if sources.counted {
                 // `ordre` ([`pack_firsts`]): the MIN is the first record and, in its low
-                // bits, its modalities' number; the firsts are counted by it and only
-                // the counts meet the modalities.
-                let low = 1_i64 << MODALITIES_BITS;
+                // bits, its modalities' number. The firsts, counted per territory,
+                // period and modalities number ([`crate::firsts::count_firsts`]: the
+                // `dep_k`, `ter_k` below, then counted by `k % 2^24`, entity by entity),
+                // meet the modalities.
                 return format!(
-                    "rec AS ({records}),\n {source}\n dated AS ({dated}),\n
-                     dep_k AS (SELECT {DEP_KEY}, entite, MIN(ordre) AS k{garde_dep}
-                               FROM dated WHERE entite IS NOT NULL GROUP BY {DEP_KEY}, entite),
-                     ter_k AS (SELECT t.tid, r.pid, r.entite, MIN(r.k) AS k{garde_ter}
-                               FROM dep_k r JOIN territoires t ON t.departement = r.departement
-                               GROUP BY t.tid, r.pid, r.entite),
-                     ter_n AS (SELECT tid, pid, modalites, {counted} AS n
-                               FROM (SELECT *, k % {low} AS modalites FROM ter_k)
-                               GROUP BY tid, pid, modalites),
-                     ter_firsts AS (SELECT x.tid, x.pid, x.n{read} FROM ter_n x
+                    "ter_firsts AS (SELECT x.tid, x.pid, x.n{read} FROM rec_premiers x
                                     JOIN rec_modalites r ON r.modalites = x.modalites),
                      agg AS ({})",
                     grouped("ter_firsts", dims, "SUM(n) AS a, CAST(NULL AS BIGINT) AS b")
@@ -2071,6 +2094,11 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                 )
             }
         }
+        // Counted entity by entity ([`crate::firsts::count_distinct_ratio`]): `ent`
+        // and `agg` below.
+        Measure::DistinctRatio if sources.counted => "agg AS (SELECT tid, pid, '' AS dimension,
+                                '' AS modalite, a, b FROM rec_ratio)"
+            .to_owned(),
         Measure::DistinctRatio => format!(
             "dep_ent AS (SELECT {DEP_KEY}, entite,
                                 MAX(CASE WHEN au_den THEN 1 ELSE 0 END) AS d,
@@ -2120,8 +2148,9 @@ pub(crate) struct Sources {
     pub records: String,
     pub calendrier: &'static str,
     pub periodes: &'static str,
-    /// The records carry [`pack_firsts`]'s `ordre` and `rec_modalites` is registered.
-    pub packed: bool,
+    /// [`register_records`] counted the entities: `rec_modalites` and `rec_premiers`
+    /// (distinct counts), `rec_ratio` (distinct ratios) are registered.
+    pub counted: bool,
 }
 
 impl Sources {
@@ -2131,7 +2160,7 @@ impl Sources {
             records: resolved_sql(indicator),
             calendrier: "calendrier",
             periodes: "periodes",
-            packed: false,
+            counted: false,
         }
     }
 
@@ -2152,7 +2181,7 @@ impl Sources {
             records: records.to_owned(),
             calendrier: "sel_calendrier",
             periodes: "sel_periodes",
-            packed: packs_firsts(indicator),
+            counted: counts_entities(indicator),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod analyst;
 pub mod catalogue;
 pub mod closing;
 pub mod compute;
+pub mod firsts;
 mod incremental;
 pub mod quantiles;
 pub mod suppression;

@@ -407,7 +407,15 @@ pub async fn bench_compute(
             ));
             let one = Instant::now();
             let (schema, records) = indicators::compute::list_records(&ctx, indicator).await?;
-            indicators::compute::register_records(&ctx, indicator, schema, records)?;
+            indicators::compute::register_records(
+                &ctx,
+                indicator,
+                schema,
+                records,
+                "calendrier",
+                "periodes",
+            )
+            .await?;
             let rows = ctx
                 .sql(&sql)
                 .await

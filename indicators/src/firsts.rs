@@ -1,0 +1,688 @@
+//! Distinct counts' firsts and distinct ratios' entities, found entity by entity
+//! instead of by two hash aggregations.
+//!
+//! A distinct count (U02, U05, U06, U07, P01, P02) keeps, for every territory, period
+//! and entity, the entity's first record there, and counts these firsts by modalities.
+//! The grid SQL over packed records ([`crate::compute`], `dep_k` → `ter_k` → `ter_n`)
+//! does it with two hash aggregations whose groups are every (département, period,
+//! entity) and then every (territory, period, entity): nationally, tens of millions of
+//! groups, each record repeated for its ~6 periods and 3 territory levels.
+//!
+//! [`count_firsts`] gives the same `ter_n` table — (tid, pid, modalites, n) — from the
+//! records sorted by entity: one entity's records are few, so its (territory, period)
+//! pairs are deduplicated in a small buffer and only the counts per (territory, period,
+//! modalities) go into a hash table (as many entries as the grid has cells). Same rules
+//! as the SQL, which stays the definition (the benchmark's peer runs it, and checks every
+//! cell):
+//! - a record without an entity, a known département or an observed period is ignored
+//!   (`WHERE entite IS NOT NULL`, inner joins with `territoires` and the calendar);
+//! - an entity's first in a territory and period is its smallest `ordre` there
+//!   (`MIN` ignores nulls); without any, it is not counted;
+//! - DistinctAll: the entity counts 1 when all its records there are `garde` (a null
+//!   `garde` is not), 0 otherwise — a (territory, period, modalities) whose firsts all
+//!   count 0 still has its row, with n = 0, as `SUM(CASE …)` gives it.
+//!
+//! A distinct ratio (U10) is the same walk: [`count_distinct_ratio`] gives the SQL's
+//! `agg` — per (tid, pid), the entities with a record `au_den` and one `au_num` there,
+//! and those with one `au_den` — from each entity's flags OR-ed per territory and
+//! period (`MAX` over 0/1, a null flag being 0).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
+
+use crate::compute::{ComputeError, Result};
+
+/// The counts' hash table: many increments, few entries (one per cell and modalities).
+type FastMap<K, V> = datafusion::common::HashMap<K, V>;
+
+/// Where records fall: each observed day's periods, each period's number, each
+/// département's territories (from the session's calendar, periods and `territoires`).
+pub struct Placement {
+    /// The first day of `days`, as Date32.
+    day0: i32,
+    /// For each day from `day0`, its slot in `slots` (`u32::MAX`: not observed).
+    days: Vec<u32>,
+    /// (pas, periode) → slot of that one period.
+    periods: HashMap<(String, String), u32>,
+    /// Département → slot of its territories.
+    departements: HashMap<String, u32>,
+    /// Slots: ranges of `numbers` (period or territory numbers).
+    slots: Vec<(u32, u32)>,
+    numbers: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+fn column_i64(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
+    let c = batch.column(batch.schema().index_of(name)?);
+    Ok(cast(c, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .clone())
+}
+
+fn column_text(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+    let c = batch.column(batch.schema().index_of(name)?);
+    Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
+}
+
+async fn read(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    let frame = ctx.sql(sql).await.map_err(ComputeError::from)?;
+    frame.collect().await.map_err(ComputeError::from)
+}
+
+impl Placement {
+    /// Reads the calendar (`jour`, `pid`), the periods (`pas`, `periode`, `pid`) and
+    /// `territoires` (`departement`, `tid`) registered in the session.
+    pub async fn read(ctx: &SessionContext, calendrier: &str, periodes: &str) -> Result<Self> {
+        let mut slots = Vec::new();
+        let mut numbers = Vec::new();
+        let mut push_slot = |group: &[u32]| -> u32 {
+            let start = numbers.len() as u32;
+            numbers.extend_from_slice(group);
+            slots.push((start, numbers.len() as u32));
+            (slots.len() - 1) as u32
+        };
+        // Days: their periods.
+        let mut by_day: std::collections::BTreeMap<i32, Vec<u32>> = Default::default();
+        for b in read(ctx, &format!("SELECT jour, pid FROM {calendrier}")).await? {
+            let jour = cast(b.column(0), &DataType::Date32)?;
+            let jour = jour.as_primitive::<Date32Type>();
+            let pid = column_i64(&b, "pid")?;
+            for i in 0..b.num_rows() {
+                by_day
+                    .entry(jour.value(i))
+                    .or_default()
+                    .push(pid.value(i) as u32);
+            }
+        }
+        let day0 = by_day.keys().next().copied().unwrap_or(0);
+        let span = by_day
+            .keys()
+            .next_back()
+            .map_or(0, |&d| (d - day0 + 1) as usize);
+        let mut days = vec![NONE; span];
+        for (d, pids) in &by_day {
+            days[(d - day0) as usize] = push_slot(pids);
+        }
+        let mut periods = HashMap::new();
+        for b in read(ctx, &format!("SELECT pas, periode, pid FROM {periodes}")).await? {
+            let (pas, periode) = (column_text(&b, "pas")?, column_text(&b, "periode")?);
+            let pid = column_i64(&b, "pid")?;
+            for i in 0..b.num_rows() {
+                let slot = push_slot(&[pid.value(i) as u32]);
+                periods.insert((pas.value(i).to_owned(), periode.value(i).to_owned()), slot);
+            }
+        }
+        let mut by_dep: HashMap<String, Vec<u32>> = HashMap::new();
+        for b in read(ctx, "SELECT departement, tid FROM territoires").await? {
+            let dep = column_text(&b, "departement")?;
+            let tid = column_i64(&b, "tid")?;
+            for i in 0..b.num_rows() {
+                by_dep
+                    .entry(dep.value(i).to_owned())
+                    .or_default()
+                    .push(tid.value(i) as u32);
+            }
+        }
+        let departements = by_dep
+            .into_iter()
+            .map(|(d, tids)| {
+                let slot = push_slot(&tids);
+                (d, slot)
+            })
+            .collect();
+        Ok(Placement {
+            day0,
+            days,
+            periods,
+            departements,
+            slots,
+            numbers,
+        })
+    }
+
+    fn slot(&self, slot: u32) -> &[u32] {
+        let (a, b) = self.slots[slot as usize];
+        &self.numbers[a as usize..b as usize]
+    }
+}
+
+/// An indicator's records placed: each one's territories and periods (slots of the
+/// placement), and the records that can count sorted by entity, cut into one part per
+/// thread at entity boundaries.
+struct Placed {
+    entities: arrow::array::Int64Array,
+    dep_slot: Vec<u32>,
+    when_slot: Vec<u32>,
+    order: Vec<u32>,
+    cuts: Vec<usize>,
+}
+
+/// One column of the records, their batches concatenated.
+fn concat_column(
+    schema: &SchemaRef,
+    records: &[RecordBatch],
+    name: &str,
+    to: &DataType,
+) -> Result<arrow::array::ArrayRef> {
+    let at = schema.index_of(name)?;
+    let parts: Vec<&dyn Array> = records.iter().map(|b| b.column(at).as_ref()).collect();
+    let whole = if parts.is_empty() {
+        arrow::array::new_empty_array(schema.field(at).data_type())
+    } else {
+        arrow::compute::concat(&parts)?
+    };
+    Ok(cast(&whole, to)?)
+}
+
+impl Placed {
+    fn new(
+        placement: &Placement,
+        schema: &SchemaRef,
+        records: &[RecordBatch],
+        threads: usize,
+    ) -> Result<Self> {
+        let column = |name: &str, to: &DataType| concat_column(schema, records, name, to);
+        let entities = column("entite", &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .clone();
+        let n = entities.len();
+        let departements = column("departement", &DataType::Utf8)?;
+        let departements = departements.as_string::<i32>();
+        let mut dep_slot = vec![NONE; n];
+        let mut known: HashMap<&str, u32> = HashMap::new();
+        for (i, slot) in dep_slot.iter_mut().enumerate() {
+            if departements.is_valid(i) {
+                let d = departements.value(i);
+                *slot = match known.get(d) {
+                    Some(&s) => s,
+                    None => {
+                        let s = placement.departements.get(d).copied().unwrap_or(NONE);
+                        known.insert(d, s);
+                        s
+                    }
+                };
+            }
+        }
+        let mut when_slot = vec![NONE; n];
+        if schema.index_of("jour").is_ok() {
+            let jours = column("jour", &DataType::Date32)?;
+            let jours = jours.as_primitive::<Date32Type>();
+            for (i, slot) in when_slot.iter_mut().enumerate() {
+                if jours.is_valid(i) {
+                    let d = i64::from(jours.value(i)) - i64::from(placement.day0);
+                    if d >= 0 && (d as usize) < placement.days.len() {
+                        *slot = placement.days[d as usize];
+                    }
+                }
+            }
+        } else {
+            let (pas, periode) = (
+                column("pas", &DataType::Utf8)?,
+                column("periode", &DataType::Utf8)?,
+            );
+            let (pas, periode) = (pas.as_string::<i32>(), periode.as_string::<i32>());
+            for (i, slot) in when_slot.iter_mut().enumerate() {
+                if pas.is_valid(i) && periode.is_valid(i) {
+                    let key = (pas.value(i).to_owned(), periode.value(i).to_owned());
+                    *slot = placement.periods.get(&key).copied().unwrap_or(NONE);
+                }
+            }
+        }
+        let mut order: Vec<u32> = (0..n as u32)
+            .filter(|&i| {
+                let i = i as usize;
+                entities.is_valid(i) && dep_slot[i] != NONE && when_slot[i] != NONE
+            })
+            .collect();
+        order.sort_unstable_by_key(|&i| entities.value(i as usize));
+        let parts = threads.max(1);
+        let mut cuts = vec![0];
+        for p in 1..parts {
+            let mut at = (order.len() * p / parts).max(*cuts.last().unwrap_or(&0));
+            while at > 0
+                && at < order.len()
+                && entities.value(order[at] as usize) == entities.value(order[at - 1] as usize)
+            {
+                at += 1;
+            }
+            cuts.push(at);
+        }
+        cuts.push(order.len());
+        Ok(Placed {
+            entities,
+            dep_slot,
+            when_slot,
+            order,
+            cuts,
+        })
+    }
+
+    /// For each entity and each (territory, period) its records fall in, `merge` of
+    /// their `state`s, given to `emit` with the key `tid << 32 | pid`; one accumulator
+    /// per thread.
+    fn fold<S, A>(
+        &self,
+        placement: &Placement,
+        state: impl Fn(usize) -> S + Sync,
+        merge: impl Fn(S, S) -> S + Sync,
+        emit: impl Fn(&mut A, u64, S) + Sync,
+    ) -> Vec<A>
+    where
+        S: Copy + Send,
+        A: Default + Send,
+    {
+        let entities = &self.entities;
+        let run_part = |part: &[u32]| -> A {
+            let mut acc = A::default();
+            let mut pairs: Vec<(u64, S)> = Vec::new();
+            let mut start = 0;
+            while start < part.len() {
+                let entity = entities.value(part[start] as usize);
+                let mut end = start + 1;
+                while end < part.len() && entities.value(part[end] as usize) == entity {
+                    end += 1;
+                }
+                pairs.clear();
+                for &r in &part[start..end] {
+                    let r = r as usize;
+                    let s = state(r);
+                    for &pid in placement.slot(self.when_slot[r]) {
+                        for &tid in placement.slot(self.dep_slot[r]) {
+                            pairs.push((u64::from(tid) << 32 | u64::from(pid), s));
+                        }
+                    }
+                }
+                // One record's (territory, period) pairs are all different.
+                if end - start > 1 {
+                    pairs.sort_unstable_by_key(|p| p.0);
+                }
+                let mut i = 0;
+                while i < pairs.len() {
+                    let (key, mut merged) = pairs[i];
+                    let mut j = i + 1;
+                    while j < pairs.len() && pairs[j].0 == key {
+                        merged = merge(merged, pairs[j].1);
+                        j += 1;
+                    }
+                    emit(&mut acc, key, merged);
+                    i = j;
+                }
+                start = end;
+            }
+            acc
+        };
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .cuts
+                .windows(2)
+                .map(|w| {
+                    let part = &self.order[w[0]..w[1]];
+                    let run_part = &run_part;
+                    s.spawn(move || run_part(part))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(acc) => acc,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    }
+}
+
+fn int_columns(names: &[&str], columns: Vec<Vec<i64>>) -> Result<RecordBatch> {
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Int64, false))
+        .collect();
+    let arrays = columns
+        .into_iter()
+        .map(|c| Arc::new(Int64Array::from(c)) as arrow::array::ArrayRef)
+        .collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+/// Packed-order records (`entite` numbered, `ordre`, `departement`, then `jour` or
+/// `pas`/`periode`, and `garde` when `all`) → the firsts counted per (tid, pid,
+/// modalities number), as the packed grid SQL's `ter_n` (see the module's doc).
+pub fn count_firsts(
+    placement: &Placement,
+    schema: &SchemaRef,
+    records: &[RecordBatch],
+    all: bool,
+    threads: usize,
+) -> Result<RecordBatch> {
+    let placed = Placed::new(placement, schema, records, threads)?;
+    let ordre = concat_column(schema, records, "ordre", &DataType::Int64)?;
+    let ordre = ordre.as_primitive::<Int64Type>();
+    let garde = if all {
+        Some(concat_column(schema, records, "garde", &DataType::Boolean)?)
+    } else {
+        None
+    };
+    let garde = garde.as_ref().map(|g| g.as_boolean());
+    let low = (1_i64 << crate::compute::MODALITIES_BITS) - 1;
+    // Per record: (its ordre, i64::MAX without one; whether it is `garde`).
+    let parts = placed.fold(
+        placement,
+        |r| {
+            let o = if ordre.is_valid(r) {
+                ordre.value(r)
+            } else {
+                i64::MAX
+            };
+            (o, garde.is_none_or(|g| g.is_valid(r) && g.value(r)))
+        },
+        |a, b| (a.0.min(b.0), a.1 && b.1),
+        |counts: &mut FastMap<(u64, i64), i64>, key, (first, kept)| {
+            if first != i64::MAX {
+                *counts.entry((key, first & low)).or_insert(0) += i64::from(kept);
+            }
+        },
+    );
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_default();
+    for part in parts {
+        for (k, v) in part {
+            *total.entry(k).or_insert(0) += v;
+        }
+    }
+    let mut columns: Vec<Vec<i64>> = (0..4).map(|_| Vec::with_capacity(total.len())).collect();
+    for ((key, m), v) in total {
+        columns[0].push((key >> 32) as i64);
+        columns[1].push((key & 0xffff_ffff) as i64);
+        columns[2].push(m);
+        columns[3].push(v);
+    }
+    int_columns(&["tid", "pid", "modalites", "n"], columns)
+}
+
+/// A distinct ratio's records (`entite` numbered, `au_den`, `au_num`, `departement`,
+/// then `jour` or `pas`/`periode`) → per (tid, pid), `a` the entities with both a
+/// record `au_den` and one `au_num` there, `b` those with one `au_den` (a null flag is
+/// not set), for every (tid, pid) with an entity: the grid SQL's `ent` then `agg`.
+pub fn count_distinct_ratio(
+    placement: &Placement,
+    schema: &SchemaRef,
+    records: &[RecordBatch],
+    threads: usize,
+) -> Result<RecordBatch> {
+    let placed = Placed::new(placement, schema, records, threads)?;
+    let flag = |name: &str| -> Result<arrow::array::BooleanArray> {
+        Ok(concat_column(schema, records, name, &DataType::Boolean)?
+            .as_boolean()
+            .clone())
+    };
+    let (den, num) = (flag("au_den")?, flag("au_num")?);
+    let set = |f: &arrow::array::BooleanArray, r: usize| f.is_valid(r) && f.value(r);
+    let parts = placed.fold(
+        placement,
+        |r| (set(&den, r), set(&num, r)),
+        |a, b| (a.0 || b.0, a.1 || b.1),
+        |counts: &mut FastMap<u64, (i64, i64)>, key, (d, n)| {
+            let c = counts.entry(key).or_insert((0, 0));
+            c.0 += i64::from(d && n);
+            c.1 += i64::from(d);
+        },
+    );
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_default();
+    for part in parts {
+        for (k, (a, b)) in part {
+            let c = total.entry(k).or_insert((0, 0));
+            c.0 += a;
+            c.1 += b;
+        }
+    }
+    let mut columns: Vec<Vec<i64>> = (0..4).map(|_| Vec::with_capacity(total.len())).collect();
+    for (key, (a, b)) in total {
+        columns[0].push((key >> 32) as i64);
+        columns[1].push((key & 0xffff_ffff) as i64);
+        columns[2].push(a);
+        columns[3].push(b);
+    }
+    int_columns(&["tid", "pid", "a", "b"], columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{BooleanArray, Date32Array, StringArray};
+
+    fn table(ctx: &SessionContext, name: &str, columns: Vec<(&str, arrow::array::ArrayRef)>) {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mem =
+            datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        ctx.register_table(name, Arc::new(mem)).unwrap();
+    }
+
+    /// The counts worked by hand. Days 1 and 2 are observed: day 1 in periods 0 (its
+    /// day) and 2 (the month), day 2 in 1 and 2; day 3 is not. Département 75 is in
+    /// territories 0 and 2 (FR), 93 in 1 and 2; 99 is unknown. `ordre` = rank × 2²⁴ +
+    /// modalities number.
+    /// - entity 1: day 1 in 75 (rank 0, modalities 5, garde), day 2 in 93 (rank 1,
+    ///   modalities 6, not garde). Its first is the day-1 record wherever both meet
+    ///   (FR × month); alone elsewhere.
+    /// - entity 2: day 2 in 75 (rank 2, modalities 5, garde), day 1 in 75 without
+    ///   `ordre` (garde): on day 1 it has no first, so it is not counted there.
+    /// - a record without entity, entity 3's records in 99 and on day 3: ignored.
+    ///
+    /// Distinct, per (tid, pid, modalities): entity 1 gives (0,0,5) (2,0,5) (0,2,5)
+    /// (2,2,5) (1,1,6) (2,1,6) (1,2,6); entity 2 gives (0,1,5) (2,1,5) (0,2,5) (2,2,5).
+    /// DistinctAll: entity 1 counts 0 wherever its day-2 record is (2,2), (1,1), (2,1),
+    /// (1,2) — those rows stay, with 0 —, entity 2 counts 1 everywhere it has a first.
+    const D1: i32 = 20_000;
+    const D2: i32 = 20_001;
+
+    /// Days D1 (periods 0 and 2) and D2 (1 and 2); département 75 in territories 0
+    /// and 2, 93 in 1 and 2.
+    async fn placement() -> Placement {
+        let ctx = SessionContext::new();
+        let (d1, d2) = (D1, D2);
+        table(
+            &ctx,
+            "cal",
+            vec![
+                ("jour", Arc::new(Date32Array::from(vec![d1, d1, d2, d2]))),
+                ("pid", Arc::new(Int64Array::from(vec![0, 2, 1, 2]))),
+            ],
+        );
+        table(
+            &ctx,
+            "per",
+            vec![
+                (
+                    "pas",
+                    Arc::new(StringArray::from(vec!["JOUR", "JOUR", "MOIS"])),
+                ),
+                (
+                    "periode",
+                    Arc::new(StringArray::from(vec!["d1", "d2", "m"])),
+                ),
+                ("pid", Arc::new(Int64Array::from(vec![0, 1, 2]))),
+            ],
+        );
+        table(
+            &ctx,
+            "territoires",
+            vec![
+                (
+                    "departement",
+                    Arc::new(StringArray::from(vec!["75", "75", "93", "93"])),
+                ),
+                ("tid", Arc::new(Int64Array::from(vec![0, 2, 1, 2]))),
+            ],
+        );
+        Placement::read(&ctx, "cal", "per").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn firsts_are_counted_per_territory_period_and_modalities() {
+        let placement = placement().await;
+        let (d1, d2) = (D1, D2);
+        let o = |rank: i64, m: i64| Some((rank << 24) + m);
+        let records = RecordBatch::try_from_iter(vec![
+            (
+                "entite",
+                Arc::new(Int64Array::from(vec![
+                    Some(1),
+                    Some(1),
+                    Some(2),
+                    Some(2),
+                    None,
+                    Some(3),
+                    Some(3),
+                ])) as arrow::array::ArrayRef,
+            ),
+            (
+                "ordre",
+                Arc::new(Int64Array::from(vec![
+                    o(0, 5),
+                    o(1, 6),
+                    o(2, 5),
+                    None,
+                    o(3, 5),
+                    o(4, 7),
+                    o(5, 7),
+                ])),
+            ),
+            (
+                "departement",
+                Arc::new(StringArray::from(vec![
+                    "75", "93", "75", "75", "75", "99", "75",
+                ])),
+            ),
+            (
+                "jour",
+                Arc::new(Date32Array::from(vec![d1, d2, d2, d1, d1, d1, d1 + 2])),
+            ),
+            (
+                "garde",
+                Arc::new(BooleanArray::from(vec![
+                    Some(true),
+                    Some(false),
+                    Some(true),
+                    Some(true),
+                    Some(true),
+                    Some(true),
+                    Some(true),
+                ])),
+            ),
+        ])
+        .unwrap();
+        let counted = |all: bool, threads: usize| {
+            // The records split over two batches, as listed.
+            let parts = [records.slice(0, 3), records.slice(3, 4)];
+            let batch = count_firsts(&placement, &records.schema(), &parts, all, threads).unwrap();
+            let column = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
+            let (t, p, m, n) = (column(0), column(1), column(2), column(3));
+            let mut rows: Vec<(i64, i64, i64, i64)> = (0..batch.num_rows())
+                .map(|i| (t.value(i), p.value(i), m.value(i), n.value(i)))
+                .collect();
+            rows.sort_unstable();
+            rows
+        };
+        let distinct = vec![
+            (0, 0, 5, 1),
+            (0, 1, 5, 1),
+            (0, 2, 5, 2),
+            (1, 1, 6, 1),
+            (1, 2, 6, 1),
+            (2, 0, 5, 1),
+            (2, 1, 5, 1),
+            (2, 1, 6, 1),
+            (2, 2, 5, 2),
+        ];
+        let all = vec![
+            (0, 0, 5, 1),
+            (0, 1, 5, 1),
+            (0, 2, 5, 2),
+            (1, 1, 6, 0),
+            (1, 2, 6, 0),
+            (2, 0, 5, 1),
+            (2, 1, 5, 1),
+            (2, 1, 6, 0),
+            (2, 2, 5, 1),
+        ];
+        for threads in [1, 2, 3] {
+            assert_eq!(counted(false, threads), distinct, "{threads} fils");
+            assert_eq!(counted(true, threads), all, "{threads} fils");
+        }
+    }
+
+    /// U10's counts worked by hand, same placement. Entity 1: day 1 in 75 `au_den`
+    /// only, day 2 in 93 `au_num` only — both only where the two meet (FR × month);
+    /// entity 2: day 1 in 75, both flags; entity 3: day 2 in 75 `au_num` only; entity
+    /// 4: day 1 in 75, `au_den` null (not set) and `au_num`. Every (tid, pid) with an
+    /// entity has its row, (a, b) = (0, 0) included.
+    #[tokio::test]
+    async fn distinct_ratio_counts_entities_with_both_flags() {
+        let placement = placement().await;
+        let records = RecordBatch::try_from_iter(vec![
+            (
+                "entite",
+                Arc::new(Int64Array::from(vec![1, 1, 2, 3, 4])) as arrow::array::ArrayRef,
+            ),
+            (
+                "departement",
+                Arc::new(StringArray::from(vec!["75", "93", "75", "75", "75"])),
+            ),
+            (
+                "jour",
+                Arc::new(Date32Array::from(vec![D1, D2, D1, D2, D1])),
+            ),
+            (
+                "au_den",
+                Arc::new(BooleanArray::from(vec![
+                    Some(true),
+                    Some(false),
+                    Some(true),
+                    Some(false),
+                    None,
+                ])),
+            ),
+            (
+                "au_num",
+                Arc::new(BooleanArray::from(vec![false, true, true, true, true])),
+            ),
+        ])
+        .unwrap();
+        for threads in [1, 2] {
+            let batch = count_distinct_ratio(
+                &placement,
+                &records.schema(),
+                std::slice::from_ref(&records),
+                threads,
+            )
+            .unwrap();
+            let column = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
+            let (t, p, a, b) = (column(0), column(1), column(2), column(3));
+            let mut rows: Vec<(i64, i64, i64, i64)> = (0..batch.num_rows())
+                .map(|i| (t.value(i), p.value(i), a.value(i), b.value(i)))
+                .collect();
+            rows.sort_unstable();
+            assert_eq!(
+                rows,
+                vec![
+                    (0, 0, 1, 2),
+                    (0, 1, 0, 0),
+                    (0, 2, 1, 2),
+                    (1, 1, 0, 0),
+                    (1, 2, 0, 0),
+                    (2, 0, 1, 2),
+                    (2, 1, 0, 0),
+                    (2, 2, 2, 2),
+                ],
+                "{threads} fils"
+            );
+        }
+    }
+}
