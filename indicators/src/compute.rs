@@ -402,6 +402,7 @@ async fn compute_grid(
         ctx.deregister_table("rec_modalites")?;
         ctx.deregister_table("rec_premiers")?;
         ctx.deregister_table("rec_ratio")?;
+        ctx.deregister_table("rec_quantiles")?;
         progress(indicator);
     }
     let rows = concat_batches(&stats_schema(), &batches)?;
@@ -437,7 +438,8 @@ pub async fn list_records(
 /// territory, period and modalities over the periods of `calendrier` and `periodes`
 /// ([`crate::firsts::count_firsts`], table `rec_premiers`); a distinct ratio's
 /// entities are counted per territory and period ([`crate::firsts::count_distinct_ratio`],
-/// table `rec_ratio`).
+/// table `rec_ratio`), a quantile's values ranked per cell ([`crate::firsts::count_quantiles`],
+/// table `rec_quantiles`).
 pub async fn register_records(
     ctx: &SessionContext,
     indicator: &Indicator,
@@ -460,6 +462,12 @@ pub async fn register_records(
         let placement = crate::firsts::Placement::read(ctx, calendrier, periodes).await?;
         let counts = crate::firsts::count_distinct_ratio(&placement, &schema, &records, parts)?;
         register_batch(ctx, "rec_ratio", counts)?;
+        (schema, records)
+    } else if indicator.measure == Measure::Quantile {
+        let placement = crate::firsts::Placement::read(ctx, calendrier, periodes).await?;
+        let dims: Vec<&str> = dimension_columns(indicator.dimensions).collect();
+        let counts = crate::firsts::count_quantiles(&placement, &schema, &records, &dims)?;
+        register_batch(ctx, "rec_quantiles", counts)?;
         (schema, records)
     } else {
         (schema, records)
@@ -532,10 +540,14 @@ fn packs_firsts(indicator: &Indicator) -> bool {
     matches!(indicator.measure, Measure::Distinct | Measure::DistinctAll)
 }
 
-/// Whether [`register_records`] counts an indicator's entities itself
-/// ([`crate::firsts`]: `rec_premiers` or `rec_ratio`).
+/// Whether [`register_records`] aggregates an indicator's records itself
+/// ([`crate::firsts`]: `rec_premiers`, `rec_ratio` or `rec_quantiles`).
 fn counts_entities(indicator: &Indicator) -> bool {
-    packs_firsts(indicator) || indicator.measure == Measure::DistinctRatio
+    packs_firsts(indicator)
+        || matches!(
+            indicator.measure,
+            Measure::DistinctRatio | Measure::Quantile
+        )
 }
 
 /// The bits of a packed order ([`pack_firsts`]) that hold the modalities' number.
@@ -2120,6 +2132,13 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             } else {
                 String::new()
             };
+            if sources.counted {
+                // Ranked cell by cell ([`crate::firsts::count_quantiles`]): `q` below.
+                return format!(
+                    "q AS (SELECT {CELL}, n, q50, q75, q90 FROM rec_quantiles),
+                     agg AS (SELECT {CELL}, q50 AS a, n AS b FROM q{extra})"
+                );
+            }
             format!(
                 "valued AS (SELECT * FROM placed WHERE v IS NOT NULL),
                  ranked AS ({}),
@@ -2148,8 +2167,9 @@ pub(crate) struct Sources {
     pub records: String,
     pub calendrier: &'static str,
     pub periodes: &'static str,
-    /// [`register_records`] counted the entities: `rec_modalites` and `rec_premiers`
-    /// (distinct counts), `rec_ratio` (distinct ratios) are registered.
+    /// [`register_records`] aggregated the records: `rec_modalites` and `rec_premiers`
+    /// (distinct counts), `rec_ratio` (distinct ratios), `rec_quantiles` (quantiles)
+    /// are registered.
     pub counted: bool,
 }
 

@@ -54,6 +54,9 @@ pub struct Placement {
     /// Slots: ranges of `numbers` (period or territory numbers).
     slots: Vec<(u32, u32)>,
     numbers: Vec<u32>,
+    /// One more than the largest territory number, and than the largest period number.
+    tids: u32,
+    pids: u32,
 }
 
 const NONE: u32 = u32::MAX;
@@ -88,12 +91,14 @@ impl Placement {
             (slots.len() - 1) as u32
         };
         // Days: their periods.
+        let (mut by_dep_max, mut periods_max) = (0_u32, 0_u32);
         let mut by_day: std::collections::BTreeMap<i32, Vec<u32>> = Default::default();
         for b in read(ctx, &format!("SELECT jour, pid FROM {calendrier}")).await? {
             let jour = cast(b.column(0), &DataType::Date32)?;
             let jour = jour.as_primitive::<Date32Type>();
             let pid = column_i64(&b, "pid")?;
             for i in 0..b.num_rows() {
+                periods_max = periods_max.max(pid.value(i) as u32);
                 by_day
                     .entry(jour.value(i))
                     .or_default()
@@ -114,6 +119,7 @@ impl Placement {
             let (pas, periode) = (column_text(&b, "pas")?, column_text(&b, "periode")?);
             let pid = column_i64(&b, "pid")?;
             for i in 0..b.num_rows() {
+                periods_max = periods_max.max(pid.value(i) as u32);
                 let slot = push_slot(&[pid.value(i) as u32]);
                 periods.insert((pas.value(i).to_owned(), periode.value(i).to_owned()), slot);
             }
@@ -123,6 +129,7 @@ impl Placement {
             let dep = column_text(&b, "departement")?;
             let tid = column_i64(&b, "tid")?;
             for i in 0..b.num_rows() {
+                by_dep_max = by_dep_max.max(tid.value(i) as u32);
                 by_dep
                     .entry(dep.value(i).to_owned())
                     .or_default()
@@ -136,6 +143,8 @@ impl Placement {
                 (d, slot)
             })
             .collect();
+        let tids = by_dep_max + 1;
+        let pids = periods_max + 1;
         Ok(Placement {
             day0,
             days,
@@ -143,7 +152,14 @@ impl Placement {
             departements,
             slots,
             numbers,
+            tids,
+            pids,
         })
+    }
+
+    /// One more than the largest territory and period numbers.
+    fn extent(&self) -> (u32, u32) {
+        (self.tids, self.pids)
     }
 
     fn slot(&self, slot: u32) -> &[u32] {
@@ -180,6 +196,73 @@ fn concat_column(
     Ok(cast(&whole, to)?)
 }
 
+/// Each record's slot of territories (by `departement`) and of periods (by `jour`, or
+/// by `pas` and `periode`) in the placement; `NONE` where it has none.
+fn record_slots(
+    placement: &Placement,
+    schema: &SchemaRef,
+    records: &[RecordBatch],
+    n: usize,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let column = |name: &str, to: &DataType| concat_column(schema, records, name, to);
+    let departements = column("departement", &DataType::Utf8)?;
+    let departements = departements.as_string::<i32>();
+    let mut dep_slot = vec![NONE; n];
+    let mut known: HashMap<&str, u32> = HashMap::new();
+    for (i, slot) in dep_slot.iter_mut().enumerate() {
+        if departements.is_valid(i) {
+            let d = departements.value(i);
+            *slot = match known.get(d) {
+                Some(&s) => s,
+                None => {
+                    let s = placement.departements.get(d).copied().unwrap_or(NONE);
+                    known.insert(d, s);
+                    s
+                }
+            };
+        }
+    }
+    let mut when_slot = vec![NONE; n];
+    if schema.index_of("jour").is_ok() {
+        let jours = column("jour", &DataType::Date32)?;
+        let jours = jours.as_primitive::<Date32Type>();
+        for (i, slot) in when_slot.iter_mut().enumerate() {
+            if jours.is_valid(i) {
+                let d = i64::from(jours.value(i)) - i64::from(placement.day0);
+                if d >= 0 && (d as usize) < placement.days.len() {
+                    *slot = placement.days[d as usize];
+                }
+            }
+        }
+    } else {
+        let (pas, periode) = (
+            column("pas", &DataType::Utf8)?,
+            column("periode", &DataType::Utf8)?,
+        );
+        let (pas, periode) = (pas.as_string::<i32>(), periode.as_string::<i32>());
+        // Periods are few and records of one period often follow each other.
+        let mut known: HashMap<(&str, &str), u32> = HashMap::new();
+        let mut last: Option<((&str, &str), u32)> = None;
+        for (i, slot) in when_slot.iter_mut().enumerate() {
+            if pas.is_valid(i) && periode.is_valid(i) {
+                let key = (pas.value(i), periode.value(i));
+                *slot = match last {
+                    Some((k, s)) if k == key => s,
+                    _ => {
+                        let s = *known.entry(key).or_insert_with(|| {
+                            let owned = (key.0.to_owned(), key.1.to_owned());
+                            placement.periods.get(&owned).copied().unwrap_or(NONE)
+                        });
+                        last = Some((key, s));
+                        s
+                    }
+                };
+            }
+        }
+    }
+    Ok((dep_slot, when_slot))
+}
+
 impl Placed {
     fn new(
         placement: &Placement,
@@ -187,53 +270,11 @@ impl Placed {
         records: &[RecordBatch],
         threads: usize,
     ) -> Result<Self> {
-        let column = |name: &str, to: &DataType| concat_column(schema, records, name, to);
-        let entities = column("entite", &DataType::Int64)?
+        let entities = concat_column(schema, records, "entite", &DataType::Int64)?
             .as_primitive::<Int64Type>()
             .clone();
         let n = entities.len();
-        let departements = column("departement", &DataType::Utf8)?;
-        let departements = departements.as_string::<i32>();
-        let mut dep_slot = vec![NONE; n];
-        let mut known: HashMap<&str, u32> = HashMap::new();
-        for (i, slot) in dep_slot.iter_mut().enumerate() {
-            if departements.is_valid(i) {
-                let d = departements.value(i);
-                *slot = match known.get(d) {
-                    Some(&s) => s,
-                    None => {
-                        let s = placement.departements.get(d).copied().unwrap_or(NONE);
-                        known.insert(d, s);
-                        s
-                    }
-                };
-            }
-        }
-        let mut when_slot = vec![NONE; n];
-        if schema.index_of("jour").is_ok() {
-            let jours = column("jour", &DataType::Date32)?;
-            let jours = jours.as_primitive::<Date32Type>();
-            for (i, slot) in when_slot.iter_mut().enumerate() {
-                if jours.is_valid(i) {
-                    let d = i64::from(jours.value(i)) - i64::from(placement.day0);
-                    if d >= 0 && (d as usize) < placement.days.len() {
-                        *slot = placement.days[d as usize];
-                    }
-                }
-            }
-        } else {
-            let (pas, periode) = (
-                column("pas", &DataType::Utf8)?,
-                column("periode", &DataType::Utf8)?,
-            );
-            let (pas, periode) = (pas.as_string::<i32>(), periode.as_string::<i32>());
-            for (i, slot) in when_slot.iter_mut().enumerate() {
-                if pas.is_valid(i) && periode.is_valid(i) {
-                    let key = (pas.value(i).to_owned(), periode.value(i).to_owned());
-                    *slot = placement.periods.get(&key).copied().unwrap_or(NONE);
-                }
-            }
-        }
+        let (dep_slot, when_slot) = record_slots(placement, schema, records, n)?;
         let mut order: Vec<u32> = (0..n as u32)
             .filter(|&i| {
                 let i = i as usize;
@@ -450,6 +491,209 @@ pub fn count_distinct_ratio(
         columns[3].push(b);
     }
     int_columns(&["tid", "pid", "a", "b"], columns)
+}
+
+/// The record indices with a value, in increasing order of value: by counting when the
+/// values span a small range (durations in days), by a sort otherwise.
+fn by_value(values: &arrow::array::Int64Array, keep: impl Fn(usize) -> bool) -> Vec<u32> {
+    let kept: Vec<u32> = (0..values.len() as u32)
+        .filter(|&i| values.is_valid(i as usize) && keep(i as usize))
+        .collect();
+    let (lo, hi) = kept.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &i| {
+        let v = values.value(i as usize);
+        (lo.min(v), hi.max(v))
+    });
+    if kept.is_empty() {
+        return kept;
+    }
+    let span = hi.abs_diff(lo);
+    if span >= 4 * kept.len() as u64 + 1024 {
+        let mut kept = kept;
+        kept.sort_unstable_by_key(|&i| values.value(i as usize));
+        return kept;
+    }
+    let bucket = |i: u32| (values.value(i as usize) - lo) as usize;
+    let mut start = vec![0_usize; span as usize + 2];
+    for &i in &kept {
+        start[bucket(i) + 1] += 1;
+    }
+    for b in 1..start.len() {
+        start[b] += start[b - 1];
+    }
+    let mut out = vec![0_u32; kept.len()];
+    for &i in &kept {
+        let b = bucket(i);
+        out[start[b]] = i;
+        start[b] += 1;
+    }
+    out
+}
+
+/// A quantile indicator's records (`v`, `departement`, then `jour` or `pas`/`periode`,
+/// and the dimension columns of `dimensions`) → per (tid, pid), for the total
+/// (`dimension` and `modalite` empty) and each dimension's modalities (a null value
+/// being `NON_RENSEIGNE`): `n` the values and `q50`, `q75`, `q90` the values at
+/// positions ⌈q·n⌉ of their increasing order ([`crate::quantiles::ranks`]) — the grid
+/// SQL's `q` (`quantiles_rang` per grouping set over the records with a value).
+///
+/// Two passes and no list of values per cell: the first counts each cell's values, the
+/// second walks the records once in increasing order of value, and the k-th record a
+/// cell meets is its k-th smallest value.
+pub fn count_quantiles(
+    placement: &Placement,
+    schema: &SchemaRef,
+    records: &[RecordBatch],
+    dimensions: &[&str],
+) -> Result<RecordBatch> {
+    count_quantiles_with(placement, schema, records, dimensions, 1 << 22)
+}
+
+/// [`count_quantiles`], the groups' counters in arrays indexed by (territory, period,
+/// grouping set) when there are at most `dense_limit` of them, numbered as met otherwise.
+fn count_quantiles_with(
+    placement: &Placement,
+    schema: &SchemaRef,
+    records: &[RecordBatch],
+    dimensions: &[&str],
+    dense_limit: u64,
+) -> Result<RecordBatch> {
+    let values = concat_column(schema, records, "v", &DataType::Int64)?;
+    let values = values.as_primitive::<Int64Type>();
+    let n = values.len();
+    let (dep_slot, when_slot) = record_slots(placement, schema, records, n)?;
+    // Grouping sets: 0 is the total, then each dimension's modalities (code 0: null).
+    let mut labels: Vec<(&str, String)> = vec![("", String::new())];
+    let mut codes: Vec<(usize, Vec<u32>)> = Vec::with_capacity(dimensions.len());
+    for d in dimensions {
+        let text = concat_column(schema, records, d, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        let mut names = vec!["NON_RENSEIGNE".to_owned()];
+        let numbered: Vec<u32> = (0..n)
+            .map(|i| {
+                if text.is_null(i) {
+                    return 0;
+                }
+                let next = seen.len() as u32 + 1;
+                *seen.entry(text.value(i)).or_insert_with(|| {
+                    names.push(text.value(i).to_owned());
+                    next
+                })
+            })
+            .collect();
+        codes.push((labels.len(), numbered));
+        labels.extend(names.into_iter().map(|m| (*d, m)));
+    }
+    let sets = labels.len() as u64;
+    let (tids, pids) = placement.extent();
+    let cells = u64::from(tids) * u64::from(pids) * sets;
+    // A group's index: dense when the groups are few enough, else numbered as met.
+    let dense = cells <= dense_limit;
+    let mut sparse: FastMap<u64, u32> = FastMap::default();
+    let for_groups = |r: usize, f: &mut dyn FnMut(u64)| {
+        for &pid in placement.slot(when_slot[r]) {
+            for &tid in placement.slot(dep_slot[r]) {
+                let base = (u64::from(tid) * u64::from(pids) + u64::from(pid)) * sets;
+                f(base);
+                for (offset, numbered) in &codes {
+                    f(base + *offset as u64 + u64::from(numbered[r]));
+                }
+            }
+        }
+    };
+    let order = by_value(values, |r| dep_slot[r] != NONE && when_slot[r] != NONE);
+    // Pass 1: each group's number of values.
+    let mut count: Vec<u32> = if dense {
+        vec![0; cells as usize]
+    } else {
+        Vec::new()
+    };
+    let mut keys: Vec<u64> = Vec::new();
+    for &r in &order {
+        for_groups(r as usize, &mut |g| {
+            let at = if dense {
+                g as usize
+            } else {
+                let next = sparse.len() as u32;
+                let at = *sparse.entry(g).or_insert_with(|| {
+                    keys.push(g);
+                    count.push(0);
+                    next
+                });
+                at as usize
+            };
+            count[at] += 1;
+        });
+    }
+    // Pass 2: in increasing order of value, the k-th value a group meets.
+    let mut met = vec![0_u32; count.len()];
+    let mut quantiles = vec![[0_i64; 3]; count.len()];
+    for &r in &order {
+        let v = values.value(r as usize);
+        for_groups(r as usize, &mut |g| {
+            let at = if dense {
+                g as usize
+            } else {
+                sparse[&g] as usize
+            };
+            met[at] += 1;
+            let k = met[at] as usize;
+            for (q, rank) in quantiles[at]
+                .iter_mut()
+                .zip(crate::quantiles::ranks(count[at] as usize))
+            {
+                if k == rank {
+                    *q = v;
+                }
+            }
+        });
+    }
+    let groups: Vec<(u64, usize)> = if dense {
+        (0..count.len())
+            .filter(|&g| count[g] > 0)
+            .map(|g| (g as u64, g))
+            .collect()
+    } else {
+        keys.iter().enumerate().map(|(at, &g)| (g, at)).collect()
+    };
+    let (mut tid, mut pid, mut dimension, mut modalite) = (
+        Vec::with_capacity(groups.len()),
+        Vec::with_capacity(groups.len()),
+        Vec::with_capacity(groups.len()),
+        Vec::with_capacity(groups.len()),
+    );
+    let mut numbers: Vec<Vec<i64>> = (0..4).map(|_| Vec::with_capacity(groups.len())).collect();
+    for (g, at) in groups {
+        let (cell, set) = (g / sets, (g % sets) as usize);
+        tid.push((cell / u64::from(pids)) as i64);
+        pid.push((cell % u64::from(pids)) as i64);
+        dimension.push(labels[set].0);
+        modalite.push(labels[set].1.as_str());
+        numbers[0].push(i64::from(count[at]));
+        for (q, column) in quantiles[at].iter().zip(&mut numbers[1..]) {
+            column.push(*q);
+        }
+    }
+    let mut fields = vec![
+        Field::new("tid", DataType::Int64, false),
+        Field::new("pid", DataType::Int64, false),
+        Field::new("dimension", DataType::Utf8, false),
+        Field::new("modalite", DataType::Utf8, false),
+    ];
+    let mut columns: Vec<arrow::array::ArrayRef> = vec![
+        Arc::new(Int64Array::from(tid)),
+        Arc::new(Int64Array::from(pid)),
+        Arc::new(arrow::array::StringArray::from(dimension)),
+        Arc::new(arrow::array::StringArray::from(modalite)),
+    ];
+    for (name, column) in ["n", "q50", "q75", "q90"].into_iter().zip(numbers) {
+        fields.push(Field::new(name, DataType::Int64, false));
+        columns.push(Arc::new(Int64Array::from(column)));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 #[cfg(test)]
@@ -683,6 +927,104 @@ mod tests {
                 ],
                 "{threads} fils"
             );
+        }
+    }
+
+    /// Quantiles worked by hand, same placement, dimension `type`. Values 5 (A) and 1
+    /// (B) on day 1 in 75, 3 (A) on day 2 in 93, 2 (no type) on day 2 in 75; a record
+    /// without value, one in 99 and one on day 3 are ignored. P50, P75, P90 are the
+    /// values at positions ⌈n/2⌉, ⌈3n/4⌉, ⌈9n/10⌉: for FR × month (2, 2), the values
+    /// 1, 2, 3, 5 give positions 2, 3, 4 → 2, 3, 5; type A there, 3 and 5 → 3, 5, 5.
+    #[tokio::test]
+    async fn quantiles_are_ranked_per_cell_and_modality() {
+        let placement = placement().await;
+        let records = RecordBatch::try_from_iter(vec![
+            (
+                "v",
+                Arc::new(Int64Array::from(vec![
+                    Some(5),
+                    Some(1),
+                    Some(3),
+                    None,
+                    Some(7),
+                    Some(2),
+                    Some(9),
+                ])) as arrow::array::ArrayRef,
+            ),
+            (
+                "departement",
+                Arc::new(StringArray::from(vec![
+                    "75", "75", "93", "75", "99", "75", "75",
+                ])),
+            ),
+            (
+                "jour",
+                Arc::new(Date32Array::from(vec![D1, D1, D2, D1, D1, D2, D1 + 2])),
+            ),
+            (
+                "type",
+                Arc::new(StringArray::from(vec![
+                    Some("A"),
+                    Some("B"),
+                    Some("A"),
+                    Some("A"),
+                    Some("A"),
+                    None,
+                    Some("A"),
+                ])),
+            ),
+        ])
+        .unwrap();
+        let nr = "NON_RENSEIGNE";
+        let mut expected: Vec<(i64, i64, &str, &str, [i64; 4])> = Vec::new();
+        for tid in [0, 2] {
+            expected.push((tid, 0, "", "", [2, 1, 5, 5]));
+            expected.push((tid, 0, "type", "A", [1, 5, 5, 5]));
+            expected.push((tid, 0, "type", "B", [1, 1, 1, 1]));
+        }
+        expected.extend([
+            (0, 2, "", "", [3, 2, 5, 5]),
+            (0, 2, "type", "A", [1, 5, 5, 5]),
+            (0, 2, "type", "B", [1, 1, 1, 1]),
+            (0, 2, "type", nr, [1, 2, 2, 2]),
+            (2, 2, "", "", [4, 2, 3, 5]),
+            (2, 2, "type", "A", [2, 3, 5, 5]),
+            (2, 2, "type", "B", [1, 1, 1, 1]),
+            (2, 2, "type", nr, [1, 2, 2, 2]),
+            (1, 1, "", "", [1, 3, 3, 3]),
+            (1, 1, "type", "A", [1, 3, 3, 3]),
+            (2, 1, "", "", [2, 2, 3, 3]),
+            (2, 1, "type", "A", [1, 3, 3, 3]),
+            (2, 1, "type", nr, [1, 2, 2, 2]),
+            (1, 2, "", "", [1, 3, 3, 3]),
+            (1, 2, "type", "A", [1, 3, 3, 3]),
+            (0, 1, "", "", [1, 2, 2, 2]),
+            (0, 1, "type", nr, [1, 2, 2, 2]),
+        ]);
+        expected.sort_unstable();
+        // Dense counters, and counters numbered as met.
+        for limit in [1 << 22, 0] {
+            let parts = [records.slice(0, 4), records.slice(4, 3)];
+            let batch =
+                count_quantiles_with(&placement, &records.schema(), &parts, &["type"], limit)
+                    .unwrap();
+            let int = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
+            let text = |i: usize| batch.column(i).as_string::<i32>().clone();
+            let (t, p, d, m) = (int(0), int(1), text(2), text(3));
+            let numbers: Vec<Int64Array> = (4..8).map(int).collect();
+            let mut rows: Vec<(i64, i64, &str, &str, [i64; 4])> = (0..batch.num_rows())
+                .map(|i| {
+                    (
+                        t.value(i),
+                        p.value(i),
+                        d.value(i),
+                        m.value(i),
+                        [0, 1, 2, 3].map(|c| numbers[c].value(i)),
+                    )
+                })
+                .collect();
+            rows.sort_unstable();
+            assert_eq!(rows, expected, "limite {limit}");
         }
     }
 }
