@@ -96,6 +96,9 @@ struct TableSpec {
     pseudonyms: &'static [(&'static str, &'static str)],
 }
 
+/// The table of the requests' profiles while the zone is built.
+const PROFILE_TABLE: &str = "profil_demande";
+
 /// The profile of each request at its date (see the module's documentation).
 const PROFILE_SQL: &str = "
 profil_membres AS (
@@ -236,81 +239,33 @@ pub async fn build(
     options: &AnalystOptions,
 ) -> Result<Vec<AnonymisedTable>> {
     let pseudonyms = key.subkey(&format!("analyst/{release}"));
-    let mut out = Vec::new();
-    for spec in TABLES {
-        let sql = format!("WITH {PROFILE_SQL} {}", spec.sql);
-        let batches = ctx.sql(&sql).await?.collect().await?;
-        let schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => ctx.sql(&sql).await?.schema().inner().clone(),
-        };
-        let raw = concat_batches(&schema, &batches)?;
-        let records = raw.num_rows();
-        // Quasi-identifiers as text (a missing value is NON_RENSEIGNE).
-        let texts: Vec<Vec<String>> = QUASI_IDENTIFIERS
-            .iter()
-            .map(|q| text_column(&raw, q.name))
-            .collect::<Result<_>>()?;
-        let qis: Vec<QuasiIdentifier<'_>> = QUASI_IDENTIFIERS
-            .iter()
-            .zip(&texts)
-            .map(|(q, values)| QuasiIdentifier {
-                name: q.name,
-                values,
-                generalise: q.generalise,
-                levels: q.levels,
-                weight: q.weight,
-            })
-            .collect();
-        let anonymised = kanon::k_anonymise(&qis, options.k, options.max_suppression);
-        drop(qis);
-        drop(texts);
-        let kept = BooleanArray::from(anonymised.kept.clone());
-        let mut fields = vec![Field::new("publication", DataType::Int64, false)];
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![
-            release;
-            anonymised
-                .kept_records()
-        ]))];
-        for (field, column) in raw.schema().fields().iter().zip(raw.columns()) {
-            let name = field.name().as_str();
-            if let Some(i) = QUASI_IDENTIFIERS.iter().position(|q| q.name == name) {
-                let values: StringArray = (0..records)
-                    .filter(|r| anonymised.kept[*r])
-                    .map(|r| Some(anonymised.value(i, r)))
-                    .collect();
-                fields.push(Field::new(name, DataType::Utf8, false));
-                columns.push(Arc::new(values));
-            } else if let Some((_, entity)) = spec.pseudonyms.iter().find(|(c, _)| *c == name) {
-                let column = arrow::compute::filter(column, &kept)?;
-                fields.push(Field::new(name, DataType::Utf8, true));
-                columns.push(Arc::new(pseudonymise(&column, entity, &pseudonyms)?));
-            } else {
-                // Text as plain Utf8, whatever view type the engine produced.
-                let data_type = match field.data_type() {
-                    DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-                    other => other.clone(),
-                };
-                let column = cast(&arrow::compute::filter(column, &kept)?, &data_type)?;
-                fields.push(Field::new(name, data_type, true));
-                columns.push(column);
+    // The requests' profiles, computed once for the three tables (each joins them).
+    let started = std::time::Instant::now();
+    let frame = ctx
+        .sql(&format!("WITH {PROFILE_SQL} SELECT * FROM profil_demande"))
+        .await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let (schema, profiles) = crate::compute::compact_views(schema, frame.collect().await?)?;
+    ctx.deregister_table(PROFILE_TABLE)?;
+    ctx.register_table(
+        PROFILE_TABLE,
+        Arc::new(datafusion::datasource::MemTable::try_new(schema, {
+            // Spread over the session's partitions, as the compute's records.
+            let parts = ctx.state().config().target_partitions().max(1);
+            let mut partitions = vec![Vec::new(); parts];
+            for (i, b) in profiles.into_iter().enumerate() {
+                partitions[i % parts].push(b);
             }
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        lake.overwrite(ZONE, spec.name, batch).await?;
-        out.push(AnonymisedTable {
-            table: spec.name.to_owned(),
-            records,
-            suppressed: anonymised.suppressed,
-            k_reached: anonymised.min_class,
-            classes: anonymised.classes,
-            levels: QUASI_IDENTIFIERS
-                .iter()
-                .zip(&anonymised.levels)
-                .map(|(q, l)| (q.name.to_owned(), *l))
-                .collect(),
-        });
-    }
+            partitions
+        })?),
+    )?;
+    tracing::debug!(
+        profils_ms = started.elapsed().as_millis() as u64,
+        "profils des demandes"
+    );
+    let built = build_tables(lake, ctx, &pseudonyms, release, options).await;
+    ctx.deregister_table(PROFILE_TABLE)?;
+    let out = built?;
     let log = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("publication", DataType::Int64, false),
@@ -336,6 +291,104 @@ pub async fn build(
         ],
     )?;
     lake.overwrite(ZONE, LOG_TABLE, log).await?;
+    Ok(out)
+}
+
+/// The three tables, reading the requests' profiles from [`PROFILE_TABLE`].
+async fn build_tables(
+    lake: &Lake,
+    ctx: &SessionContext,
+    pseudonyms: &anonymize::Pseudonymizer,
+    release: i64,
+    options: &AnalystOptions,
+) -> Result<Vec<AnonymisedTable>> {
+    let mut out = Vec::new();
+    for spec in TABLES {
+        let started = std::time::Instant::now();
+        let batches = ctx.sql(spec.sql).await?.collect().await?;
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => ctx.sql(spec.sql).await?.schema().inner().clone(),
+        };
+        let raw = concat_batches(&schema, &batches)?;
+        let records = raw.num_rows();
+        // Quasi-identifiers as text (a missing value is NON_RENSEIGNE).
+        let texts: Vec<Vec<String>> = QUASI_IDENTIFIERS
+            .iter()
+            .map(|q| text_column(&raw, q.name))
+            .collect::<Result<_>>()?;
+        let qis: Vec<QuasiIdentifier<'_>> = QUASI_IDENTIFIERS
+            .iter()
+            .zip(&texts)
+            .map(|(q, values)| QuasiIdentifier {
+                name: q.name,
+                values,
+                generalise: q.generalise,
+                levels: q.levels,
+                weight: q.weight,
+            })
+            .collect();
+        let read = started.elapsed();
+        let anonymised = kanon::k_anonymise(&qis, options.k, options.max_suppression);
+        let generalised = started.elapsed();
+        drop(qis);
+        drop(texts);
+        let kept = BooleanArray::from(anonymised.kept.clone());
+        let mut fields = vec![Field::new("publication", DataType::Int64, false)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![
+            release;
+            anonymised
+                .kept_records()
+        ]))];
+        for (field, column) in raw.schema().fields().iter().zip(raw.columns()) {
+            let name = field.name().as_str();
+            if let Some(i) = QUASI_IDENTIFIERS.iter().position(|q| q.name == name) {
+                let values: StringArray = (0..records)
+                    .filter(|r| anonymised.kept[*r])
+                    .map(|r| Some(anonymised.value(i, r)))
+                    .collect();
+                fields.push(Field::new(name, DataType::Utf8, false));
+                columns.push(Arc::new(values));
+            } else if let Some((_, entity)) = spec.pseudonyms.iter().find(|(c, _)| *c == name) {
+                let column = arrow::compute::filter(column, &kept)?;
+                fields.push(Field::new(name, DataType::Utf8, true));
+                columns.push(Arc::new(pseudonymise(&column, entity, pseudonyms)?));
+            } else {
+                // Text as plain Utf8, whatever view type the engine produced.
+                let data_type = match field.data_type() {
+                    DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+                    other => other.clone(),
+                };
+                let column = cast(&arrow::compute::filter(column, &kept)?, &data_type)?;
+                fields.push(Field::new(name, data_type, true));
+                columns.push(column);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let built = started.elapsed();
+        lake.overwrite(ZONE, spec.name, batch).await?;
+        tracing::debug!(
+            table = spec.name,
+            enregistrements = records,
+            lecture_ms = read.as_millis() as u64,
+            k_anonymat_ms = (generalised - read).as_millis() as u64,
+            pseudonymes_ms = (built - generalised).as_millis() as u64,
+            ecriture_ms = (started.elapsed() - built).as_millis() as u64,
+            "table de la zone analyste"
+        );
+        out.push(AnonymisedTable {
+            table: spec.name.to_owned(),
+            records,
+            suppressed: anonymised.suppressed,
+            k_reached: anonymised.min_class,
+            classes: anonymised.classes,
+            levels: QUASI_IDENTIFIERS
+                .iter()
+                .zip(&anonymised.levels)
+                .map(|(q, l)| (q.name.to_owned(), *l))
+                .collect(),
+        });
+    }
     Ok(out)
 }
 

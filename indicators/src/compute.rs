@@ -238,7 +238,7 @@ impl Default for ComputeOptions {
 }
 
 /// Batches with their `Utf8View` columns cast to `Utf8` (own, compact buffers).
-fn compact_views(
+pub(crate) fn compact_views(
     schema: arrow::datatypes::SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
