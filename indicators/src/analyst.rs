@@ -136,7 +136,7 @@ profil AS (
     GROUP BY demande_id
 ),
 profil_demande AS (
-    SELECT d.id AS demande_id,
+    SELECT d.id AS demande_id, d.date_demande,
            COALESCE(pr.membres, 0) AS personnes,
            COALESCE(pr.tranche_age, 'NON_RENSEIGNE') AS tranche_age,
            COALESCE(pr.sexe, 'NON_RENSEIGNE') AS sexe,
@@ -166,7 +166,7 @@ const TABLES: &[TableSpec] = &[
                      LEAST(s.nb_personnes, 5) AS nb_personnes, s.motif_sortie,
                      s.date_sortie IS NULL AS en_cours,
                      arrow_cast(s.date_sortie, 'Int64') - arrow_cast(s.date_entree, 'Int64') AS duree_nuits,
-                     arrow_cast(s.date_entree, 'Int64') - arrow_cast(d.date_demande, 'Int64') AS delai_admission_jours,
+                     arrow_cast(s.date_entree, 'Int64') - arrow_cast(pd.date_demande, 'Int64') AS delai_admission_jours,
                      disp.departement, to_char(s.date_entree, '%Y-%m') AS mois,
                      COALESCE(pd.tranche_age, 'NON_RENSEIGNE') AS tranche_age,
                      COALESCE(pd.sexe, 'NON_RENSEIGNE') AS sexe,
@@ -174,7 +174,6 @@ const TABLES: &[TableSpec] = &[
                      COALESCE(pd.nationalite, 'NON_RENSEIGNE') AS nationalite
               FROM prise_en_charge s
               JOIN dispositif disp ON disp.id = s.dispositif_id
-              LEFT JOIN demande d ON d.id = s.demande_id
               LEFT JOIN profil_demande pd ON pd.demande_id = s.demande_id",
         pseudonyms: &[
             ("sejour", "prise_en_charge"),
@@ -310,6 +309,10 @@ async fn build_tables(
             Some(b) => b.schema(),
             None => ctx.sql(spec.sql).await?.schema().inner().clone(),
         };
+        // String views compacted first: a join's output batches share the whole buffers
+        // of its build side, and concatenating them copied those buffers once per batch
+        // (nationally, tens of GB for the stays).
+        let (schema, batches) = crate::compute::compact_views(schema, batches)?;
         let raw = concat_batches(&schema, &batches)?;
         let records = raw.num_rows();
         // Quasi-identifiers as text (a missing value is NON_RENSEIGNE).
