@@ -245,19 +245,7 @@ pub async fn build(
         .await?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let (schema, profiles) = crate::compute::compact_views(schema, frame.collect().await?)?;
-    ctx.deregister_table(PROFILE_TABLE)?;
-    ctx.register_table(
-        PROFILE_TABLE,
-        Arc::new(datafusion::datasource::MemTable::try_new(schema, {
-            // Spread over the session's partitions, as the compute's records.
-            let parts = ctx.state().config().target_partitions().max(1);
-            let mut partitions = vec![Vec::new(); parts];
-            for (i, b) in profiles.into_iter().enumerate() {
-                partitions[i % parts].push(b);
-            }
-            partitions
-        })?),
-    )?;
+    crate::compute::register_spread(ctx, PROFILE_TABLE, schema, profiles)?;
     tracing::debug!(
         profils_ms = started.elapsed().as_millis() as u64,
         "profils des demandes"

@@ -450,34 +450,49 @@ pub async fn register_records(
 ) -> Result<()> {
     let parts = ctx.state().config().target_partitions().max(1);
     let (schema, records) = number_entities(schema, records)?;
-    let (schema, records) = if packs_firsts(indicator) {
+    // Where the records fall, for the aggregations done record by record.
+    let placement = if counts_entities(indicator) {
+        Some(crate::firsts::Placement::read(ctx, calendrier, periodes).await?)
+    } else {
+        None
+    };
+    let (schema, records) = if let (true, Some(placement)) = (packs_firsts(indicator), &placement) {
         let (schema, records, modalites) = pack_firsts(indicator, schema, records)?;
         register_batch(ctx, "rec_modalites", modalites)?;
-        let placement = crate::firsts::Placement::read(ctx, calendrier, periodes).await?;
         let all = indicator.measure == Measure::DistinctAll;
-        let counts = crate::firsts::count_firsts(&placement, &schema, &records, all, parts)?;
+        let counts = crate::firsts::count_firsts(placement, &schema, &records, all, parts)?;
         register_batch(ctx, "rec_premiers", counts)?;
         (schema, records)
-    } else if indicator.measure == Measure::DistinctRatio {
-        let placement = crate::firsts::Placement::read(ctx, calendrier, periodes).await?;
-        let counts = crate::firsts::count_distinct_ratio(&placement, &schema, &records, parts)?;
+    } else if let (Measure::DistinctRatio, Some(placement)) = (indicator.measure, &placement) {
+        let counts = crate::firsts::count_distinct_ratio(placement, &schema, &records, parts)?;
         register_batch(ctx, "rec_ratio", counts)?;
         (schema, records)
-    } else if indicator.measure == Measure::Quantile {
-        let placement = crate::firsts::Placement::read(ctx, calendrier, periodes).await?;
+    } else if let (Measure::Quantile, Some(placement)) = (indicator.measure, &placement) {
         let dims: Vec<&str> = dimension_columns(indicator.dimensions).collect();
-        let counts = crate::firsts::count_quantiles(&placement, &schema, &records, &dims)?;
+        let counts = crate::firsts::count_quantiles(placement, &schema, &records, &dims)?;
         register_batch(ctx, "rec_quantiles", counts)?;
         (schema, records)
     } else {
         (schema, records)
     };
+    register_spread(ctx, "rec_mat", schema, records)
+}
+
+/// Registers batches as a table in memory, spread over the session's partitions so that
+/// the plans reading it run on every core (replacing a table of that name).
+pub(crate) fn register_spread(
+    ctx: &SessionContext,
+    name: &str,
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let parts = ctx.state().config().target_partitions().max(1);
     let mut partitions = vec![Vec::new(); parts];
-    for (i, b) in records.into_iter().enumerate() {
+    for (i, b) in batches.into_iter().enumerate() {
         partitions[i % parts].push(b);
     }
-    ctx.deregister_table("rec_mat")?;
-    ctx.register_table("rec_mat", Arc::new(MemTable::try_new(schema, partitions)?))?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, partitions)?))?;
     Ok(())
 }
 
