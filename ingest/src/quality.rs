@@ -26,6 +26,50 @@ use chrono_tz::Europe::Paris;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
+/// A set of ids, looked up tens of millions of times on a national read: a bitmap over
+/// the ids' range when they are dense (source ids come from sequences), else a hash set.
+enum IdSet {
+    Dense { min: i64, bits: Vec<u64> },
+    Sparse(FastSet<i64>),
+}
+
+impl IdSet {
+    fn new(ids: impl Iterator<Item = i64> + Clone) -> Self {
+        let (mut n, mut min, mut max) = (0u64, i64::MAX, i64::MIN);
+        for id in ids.clone() {
+            n += 1;
+            min = min.min(id);
+            max = max.max(id);
+        }
+        // Dense: at most 64 bits of bitmap per id (a hash set costs more than that).
+        let span = (max as i128 - min as i128 + 1).max(0) as u128;
+        if n > 0 && span <= 64 * n as u128 + 4096 {
+            let mut bits = vec![0u64; (span as usize).div_ceil(64)];
+            for id in ids {
+                let k = (id - min) as usize;
+                bits[k / 64] |= 1 << (k % 64);
+            }
+            IdSet::Dense { min, bits }
+        } else {
+            IdSet::Sparse(ids.collect())
+        }
+    }
+
+    fn contains(&self, id: i64) -> bool {
+        match self {
+            IdSet::Dense { min, bits } => {
+                let Some(k) = id.checked_sub(*min).filter(|k| *k >= 0) else {
+                    return false;
+                };
+                let k = k as u64;
+                bits.get((k / 64) as usize)
+                    .is_some_and(|w| w & (1 << (k % 64)) != 0)
+            }
+            IdSet::Sparse(set) => set.contains(&id),
+        }
+    }
+}
+
 /// Every rule, as named in SOURCE_SCHEMA.md, with what the ingest does.
 pub const RULES: &[(&str, Action)] = &[
     ("CHAMP_OBLIGATOIRE", Action::Quarantine),
@@ -53,12 +97,52 @@ pub enum Action {
 /// its month (`AAAA-MM` of the row's event date, or of its request's; `INCONNU` for rows
 /// without a date).
 ///
-/// Both are shared strings: a national read has millions of rows and a few thousand
-/// distinct places, so each row holds two reference counts, not two allocations.
+/// One shared value per distinct (SIAO, month): a national read has millions of rows
+/// and a few thousand distinct places, so each row holds one pointer (8 bytes, one
+/// reference count), not two strings.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Place {
-    pub siao: Arc<str>,
-    pub mois: Arc<str>,
+pub struct Place(Arc<PlaceText>);
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct PlaceText {
+    siao: Box<str>,
+    mois: Box<str>,
+}
+
+impl Place {
+    pub fn new(siao: &str, mois: &str) -> Self {
+        Place(Arc::new(PlaceText {
+            siao: siao.into(),
+            mois: mois.into(),
+        }))
+    }
+
+    pub fn siao(&self) -> &str {
+        &self.0.siao
+    }
+
+    pub fn mois(&self) -> &str {
+        &self.0.mois
+    }
+}
+
+/// One shared [`Place`] per distinct (SIAO, month) text, found by borrowed texts (by
+/// SIAO, then month) without allocating.
+#[derive(Default)]
+pub struct Places(FastMap<Box<str>, FastMap<Box<str>, Place>>);
+
+impl Places {
+    pub fn get(&mut self, siao: &str, mois: &str) -> Place {
+        if let Some(place) = self.0.get(siao).and_then(|months| months.get(mois)) {
+            return place.clone();
+        }
+        self.0
+            .entry(siao.into())
+            .or_default()
+            .entry(mois.into())
+            .or_insert_with(|| Place::new(siao, mois))
+            .clone()
+    }
 }
 
 /// One shared copy of each distinct text.
@@ -410,16 +494,26 @@ fn dates(batch: &RecordBatch, name: &str) -> Option<Date32Array> {
     column(batch, name).and_then(|c| c.as_any().downcast_ref::<Date32Array>().cloned())
 }
 
-/// Per table: whether each row is quarantined, and the first rule that put it there.
+/// Per table: whether each row is quarantined, and the first rule that put it there
+/// (one byte per row: 0 for a row kept, else 1 + the rule's index in [`RULES`]).
 struct Verdicts {
-    quarantined: FastMap<&'static str, Vec<Option<&'static str>>>,
+    quarantined: FastMap<&'static str, Vec<u8>>,
 }
 
 impl Verdicts {
+    fn new(tables: &BTreeMap<String, RecordBatch>) -> Self {
+        Verdicts {
+            quarantined: tables
+                .iter()
+                .map(|(name, b)| (static_name(name), vec![0; b.num_rows()]))
+                .collect(),
+        }
+    }
+
     fn mark(&mut self, table: &'static str, row: usize, rule: &'static str) -> bool {
         let rows = self.quarantined.get_mut(table).expect("table");
-        if rows[row].is_none() {
-            rows[row] = Some(rule);
+        if rows[row] == 0 {
+            rows[row] = 1 + fact_code(Fact::Rule(rule));
             true
         } else {
             false
@@ -429,7 +523,14 @@ impl Verdicts {
     fn is(&self, table: &str, row: usize) -> bool {
         self.quarantined
             .get(table)
-            .is_some_and(|rows| rows[row].is_some())
+            .is_some_and(|rows| rows[row] != 0)
+    }
+
+    /// The rule that quarantined a row, if one did.
+    fn rule(code: u8) -> Option<&'static str> {
+        code.checked_sub(1)
+            .and_then(|k| RULES.get(k as usize))
+            .map(|(r, _)| *r)
     }
 }
 
@@ -451,6 +552,8 @@ fn look_up(keys: &Int64Array, map: &FastMap<i64, Arc<str>>, unknown: &Arc<str>) 
 #[derive(Default)]
 struct PlaceCache {
     interner: Interner,
+    /// Places by the addresses of their interned texts.
+    places: FastMap<(usize, usize), Place>,
     siao: FastMap<&'static str, FastMap<i64, Arc<str>>>,
     months: FastMap<&'static str, FastMap<i64, Arc<str>>>,
 }
@@ -640,10 +743,19 @@ fn places_of(
     table: &str,
     cache: &mut PlaceCache,
 ) -> Vec<Place> {
-    siao_of(tables, table, cache)
-        .into_iter()
-        .zip(month_of(tables, table, cache))
-        .map(|(siao, mois)| Place { siao, mois })
+    let siao = siao_of(tables, table, cache);
+    let mois = month_of(tables, table, cache);
+    // Both texts are interned: a place is found by their two addresses.
+    let address = |text: &Arc<str>| Arc::as_ptr(text).cast::<u8>() as usize;
+    siao.iter()
+        .zip(&mois)
+        .map(|(s, m)| {
+            cache
+                .places
+                .entry((address(s), address(m)))
+                .or_insert_with(|| Place::new(s, m))
+                .clone()
+        })
         .collect()
 }
 
@@ -653,12 +765,7 @@ pub fn apply(
     cog: &dyn Fn(&str) -> bool,
 ) -> Result<QualityReport, ArrowError> {
     let mut report = QualityReport::default();
-    let mut verdicts = Verdicts {
-        quarantined: tables
-            .iter()
-            .map(|(name, b)| (static_name(name), vec![None; b.num_rows()]))
-            .collect(),
-    };
+    let mut verdicts = Verdicts::new(tables);
     let mut cache = PlaceCache::default();
     let siao: HashMap<&'static str, Vec<Place>> = tables
         .keys()
@@ -673,10 +780,11 @@ pub fn apply(
         for (place, n) in read {
             *report.read.entry((table, place.clone())).or_default() += n;
         }
+        // The places join the facts once the rules are done with them.
         report.rows.insert(
             table,
             RowFacts {
-                places: places.clone(),
+                places: Vec::new(),
                 facts: vec![Vec::new(); places.len()],
             },
         );
@@ -732,15 +840,15 @@ pub fn apply(
         }
     }
     // REFERENCE_ORPHELINE: the referenced row does not exist in the source at all.
-    let existing: HashMap<&str, FastSet<i64>> = ["menage", "demande", "personne", "dispositif"]
+    let existing: HashMap<&str, IdSet> = ["menage", "demande", "personne", "dispositif"]
         .iter()
         .map(|t| {
-            let ids = tables
-                .get(*t)
-                .and_then(|b| ints(b, "id"))
-                .map(|a| a.iter().flatten().collect())
-                .unwrap_or_default();
-            (*t, ids)
+            let ids = tables.get(*t).and_then(|b| ints(b, "id"));
+            let set = match &ids {
+                Some(a) => IdSet::new(a.iter().flatten()),
+                None => IdSet::new(std::iter::empty()),
+            };
+            (*t, set)
         })
         .collect();
     for (table, field, target) in REFERENCES {
@@ -748,7 +856,7 @@ pub fn apply(
             continue;
         };
         for i in 0..refs.len() {
-            if !refs.is_null(i) && !existing[target].contains(&refs.value(i)) {
+            if !refs.is_null(i) && !existing[target].contains(refs.value(i)) {
                 verdicts.mark(table, i, "REFERENCE_ORPHELINE");
             }
         }
@@ -791,8 +899,8 @@ pub fn apply(
     // Count the quarantined rows, and list them.
     for (table, rows) in &verdicts.quarantined {
         let ids = tables.get(*table).and_then(|b| ints(b, "id"));
-        for (i, rule) in rows.iter().enumerate() {
-            if let Some(rule) = rule {
+        for (i, code) in rows.iter().enumerate() {
+            if let Some(rule) = Verdicts::rule(*code) {
                 report.add(rule, table, i, &siao[table][i]);
                 if let Some(ids) = &ids
                     && !ids.is_null(i)
@@ -839,11 +947,19 @@ pub fn apply(
                 repaired = with_column(&repaired, "motif_non_pourvue", Arc::new(b.finish()))?;
             }
         }
-        let keep: BooleanArray = verdicts.quarantined[table]
-            .iter()
-            .map(|v| Some(v.is_none()))
-            .collect();
-        *batch = filter_record_batch(&repaired, &keep)?;
+        let verdict = &verdicts.quarantined[table];
+        // A table without a quarantined row is kept as it is, not copied.
+        *batch = if verdict.iter().all(|v| *v == 0) {
+            repaired
+        } else {
+            let keep: BooleanArray = verdict.iter().map(|v| Some(*v == 0)).collect();
+            filter_record_batch(&repaired, &keep)?
+        };
+    }
+    for (table, places) in siao {
+        if let Some(rows) = report.rows.get_mut(table) {
+            rows.places = places;
+        }
     }
     Ok(report)
 }
@@ -994,16 +1110,17 @@ fn count_kept(
         let motif = texts(d, "motif_non_pourvue");
         let dep = texts(d, "siao_departement");
         let id = ints(d, "id");
-        let with_persons: FastSet<i64> = tables
+        let with_persons = tables
             .get("demande_personne")
             .and_then(|l| ints(l, "demande_id"))
             .map(|a| {
-                (0..a.len())
-                    .filter(|&i| !verdicts.is("demande_personne", i) && !a.is_null(i))
-                    .map(|i| a.value(i))
-                    .collect()
+                IdSet::new(
+                    (0..a.len())
+                        .filter(|&i| !verdicts.is("demande_personne", i) && !a.is_null(i))
+                        .map(|i| a.value(i)),
+                )
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| IdSet::new(std::iter::empty()));
         for i in 0..d.num_rows() {
             if verdicts.is("demande", i) {
                 continue;
@@ -1023,7 +1140,7 @@ fn count_kept(
                 report.add("DEPARTEMENT_HORS_COG", "demande", i, s);
             }
             if let Some(id) = &id
-                && !with_persons.contains(&id.value(i))
+                && !with_persons.contains(id.value(i))
             {
                 report.add("DEMANDE_SANS_PERSONNE", "demande", i, s);
             }
@@ -1212,16 +1329,12 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let mut verdicts = Verdicts {
-            quarantined: tables
-                .iter()
-                .map(|(name, b)| (static_name(name), vec![None; b.num_rows()]))
-                .collect(),
-        };
+        let mut verdicts = Verdicts::new(&tables);
         doublons_115(&tables, &mut verdicts);
-        assert_eq!(
-            verdicts.quarantined["demande"],
-            vec![None, Some("DOUBLON_115"), None, None, None]
-        );
+        let rules: Vec<Option<&str>> = verdicts.quarantined["demande"]
+            .iter()
+            .map(|c| Verdicts::rule(*c))
+            .collect();
+        assert_eq!(rules, vec![None, Some("DOUBLON_115"), None, None, None]);
     }
 }

@@ -698,8 +698,7 @@ pub(crate) async fn run(
             }
             let Some(row) = st.find(*id) else { continue };
             if let Some(f) = facts {
-                st.siao[row] = f.places[i].siao.clone();
-                st.mois[row] = f.places[i].mois.clone();
+                st.places[row] = f.places[i].clone();
                 st.facts[row] = f.facts[i].clone();
             }
             if *table == "personne"
@@ -773,8 +772,7 @@ fn merge_state(
         for (k, column) in out.refs.iter_mut().enumerate() {
             column.push(t.refs[k][i]);
         }
-        out.siao.push(t.siao[i].clone());
-        out.mois.push(t.mois[i].clone());
+        out.places.push(t.places[i].clone());
         out.facts.push(t.facts[i].clone());
         if person {
             out.link_key.push(t.link_key.get(i).copied().flatten());
@@ -835,7 +833,7 @@ fn offer_dependents(
                 dep.value(i)
             };
             if let Some(row) = o.find(ids.value(i))
-                && &*o.siao[row] != now
+                && o.places[row].siao() != now
             {
                 touched.get_mut("dispositif").unwrap().insert(ids.value(i));
             }
@@ -929,7 +927,10 @@ async fn adjust_report(
             let t = &state.tables[table];
             for id in ids {
                 let Some(row) = t.find(*id) else { continue };
-                let (siao, mois) = (t.siao[row].to_string(), t.mois[row].to_string());
+                let (siao, mois) = (
+                    t.places[row].siao().to_string(),
+                    t.places[row].mois().to_string(),
+                );
                 *lines
                     .entry((
                         siao.clone(),

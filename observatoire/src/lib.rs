@@ -304,14 +304,15 @@ async fn full_read(
 ) -> Result<incremental::Outcome> {
     let extract = ingest::read_full(source, &options.read, options.rows.clone()).await?;
     progress("lecture");
+    // Each table's batches are freed as soon as they are copied into one: the whole read
+    // is never held twice.
     let mut tables: BTreeMap<String, RecordBatch> = BTreeMap::new();
-    for (name, table) in &extract.tables {
+    for (name, table) in extract.tables {
         tables.insert(
-            (*name).to_owned(),
+            name.to_owned(),
             anonymize::concat(&table.schema, &table.batches)?,
         );
     }
-    drop(extract);
     let watermarks = incremental::latest_updates(&tables)
         .into_iter()
         .map(|(table, at)| (table, at.to_rfc3339()))
@@ -324,7 +325,7 @@ async fn full_read(
     let built: Vec<(&String, Result<state::TableState>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = tables
             .iter()
-            .map(|(name, batch)| (name, scope.spawn(|| state::ids_and_refs(name, batch))))
+            .map(|(name, batch)| (name, scope.spawn(|| state::ids_only(name, batch))))
             .collect();
         handles
             .into_iter()
@@ -341,8 +342,9 @@ async fn full_read(
         );
     }
     // The rules of SOURCE_SCHEMA.md: quarantined rows leave before anything is stored.
-    let quality = ingest::quality::apply(&mut tables, &|d| operational::departement(d).is_some())
-        .map_err(|e| Error::Quality(e.to_string()))?;
+    let mut quality =
+        ingest::quality::apply(&mut tables, &|d| operational::departement(d).is_some())
+            .map_err(|e| Error::Quality(e.to_string()))?;
     let regles = quality
         .by_rule()
         .into_iter()
@@ -357,7 +359,7 @@ async fn full_read(
             .filter_map(|l| Some((l.key?, l.siao.as_str()))),
     );
     for (name, t) in state.tables.iter_mut() {
-        state::fill_facts(t, quality.rows.get(name));
+        state::take_facts(t, quality.rows.remove(name))?;
         if *name == "personne" {
             state::fill_links(t, &links);
         }

@@ -86,8 +86,8 @@ pub(crate) async fn quarantine_batch(
         table.push(row.table);
         cle.push(k);
         regle.push(row.rule);
-        siao.push(row.place.siao.to_string());
-        mois.push(row.place.mois.to_string());
+        siao.push(row.place.siao().to_string());
+        mois.push(row.place.mois().to_string());
     }
     let n = table.len();
     let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -222,8 +222,8 @@ pub(crate) fn report_batch(
     let mut lines: Vec<QualityLine> = Vec::new();
     for ((table, place), n) in &report.read {
         lines.push(QualityLine {
-            siao: place.siao.to_string(),
-            mois: place.mois.to_string(),
+            siao: place.siao().to_string(),
+            mois: place.mois().to_string(),
             table: (*table).to_owned(),
             nature: LUES.into(),
             mesure: String::new(),
@@ -232,8 +232,8 @@ pub(crate) fn report_batch(
     }
     for ((rule, table, place), n) in &report.counts {
         lines.push(QualityLine {
-            siao: place.siao.to_string(),
-            mois: place.mois.to_string(),
+            siao: place.siao().to_string(),
+            mois: place.mois().to_string(),
             table: (*table).to_owned(),
             nature: match action(rule) {
                 Action::Quarantine => QUARANTAINE,
@@ -246,8 +246,8 @@ pub(crate) fn report_batch(
     }
     for ((measure, table, place), n) in &report.completeness {
         lines.push(QualityLine {
-            siao: place.siao.to_string(),
-            mois: place.mois.to_string(),
+            siao: place.siao().to_string(),
+            mois: place.mois().to_string(),
             table: (*table).to_owned(),
             nature: COMPLETUDE.into(),
             mesure: (*measure).to_owned(),

@@ -63,9 +63,8 @@ pub struct TableState {
     pub ids: Vec<i64>,
     /// One vector per column of [`refs_of`].
     pub refs: Vec<Vec<Option<i64>>>,
-    /// Shared texts: a few thousand distinct places for millions of rows.
-    pub siao: Vec<Arc<str>>,
-    pub mois: Vec<Arc<str>>,
+    /// Shared values: a few thousand distinct places for millions of rows.
+    pub places: Vec<ingest::quality::Place>,
     pub facts: Vec<Vec<u8>>,
     /// Persons only: the linkage key (none when too weak) and the SIAO it counts in.
     pub link_key: Vec<Option<[u8; 32]>>,
@@ -139,11 +138,11 @@ impl State {
         }
         fields.push(Field::new("siao", DataType::Utf8, false));
         columns.push(Arc::new(StringArray::from_iter_values(
-            t.siao.iter().map(|s| s.as_ref()),
+            t.places.iter().map(|p| p.siao()),
         )));
         fields.push(Field::new("mois", DataType::Utf8, false));
         columns.push(Arc::new(StringArray::from_iter_values(
-            t.mois.iter().map(|s| s.as_ref()),
+            t.places.iter().map(|p| p.mois()),
         )));
         fields.push(Field::new("faits", DataType::Binary, false));
         columns.push(Arc::new(BinaryArray::from_iter_values(&t.facts)));
@@ -213,7 +212,7 @@ impl State {
             run,
             tables: BTreeMap::new(),
         };
-        let mut interner = ingest::quality::Interner::default();
+        let mut places = ingest::quality::Places::default();
         for name in ingest::TABLES_READ {
             let path = dir.join(format!("{name}.arrow"));
             if !path.exists() {
@@ -246,10 +245,12 @@ impl State {
                 for (k, c) in refs_of(name).iter().enumerate() {
                     t.refs[k].extend(ints(c)?.iter());
                 }
-                t.siao
-                    .extend(texts("siao")?.iter().map(|v| interner.get(v.unwrap_or(""))));
-                t.mois
-                    .extend(texts("mois")?.iter().map(|v| interner.get(v.unwrap_or(""))));
+                t.places.extend(
+                    texts("siao")?
+                        .iter()
+                        .zip(texts("mois")?.iter())
+                        .map(|(s, m)| places.get(s.unwrap_or(""), m.unwrap_or(""))),
+                );
                 let facts = batch
                     .column_by_name("faits")
                     .and_then(|a| a.as_binary_opt::<i32>())
@@ -297,6 +298,16 @@ impl State {
 /// The ids and references of a table as read (before the quality rules), rows in the
 /// batch's order; places and facts are filled from the quality report afterwards.
 pub fn ids_and_refs(table: &str, batch: &RecordBatch) -> Result<TableState> {
+    let mut t = ids_only(table, batch)?;
+    let n = t.ids.len();
+    t.places = vec![ingest::quality::Place::new("", ""); n];
+    t.facts = vec![Vec::new(); n];
+    Ok(t)
+}
+
+/// The ids, references and (for persons) empty linkage columns of a table as read;
+/// no places or facts yet ([`take_facts`] moves them in).
+pub fn ids_only(table: &str, batch: &RecordBatch) -> Result<TableState> {
     let ints = |c: &str| -> Result<Int64Array> {
         batch
             .column_by_name(c)
@@ -316,10 +327,6 @@ pub fn ids_and_refs(table: &str, batch: &RecordBatch) -> Result<TableState> {
         t.refs.push(ints(c)?.iter().collect());
     }
     let n = t.ids.len();
-    let empty: Arc<str> = Arc::from("");
-    t.siao = vec![empty.clone(); n];
-    t.mois = vec![empty; n];
-    t.facts = vec![Vec::new(); n];
     if table == "personne" {
         t.link_key = vec![None; n];
         t.link_siao = vec![String::new(); n];
@@ -327,16 +334,28 @@ pub fn ids_and_refs(table: &str, batch: &RecordBatch) -> Result<TableState> {
     Ok(t)
 }
 
-/// Fills places and facts from the quality report (rows in the same order).
-pub fn fill_facts(t: &mut TableState, facts: Option<&ingest::quality::RowFacts>) {
-    let Some(facts) = facts else {
-        return;
-    };
-    for i in 0..t.len().min(facts.places.len()) {
-        t.siao[i] = facts.places[i].siao.clone();
-        t.mois[i] = facts.places[i].mois.clone();
-        t.facts[i] = facts.facts[i].clone();
+/// Moves a table's places and facts from the quality report into its state (rows in
+/// the same order: the report of a full read, made on the batch the state was read
+/// from). A table the report does not know keeps empty places and no facts.
+pub fn take_facts(t: &mut TableState, facts: Option<ingest::quality::RowFacts>) -> Result<()> {
+    let n = t.len();
+    match facts {
+        Some(f) if f.places.len() == n && f.facts.len() == n => {
+            t.places = f.places;
+            t.facts = f.facts;
+        }
+        Some(f) => {
+            return Err(Error::State(format!(
+                "rapport de qualité de {} lignes pour un état de {n} lignes",
+                f.places.len()
+            )));
+        }
+        None => {
+            t.places = vec![ingest::quality::Place::new("", ""); n];
+            t.facts = vec![Vec::new(); n];
+        }
     }
+    Ok(())
 }
 
 /// Fills the persons' linkage keys and SIAO.
