@@ -26,45 +26,42 @@ use chrono_tz::Europe::Paris;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
-/// A set of ids, looked up tens of millions of times on a national read: a bitmap over
-/// the ids' range when they are dense (source ids come from sequences), else a hash set.
+/// A set of ids, looked up tens of millions of times on a national read. Source ids
+/// come from sequences (per département: `90010000000001`…), so they are held as
+/// bitmaps of 65 536 ids found by the ids' high bits: one small map lookup and one bit
+/// test, where a hash set of millions of ids misses the cache at nearly every lookup.
+/// Ids too scattered for that (more bitmap words than ids) go to a hash set.
 enum IdSet {
-    Dense { min: i64, bits: Vec<u64> },
+    Chunked(FastMap<i64, Box<[u64; IdSet::WORDS]>>),
     Sparse(FastSet<i64>),
 }
 
 impl IdSet {
+    const BITS: u32 = 16;
+    const WORDS: usize = (1 << Self::BITS) / 64;
+
     fn new(ids: impl Iterator<Item = i64> + Clone) -> Self {
-        let (mut n, mut min, mut max) = (0u64, i64::MAX, i64::MIN);
+        let mut chunks: FastMap<i64, Box<[u64; Self::WORDS]>> = FastMap::default();
+        let mut n = 0usize;
         for id in ids.clone() {
             n += 1;
-            min = min.min(id);
-            max = max.max(id);
-        }
-        // Dense: at most 64 bits of bitmap per id (a hash set costs more than that).
-        let span = (max as i128 - min as i128 + 1).max(0) as u128;
-        if n > 0 && span <= 64 * n as u128 + 4096 {
-            let mut bits = vec![0u64; (span as usize).div_ceil(64)];
-            for id in ids {
-                let k = (id - min) as usize;
-                bits[k / 64] |= 1 << (k % 64);
+            let low = (id & ((1 << Self::BITS) - 1)) as usize;
+            chunks
+                .entry(id >> Self::BITS)
+                .or_insert_with(|| Box::new([0; Self::WORDS]))[low / 64] |= 1 << (low % 64);
+            if chunks.len() * Self::WORDS > 2 * n + 4 * Self::WORDS {
+                return IdSet::Sparse(ids.collect());
             }
-            IdSet::Dense { min, bits }
-        } else {
-            IdSet::Sparse(ids.collect())
         }
+        IdSet::Chunked(chunks)
     }
 
     fn contains(&self, id: i64) -> bool {
         match self {
-            IdSet::Dense { min, bits } => {
-                let Some(k) = id.checked_sub(*min).filter(|k| *k >= 0) else {
-                    return false;
-                };
-                let k = k as u64;
-                bits.get((k / 64) as usize)
-                    .is_some_and(|w| w & (1 << (k % 64)) != 0)
-            }
+            IdSet::Chunked(chunks) => chunks.get(&(id >> Self::BITS)).is_some_and(|bits| {
+                let low = (id & ((1 << Self::BITS) - 1)) as usize;
+                bits[low / 64] & (1 << (low % 64)) != 0
+            }),
             IdSet::Sparse(set) => set.contains(&id),
         }
     }
@@ -1242,6 +1239,35 @@ fn with_column(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_sets_hold_exactly_their_ids() {
+        // Sequences per département (dense in chunks), negative ids, chunk edges, and ids
+        // so scattered that the set falls back to hashing: each answers exactly.
+        let dense: Vec<i64> = (0..3)
+            .flat_map(|d| (1..20_000).map(move |k| 90_010_000_000_000 + d * 10_000_000_000 + 3 * k))
+            .chain([-1, -65_536, 65_535, 65_536, i64::MAX, i64::MIN])
+            .collect();
+        let scattered: Vec<i64> = (0..5_000i64)
+            .map(|k| k.wrapping_mul(0x1E37_79B9_7F4A_7C15))
+            .collect();
+        for ids in [dense, scattered] {
+            let set = IdSet::new(ids.iter().copied());
+            let all: FastSet<i64> = ids.iter().copied().collect();
+            for id in ids
+                .iter()
+                .flat_map(|id| [id.wrapping_sub(1), *id, id.wrapping_add(1)])
+            {
+                assert_eq!(set.contains(id), all.contains(&id), "id {id}");
+            }
+        }
+        assert!(matches!(
+            IdSet::new((0..5_000i64).map(|k| k.wrapping_mul(0x1E37_79B9_7F4A_7C15))),
+            IdSet::Sparse(_)
+        ));
+        assert!(matches!(IdSet::new(1..100_000), IdSet::Chunked(_)));
+        assert!(!IdSet::new(std::iter::empty()).contains(0));
+    }
 
     #[test]
     fn paris_days_per_hour_agree_with_the_time_zone() {
