@@ -9,6 +9,10 @@
 
 use std::collections::HashMap;
 
+/// Maps keyed by source ids: a fast hasher (ids are not attacker-chosen, and a national
+/// ingest looks up millions of them).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int64Type};
 use chrono::NaiveDate;
@@ -48,8 +52,8 @@ pub struct Person {
 /// The memberships of every household and the persons they name, read once.
 #[derive(Debug, Default)]
 pub struct Households {
-    members: HashMap<i64, Vec<Membership>>,
-    persons: HashMap<i64, Person>,
+    members: FastMap<i64, Vec<Membership>>,
+    persons: FastMap<i64, Person>,
 }
 
 const ADULT_ROLES: [&str; 3] = ["DEMANDEUR_PRINCIPAL", "CONJOINT", "AUTRE_ADULTE"];
@@ -145,44 +149,49 @@ impl Households {
         let Some(memberships) = self.members.get(&menage) else {
             return "INCONNUE";
         };
-        // Distinct members on the day; a person with two memberships that day takes
-        // either role (CONJOINT, or an adult role for an unknown age) if one says so.
-        let mut members: Vec<(i64, bool, bool)> = Vec::new();
-        for m in memberships {
-            if m.debut <= on && m.fin.is_none_or(|f| on < f) {
-                let role = m.role.as_deref().unwrap_or("");
-                let conjoint = role == "CONJOINT";
-                let adult_role = ADULT_ROLES.contains(&role);
-                match members.iter_mut().find(|(p, _, _)| *p == m.personne) {
-                    Some(e) => {
-                        e.1 |= conjoint;
-                        e.2 |= adult_role;
-                    }
-                    None => members.push((m.personne, conjoint, adult_role)),
-                }
-            }
-        }
-        if members.is_empty() {
-            return "INCONNUE";
-        }
+        // Distinct members on the day, in the order of their first membership; a person
+        // with two memberships that day takes either role (CONJOINT, or an adult role for
+        // an unknown age) if one says so. Households are small: no list is built (this
+        // runs for every request, orientation and stay of a national read).
+        let active = |m: &Membership| m.debut <= on && m.fin.is_none_or(|f| on < f);
+        let mut count = 0usize;
         let mut adults = 0usize;
         let mut conjoints = 0usize;
         let mut adult_sex: Option<&str> = None;
-        for (p, conjoint, adult_role) in &members {
-            let person = self.persons.get(p);
+        for (j, m) in memberships.iter().enumerate() {
+            if !active(m)
+                || memberships[..j]
+                    .iter()
+                    .any(|e| e.personne == m.personne && active(e))
+            {
+                continue;
+            }
+            let (mut conjoint, mut adult_role) = (false, false);
+            for e in &memberships[j..] {
+                if e.personne == m.personne && active(e) {
+                    let role = e.role.as_deref().unwrap_or("");
+                    conjoint |= role == "CONJOINT";
+                    adult_role |= ADULT_ROLES.contains(&role);
+                }
+            }
+            count += 1;
+            let person = self.persons.get(&m.personne);
             let adult = match person.and_then(|x| x.naissance) {
                 Some(b) => age_on(b, on) >= 18,
-                None => *adult_role,
+                None => adult_role,
             };
             if adult {
                 adults += 1;
-                if *conjoint {
+                if conjoint {
                     conjoints += 1;
                 }
                 adult_sex = person.and_then(|x| x.sexe.as_deref());
             }
         }
-        let children = members.len() > adults;
+        if count == 0 {
+            return "INCONNUE";
+        }
+        let children = count > adults;
         match adults {
             0 => "MINEUR_ISOLE",
             1 => match (adult_sex, children) {

@@ -19,6 +19,10 @@ pub mod key;
 pub mod linkage;
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Maps keyed by source ids: a fast hasher (ids are not attacker-chosen, and a national
+/// ingest looks up millions of them).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array, StringArray};
@@ -362,7 +366,7 @@ impl DetailBuilder {
             tables.get("menage_personne"),
             tables.get("personne"),
         );
-        let request_households: HashMap<i64, i64> = match tables.get("demande") {
+        let request_households: FastMap<i64, i64> = match tables.get("demande") {
             Some(b) => {
                 let ids = int_column(b, "id").ok_or_else(|| self.type_error("demande", "id"))?;
                 let menages = int_column(b, "menage_id")
@@ -372,7 +376,7 @@ impl DetailBuilder {
                     .filter_map(|(d, m)| Some((d?, m?)))
                     .collect()
             }
-            None => HashMap::new(),
+            None => FastMap::default(),
         };
         let mut out = BTreeMap::new();
         for (name, batch) in tables {
@@ -533,9 +537,9 @@ impl DetailBuilder {
     fn request_dates(
         &self,
         tables: &BTreeMap<String, RecordBatch>,
-    ) -> Result<HashMap<i64, NaiveDate>, AnonymizeError> {
+    ) -> Result<FastMap<i64, NaiveDate>, AnonymizeError> {
         let Some(batch) = tables.get("demande") else {
-            return Ok(HashMap::new());
+            return Ok(FastMap::default());
         };
         let ids = int_column(batch, "id").ok_or_else(|| self.type_error("demande", "id"))?;
         let dates = batch
@@ -552,9 +556,9 @@ impl DetailBuilder {
     fn births(
         &self,
         tables: &BTreeMap<String, RecordBatch>,
-    ) -> Result<HashMap<i64, Option<NaiveDate>>, AnonymizeError> {
+    ) -> Result<FastMap<i64, Option<NaiveDate>>, AnonymizeError> {
         let Some(batch) = tables.get("personne") else {
-            return Ok(HashMap::new());
+            return Ok(FastMap::default());
         };
         let ids = int_column(batch, "id").ok_or_else(|| self.type_error("personne", "id"))?;
         let births = batch

@@ -25,6 +25,13 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::{AnonymizeError, MasterKey};
 
+/// Maps keyed by source ids or keys: a fast hasher (a national read links 1.5 million
+/// persons; the keys are HMACs and the ids are not attacker-chosen).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Every person's link, by source id.
+pub type Links = FastMap<i64, PersonLink>;
+
 /// A name as compared by the linkage key.
 ///
 /// ```
@@ -65,7 +72,7 @@ pub fn suspected_duplicates(
 pub fn count_duplicates<'a>(
     links: impl Iterator<Item = ([u8; 32], &'a str)>,
 ) -> BTreeMap<String, u64> {
-    let mut keys: HashMap<[u8; 32], Vec<&str>> = HashMap::new();
+    let mut keys: FastMap<[u8; 32], Vec<&str>> = FastMap::default();
     for (k, siao) in links {
         keys.entry(k).or_default().push(siao);
     }
@@ -82,9 +89,9 @@ pub fn count_duplicates<'a>(
 pub fn person_links(
     key: &MasterKey,
     tables: &BTreeMap<String, RecordBatch>,
-) -> Result<HashMap<i64, PersonLink>, AnonymizeError> {
+) -> Result<Links, AnonymizeError> {
     let Some(personne) = tables.get("personne") else {
-        return Ok(HashMap::new());
+        return Ok(Links::default());
     };
     let missing = |table: &str, column: &str| AnonymizeError::UnexpectedType {
         table: table.to_owned(),
@@ -107,7 +114,7 @@ pub fn person_links(
         .and_then(|c| c.as_primitive_opt::<Date32Type>())
         .ok_or_else(|| missing("personne", "date_naissance"))?;
     let siao = person_siao(tables);
-    let mut out = HashMap::with_capacity(personne.num_rows());
+    let mut out = Links::with_capacity_and_hasher(personne.num_rows(), Default::default());
     for i in 0..personne.num_rows() {
         if ids.is_null(i) {
             continue;
@@ -143,8 +150,8 @@ pub fn person_links(
 }
 
 /// Each person's SIAO: the household of its latest membership (greatest date_debut).
-fn person_siao(tables: &BTreeMap<String, RecordBatch>) -> HashMap<i64, String> {
-    let mut menages: HashMap<i64, String> = HashMap::new();
+fn person_siao(tables: &BTreeMap<String, RecordBatch>) -> FastMap<i64, String> {
+    let mut menages: FastMap<i64, String> = FastMap::default();
     if let Some(m) = tables.get("menage")
         && let (Some(id), Some(dep)) = (
             m.column_by_name("id")
@@ -159,7 +166,7 @@ fn person_siao(tables: &BTreeMap<String, RecordBatch>) -> HashMap<i64, String> {
             }
         }
     }
-    let mut latest: HashMap<i64, (i32, String)> = HashMap::new();
+    let mut latest: FastMap<i64, (i32, String)> = FastMap::default();
     if let Some(mp) = tables.get("menage_personne")
         && let (Some(menage), Some(personne), Some(debut)) = (
             mp.column_by_name("menage_id")

@@ -359,10 +359,7 @@ pub fn take_facts(t: &mut TableState, facts: Option<ingest::quality::RowFacts>) 
 }
 
 /// Fills the persons' linkage keys and SIAO.
-pub fn fill_links(
-    t: &mut TableState,
-    links: &std::collections::HashMap<i64, anonymize::linkage::PersonLink>,
-) {
+pub fn fill_links(t: &mut TableState, links: &anonymize::linkage::Links) {
     for i in 0..t.len() {
         if let Some(l) = links.get(&t.ids[i]) {
             t.link_key[i] = l.key;
