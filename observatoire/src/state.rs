@@ -180,7 +180,9 @@ impl State {
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
                 .map_err(io(&root))?;
         }
-        for (table, t) in &self.tables {
+        // One file per table, written and synced on every core (a national state is
+        // 15 million rows; the files are independent until the folder is renamed).
+        let write_one = |table: &str, t: &TableState| -> Result<()> {
             let batch = self.batch(table, t)?;
             let path = tmp.join(format!("{table}.arrow"));
             let file = std::fs::File::create(&path).map_err(io(&path))?;
@@ -192,8 +194,33 @@ impl State {
                 .into_inner()
                 .map_err(arrow_error)?
                 .sync_all()
-                .map_err(io(&path))?;
-        }
+                .map_err(io(&path))
+        };
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Largest tables first, each taken by the next free thread.
+        let mut order: Vec<(&&'static str, &TableState)> = self.tables.iter().collect();
+        order.sort_by_key(|(_, t)| std::cmp::Reverse(t.len()));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers.min(order.len()).max(1))
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((table, t)) = order.get(k) else {
+                                return Ok(());
+                            };
+                            write_one(table, t)?;
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a state-writing thread"))
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>>>()?;
         let done = state_dir(data_dir, self.run);
         if done.exists() {
             std::fs::remove_dir_all(&done).map_err(io(&done))?;
