@@ -7,11 +7,7 @@
 //! more on d, or of unknown age with role DEMANDEUR_PRINCIPAL, CONJOINT or AUTRE_ADULTE;
 //! children: the other members.
 
-use std::collections::HashMap;
-
-/// Maps keyed by source ids: a fast hasher (ids are not attacker-chosen, and a national
-/// ingest looks up millions of them).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::FastMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int64Type};

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Maps keyed by source ids: a fast hasher (ids are not attacker-chosen, and a national
 /// ingest looks up millions of them).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array, StringArray};

@@ -15,7 +15,7 @@
 //! that are not letters (spaces, hyphens, apostrophes) removed: « Lefèvre-Dupont » and
 //! « LEFEVRE DUPONT » give the same key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int64Type};
@@ -25,9 +25,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::{AnonymizeError, MasterKey};
 
-/// Maps keyed by source ids or keys: a fast hasher (a national read links 1.5 million
-/// persons; the keys are HMACs and the ids are not attacker-chosen).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::FastMap;
 
 /// Every person's link, by source id.
 pub type Links = FastMap<i64, PersonLink>;
