@@ -202,6 +202,15 @@ async fn ingest_with(
     options: &IngestOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<RunManifest> {
+    let started = std::time::Instant::now();
+    let mut progress = |step: &str| {
+        tracing::debug!(
+            etape = step,
+            secondes = started.elapsed().as_secs_f64(),
+            "étape de l'ingestion terminée"
+        );
+        progress(step)
+    };
     let lake = Lake::new(data_dir);
     // Refuse a foreign key before reading anything.
     lake.check_key(&key.fingerprint())?;
@@ -214,6 +223,9 @@ async fn ingest_with(
         Some(m) if !options.full && lake.is_at(m).await? => state::State::read(data_dir, m.run)?,
         _ => None,
     };
+    if state.is_some() {
+        progress("état précédent");
+    }
     let (plans, quarantine, report, regles, doublons, watermarks, state, mode) =
         match (&previous, state) {
             (Some(previous), Some(old)) => {

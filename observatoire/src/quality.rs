@@ -118,11 +118,11 @@ pub(crate) async fn quarantine_batch(
 /// rows the run re-checked (`rechecked`: table and pseudonymised key), plus the rows the
 /// run quarantined. Every entry is seen now; a row still quarantined by the same rule
 /// keeps its first-seen time.
-pub(crate) async fn merge_quarantine(
+pub(crate) async fn merge_quarantine<S: std::hash::BuildHasher>(
     lake: &Lake,
     key: &MasterKey,
     report: &QualityReport,
-    rechecked: &std::collections::HashSet<(String, String)>,
+    rechecked: &std::collections::HashSet<(String, String), S>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<RecordBatch> {
     let fresh = quarantine_batch(lake, key, report, now).await?;
