@@ -290,83 +290,188 @@ impl Lake {
 
     /// Carries out a plan; returns the table's version afterwards.
     pub async fn apply_merge(&self, plan: MergePlan) -> Result<i64> {
-        let label = format!("{}/{}", plan.zone, plan.table);
+        let (zone, name) = (plan.zone, plan.table);
         match plan.action {
             Action::Nothing(version) => Ok(version),
             Action::Unchanged => Ok(self
-                .open(&plan.zone, &plan.table, None)
+                .open(&zone, &name, None)
                 .await?
                 .and_then(|t| t.version())
                 .map_or(0, |v| v as i64)),
-            Action::Overwrite(batch) => self.overwrite(&plan.zone, &plan.table, batch).await,
+            Action::Overwrite(batch) => self.overwrite(&zone, &name, batch).await,
             Action::Merge {
                 key,
                 delete,
                 append,
             } => {
-                let mut version = None;
-                if !delete.is_empty() {
-                    let table = self
-                        .open(&plan.zone, &plan.table, None)
-                        .await?
-                        .ok_or_else(|| merge_error(&plan.table, "table disparue".into()))?;
-                    // A Delta MERGE against the keys (a join): a predicate listing them
-                    // would be expanded into a chain of ORs as deep as the list.
-                    let ints: Vec<i64> = delete
-                        .iter()
-                        .filter_map(|k| match k {
-                            Key::Int(v) => Some(*v),
-                            _ => None,
-                        })
-                        .collect();
-                    let texts: Vec<&str> = delete
-                        .iter()
-                        .filter_map(|k| match k {
-                            Key::Text(v) => Some(v.as_str()),
-                            _ => None,
-                        })
-                        .collect();
-                    let column: arrow::array::ArrayRef = if texts.is_empty() {
-                        std::sync::Arc::new(arrow::array::Int64Array::from(ints))
-                    } else {
-                        std::sync::Arc::new(arrow::array::StringArray::from(texts))
-                    };
-                    let keys = RecordBatch::try_from_iter([("cle_a_remplacer", column)])
-                        .map_err(|e| merge_error(&plan.table, e.to_string()))?;
-                    let ctx = crate::new_session();
-                    table
-                        .update_datafusion_session(&ctx.state())
-                        .map_err(delta(&label))?;
-                    let source = ctx.read_batch(keys)?;
-                    let (mut table, _) = table
-                        .merge(
-                            source,
-                            col(format!("cible.{key}")).eq(col("source.cle_a_remplacer")),
-                        )
-                        .with_source_alias("source")
-                        .with_target_alias("cible")
-                        .with_session_state(std::sync::Arc::new(ctx.state())
-                            as std::sync::Arc<dyn datafusion::catalog::Session>)
-                        .when_matched_delete(|d| d)
-                        .map_err(delta(&label))?
-                        .await
-                        .map_err(delta(&label))?;
-                    if delete.contains(&Key::Null) {
-                        let (t, _) = table
-                            .delete()
-                            .with_predicate(col(key.as_str()).is_null())
+                if delete.is_empty() {
+                    return self.append(&zone, &name, append).await;
+                }
+                let table = self
+                    .open(&zone, &name, None)
+                    .await?
+                    .ok_or_else(|| merge_error(&name, "table disparue".into()))?;
+                match self
+                    .rewritten(&table, &name, &key, &delete, &append)
+                    .await?
+                {
+                    // The table's rows less the groups replaced, plus the new rows, in
+                    // one commit.
+                    Some(content) => self.overwrite(&zone, &name, content).await,
+                    None => {
+                        self.merge_join(table, (&zone, &name), &key, &delete, append)
                             .await
-                            .map_err(delta(&label))?;
-                        table = t;
                     }
-                    version = table.version().map(|v| v as i64);
                 }
-                if append.num_rows() > 0 {
-                    version = Some(self.append(&plan.zone, &plan.table, append).await?);
-                }
-                Ok(version.unwrap_or(0))
             }
         }
+    }
+
+    /// The content of `table` less the groups whose key is in `delete`, plus `append`,
+    /// in `append`'s types; `None` when the table's columns are not `append`'s (the
+    /// caller then falls back to a Delta MERGE).
+    ///
+    /// A table of the lake is one or a few files, and an incremental run replaces groups
+    /// spread over all of them: a Delta MERGE rewrites every file anyway, after a join of
+    /// the whole table with the keys; reading the table and filtering it by a hash set
+    /// of the keys does the same work in less than half the time, and in one commit.
+    async fn rewritten(
+        &self,
+        table: &deltalake::DeltaTable,
+        name: &str,
+        key: &str,
+        delete: &[Key],
+        append: &RecordBatch,
+    ) -> Result<Option<RecordBatch>> {
+        let ctx = crate::new_session();
+        self.register(&ctx, "courante", table).await?;
+        let old = ctx.sql("SELECT * FROM courante").await?.collect().await?;
+        let ints: HashSet<i64> = delete
+            .iter()
+            .filter_map(|k| match k {
+                Key::Int(v) => Some(*v),
+                _ => None,
+            })
+            .collect();
+        let texts: HashSet<&str> = delete
+            .iter()
+            .filter_map(|k| match k {
+                Key::Text(v) => Some(v.as_str()),
+                _ => None,
+            })
+            .collect();
+        let nulls = delete.contains(&Key::Null);
+        let mut parts = Vec::with_capacity(old.len() + 1);
+        for batch in &old {
+            let Some(batch) = in_types_of(batch, append) else {
+                return Ok(None);
+            };
+            let column = batch
+                .column_by_name(key)
+                .ok_or_else(|| merge_error(name, format!("colonne clé {key} absente")))?;
+            let kept: BooleanArray = match column.data_type() {
+                DataType::Int64 => {
+                    let a = column.as_primitive::<Int64Type>();
+                    (0..a.len())
+                        .map(|i| {
+                            Some(if a.is_null(i) {
+                                !nulls
+                            } else {
+                                !ints.contains(&a.value(i))
+                            })
+                        })
+                        .collect()
+                }
+                DataType::Utf8 => {
+                    let a = column.as_string::<i32>();
+                    (0..a.len())
+                        .map(|i| {
+                            Some(if a.is_null(i) {
+                                !nulls
+                            } else {
+                                !texts.contains(a.value(i))
+                            })
+                        })
+                        .collect()
+                }
+                _ => return Ok(None),
+            };
+            parts.push(
+                filter_record_batch(&batch, &kept).map_err(|e| merge_error(name, e.to_string()))?,
+            );
+        }
+        parts.push(append.clone());
+        Ok(Some(
+            arrow::compute::concat_batches(&append.schema(), &parts)
+                .map_err(|e| merge_error(name, e.to_string()))?,
+        ))
+    }
+
+    /// The groups whose key is listed deleted by a Delta MERGE, then `append` appended
+    /// (two commits).
+    async fn merge_join(
+        &self,
+        table: deltalake::DeltaTable,
+        (zone, name): (&str, &str),
+        key: &str,
+        delete: &[Key],
+        append: RecordBatch,
+    ) -> Result<i64> {
+        let label = format!("{zone}/{name}");
+        // A Delta MERGE against the keys (a join): a predicate listing them would be
+        // expanded into a chain of ORs as deep as the list.
+        let ints: Vec<i64> = delete
+            .iter()
+            .filter_map(|k| match k {
+                Key::Int(v) => Some(*v),
+                _ => None,
+            })
+            .collect();
+        let texts: Vec<&str> = delete
+            .iter()
+            .filter_map(|k| match k {
+                Key::Text(v) => Some(v.as_str()),
+                _ => None,
+            })
+            .collect();
+        let column: arrow::array::ArrayRef = if texts.is_empty() {
+            std::sync::Arc::new(arrow::array::Int64Array::from(ints))
+        } else {
+            std::sync::Arc::new(arrow::array::StringArray::from(texts))
+        };
+        let keys = RecordBatch::try_from_iter([("cle_a_remplacer", column)])
+            .map_err(|e| merge_error(name, e.to_string()))?;
+        let ctx = crate::new_session();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta(&label))?;
+        let source = ctx.read_batch(keys)?;
+        let (mut table, _) = table
+            .merge(
+                source,
+                col(format!("cible.{key}")).eq(col("source.cle_a_remplacer")),
+            )
+            .with_source_alias("source")
+            .with_target_alias("cible")
+            .with_session_state(std::sync::Arc::new(ctx.state())
+                as std::sync::Arc<dyn datafusion::catalog::Session>)
+            .when_matched_delete(|d| d)
+            .map_err(delta(&label))?
+            .await
+            .map_err(delta(&label))?;
+        if delete.contains(&Key::Null) {
+            let (t, _) = table
+                .delete()
+                .with_predicate(col(key).is_null())
+                .await
+                .map_err(delta(&label))?;
+            table = t;
+        }
+        let mut version = table.version().map_or(0, |v| v as i64);
+        if append.num_rows() > 0 {
+            version = self.append(zone, name, append).await?;
+        }
+        Ok(version)
     }
 }
 
@@ -503,5 +608,78 @@ mod tests {
                 ("h".to_owned(), 8),
             ]
         );
+    }
+
+    fn ids(rows: &[(Option<i64>, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    async fn id_rows(lake: &Lake, version: Option<i64>) -> Vec<(Option<i64>, i64)> {
+        let table = lake.open("detail", "i", version).await.unwrap().unwrap();
+        let ctx = crate::new_session();
+        lake.register(&ctx, "i", &table).await.unwrap();
+        let out = ctx
+            .sql("SELECT id, n FROM i ORDER BY id NULLS FIRST, n")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in out {
+            let (id, n) = (column_of(&b, "id"), column_of(&b, "n"));
+            let (id, n) = (
+                id.as_primitive::<Int64Type>(),
+                n.as_primitive::<Int64Type>(),
+            );
+            for i in 0..b.num_rows() {
+                rows.push((id.is_valid(i).then(|| id.value(i)), n.value(i)));
+            }
+        }
+        rows
+    }
+
+    #[tokio::test]
+    async fn a_replacement_rewrites_the_listed_groups_in_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let first = ids(&[
+            (None, 0),
+            (Some(1), 1),
+            (Some(2), 2),
+            (Some(2), 22),
+            (Some(3), 3),
+            (Some(4), 4),
+        ]);
+        let v1 = lake.overwrite("detail", "i", first).await.unwrap();
+        // Group 2 replaced by one row, 4 and the null key deleted, 6 new.
+        let plan = MergePlan::replace(
+            "detail",
+            "i",
+            "id",
+            vec![Key::Int(2), Key::Int(4), Key::Null],
+            ids(&[(Some(2), 20), (Some(6), 6)]),
+            6,
+            TableChanges::default(),
+        );
+        let v2 = lake.apply_merge(plan).await.unwrap();
+        assert_eq!(v2, v1 + 1, "one commit");
+        assert_eq!(
+            id_rows(&lake, None).await,
+            [(Some(1), 1), (Some(2), 20), (Some(3), 3), (Some(6), 6)]
+        );
+        // The version before is still read as it was.
+        assert_eq!(id_rows(&lake, Some(v1)).await.len(), 6);
     }
 }
