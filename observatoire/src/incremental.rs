@@ -709,25 +709,6 @@ pub(crate) async fn run(
         debug_assert_eq!(kept.len(), batch.num_rows());
         let mask: BooleanArray = kept.iter().map(|id| Some(owned_row(table, *id))).collect();
         let append = filter_record_batch(&batch, &mask).map_err(|e| Error::State(e.to_string()))?;
-        let key_of = |id: i64| -> Key {
-            match table {
-                "menage" | "personne" | "menage_personne" | "demande_personne" => {
-                    Key::Text(pseudonyms.pseudonym(table, id))
-                }
-                _ => Key::Int(id),
-            }
-        };
-        let mut keys: BTreeSet<Key> = BTreeSet::new();
-        if table == "evaluation" {
-            // Evaluations keep no id: they are replaced household by household.
-            for h in &scope.households {
-                keys.insert(Key::Text(pseudonyms.pseudonym("menage", *h)));
-            }
-        } else {
-            for id in owned_old[table].iter().chain(&owned_new[table]) {
-                keys.insert(key_of(*id));
-            }
-        }
         // Rows of the scope in the detail zone before (not quarantined then) and now.
         let was_kept = |id: &i64| {
             let t = &old.tables[table];
@@ -740,6 +721,36 @@ pub(crate) async fn run(
             .copied()
             .filter(|id| owned_row(table, *id))
             .collect();
+        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        let written_pseudonyms = append
+            .column_by_name("id")
+            .and_then(|c| c.as_string_opt::<i32>());
+        match table {
+            "evaluation" => {
+                // Evaluations keep no id: they are replaced household by household.
+                for h in &scope.households {
+                    keys.insert(Key::Text(pseudonyms.pseudonym("menage", *h)));
+                }
+            }
+            "menage" | "personne" | "menage_personne" | "demande_personne" => {
+                // The rows written carry their pseudonyms already; only the scope's
+                // other rows (gone, or quarantined now) need theirs computed.
+                if let Some(written) = written_pseudonyms {
+                    keys.extend(written.iter().flatten().map(|p| Key::Text(p.to_owned())));
+                }
+                for id in owned_old[table].iter().chain(&owned_new[table]) {
+                    if written_pseudonyms.is_none() || !now_kept.contains(id) {
+                        keys.insert(Key::Text(pseudonyms.pseudonym(table, *id)));
+                    }
+                }
+            }
+            _ => keys.extend(
+                owned_old[table]
+                    .iter()
+                    .chain(&owned_new[table])
+                    .map(|id| Key::Int(*id)),
+            ),
+        }
         let changes = warehouse::TableChanges {
             inserees: now_kept.difference(&before_kept).count() as u64,
             mises_a_jour: now_kept.intersection(&before_kept).count() as u64,
@@ -758,22 +769,27 @@ pub(crate) async fn run(
     }
 
     // The quarantine: the scope's old entries out, its new ones in.
+    // The quarantine entries re-checked: the scope's rows that were quarantined (the
+    // previous run's quarantine holds no other row of the scope) or are now, and the
+    // offer, read whole.
     let scope_keys: HashSet<(String, String)> = ingest::TABLES_READ
         .iter()
         .flat_map(|table| {
-            let old_ids = owned_old.get(table).cloned().unwrap_or_default();
-            let new_ids = owned_new.get(table).cloned().unwrap_or_default();
-            let all = OFFER.contains(table);
-            let offer_ids: Vec<i64> = if all {
-                old.tables[*table].ids.clone()
-            } else {
-                Vec::new()
+            let t = &old.tables[*table];
+            let was_quarantined = |id: &i64| {
+                t.find(*id)
+                    .is_some_and(|row| t.facts[row].iter().any(|c| quarantine_fact(*c)))
             };
+            let is_quarantined = |id: &i64| quarantined.get(table).is_some_and(|q| q.contains(id));
+            let old_ids = owned_old.get(table).map(Vec::as_slice).unwrap_or_default();
+            let new_ids = owned_new.get(table).map(Vec::as_slice).unwrap_or_default();
+            let offer_ids: &[i64] = if OFFER.contains(table) { &t.ids } else { &[] };
             old_ids
-                .into_iter()
-                .chain(new_ids)
+                .iter()
+                .filter(|id| was_quarantined(id))
+                .chain(new_ids.iter().filter(|id| is_quarantined(id)))
                 .chain(offer_ids)
-                .map(|id| ((*table).to_owned(), pseudonyms.pseudonym(table, id)))
+                .map(|id| ((*table).to_owned(), pseudonyms.pseudonym(table, *id)))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -1044,39 +1060,40 @@ async fn adjust_report(
             l.lignes as i64,
         );
     }
+    // Counted first by borrowed place and fact code (millions of rows on a national
+    // scope), then turned into the report's lines once per distinct key.
+    type Count<'a> = (&'a str, &'a str, &'static str, Option<u8>);
+    let mut counts: HashMap<Count<'_>, i64> = HashMap::default();
     for (state, owned, sign) in [(states[0], owned[0], -1i64), (states[1], owned[1], 1)] {
         for (table, ids) in owned {
             let t = &state.tables[table];
             for id in ids {
                 let Some(row) = t.find(*id) else { continue };
-                let (siao, mois) = (
-                    t.places[row].siao().to_string(),
-                    t.places[row].mois().to_string(),
-                );
-                *lines
-                    .entry((
-                        siao.clone(),
-                        mois.clone(),
-                        (*table).to_owned(),
-                        q::LUES.to_owned(),
-                        String::new(),
-                    ))
-                    .or_default() += sign;
+                let (siao, mois) = (t.places[row].siao(), t.places[row].mois());
+                *counts.entry((siao, mois, table, None)).or_default() += sign;
                 for code in &t.facts[row] {
-                    if let Some((nature, mesure)) = fact_line(*code) {
-                        *lines
-                            .entry((
-                                siao.clone(),
-                                mois.clone(),
-                                (*table).to_owned(),
-                                nature.to_owned(),
-                                mesure.to_owned(),
-                            ))
-                            .or_default() += sign;
-                    }
+                    *counts.entry((siao, mois, table, Some(*code))).or_default() += sign;
                 }
             }
         }
+    }
+    for ((siao, mois, table, code), n) in counts {
+        let (nature, mesure) = match code {
+            None => (q::LUES, ""),
+            Some(code) => match fact_line(code) {
+                Some(line) => line,
+                None => continue,
+            },
+        };
+        *lines
+            .entry((
+                siao.to_owned(),
+                mois.to_owned(),
+                table.to_owned(),
+                nature.to_owned(),
+                mesure.to_owned(),
+            ))
+            .or_default() += n;
     }
     let mut out: Vec<QualityLine> = lines
         .into_iter()
