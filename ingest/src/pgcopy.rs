@@ -239,7 +239,10 @@ pub(crate) fn read_error(table: &'static str, e: sqlx::Error) -> IngestError {
     IngestError::Read { table, source: e }
 }
 
-async fn begin_on_snapshot(conn: &mut PgConnection, snapshot: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn begin_on_snapshot(
+    conn: &mut PgConnection,
+    snapshot: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *conn)
         .await?;

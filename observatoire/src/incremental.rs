@@ -418,10 +418,22 @@ pub(crate) async fn run(
 
     // 2. Deleted rows, by id range.
     let mut deleted: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
-    for name in ingest::TABLES_READ {
-        if OFFER.contains(name) {
-            continue;
-        }
+    // Each table's summary is a scan of the whole table in the source: side by side.
+    let checked: Vec<&'static str> = ingest::TABLES_READ
+        .iter()
+        .copied()
+        .filter(|name| !OFFER.contains(name))
+        .collect();
+    let summaries = snapshot
+        .integers_each(
+            checked
+                .iter()
+                .map(|name| (*name, conditions::bucket_summary(postgres, name)))
+                .collect(),
+            options.read.workers,
+        )
+        .await?;
+    for (name, summary) in checked.iter().zip(summaries) {
         let t = &old.tables[name];
         let read: Vec<i64> = changed
             .get(*name)
@@ -439,10 +451,7 @@ pub(crate) async fn run(
             }
         }
         let mut actual: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        for row in snapshot
-            .integers(name, &conditions::bucket_summary(postgres, name))
-            .await?
-        {
+        for row in summary {
             if let [Some(b), Some(n), Some(sum)] = row[..] {
                 actual.insert(b, (n, sum));
             }
