@@ -120,6 +120,7 @@ impl Scope {
         }
     }
 
+    #[cfg(test)]
     fn owns(&self, owner: Owner) -> bool {
         match owner {
             Owner::Offer => true,
@@ -1138,4 +1139,117 @@ pub(crate) fn rule_totals(lines: &[QualityLine]) -> BTreeMap<String, u64> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state table from ids and their references (in [`refs_of`]'s order).
+    fn table(name: &str, rows: &[(i64, &[Option<i64>])]) -> TableState {
+        let mut t = TableState {
+            refs: vec![Vec::new(); refs_of(name).len()],
+            ..Default::default()
+        };
+        for (id, refs) in rows {
+            t.ids.push(*id);
+            for (k, r) in refs.iter().enumerate() {
+                t.refs[k].push(*r);
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn the_rows_a_scope_owns_are_those_whose_owner_it_holds() {
+        let (m1, m2, m3) = (Some(1), Some(2), Some(3));
+        let mut state = State::default();
+        for (name, rows) in [
+            ("entite", vec![(1, vec![])]),
+            ("dispositif", vec![(2, vec![])]),
+            ("groupe_places", vec![(3, vec![])]),
+            ("menage", vec![(1, vec![]), (2, vec![]), (3, vec![])]),
+            ("personne", vec![(10, vec![]), (11, vec![]), (12, vec![])]),
+            (
+                "menage_personne",
+                vec![
+                    (100, vec![m1, Some(10)]),
+                    (101, vec![m2, Some(11)]),
+                    (102, vec![None, Some(12)]),
+                ],
+            ),
+            ("evaluation", vec![(200, vec![m1]), (201, vec![m3])]),
+            (
+                "demande",
+                vec![(300, vec![m1]), (301, vec![m2]), (302, vec![None])],
+            ),
+            (
+                "demande_personne",
+                vec![
+                    (400, vec![Some(300), Some(10)]),
+                    (401, vec![Some(301), Some(11)]),
+                    (402, vec![Some(302), Some(12)]),
+                    (403, vec![Some(999), Some(10)]),
+                    (404, vec![None, Some(10)]),
+                ],
+            ),
+            (
+                "orientation",
+                vec![
+                    (500, vec![Some(300), None, None]),
+                    (501, vec![Some(302), Some(2), None]),
+                    (502, vec![Some(999), None, None]),
+                ],
+            ),
+            ("liste_attente", vec![(600, vec![Some(301), Some(2)])]),
+            (
+                "prise_en_charge",
+                vec![
+                    (700, vec![m1, Some(300), None, Some(2), None]),
+                    (701, vec![None, None, None, Some(2), None]),
+                ],
+            ),
+        ] {
+            let rows: Vec<(i64, &[Option<i64>])> =
+                rows.iter().map(|(id, r)| (*id, r.as_slice())).collect();
+            state.tables.insert(static_name(name), table(name, &rows));
+        }
+        let mut scope = Scope::default();
+        scope.households.insert(1);
+        scope.persons.insert(11);
+        for (t, id) in [
+            ("demande", 302),
+            ("demande", 999),
+            ("menage_personne", 102),
+            ("demande_personne", 404),
+            ("prise_en_charge", 701),
+        ] {
+            scope.loose.insert((table_index(t), id));
+        }
+        let owned = owned_ids(&state, &scope);
+        // Worked out by hand from the owners' rules.
+        let expected: &[(&str, &[i64])] = &[
+            ("entite", &[1]),
+            ("menage", &[1]),
+            ("personne", &[11]),
+            ("menage_personne", &[100, 102]),
+            ("evaluation", &[200]),
+            ("demande", &[300, 302]),
+            ("demande_personne", &[400, 402, 403, 404]),
+            ("orientation", &[500, 501, 502]),
+            ("liste_attente", &[]),
+            ("prise_en_charge", &[700, 701]),
+        ];
+        for (name, ids) in expected {
+            assert_eq!(owned[name], *ids, "{name}");
+        }
+        // And the same as asking each row's owner.
+        for (name, t) in &state.tables {
+            let by_row: Vec<i64> = (0..t.len())
+                .filter(|&i| scope.owns(owner(&state, name, i)))
+                .map(|i| t.ids[i])
+                .collect();
+            assert_eq!(owned[name], by_row, "{name}");
+        }
+    }
 }
