@@ -151,28 +151,39 @@ fn rows_referencing(
 
 /// The households of the requests given, in a state.
 fn households_of_requests(state: &State, requests: &HashSet<i64>, out: &mut Scope) {
+    let table = &state.tables["demande"];
+    let households = table.column("demande", "menage_id");
+    let loose = table_index("demande");
     for d in requests {
-        out.add(request_owner(state, *d));
+        out.add(match table.find(*d).map(|row| households[row]) {
+            Some(Some(h)) => Owner::Household(h),
+            _ => Owner::Loose(loose, *d),
+        });
     }
 }
 
 /// Closes the scope's households under the links the rules follow across households,
 /// in both states.
+///
+/// Every link followed maps a union of households (or loose rows) to the union of what
+/// each reaches, so each round follows the links of the households and loose rows added
+/// by the round before only; it ends when a round adds nothing.
 fn close(states: [&State; 2], scope: &mut Scope) {
-    for _ in 0..64 {
-        let before = scope.households.len() + scope.loose.len();
+    let mut households = scope.households.clone();
+    let mut loose = scope.loose.clone();
+    while !households.is_empty() || !loose.is_empty() {
+        let (seen_households, seen_loose) = (scope.households.clone(), scope.loose.clone());
         for state in states {
             // Requests of the scope (by household, or loose).
             let d = &state.tables["demande"];
             let mut requests: HashSet<i64> =
-                rows_referencing(d, "demande", "menage_id", &scope.households)
+                rows_referencing(d, "demande", "menage_id", &households)
                     .into_iter()
                     .map(|i| d.ids[i])
                     .collect();
             let loose_demande = table_index("demande");
             requests.extend(
-                scope
-                    .loose
+                loose
                     .iter()
                     .filter(|(t, _)| *t == loose_demande)
                     .map(|(_, id)| *id),
@@ -194,7 +205,7 @@ fn close(states: [&State; 2], scope: &mut Scope) {
             // request or orientation, both ways.
             let stays = &state.tables["prise_en_charge"];
             let mut referenced = HashSet::default();
-            for i in rows_referencing(stays, "prise_en_charge", "menage_id", &scope.households) {
+            for i in rows_referencing(stays, "prise_en_charge", "menage_id", &households) {
                 if let Some(d) = stays.reference("prise_en_charge", "demande_id", i) {
                     referenced.insert(d);
                 }
@@ -221,9 +232,12 @@ fn close(states: [&State; 2], scope: &mut Scope) {
                 scope.add(owner(state, "prise_en_charge", i));
             }
         }
-        if scope.households.len() + scope.loose.len() == before {
-            return;
-        }
+        households = scope
+            .households
+            .difference(&seen_households)
+            .copied()
+            .collect();
+        loose = scope.loose.difference(&seen_loose).copied().collect();
     }
 }
 
