@@ -191,6 +191,19 @@ fn in_types_of(old: &RecordBatch, new: &RecordBatch) -> Option<RecordBatch> {
     RecordBatch::try_new(b.clone(), columns).ok()
 }
 
+/// The integer and the text keys of a list (null keys are neither).
+fn split_keys(keys: &[Key]) -> (Vec<i64>, Vec<&str>) {
+    let (mut ints, mut texts) = (Vec::new(), Vec::new());
+    for k in keys {
+        match k {
+            Key::Int(v) => ints.push(*v),
+            Key::Text(v) => texts.push(v.as_str()),
+            Key::Null => {}
+        }
+    }
+    (ints, texts)
+}
+
 /// Share of a table above which rewriting it whole is cheaper than a merge.
 const OVERWRITE_SHARE: f64 = 0.5;
 
@@ -346,20 +359,9 @@ impl Lake {
         let ctx = crate::new_session();
         self.register(&ctx, "courante", table).await?;
         let old = ctx.sql("SELECT * FROM courante").await?.collect().await?;
-        let ints: HashSet<i64> = delete
-            .iter()
-            .filter_map(|k| match k {
-                Key::Int(v) => Some(*v),
-                _ => None,
-            })
-            .collect();
-        let texts: HashSet<&str> = delete
-            .iter()
-            .filter_map(|k| match k {
-                Key::Text(v) => Some(v.as_str()),
-                _ => None,
-            })
-            .collect();
+        let (ints, texts) = split_keys(delete);
+        let ints: HashSet<i64> = ints.into_iter().collect();
+        let texts: HashSet<&str> = texts.into_iter().collect();
         let nulls = delete.contains(&Key::Null);
         let mut parts = Vec::with_capacity(old.len() + 1);
         for batch in &old {
@@ -369,29 +371,20 @@ impl Lake {
             let column = batch
                 .column_by_name(key)
                 .ok_or_else(|| merge_error(name, format!("colonne clé {key} absente")))?;
+            // Kept unless its key is listed (a null key: when nulls are).
+            let keep =
+                |valid: bool, hit: &dyn Fn() -> bool| Some(!(if valid { hit() } else { nulls }));
             let kept: BooleanArray = match column.data_type() {
                 DataType::Int64 => {
                     let a = column.as_primitive::<Int64Type>();
                     (0..a.len())
-                        .map(|i| {
-                            Some(if a.is_null(i) {
-                                !nulls
-                            } else {
-                                !ints.contains(&a.value(i))
-                            })
-                        })
+                        .map(|i| keep(a.is_valid(i), &|| ints.contains(&a.value(i))))
                         .collect()
                 }
                 DataType::Utf8 => {
                     let a = column.as_string::<i32>();
                     (0..a.len())
-                        .map(|i| {
-                            Some(if a.is_null(i) {
-                                !nulls
-                            } else {
-                                !texts.contains(a.value(i))
-                            })
-                        })
+                        .map(|i| keep(a.is_valid(i), &|| texts.contains(a.value(i))))
                         .collect()
                 }
                 _ => return Ok(None),
@@ -420,20 +413,7 @@ impl Lake {
         let label = format!("{zone}/{name}");
         // A Delta MERGE against the keys (a join): a predicate listing them would be
         // expanded into a chain of ORs as deep as the list.
-        let ints: Vec<i64> = delete
-            .iter()
-            .filter_map(|k| match k {
-                Key::Int(v) => Some(*v),
-                _ => None,
-            })
-            .collect();
-        let texts: Vec<&str> = delete
-            .iter()
-            .filter_map(|k| match k {
-                Key::Text(v) => Some(v.as_str()),
-                _ => None,
-            })
-            .collect();
+        let (ints, texts) = split_keys(delete);
         let column: arrow::array::ArrayRef = if texts.is_empty() {
             std::sync::Arc::new(arrow::array::Int64Array::from(ints))
         } else {
