@@ -571,32 +571,15 @@ impl Snapshot {
             }
             return Ok(out);
         };
-        type Queue = std::collections::VecDeque<(usize, &'static str, String)>;
-        let queue: Arc<std::sync::Mutex<Queue>> = Arc::new(std::sync::Mutex::new(
-            queries
-                .into_iter()
-                .enumerate()
-                .map(|(k, (t, q))| (k, t, q))
-                .collect(),
-        ));
-        let mut handles = Vec::new();
-        for _ in 0..workers.max(1) {
-            let (pool, queue, snapshot) = (pool.clone(), queue.clone(), name.clone());
-            handles.push(tokio::spawn(async move {
-                let mut done = Vec::new();
-                let mut conn = pool.acquire().await.map_err(IngestError::Snapshot)?;
-                let mut started = false;
-                loop {
-                    let Some((k, table, sql)) = queue.lock().expect("queue lock").pop_front()
-                    else {
-                        break;
-                    };
-                    if !started {
-                        pgcopy::begin_on_snapshot(&mut conn, &snapshot)
-                            .await
-                            .map_err(IngestError::Snapshot)?;
-                        started = true;
-                    }
+        let tasks: Vec<(usize, &'static str, String)> = queries
+            .into_iter()
+            .enumerate()
+            .map(|(k, (t, q))| (k, t, q))
+            .collect();
+        let mut results =
+            pgcopy::on_snapshot(pool, name, tasks, workers, |conn, (k, table, sql)| {
+                use futures::FutureExt;
+                async move {
                     let rows: Vec<Vec<Option<i64>>> = sqlx::query(AssertSqlSafe(sql))
                         .fetch_all(&mut *conn)
                         .await
@@ -604,34 +587,11 @@ impl Snapshot {
                         .iter()
                         .map(|r| (0..r.len()).map(|i| r.try_get(i).ok().flatten()).collect())
                         .collect();
-                    done.push((k, rows));
+                    Ok((k, rows))
                 }
-                if started {
-                    sqlx::raw_sql("COMMIT")
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(IngestError::Snapshot)?;
-                }
-                Ok::<_, IngestError>(done)
-            }));
-        }
-        let mut results = Vec::new();
-        let mut first_error = None;
-        for handle in handles {
-            match handle.await {
-                Ok(Ok(done)) => results.extend(done),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                    queue.lock().expect("queue lock").clear();
-                }
-                Err(join) => {
-                    first_error.get_or_insert(IngestError::Worker(join.to_string()));
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+                .boxed()
+            })
+            .await?;
         results.sort_by_key(|(k, _)| *k);
         Ok(results.into_iter().map(|(_, rows)| rows).collect())
     }

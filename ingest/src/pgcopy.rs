@@ -16,7 +16,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use operational::{ColumnType, Table};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnection, PgPool};
@@ -325,16 +326,48 @@ pub(crate) async fn run_parallel(
     mode: Mode,
     progress: Arc<dyn Fn(&'static str, usize) + Send + Sync>,
 ) -> Result<TaskResults, IngestError> {
+    let mut results = on_snapshot(pool, snapshot, tasks, workers, move |conn, task: Task| {
+        let (mode, progress) = (mode.clone(), progress.clone());
+        async move {
+            let batches = run_task(conn, &task, batch_rows, &mode, progress.as_ref()).await?;
+            Ok((task.seq, task.table.name, batches))
+        }
+        .boxed()
+    })
+    .await?;
+    results.sort_by_key(|(seq, _, _)| *seq);
+    Ok(results)
+}
+
+/// Runs `work` on each task, on `workers` connections whose transactions share an
+/// exported snapshot (the exporting transaction must stay open until they are done);
+/// results in the order the tasks were done. The first error stops the other workers
+/// from starting new tasks.
+pub(crate) async fn on_snapshot<T, R, F>(
+    pool: &PgPool,
+    snapshot: &str,
+    tasks: Vec<T>,
+    workers: usize,
+    work: F,
+) -> Result<Vec<R>, IngestError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: for<'c> Fn(&'c mut PgConnection, T) -> BoxFuture<'c, Result<R, IngestError>>
+        + Send
+        + Sync
+        + 'static,
+{
     let queue = Arc::new(Mutex::new(tasks.into_iter().collect::<VecDeque<_>>()));
+    let work = Arc::new(work);
     let mut handles = Vec::new();
     for _ in 0..workers.max(1) {
         let pool = pool.clone();
         let queue = queue.clone();
         let snapshot = snapshot.to_owned();
-        let progress = progress.clone();
-        let mode = mode.clone();
+        let work = work.clone();
         handles.push(tokio::spawn(async move {
-            let mut done: TaskResults = Vec::new();
+            let mut done = Vec::new();
             let mut conn = pool.acquire().await.map_err(IngestError::Snapshot)?;
             let mut started = false;
             loop {
@@ -347,10 +380,8 @@ pub(crate) async fn run_parallel(
                         .map_err(IngestError::Snapshot)?;
                     started = true;
                 }
-                let batches =
-                    run_task(&mut conn, &task, batch_rows, &mode, progress.as_ref()).await;
-                match batches {
-                    Ok(b) => done.push((task.seq, task.table.name, b)),
+                match work(&mut conn, task).await {
+                    Ok(r) => done.push(r),
                     Err(e) => {
                         // A COPY cut short leaves the connection unusable: close it.
                         let _ = conn.close().await;
@@ -382,11 +413,10 @@ pub(crate) async fn run_parallel(
             }
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(results),
     }
-    results.sort_by_key(|(seq, _, _)| *seq);
-    Ok(results)
 }
 
 /// Splits a table into id ranges of about `chunk_rows` rows, from its id bounds and
