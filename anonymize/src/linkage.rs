@@ -38,10 +38,19 @@ pub type Links = FastMap<i64, PersonLink>;
 /// assert_eq!(anonymize::linkage::normalise("N'Diaye"), "NDIAYE");
 /// ```
 pub fn normalise(name: &str) -> String {
-    name.nfd()
-        .filter(|c| c.is_alphabetic())
-        .flat_map(char::to_uppercase)
-        .collect()
+    let mut out = String::new();
+    normalise_into(name, &mut out);
+    out
+}
+
+/// [`normalise`] into a buffer the caller reuses (cleared first).
+fn normalise_into(name: &str, out: &mut String) {
+    out.clear();
+    out.extend(
+        name.nfd()
+            .filter(|c| c.is_alphabetic())
+            .flat_map(char::to_uppercase),
+    );
 }
 
 /// A person's linkage key (none when too weak to link) and SIAO (the département of the
@@ -112,44 +121,67 @@ pub fn person_links(
         .and_then(|c| c.as_primitive_opt::<Date32Type>())
         .ok_or_else(|| missing("personne", "date_naissance"))?;
     let siao = person_siao(tables);
-    let mut out = Links::with_capacity_and_hasher(personne.num_rows(), Default::default());
-    for i in 0..personne.num_rows() {
-        if ids.is_null(i) {
-            continue;
-        }
-        let id = ids.value(i);
-        let mut link = PersonLink {
-            key: None,
-            siao: siao
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| "INCONNU".to_owned()),
-        };
-        if !nom.is_null(i) && !prenom.is_null(i) && !naissance.is_null(i) {
-            let (n, p) = (normalise(nom.value(i)), normalise(prenom.value(i)));
-            if !n.is_empty() && !p.is_empty() {
-                let mut mac =
-                    Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC accepts any key length");
-                for part in [
-                    n.as_str(),
-                    p.as_str(),
-                    &naissance.value(i).to_string(),
-                    if sexe.is_null(i) { "" } else { sexe.value(i) },
-                ] {
-                    mac.update(part.as_bytes());
-                    mac.update(b"|");
+    // The keyed state (the key's two blocks hashed) is made once and copied per person.
+    let keyed = Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC accepts any key length");
+    // The persons' rows in one part per core; each part's links are kept in row order.
+    let links_of = |rows: std::ops::Range<usize>| -> Vec<(i64, PersonLink)> {
+        let (mut n, mut p) = (String::new(), String::new());
+        let mut day = itoa::Buffer::new();
+        rows.filter(|&i| ids.is_valid(i))
+            .map(|i| {
+                let id = ids.value(i);
+                let mut link = PersonLink {
+                    key: None,
+                    siao: siao.get(&id).copied().unwrap_or("INCONNU").to_owned(),
+                };
+                if !nom.is_null(i) && !prenom.is_null(i) && !naissance.is_null(i) {
+                    normalise_into(nom.value(i), &mut n);
+                    normalise_into(prenom.value(i), &mut p);
+                    if !n.is_empty() && !p.is_empty() {
+                        let mut mac = keyed.clone();
+                        for part in [
+                            n.as_str(),
+                            p.as_str(),
+                            day.format(naissance.value(i)),
+                            if sexe.is_null(i) { "" } else { sexe.value(i) },
+                        ] {
+                            mac.update(part.as_bytes());
+                            mac.update(b"|");
+                        }
+                        link.key = Some(mac.finalize().into_bytes().into());
+                    }
                 }
-                link.key = Some(mac.finalize().into_bytes().into());
-            }
-        }
-        out.insert(id, link);
+                (id, link)
+            })
+            .collect()
+    };
+    let rows = personne.num_rows();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = rows.div_ceil(workers.max(1)).max(1);
+    let parts: Vec<Vec<(i64, PersonLink)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..rows)
+            .step_by(per)
+            .map(|start| {
+                let links_of = &links_of;
+                scope.spawn(move || links_of(start..(start + per).min(rows)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a linkage thread"))
+            .collect()
+    });
+    let mut out = Links::with_capacity_and_hasher(rows, Default::default());
+    for part in parts {
+        out.extend(part);
     }
     Ok(out)
 }
 
-/// Each person's SIAO: the household of its latest membership (greatest date_debut).
-fn person_siao(tables: &BTreeMap<String, RecordBatch>) -> FastMap<i64, String> {
-    let mut menages: FastMap<i64, String> = FastMap::default();
+/// Each person's SIAO: the household of its latest membership (greatest date_debut),
+/// borrowed from the `menage` batch.
+fn person_siao(tables: &BTreeMap<String, RecordBatch>) -> FastMap<i64, &str> {
+    let mut menages: FastMap<i64, &str> = FastMap::default();
     if let Some(m) = tables.get("menage")
         && let (Some(id), Some(dep)) = (
             m.column_by_name("id")
@@ -160,11 +192,11 @@ fn person_siao(tables: &BTreeMap<String, RecordBatch>) -> FastMap<i64, String> {
     {
         for i in 0..m.num_rows() {
             if id.is_valid(i) && dep.is_valid(i) {
-                menages.insert(id.value(i), dep.value(i).to_owned());
+                menages.insert(id.value(i), dep.value(i));
             }
         }
     }
-    let mut latest: FastMap<i64, (i32, String)> = FastMap::default();
+    let mut latest: FastMap<i64, (i32, &str)> = FastMap::default();
     if let Some(mp) = tables.get("menage_personne")
         && let (Some(menage), Some(personne), Some(debut)) = (
             mp.column_by_name("menage_id")
@@ -187,11 +219,9 @@ fn person_siao(tables: &BTreeMap<String, RecordBatch>) -> FastMap<i64, String> {
             } else {
                 debut.value(i)
             };
-            let entry = latest
-                .entry(personne.value(i))
-                .or_insert((i32::MIN, dep.clone()));
+            let entry = latest.entry(personne.value(i)).or_insert((i32::MIN, dep));
             if day >= entry.0 {
-                *entry = (day, dep.clone());
+                *entry = (day, dep);
             }
         }
     }

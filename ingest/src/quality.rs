@@ -1039,7 +1039,10 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
         return;
     };
     // The candidate requests: row and Paris date, by id.
-    let mut candidates: FastMap<i64, (usize, NaiveDate)> = FastMap::default();
+    // Sized for every request up front: grown by doubling, the map and the pairs below
+    // would touch about twice their final memory (fresh pages are costly on a VM).
+    let mut candidates: FastMap<i64, (usize, NaiveDate)> =
+        FastMap::with_capacity_and_hasher(d.num_rows(), Default::default());
     for i in 0..d.num_rows() {
         if verdicts.is("demande", i)
             || ty.is_null(i)
@@ -1061,13 +1064,16 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
     // (person, night, SIAO, request) for every person of a candidate; sorted, each run
     // of one (person, night, SIAO) starts with its smallest request: the others are
     // duplicates of it.
-    let mut pairs: Vec<(i64, NaiveDate, &str, i64, usize)> = (0..links.num_rows())
-        .filter(|&i| !verdicts.is("demande_personne", i) && !ld.is_null(i) && !lp.is_null(i))
-        .filter_map(|i| {
-            let (row, night) = candidates.get(&ld.value(i))?;
-            Some((lp.value(i), *night, dep.value(*row), ld.value(i), *row))
-        })
-        .collect();
+    // Capacity for every link: only the pages written are ever touched.
+    let mut pairs: Vec<(i64, NaiveDate, &str, i64, usize)> = Vec::with_capacity(links.num_rows());
+    pairs.extend(
+        (0..links.num_rows())
+            .filter(|&i| !verdicts.is("demande_personne", i) && !ld.is_null(i) && !lp.is_null(i))
+            .filter_map(|i| {
+                let (row, night) = candidates.get(&ld.value(i))?;
+                Some((lp.value(i), *night, dep.value(*row), ld.value(i), *row))
+            }),
+    );
     pairs.sort_unstable();
     let mut doubles = Vec::new();
     for (k, pair) in pairs.iter().enumerate() {

@@ -333,38 +333,55 @@ async fn full_read(
         run,
         tables: BTreeMap::new(),
     };
-    // Tables are independent here: one thread per table.
-    let built: Vec<(&String, Result<state::TableState>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = tables
-            .iter()
-            .map(|(name, batch)| (name, scope.spawn(|| state::ids_only(name, batch))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|(name, h)| (name, h.join().expect("a state thread")))
-            .collect()
+    // The run state's ids and references are taken from the rows read, on a copy of
+    // the map (the columns are shared, not copied) while the rules run on the tables:
+    // one thread per table beside them.
+    let read = tables.clone();
+    let (built, quality) = std::thread::scope(|scope| {
+        // `read` is dropped as soon as the ids are taken: the rules' filtered tables
+        // then replace the rows read.
+        let ids = scope.spawn(move || {
+            std::thread::scope(|inner| {
+                let handles: Vec<_> = read
+                    .iter()
+                    .map(|(name, batch)| (name, inner.spawn(|| state::ids_only(name, batch))))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(name, h)| (name.clone(), h.join().expect("a state thread")))
+                    .collect::<Vec<_>>()
+            })
+        });
+        // The rules of SOURCE_SCHEMA.md: quarantined rows leave before anything is stored.
+        let quality =
+            ingest::quality::apply(&mut tables, &|d| operational::departement(d).is_some());
+        (ids.join().expect("the state's thread"), quality)
     });
+    let mut quality = quality.map_err(|e| Error::Quality(e.to_string()))?;
     for (name, t) in built {
         state.tables.insert(
             ingest::TABLES_READ[ingest::TABLES_READ
                 .iter()
-                .position(|n| n == name)
+                .position(|n| *n == name)
                 .expect("a table read")],
             t?,
         );
     }
-    // The rules of SOURCE_SCHEMA.md: quarantined rows leave before anything is stored.
-    let mut quality =
-        ingest::quality::apply(&mut tables, &|d| operational::departement(d).is_some())
-            .map_err(|e| Error::Quality(e.to_string()))?;
     let regles = quality
         .by_rule()
         .into_iter()
         .map(|(rule, n)| (rule.to_owned(), n))
         .collect();
     progress("règles");
-    // Names are read for this only, in memory, and dropped with `tables`.
-    let links = anonymize::linkage::person_links(key, &tables)?;
+    // The linkage keys (names are read for this only, in memory, and dropped with
+    // `tables`) beside the field policy: both only read the tables.
+    let (links, detail) = std::thread::scope(|scope| {
+        let links = scope.spawn(|| anonymize::linkage::person_links(key, &tables));
+        let detail = DetailBuilder::new(key).build(&tables);
+        (links.join().expect("the linkage thread"), detail)
+    });
+    drop(tables);
+    let (links, detail) = (links?, detail?);
     let doublons = anonymize::linkage::count_duplicates(
         links
             .values()
@@ -377,10 +394,7 @@ async fn full_read(
         }
     }
     drop(links);
-    progress("liaison");
-    let detail = DetailBuilder::new(key).build(&tables)?;
-    drop(tables);
-    progress("pseudonymisation");
+    progress("liaison et pseudonymisation");
     let mut plans = Vec::new();
     for (name, batch) in detail {
         plans.push(
