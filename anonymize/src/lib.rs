@@ -378,8 +378,8 @@ impl DetailBuilder {
             }
             None => FastMap::default(),
         };
-        let mut out = BTreeMap::new();
-        for (name, batch) in tables {
+        // Each table on its own thread: they only share what was derived above.
+        let one = |name: &String, batch: &RecordBatch| -> Result<RecordBatch, AnonymizeError> {
             let mut fields = Vec::new();
             let mut columns: Vec<ArrayRef> = Vec::new();
             for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
@@ -521,10 +521,21 @@ impl DetailBuilder {
                 }
                 _ => {}
             }
-            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-            out.insert(name.clone(), batch);
-        }
-        Ok(out)
+            Ok(RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                columns,
+            )?)
+        };
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = tables
+                .iter()
+                .map(|(name, batch)| (name, scope.spawn(|| one(name, batch))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| Ok((name.clone(), h.join().expect("a table's thread")?)))
+                .collect()
+        })
     }
 
     fn type_error(&self, table: &str, column: &str) -> AnonymizeError {
