@@ -464,8 +464,7 @@ fn column_of(batch: &RecordBatch, name: &str) -> arrow::array::ArrayRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
     use std::sync::Arc;
 
     /// Rows of the test, plus ten groups that never change.
@@ -476,18 +475,17 @@ mod tests {
             .copied()
             .chain(steady.iter().map(|(k, n)| (k.as_str(), *n)))
             .collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("menage_id", DataType::Utf8, true),
-            Field::new("n", DataType::Int64, true),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            ],
+        key_and_n(
+            "menage_id",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            rows.iter().map(|r| r.1),
         )
-        .unwrap()
+    }
+
+    /// A batch of a nullable key column and a nullable count column `n`.
+    fn key_and_n(key: &str, keys: ArrayRef, n: impl Iterator<Item = i64>) -> RecordBatch {
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(n));
+        RecordBatch::try_from_iter_with_nullable([(key, keys, true), ("n", n, true)]).unwrap()
     }
 
     async fn content(lake: &Lake) -> Vec<(String, i64)> {
@@ -591,18 +589,11 @@ mod tests {
     }
 
     fn ids(rows: &[(Option<i64>, i64)]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("n", DataType::Int64, true),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            ],
+        key_and_n(
+            "id",
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
+            rows.iter().map(|r| r.1),
         )
-        .unwrap()
     }
 
     async fn id_rows(lake: &Lake, version: Option<i64>) -> Vec<(Option<i64>, i64)> {
