@@ -142,21 +142,6 @@ impl Places {
     }
 }
 
-/// One shared copy of each distinct text.
-#[derive(Default)]
-pub struct Interner(FastMap<Box<str>, Arc<str>>);
-
-impl Interner {
-    pub fn get(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(text) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        self.0.insert(text.into(), shared.clone());
-        shared
-    }
-}
-
 const INCONNU: &str = "INCONNU";
 
 /// One quarantined row: its table, its source id (in memory only: the lake stores its
@@ -233,19 +218,6 @@ impl QualityReport {
         {
             facts.push(code);
         }
-    }
-
-    fn add(&mut self, rule: &'static str, table: &'static str, row: usize, place: &Place) {
-        *self.counts.entry((rule, table, place.clone())).or_default() += 1;
-        self.note(table, row, fact_code(Fact::Rule(rule)));
-    }
-
-    fn measure(&mut self, measure: &'static str, table: &'static str, row: usize, place: &Place) {
-        *self
-            .completeness
-            .entry((measure, table, place.clone()))
-            .or_default() += 1;
-        self.note(table, row, fact_code(Fact::Measure(measure)));
     }
 
     /// Rows per rule, all tables and SIAO together.
@@ -531,120 +503,56 @@ impl Verdicts {
     }
 }
 
-/// The value of each key in `map`, `INCONNU` for a null or unknown key.
-fn look_up(keys: &Int64Array, map: &FastMap<i64, Arc<str>>, unknown: &Arc<str>) -> Vec<Arc<str>> {
-    (0..keys.len())
-        .map(|i| {
-            (!keys.is_null(i))
-                .then(|| map.get(&keys.value(i)))
-                .flatten()
-                .unwrap_or(unknown)
-                .clone()
-        })
-        .collect()
+/// Numbers for ids, held like [`IdSet`]: per 65 536 ids of one sequence, one array of
+/// numbers, found by the ids' high bits; ids too scattered for that go to a hash map.
+enum IdNumbers {
+    Chunked(FastMap<i64, Box<[u32]>>),
+    Sparse(FastMap<i64, u32>),
 }
 
-/// What the places of several tables share: the text interner and, per parent table,
-/// the map from its ids to their SIAO or month (built once, used by every child).
-#[derive(Default)]
-struct PlaceCache {
-    interner: Interner,
-    /// Places by the addresses of their interned texts.
-    places: FastMap<(usize, usize), Place>,
-    siao: FastMap<&'static str, FastMap<i64, Arc<str>>>,
-    months: FastMap<&'static str, FastMap<i64, Arc<str>>>,
-}
+impl IdNumbers {
+    const NONE: u32 = u32::MAX;
+    const LOW: i64 = (1 << IdSet::BITS) - 1;
 
-/// The map from a table's ids to the text of one of its columns.
-fn id_map(
-    batch: &RecordBatch,
-    column_name: &str,
-    interner: &mut Interner,
-) -> Option<FastMap<i64, Arc<str>>> {
-    let (ids, values) = (ints(batch, "id")?, texts(batch, column_name)?);
-    Some(
-        (0..ids.len())
-            .filter(|&i| !ids.is_null(i) && !values.is_null(i))
-            .map(|i| (ids.value(i), interner.get(values.value(i))))
-            .collect(),
-    )
-}
+    /// From (id, number) pairs; an id met twice keeps its first number.
+    fn new(pairs: impl Iterator<Item = (i64, u32)> + Clone) -> Self {
+        let mut high: FastSet<i64> = FastSet::default();
+        let mut n = 0usize;
+        for (id, _) in pairs.clone() {
+            n += 1;
+            high.insert(id >> IdSet::BITS);
+        }
+        // An array is 4 bytes per id of its range, a hash map entry about 32: arrays
+        // when they are at least a quarter full.
+        if high.len() << IdSet::BITS > 4 * n + (4 << IdSet::BITS) {
+            let mut map = FastMap::with_capacity_and_hasher(n, Default::default());
+            for (id, number) in pairs {
+                map.entry(id).or_insert(number);
+            }
+            return IdNumbers::Sparse(map);
+        }
+        let mut chunks: FastMap<i64, Box<[u32]>> = FastMap::default();
+        for (id, number) in pairs {
+            let slot = &mut chunks
+                .entry(id >> IdSet::BITS)
+                .or_insert_with(|| vec![Self::NONE; 1 << IdSet::BITS].into_boxed_slice())
+                [(id & Self::LOW) as usize];
+            if *slot == Self::NONE {
+                *slot = number;
+            }
+        }
+        IdNumbers::Chunked(chunks)
+    }
 
-/// The SIAO of each row of a table, for the counts.
-fn siao_of(
-    tables: &BTreeMap<String, RecordBatch>,
-    table: &str,
-    cache: &mut PlaceCache,
-) -> Vec<Arc<str>> {
-    let Some(batch) = tables.get(table) else {
-        return Vec::new();
-    };
-    let n = batch.num_rows();
-    let unknown = cache.interner.get(INCONNU);
-    let own = ["siao_departement", "departement"]
-        .iter()
-        .find_map(|c| texts(batch, c));
-    if let Some(own) = own {
-        return (0..n)
-            .map(|i| {
-                if own.is_null(i) {
-                    unknown.clone()
-                } else {
-                    cache.interner.get(own.value(i))
-                }
-            })
-            .collect();
+    fn get(&self, id: i64) -> Option<u32> {
+        match self {
+            IdNumbers::Chunked(chunks) => chunks
+                .get(&(id >> IdSet::BITS))
+                .map(|numbers| numbers[(id & Self::LOW) as usize])
+                .filter(|n| *n != Self::NONE),
+            IdNumbers::Sparse(map) => map.get(&id).copied(),
+        }
     }
-    let mut parent_map = |parent: &'static str, column_name: &str| -> bool {
-        if cache.siao.contains_key(parent) {
-            return true;
-        }
-        match tables
-            .get(parent)
-            .and_then(|p| id_map(p, column_name, &mut cache.interner))
-        {
-            Some(map) => {
-                cache.siao.insert(parent, map);
-                true
-            }
-            None => false,
-        }
-    };
-    // A person: through a household it belongs to (its first membership).
-    if table == "personne"
-        && let (Some(ids), Some(mp)) = (ints(batch, "id"), tables.get("menage_personne"))
-        && let (Some(mp_p), Some(mp_m)) = (ints(mp, "personne_id"), ints(mp, "menage_id"))
-        && parent_map("menage", "siao_departement")
-    {
-        let households = &cache.siao["menage"];
-        let mut of_person: FastMap<i64, Arc<str>> = FastMap::default();
-        for i in 0..mp.num_rows() {
-            if mp_p.is_null(i) || mp_m.is_null(i) {
-                continue;
-            }
-            if let Some(dep) = households.get(&mp_m.value(i)) {
-                of_person
-                    .entry(mp_p.value(i))
-                    .or_insert_with(|| dep.clone());
-            }
-        }
-        return look_up(&ids, &of_person, &unknown);
-    }
-    // Through the request, the household or the dispositif referenced.
-    for (column_name, parent, parent_col) in [
-        ("demande_id", "demande", "siao_departement"),
-        ("dispositif_id", "dispositif", "departement"),
-        ("menage_id", "menage", "siao_departement"),
-    ] {
-        let Some(refs) = ints(batch, column_name) else {
-            continue;
-        };
-        if !parent_map(parent, parent_col) {
-            continue;
-        }
-        return look_up(&refs, &cache.siao[parent], &unknown);
-    }
-    vec![unknown; n]
 }
 
 /// The column of each table's own event date, when it has one.
@@ -658,102 +566,423 @@ const EVENT_DATES: &[(&str, &str)] = &[
     ("menage_personne", "date_debut"),
 ];
 
-/// The shared `AAAA-MM` text of each month met.
-#[derive(Default)]
-struct Months(FastMap<(i32, u32), Arc<str>>);
+/// The SIAO texts met, numbered: 0 is `INCONNU` (no SIAO found, or that very text), 1 a
+/// null SIAO column (also shown `INCONNU`; kept apart only so that a person's SIAO is
+/// taken from a household that has one).
+struct SiaoNumbers {
+    of_text: FastMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+}
 
-impl Months {
-    fn of(&mut self, date: NaiveDate, interner: &mut Interner) -> Arc<str> {
-        use chrono::Datelike;
-        self.0
-            .entry((date.year(), date.month()))
-            .or_insert_with(|| interner.get(&format!("{:04}-{:02}", date.year(), date.month())))
-            .clone()
+impl SiaoNumbers {
+    const UNKNOWN: u32 = 0;
+    const NULL: u32 = 1;
+
+    fn new() -> Self {
+        let mut of_text = FastMap::default();
+        of_text.insert(INCONNU.into(), Self::UNKNOWN);
+        SiaoNumbers {
+            of_text,
+            texts: vec![INCONNU.into(), INCONNU.into()],
+        }
+    }
+
+    fn of(&mut self, text: &str) -> u32 {
+        if let Some(n) = self.of_text.get(text) {
+            return *n;
+        }
+        let n = self.texts.len() as u32;
+        self.texts.push(text.into());
+        self.of_text.insert(text.into(), n);
+        n
+    }
+
+    /// The number of each row's own SIAO column (null: [`Self::NULL`]); the rows of a
+    /// read come by id range, one département after another, so the text of the row
+    /// before is tried first.
+    fn of_column(&mut self, values: &StringArray) -> Vec<u32> {
+        let mut last: Option<(&str, u32)> = None;
+        (0..values.len())
+            .map(|i| {
+                if values.is_null(i) {
+                    return Self::NULL;
+                }
+                let text = values.value(i);
+                match last {
+                    Some((t, n)) if t == text => n,
+                    _ => {
+                        let n = self.of(text);
+                        last = Some((text, n));
+                        n
+                    }
+                }
+            })
+            .collect()
     }
 }
 
-/// The month (`AAAA-MM`, Europe/Paris for timestamps) of a table's own event date.
-fn own_months(batch: &RecordBatch, table: &str, interner: &mut Interner) -> Option<Vec<Arc<str>>> {
-    let (_, field) = EVENT_DATES.iter().find(|(t, _)| *t == table)?;
-    let col = column(batch, field)?;
-    let unknown = interner.get(INCONNU);
-    let mut months = Months::default();
-    if let Some(d) = col.as_any().downcast_ref::<Date32Array>() {
-        return Some(
-            (0..d.len())
+/// The months met (`AAAA-MM`), numbered: 0 is `INCONNU`.
+struct MonthNumbers {
+    of_month: FastMap<(i32, u32), u32>,
+    texts: Vec<Box<str>>,
+    /// Paris month by UTC hour (since 1950 every change of Paris's offset falls on a
+    /// whole UTC hour, so one hour has one Paris date), and by day for dates.
+    hours: FastMap<i64, u32>,
+    days: FastMap<i32, u32>,
+}
+
+impl MonthNumbers {
+    const UNKNOWN: u32 = 0;
+    /// 1950-01-01T00:00:00Z in microseconds.
+    const SINCE: i64 = -631_152_000_000_000;
+    const HOUR: i64 = 3_600_000_000;
+
+    fn new() -> Self {
+        MonthNumbers {
+            of_month: FastMap::default(),
+            texts: vec![INCONNU.into()],
+            hours: FastMap::default(),
+            days: FastMap::default(),
+        }
+    }
+
+    fn of_date(&mut self, date: Option<NaiveDate>) -> u32 {
+        use chrono::Datelike;
+        let Some(date) = date else {
+            return Self::UNKNOWN;
+        };
+        let texts = &mut self.texts;
+        *self
+            .of_month
+            .entry((date.year(), date.month()))
+            .or_insert_with(|| {
+                texts.push(format!("{:04}-{:02}", date.year(), date.month()).into());
+                (texts.len() - 1) as u32
+            })
+    }
+
+    fn of_day(&mut self, days: i32) -> u32 {
+        if let Some(n) = self.days.get(&days) {
+            return *n;
+        }
+        let n = self.of_date(arrow::temporal_conversions::date32_to_datetime(days).map(|t| t.date()));
+        self.days.insert(days, n);
+        n
+    }
+
+    fn of_micros(&mut self, micros: i64) -> u32 {
+        if micros < Self::SINCE {
+            return self.of_date(paris_date(micros));
+        }
+        let hour = micros.div_euclid(Self::HOUR);
+        if let Some(n) = self.hours.get(&hour) {
+            return *n;
+        }
+        let n = self.of_date(paris_date(micros));
+        self.hours.insert(hour, n);
+        n
+    }
+
+    /// The month of each row's own event date, when the table has one.
+    fn of_own_dates(&mut self, batch: &RecordBatch, table: &str) -> Option<Vec<u32>> {
+        let (_, field) = EVENT_DATES.iter().find(|(t, _)| *t == table)?;
+        let col = column(batch, field)?;
+        if let Some(d) = col.as_any().downcast_ref::<Date32Array>() {
+            return Some(
+                (0..d.len())
+                    .map(|i| {
+                        if d.is_null(i) {
+                            Self::UNKNOWN
+                        } else {
+                            self.of_day(d.value(i))
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        let t = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
+        Some(
+            (0..t.len())
                 .map(|i| {
-                    d.value_as_date(i)
-                        .filter(|_| !d.is_null(i))
-                        .map_or_else(|| unknown.clone(), |d| months.of(d, interner))
+                    if t.is_null(i) {
+                        Self::UNKNOWN
+                    } else {
+                        self.of_micros(t.value(i))
+                    }
                 })
                 .collect(),
-        );
+        )
     }
-    let t = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
-    let mut days = ParisDays::default();
-    Some(
-        (0..t.len())
-            .map(|i| {
-                (!t.is_null(i))
-                    .then(|| days.of(t.value(i)))
-                    .flatten()
-                    .map_or_else(|| unknown.clone(), |d| months.of(d, interner))
+}
+
+/// A table's own SIAO column.
+fn own_siao(batch: &RecordBatch) -> Option<StringArray> {
+    ["siao_departement", "departement"]
+        .iter()
+        .find_map(|c| texts(batch, c))
+}
+
+/// The place numbers of the requests, dispositifs and households, by id, and which of
+/// them have a SIAO column of their own to give their children.
+#[derive(Default)]
+struct Parents {
+    ids: FastMap<&'static str, IdNumbers>,
+    with_siao: FastSet<&'static str>,
+}
+
+impl Parents {
+    fn siao_of(&self, parent: &str) -> Option<&IdNumbers> {
+        self.ids.get(parent).filter(|_| self.with_siao.contains(parent))
+    }
+}
+
+/// Where each row of every table belongs in the report, as numbers: each distinct
+/// (SIAO, month) pair met is one place, and each row holds the number of its place
+/// (4 bytes a row, no text, no reference count).
+struct PlaceNumbers {
+    siao: SiaoNumbers,
+    months: MonthNumbers,
+    of_pair: FastMap<(u32, u32), u32>,
+    pairs: Vec<(u32, u32)>,
+    /// Per table, per row.
+    rows: FastMap<&'static str, Vec<u32>>,
+}
+
+impl PlaceNumbers {
+    fn of(tables: &BTreeMap<String, RecordBatch>) -> Self {
+        let mut numbers = PlaceNumbers {
+            siao: SiaoNumbers::new(),
+            months: MonthNumbers::new(),
+            of_pair: FastMap::default(),
+            pairs: Vec::new(),
+            rows: FastMap::default(),
+        };
+        // The parents first: their places come from their own columns only, and their
+        // children's from them (by id, through the parents' own pairs: a null SIAO
+        // column there stays apart from `INCONNU`).
+        let mut parents = Parents::default();
+        for parent in ["demande", "dispositif", "menage"] {
+            let Some(batch) = tables.get(parent) else {
+                continue;
+            };
+            if own_siao(batch).is_some() {
+                parents.with_siao.insert(parent);
+            }
+            let (siao, months) = numbers.own_columns(batch, parent);
+            let raw: Vec<u32> = numbers.pair_all(&siao, &months);
+            if let Some(ids) = ints(batch, "id") {
+                parents.ids.insert(
+                    parent,
+                    IdNumbers::new(
+                        (0..ids.len())
+                            .filter(|&i| !ids.is_null(i))
+                            .map(|i| (ids.value(i), raw[i])),
+                    ),
+                );
+            }
+            let own: Vec<u32> = siao.iter().map(|s| Self::shown(*s)).collect();
+            let rows = numbers.pair_all(&own, &months);
+            numbers.rows.insert(parent, rows);
+        }
+        for (name, batch) in tables {
+            let table = static_name(name);
+            if numbers.rows.contains_key(table) {
+                continue;
+            }
+            let siao = numbers.siao_of(tables, table, batch, &parents);
+            let months = numbers.months_of(table, batch, &parents);
+            let rows = numbers.pair_all(&siao, &months);
+            numbers.rows.insert(table, rows);
+        }
+        numbers
+    }
+
+    /// A SIAO number as a row's own place shows it.
+    fn shown(siao: u32) -> u32 {
+        if siao == SiaoNumbers::NULL {
+            SiaoNumbers::UNKNOWN
+        } else {
+            siao
+        }
+    }
+
+    /// The SIAO and month numbers of a table's own columns (the SIAO's null kept apart).
+    fn own_columns(&mut self, batch: &RecordBatch, table: &str) -> (Vec<u32>, Vec<u32>) {
+        let n = batch.num_rows();
+        let siao = own_siao(batch).map_or_else(|| vec![SiaoNumbers::UNKNOWN; n], |own| self.siao.of_column(&own));
+        let months = self
+            .months
+            .of_own_dates(batch, table)
+            .unwrap_or_else(|| vec![MonthNumbers::UNKNOWN; n]);
+        (siao, months)
+    }
+
+    fn pair_all(&mut self, siao: &[u32], months: &[u32]) -> Vec<u32> {
+        let mut last = ((u32::MAX, u32::MAX), 0);
+        siao.iter()
+            .zip(months)
+            .map(|(s, m)| {
+                let pair = (*s, *m);
+                if last.0 != pair {
+                    let pairs = &mut self.pairs;
+                    let n = *self.of_pair.entry(pair).or_insert_with(|| {
+                        pairs.push(pair);
+                        (pairs.len() - 1) as u32
+                    });
+                    last = (pair, n);
+                }
+                last.1
             })
-            .collect(),
-    )
-}
-
-/// The month of each row of a table: its own event date, else its request's.
-fn month_of(
-    tables: &BTreeMap<String, RecordBatch>,
-    table: &str,
-    cache: &mut PlaceCache,
-) -> Vec<Arc<str>> {
-    let Some(batch) = tables.get(table) else {
-        return Vec::new();
-    };
-    if let Some(own) = own_months(batch, table, &mut cache.interner) {
-        return own;
+            .collect()
     }
-    let unknown = cache.interner.get(INCONNU);
-    if let (Some(refs), Some(d)) = (ints(batch, "demande_id"), tables.get("demande")) {
-        if !cache.months.contains_key("demande")
-            && let (Some(ids), Some(months)) =
-                (ints(d, "id"), own_months(d, "demande", &mut cache.interner))
-        {
-            let map: FastMap<i64, Arc<str>> = (0..d.num_rows())
-                .filter(|&i| !ids.is_null(i))
-                .map(|i| (ids.value(i), months[i].clone()))
+
+    /// The SIAO of a parent's row found by id (`INCONNU` for a null or unknown id, or a
+    /// parent without one).
+    fn parent_siao(&self, parent: &IdNumbers, id: Option<i64>) -> u32 {
+        id.and_then(|id| parent.get(id))
+            .map_or(SiaoNumbers::UNKNOWN, |p| Self::shown(self.pairs[p as usize].0))
+    }
+
+    /// The SIAO number of each row of a table that is not a parent: its own column, a
+    /// person's first household that has one, else the request, dispositif or household
+    /// it references.
+    fn siao_of(
+        &mut self,
+        tables: &BTreeMap<String, RecordBatch>,
+        table: &str,
+        batch: &RecordBatch,
+        parents: &Parents,
+    ) -> Vec<u32> {
+        let n = batch.num_rows();
+        if let Some(own) = own_siao(batch) {
+            return self
+                .siao
+                .of_column(&own)
+                .into_iter()
+                .map(Self::shown)
                 .collect();
-            cache.months.insert("demande", map);
         }
-        if let Some(map) = cache.months.get("demande") {
-            return look_up(&refs, map, &unknown);
+        if table == "personne"
+            && let (Some(ids), Some(mp)) = (ints(batch, "id"), tables.get("menage_personne"))
+            && let (Some(mp_p), Some(mp_m)) = (ints(mp, "personne_id"), ints(mp, "menage_id"))
+            && let Some(households) = parents.siao_of("menage")
+        {
+            let of_household = |i: usize| -> Option<(i64, u32)> {
+                if mp_p.is_null(i) || mp_m.is_null(i) {
+                    return None;
+                }
+                let pair = households.get(mp_m.value(i))?;
+                let siao = self.pairs[pair as usize].0;
+                (siao != SiaoNumbers::NULL).then(|| (mp_p.value(i), siao))
+            };
+            let of_person = IdNumbers::new((0..mp.num_rows()).filter_map(of_household));
+            return (0..n)
+                .map(|i| {
+                    (!ids.is_null(i))
+                        .then(|| of_person.get(ids.value(i)))
+                        .flatten()
+                        .unwrap_or(SiaoNumbers::UNKNOWN)
+                })
+                .collect();
         }
+        for (column_name, parent) in [
+            ("demande_id", "demande"),
+            ("dispositif_id", "dispositif"),
+            ("menage_id", "menage"),
+        ] {
+            let (Some(refs), Some(parent)) = (ints(batch, column_name), parents.siao_of(parent))
+            else {
+                continue;
+            };
+            return (0..n)
+                .map(|i| self.parent_siao(parent, (!refs.is_null(i)).then(|| refs.value(i))))
+                .collect();
+        }
+        vec![SiaoNumbers::UNKNOWN; n]
     }
-    vec![unknown; batch.num_rows()]
+
+    /// The month number of each row of a table that is not a parent: its own event
+    /// date, else its request's.
+    fn months_of(
+        &mut self,
+        table: &str,
+        batch: &RecordBatch,
+        parents: &Parents,
+    ) -> Vec<u32> {
+        if let Some(own) = self.months.of_own_dates(batch, table) {
+            return own;
+        }
+        let n = batch.num_rows();
+        if let (Some(refs), Some(requests)) = (ints(batch, "demande_id"), parents.ids.get("demande"))
+        {
+            return (0..n)
+                .map(|i| {
+                    (!refs.is_null(i))
+                        .then(|| requests.get(refs.value(i)))
+                        .flatten()
+                        .map_or(MonthNumbers::UNKNOWN, |p| self.pairs[p as usize].1)
+                })
+                .collect();
+        }
+        vec![MonthNumbers::UNKNOWN; n]
+    }
+
+    /// The place of each number.
+    fn places(&self) -> Vec<Place> {
+        self.pairs
+            .iter()
+            .map(|(s, m)| {
+                Place::new(
+                    &self.siao.texts[*s as usize],
+                    &self.months.texts[*m as usize],
+                )
+            })
+            .collect()
+    }
+}
+/// The report's counts while the rules run: by fact code, table and place number (no
+/// text hashed or compared per row), folded into the report's maps once they are done.
+struct Tally<'a> {
+    report: &'a mut QualityReport,
+    rows: &'a FastMap<&'static str, Vec<u32>>,
+    counts: FastMap<(u8, &'static str), Vec<u64>>,
+    places: usize,
 }
 
-/// The place of each row of a table.
-fn places_of(
-    tables: &BTreeMap<String, RecordBatch>,
-    table: &str,
-    cache: &mut PlaceCache,
-) -> Vec<Place> {
-    let siao = siao_of(tables, table, cache);
-    let mois = month_of(tables, table, cache);
-    // Both texts are interned: a place is found by their two addresses.
-    let address = |text: &Arc<str>| Arc::as_ptr(text).cast::<u8>() as usize;
-    siao.iter()
-        .zip(&mois)
-        .map(|(s, m)| {
-            cache
-                .places
-                .entry((address(s), address(m)))
-                .or_insert_with(|| Place::new(s, m))
-                .clone()
-        })
-        .collect()
+impl Tally<'_> {
+    fn add(&mut self, rule: &'static str, table: &'static str, row: usize) {
+        self.count(fact_code(Fact::Rule(rule)), table, row);
+    }
+
+    fn count(&mut self, code: u8, table: &'static str, row: usize) {
+        let place = self.rows[table][row] as usize;
+        let places = self.places;
+        self.counts
+            .entry((code, table))
+            .or_insert_with(|| vec![0; places])[place] += 1;
+        self.report.note(table, row, code);
+    }
+
+    fn fold(self, places: &[Place]) {
+        for ((code, table), counts) in self.counts {
+            for (place, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+                let place = places[place].clone();
+                match fact_of(code) {
+                    Some(Fact::Rule(rule)) => {
+                        *self.report.counts.entry((rule, table, place)).or_default() += n
+                    }
+                    Some(Fact::Measure(measure)) => {
+                        *self
+                            .report
+                            .completeness
+                            .entry((measure, table, place))
+                            .or_default() += n
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
 }
 
 /// Applies the rules in place; returns what was found.
@@ -763,47 +992,52 @@ pub fn apply(
 ) -> Result<QualityReport, ArrowError> {
     let mut report = QualityReport::default();
     let mut verdicts = Verdicts::new(tables);
-    let mut cache = PlaceCache::default();
-    let siao: HashMap<&'static str, Vec<Place>> = tables
-        .keys()
-        .map(|t| (static_name(t), places_of(tables, t, &mut cache)))
-        .collect();
-    drop(cache);
-    for (table, places) in &siao {
-        let mut read: FastMap<&Place, u64> = FastMap::default();
-        for place in places {
-            *read.entry(place).or_default() += 1;
+    let numbers = PlaceNumbers::of(tables);
+    let places = numbers.places();
+    for (table, rows) in &numbers.rows {
+        let mut read = vec![0u64; places.len()];
+        for place in rows {
+            read[*place as usize] += 1;
         }
-        for (place, n) in read {
-            *report.read.entry((table, place.clone())).or_default() += n;
+        for (place, n) in read.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            *report.read.entry((*table, places[place].clone())).or_default() += n;
         }
         // The places join the facts once the rules are done with them.
         report.rows.insert(
             table,
             RowFacts {
                 places: Vec::new(),
-                facts: vec![Vec::new(); places.len()],
+                facts: vec![Vec::new(); rows.len()],
             },
         );
     }
+    let mut tally = Tally {
+        report: &mut report,
+        rows: &numbers.rows,
+        counts: FastMap::default(),
+        places: places.len(),
+    };
     // Completeness of the fields the indicators use, on the rows read.
     if let Some(p) = tables.get("personne")
         && let Some(birth) = dates(p, "date_naissance")
     {
-        for (i, place) in siao["personne"].iter().enumerate() {
+        let code = fact_code(Fact::Measure("AVEC_DATE_NAISSANCE"));
+        for i in 0..p.num_rows() {
             if !birth.is_null(i) {
-                report.measure("AVEC_DATE_NAISSANCE", "personne", i, place);
+                tally.count(code, "personne", i);
             }
         }
     }
     if let Some(d) = tables.get("demande")
         && let (Some(statut), Some(motif)) = (texts(d, "statut"), texts(d, "motif_non_pourvue"))
     {
-        for (i, place) in siao["demande"].iter().enumerate() {
+        let unmet = fact_code(Fact::Measure("NON_POURVUE"));
+        let with_motif = fact_code(Fact::Measure("NON_POURVUE_AVEC_MOTIF"));
+        for i in 0..d.num_rows() {
             if !statut.is_null(i) && statut.value(i) == "NON_POURVUE" {
-                report.measure("NON_POURVUE", "demande", i, place);
+                tally.count(unmet, "demande", i);
                 if !motif.is_null(i) {
-                    report.measure("NON_POURVUE_AVEC_MOTIF", "demande", i, place);
+                    tally.count(with_motif, "demande", i);
                 }
             }
         }
@@ -898,15 +1132,15 @@ pub fn apply(
         let ids = tables.get(*table).and_then(|b| ints(b, "id"));
         for (i, code) in rows.iter().enumerate() {
             if let Some(rule) = Verdicts::rule(*code) {
-                report.add(rule, table, i, &siao[table][i]);
+                tally.add(rule, table, i);
                 if let Some(ids) = &ids
                     && !ids.is_null(i)
                 {
-                    report.quarantined_rows.push(QuarantinedRow {
+                    tally.report.quarantined_rows.push(QuarantinedRow {
                         table,
                         id: ids.value(i),
                         rule,
-                        place: siao[table][i].clone(),
+                        place: places[numbers.rows[table][i] as usize].clone(),
                     });
                 }
             }
@@ -914,7 +1148,8 @@ pub fn apply(
     }
 
     // Kept breaches, counted on the rows that stay.
-    count_kept(tables, &verdicts, &siao, cog, &mut report);
+    count_kept(tables, &verdicts, cog, &mut tally);
+    tally.fold(&places);
 
     // Repairs, then the quarantined rows leave.
     for (name, batch) in tables.iter_mut() {
@@ -953,9 +1188,9 @@ pub fn apply(
             filter_record_batch(&repaired, &keep)?
         };
     }
-    for (table, places) in siao {
-        if let Some(rows) = report.rows.get_mut(table) {
-            rows.places = places;
+    for (table, rows) in &numbers.rows {
+        if let Some(facts) = report.rows.get_mut(table) {
+            facts.places = rows.iter().map(|p| places[*p as usize].clone()).collect();
         }
     }
     Ok(report)
@@ -988,27 +1223,6 @@ fn propagate(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts) {
         if !changed {
             break;
         }
-    }
-}
-
-/// The Paris date of timestamps, remembered per UTC hour: since 1950 every change of
-/// Paris's offset falls on a whole UTC hour, so one hour has one Paris date.
-#[derive(Default)]
-struct ParisDays(FastMap<i64, Option<NaiveDate>>);
-
-impl ParisDays {
-    /// 1950-01-01T00:00:00Z in microseconds.
-    const SINCE: i64 = -631_152_000_000_000;
-    const HOUR: i64 = 3_600_000_000;
-
-    fn of(&mut self, micros: i64) -> Option<NaiveDate> {
-        if micros < Self::SINCE {
-            return paris_date(micros);
-        }
-        *self
-            .0
-            .entry(micros.div_euclid(Self::HOUR))
-            .or_insert_with(|| paris_date(micros))
     }
 }
 
@@ -1094,9 +1308,8 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
 fn count_kept(
     tables: &BTreeMap<String, RecordBatch>,
     verdicts: &Verdicts,
-    siao: &HashMap<&'static str, Vec<Place>>,
     cog: &dyn Fn(&str) -> bool,
-    report: &mut QualityReport,
+    tally: &mut Tally,
 ) {
     for (table, field, codes) in OPTIONAL_CODES {
         let Some(values) = tables.get(*table).and_then(|b| texts(b, field)) else {
@@ -1104,7 +1317,7 @@ fn count_kept(
         };
         for i in 0..values.len() {
             if !verdicts.is(table, i) && !values.is_null(i) && !codes.contains(&values.value(i)) {
-                report.add("CODE_INCONNU", table, i, &siao[table][i]);
+                tally.add("CODE_INCONNU", table, i);
             }
         }
     }
@@ -1128,24 +1341,23 @@ fn count_kept(
             if verdicts.is("demande", i) {
                 continue;
             }
-            let s = &siao["demande"][i];
             if let (Some(statut), Some(motif)) = (&statut, &motif)
                 && !statut.is_null(i)
                 && statut.value(i) == "NON_POURVUE"
                 && motif.is_null(i)
             {
-                report.add("MOTIF_MANQUANT", "demande", i, s);
+                tally.add("MOTIF_MANQUANT", "demande", i);
             }
             if let Some(dep) = &dep
                 && !dep.is_null(i)
                 && !cog(dep.value(i))
             {
-                report.add("DEPARTEMENT_HORS_COG", "demande", i, s);
+                tally.add("DEPARTEMENT_HORS_COG", "demande", i);
             }
             if let Some(id) = &id
                 && !with_persons.contains(id.value(i))
             {
-                report.add("DEMANDE_SANS_PERSONNE", "demande", i, s);
+                tally.add("DEMANDE_SANS_PERSONNE", "demande", i);
             }
         }
     }
@@ -1154,12 +1366,7 @@ fn count_kept(
     {
         for i in 0..x.num_rows() {
             if !verdicts.is("dispositif", i) && !dep.is_null(i) && !cog(dep.value(i)) {
-                report.add(
-                    "DEPARTEMENT_HORS_COG",
-                    "dispositif",
-                    i,
-                    &siao["dispositif"][i],
-                );
+                tally.add("DEPARTEMENT_HORS_COG", "dispositif", i);
             }
         }
     }
@@ -1196,12 +1403,7 @@ fn count_kept(
             stays.sort_unstable();
             for (k, b) in stays.iter().enumerate() {
                 if stays[..k].iter().any(|a| a.1 < b.2 && b.1 < a.2) {
-                    report.add(
-                        "SEJOURS_CHEVAUCHANTS",
-                        "prise_en_charge",
-                        b.3,
-                        &siao["prise_en_charge"][b.3],
-                    );
+                    tally.add("SEJOURS_CHEVAUCHANTS", "prise_en_charge", b.3);
                 }
             }
         }
@@ -1276,12 +1478,16 @@ mod tests {
     }
 
     #[test]
-    fn paris_days_per_hour_agree_with_the_time_zone() {
-        // Every 7 minutes across both 2025 changes of offset and two midnights each.
-        let mut days = ParisDays::default();
+    fn paris_months_per_hour_agree_with_the_time_zone() {
+        use chrono::Datelike;
+        // Every 7 minutes across both 2025 changes of offset, two ends of month in Paris
+        // (summer and winter offsets) and the first hour cached.
+        let mut months = MonthNumbers::new();
         for (start, end) in [
             ("2025-03-29T20:00:00Z", "2025-03-31T02:00:00Z"),
             ("2025-10-25T20:00:00Z", "2025-10-27T02:00:00Z"),
+            ("2025-05-31T20:00:00Z", "2025-06-01T02:00:00Z"),
+            ("2024-12-31T20:00:00Z", "2025-01-01T04:00:00Z"),
             ("1949-12-31T20:00:00Z", "1950-01-01T04:00:00Z"),
         ] {
             let from = DateTime::parse_from_rfc3339(start)
@@ -1292,15 +1498,26 @@ mod tests {
                 .timestamp_micros();
             let mut t = from;
             while t < to {
-                assert_eq!(days.of(t), paris_date(t), "{t}");
+                let day = paris_date(t).unwrap();
+                let n = months.of_micros(t);
+                assert_eq!(
+                    &*months.texts[n as usize],
+                    format!("{:04}-{:02}", day.year(), day.month()),
+                    "{t}"
+                );
                 t += 7 * 60_000_000;
             }
         }
-        // 23:30 UTC in summer is already the next day in Paris.
-        let late = DateTime::parse_from_rfc3339("2025-06-02T23:30:00Z")
+        // 22:30 UTC on 30 June, in summer, is already July in Paris.
+        let late = DateTime::parse_from_rfc3339("2025-06-30T22:30:00Z")
             .unwrap()
             .timestamp_micros();
-        assert_eq!(days.of(late), NaiveDate::from_ymd_opt(2025, 6, 3));
+        assert_eq!(&*months.texts[months.of_micros(late) as usize], "2025-07");
+        // 21:30 UTC the same day is still June.
+        let early = DateTime::parse_from_rfc3339("2025-06-30T21:30:00Z")
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(&*months.texts[months.of_micros(early) as usize], "2025-06");
     }
 
     #[test]
