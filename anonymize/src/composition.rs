@@ -45,11 +45,62 @@ pub struct Person {
     pub sexe: Option<String>,
 }
 
+/// A membership as the composition reads it: what its role says, not its text (a
+/// national read holds millions: no string each).
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    personne: i64,
+    debut: NaiveDate,
+    fin: Option<NaiveDate>,
+    conjoint: bool,
+    adult_role: bool,
+}
+
+impl Member {
+    fn new(personne: i64, role: Option<&str>, debut: NaiveDate, fin: Option<NaiveDate>) -> Self {
+        let role = role.unwrap_or("");
+        Member {
+            personne,
+            debut,
+            fin,
+            conjoint: role == "CONJOINT",
+            adult_role: ADULT_ROLES.contains(&role),
+        }
+    }
+}
+
+/// The sexes the compositions name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Sexe {
+    M,
+    F,
+    /// Null, or any other code.
+    #[default]
+    Autre,
+}
+
+impl Sexe {
+    fn of(code: Option<&str>) -> Self {
+        match code {
+            Some("M") => Sexe::M,
+            Some("F") => Sexe::F,
+            _ => Sexe::Autre,
+        }
+    }
+}
+
+/// A person as the composition reads it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Known {
+    naissance: Option<NaiveDate>,
+    sexe: Sexe,
+}
+
 /// The memberships of every household and the persons they name, read once.
 #[derive(Debug, Default)]
 pub struct Households {
-    members: FastMap<i64, Vec<Membership>>,
-    persons: FastMap<i64, Person>,
+    members: FastMap<i64, Vec<Member>>,
+    persons: FastMap<i64, Known>,
 }
 
 const ADULT_ROLES: [&str; 3] = ["DEMANDEUR_PRINCIPAL", "CONJOINT", "AUTRE_ADULTE"];
@@ -72,6 +123,7 @@ impl Households {
                 .column_by_name("sexe")
                 .and_then(|c| c.as_string_opt::<i32>());
             if let Some(ids) = ids {
+                out.persons.reserve(b.num_rows());
                 for i in 0..b.num_rows() {
                     if ids.is_null(i) {
                         continue;
@@ -79,10 +131,8 @@ impl Households {
                     let naissance = births
                         .filter(|a| a.is_valid(i))
                         .and_then(|a| Date32Type::to_naive_date_opt(a.value(i)));
-                    let sexe = sexes
-                        .filter(|a| a.is_valid(i))
-                        .map(|a| a.value(i).to_owned());
-                    out.persons.insert(ids.value(i), Person { naissance, sexe });
+                    let sexe = Sexe::of(sexes.filter(|a| a.is_valid(i)).map(|a| a.value(i)));
+                    out.persons.insert(ids.value(i), Known { naissance, sexe });
                 }
             }
         }
@@ -112,18 +162,11 @@ impl Households {
                     let fin = fins
                         .filter(|a| a.is_valid(i))
                         .and_then(|a| Date32Type::to_naive_date_opt(a.value(i)));
-                    let role = roles
-                        .filter(|a| a.is_valid(i))
-                        .map(|a| a.value(i).to_owned());
+                    let role = roles.filter(|a| a.is_valid(i)).map(|a| a.value(i));
                     out.members
                         .entry(menages.value(i))
                         .or_default()
-                        .push(Membership {
-                            personne: personnes.value(i),
-                            role,
-                            debut,
-                            fin,
-                        });
+                        .push(Member::new(personnes.value(i), role, debut, fin));
                 }
             }
         }
@@ -131,13 +174,24 @@ impl Households {
     }
 
     /// Adds a membership (tests, and callers holding rows rather than batches).
-    pub fn add_member(&mut self, menage: i64, membership: Membership) {
-        self.members.entry(menage).or_default().push(membership);
+    pub fn add_member(&mut self, menage: i64, m: Membership) {
+        self.members.entry(menage).or_default().push(Member::new(
+            m.personne,
+            m.role.as_deref(),
+            m.debut,
+            m.fin,
+        ));
     }
 
     /// Adds a person.
     pub fn add_person(&mut self, id: i64, person: Person) {
-        self.persons.insert(id, person);
+        self.persons.insert(
+            id,
+            Known {
+                naissance: person.naissance,
+                sexe: Sexe::of(person.sexe.as_deref()),
+            },
+        );
     }
 
     /// The composition of household `menage` on day `on`.
@@ -149,11 +203,11 @@ impl Households {
         // with two memberships that day takes either role (CONJOINT, or an adult role for
         // an unknown age) if one says so. Households are small: no list is built (this
         // runs for every request, orientation and stay of a national read).
-        let active = |m: &Membership| m.debut <= on && m.fin.is_none_or(|f| on < f);
+        let active = |m: &Member| m.debut <= on && m.fin.is_none_or(|f| on < f);
         let mut count = 0usize;
         let mut adults = 0usize;
         let mut conjoints = 0usize;
-        let mut adult_sex: Option<&str> = None;
+        let mut adult_sex = Sexe::Autre;
         for (j, m) in memberships.iter().enumerate() {
             if !active(m)
                 || memberships[..j]
@@ -165,9 +219,8 @@ impl Households {
             let (mut conjoint, mut adult_role) = (false, false);
             for e in &memberships[j..] {
                 if e.personne == m.personne && active(e) {
-                    let role = e.role.as_deref().unwrap_or("");
-                    conjoint |= role == "CONJOINT";
-                    adult_role |= ADULT_ROLES.contains(&role);
+                    conjoint |= e.conjoint;
+                    adult_role |= e.adult_role;
                 }
             }
             count += 1;
@@ -181,7 +234,7 @@ impl Households {
                 if conjoint {
                     conjoints += 1;
                 }
-                adult_sex = person.and_then(|x| x.sexe.as_deref());
+                adult_sex = person.map_or(Sexe::Autre, |x| x.sexe);
             }
         }
         if count == 0 {
@@ -191,11 +244,11 @@ impl Households {
         match adults {
             0 => "MINEUR_ISOLE",
             1 => match (adult_sex, children) {
-                (Some("M"), false) => "HOMME_SEUL",
-                (Some("M"), true) => "HOMME_SEUL_AVEC_ENFANTS",
-                (Some("F"), false) => "FEMME_SEULE",
-                (Some("F"), true) => "FEMME_SEULE_AVEC_ENFANTS",
-                _ => "INCONNUE",
+                (Sexe::M, false) => "HOMME_SEUL",
+                (Sexe::M, true) => "HOMME_SEUL_AVEC_ENFANTS",
+                (Sexe::F, false) => "FEMME_SEULE",
+                (Sexe::F, true) => "FEMME_SEULE_AVEC_ENFANTS",
+                (Sexe::Autre, _) => "INCONNUE",
             },
             2 if conjoints >= 1 => {
                 if children {

@@ -327,6 +327,9 @@ pub enum AnonymizeError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
+/// 1950-01-01T00:00:00Z in microseconds: from then on, a UTC hour has one Paris date.
+const PARIS_HOURS_SINCE: i64 = -631_152_000_000_000;
+
 fn paris_date(micros: i64) -> NaiveDate {
     DateTime::from_timestamp_micros(micros)
         .expect("timestamp within range")
@@ -557,11 +560,24 @@ impl DetailBuilder {
             .column_by_name("date_demande")
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
             .ok_or_else(|| self.type_error("demande", "date_demande"))?;
-        Ok(ids
-            .iter()
-            .zip(dates.iter())
-            .filter_map(|(id, t)| Some((id?, paris_date(t?))))
-            .collect())
+        // One Paris date per UTC hour (every change of Paris's offset since 1950 falls
+        // on a whole UTC hour), and the map sized once.
+        let mut by_hour: FastMap<i64, NaiveDate> = FastMap::default();
+        let mut out = FastMap::with_capacity_and_hasher(batch.num_rows(), Default::default());
+        for (id, t) in ids.iter().zip(dates.iter()) {
+            let (Some(id), Some(t)) = (id, t) else {
+                continue;
+            };
+            let date = if t < PARIS_HOURS_SINCE {
+                paris_date(t)
+            } else {
+                *by_hour
+                    .entry(t.div_euclid(3_600_000_000))
+                    .or_insert_with(|| paris_date(t))
+            };
+            out.insert(id, date);
+        }
+        Ok(out)
     }
 
     fn births(
@@ -576,11 +592,13 @@ impl DetailBuilder {
             .column_by_name("date_naissance")
             .and_then(|c| c.as_primitive_opt::<Date32Type>())
             .ok_or_else(|| self.type_error("personne", "date_naissance"))?;
-        Ok(ids
-            .iter()
-            .zip(births.iter())
-            .filter_map(|(id, b)| Some((id?, b.and_then(Date32Type::to_naive_date_opt))))
-            .collect())
+        let mut out = FastMap::with_capacity_and_hasher(batch.num_rows(), Default::default());
+        out.extend(
+            ids.iter()
+                .zip(births.iter())
+                .filter_map(|(id, b)| Some((id?, b.and_then(Date32Type::to_naive_date_opt)))),
+        );
+        Ok(out)
     }
 }
 

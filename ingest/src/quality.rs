@@ -16,6 +16,7 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::compute::filter_record_batch;
+use arrow::datatypes::Date32Type;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate};
@@ -175,7 +176,120 @@ pub struct QualityReport {
 #[derive(Debug, Default, Clone)]
 pub struct RowFacts {
     pub places: Vec<Place>,
-    pub facts: Vec<Vec<u8>>,
+    pub facts: Facts,
+}
+
+/// The facts counted on each row ([`Fact`] codes, in the order counted), eight bytes a
+/// row: a count and up to seven codes; a longer list is kept aside. A row without a fact
+/// is all zeros, so a fresh list of millions of rows touches no memory (fresh pages are
+/// costly) until a row gets a fact, where a vector per row would write 24 bytes each.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    rows: Vec<[u8; 8]>,
+    aside: Vec<Vec<u8>>,
+}
+
+impl Facts {
+    /// The count of a row whose codes are kept aside (its bytes 1–4: their index).
+    const ASIDE: u8 = u8::MAX;
+    const INLINE: usize = 7;
+
+    /// `n` rows without a fact.
+    pub fn with_rows(n: usize) -> Self {
+        Facts {
+            rows: vec![[0; 8]; n],
+            aside: Vec::new(),
+        }
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Facts {
+            rows: Vec::with_capacity(n),
+            aside: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The codes of a row.
+    pub fn get(&self, row: usize) -> &[u8] {
+        let r = &self.rows[row];
+        if r[0] == Self::ASIDE {
+            &self.aside[u32::from_le_bytes([r[1], r[2], r[3], r[4]]) as usize]
+        } else {
+            &r[1..1 + r[0] as usize]
+        }
+    }
+
+    /// Every row's codes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len()).map(|row| self.get(row))
+    }
+
+    fn encode(&mut self, reuse: Option<usize>, codes: &[u8]) -> [u8; 8] {
+        let mut r = [0; 8];
+        if codes.len() <= Self::INLINE {
+            r[0] = codes.len() as u8;
+            r[1..1 + codes.len()].copy_from_slice(codes);
+            return r;
+        }
+        let k = match reuse {
+            Some(k) => {
+                self.aside[k] = codes.to_vec();
+                k
+            }
+            None => {
+                self.aside.push(codes.to_vec());
+                self.aside.len() - 1
+            }
+        };
+        r[0] = Self::ASIDE;
+        r[1..5].copy_from_slice(&(k as u32).to_le_bytes());
+        r
+    }
+
+    fn aside_of(&self, row: usize) -> Option<usize> {
+        let r = &self.rows[row];
+        (r[0] == Self::ASIDE).then(|| u32::from_le_bytes([r[1], r[2], r[3], r[4]]) as usize)
+    }
+
+    /// Replaces a row's codes.
+    pub fn set(&mut self, row: usize, codes: &[u8]) {
+        let reuse = self.aside_of(row);
+        self.rows[row] = self.encode(reuse, codes);
+    }
+
+    /// Adds a row at the end.
+    pub fn push(&mut self, codes: &[u8]) {
+        let r = self.encode(None, codes);
+        self.rows.push(r);
+    }
+
+    /// Adds one code to a row's.
+    pub fn add(&mut self, row: usize, code: u8) {
+        let r = &mut self.rows[row];
+        if (r[0] as usize) < Self::INLINE {
+            r[1 + r[0] as usize] = code;
+            r[0] += 1;
+        } else {
+            let mut codes = self.get(row).to_vec();
+            codes.push(code);
+            self.set(row, &codes);
+        }
+    }
+}
+
+/// Equal when every row has the same codes (however they are held).
+impl PartialEq for Facts {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
 }
 
 /// The completeness measures of the report.
@@ -214,9 +328,9 @@ pub fn fact_of(code: u8) -> Option<Fact> {
 impl QualityReport {
     fn note(&mut self, table: &'static str, row: usize, code: u8) {
         if let Some(rows) = self.rows.get_mut(table)
-            && let Some(facts) = rows.facts.get_mut(row)
+            && row < rows.facts.len()
         {
-            facts.push(code);
+            rows.facts.add(row, code);
         }
     }
 
@@ -665,7 +779,8 @@ impl MonthNumbers {
         if let Some(n) = self.days.get(&days) {
             return *n;
         }
-        let n = self.of_date(arrow::temporal_conversions::date32_to_datetime(days).map(|t| t.date()));
+        let n =
+            self.of_date(arrow::temporal_conversions::date32_to_datetime(days).map(|t| t.date()));
         self.days.insert(days, n);
         n
     }
@@ -732,7 +847,9 @@ struct Parents {
 
 impl Parents {
     fn siao_of(&self, parent: &str) -> Option<&IdNumbers> {
-        self.ids.get(parent).filter(|_| self.with_siao.contains(parent))
+        self.ids
+            .get(parent)
+            .filter(|_| self.with_siao.contains(parent))
     }
 }
 
@@ -809,7 +926,10 @@ impl PlaceNumbers {
     /// The SIAO and month numbers of a table's own columns (the SIAO's null kept apart).
     fn own_columns(&mut self, batch: &RecordBatch, table: &str) -> (Vec<u32>, Vec<u32>) {
         let n = batch.num_rows();
-        let siao = own_siao(batch).map_or_else(|| vec![SiaoNumbers::UNKNOWN; n], |own| self.siao.of_column(&own));
+        let siao = own_siao(batch).map_or_else(
+            || vec![SiaoNumbers::UNKNOWN; n],
+            |own| self.siao.of_column(&own),
+        );
         let months = self
             .months
             .of_own_dates(batch, table)
@@ -840,7 +960,9 @@ impl PlaceNumbers {
     /// parent without one).
     fn parent_siao(&self, parent: &IdNumbers, id: Option<i64>) -> u32 {
         id.and_then(|id| parent.get(id))
-            .map_or(SiaoNumbers::UNKNOWN, |p| Self::shown(self.pairs[p as usize].0))
+            .map_or(SiaoNumbers::UNKNOWN, |p| {
+                Self::shown(self.pairs[p as usize].0)
+            })
     }
 
     /// The SIAO number of each row of a table that is not a parent: its own column, a
@@ -903,17 +1025,13 @@ impl PlaceNumbers {
 
     /// The month number of each row of a table that is not a parent: its own event
     /// date, else its request's.
-    fn months_of(
-        &mut self,
-        table: &str,
-        batch: &RecordBatch,
-        parents: &Parents,
-    ) -> Vec<u32> {
+    fn months_of(&mut self, table: &str, batch: &RecordBatch, parents: &Parents) -> Vec<u32> {
         if let Some(own) = self.months.of_own_dates(batch, table) {
             return own;
         }
         let n = batch.num_rows();
-        if let (Some(refs), Some(requests)) = (ints(batch, "demande_id"), parents.ids.get("demande"))
+        if let (Some(refs), Some(requests)) =
+            (ints(batch, "demande_id"), parents.ids.get("demande"))
         {
             return (0..n)
                 .map(|i| {
@@ -990,59 +1108,62 @@ pub fn apply(
     tables: &mut BTreeMap<String, RecordBatch>,
     cog: &dyn Fn(&str) -> bool,
 ) -> Result<QualityReport, ArrowError> {
-    let mut report = QualityReport::default();
-    let mut verdicts = Verdicts::new(tables);
-    let numbers = PlaceNumbers::of(tables);
-    let places = numbers.places();
-    for (table, rows) in &numbers.rows {
-        let mut read = vec![0u64; places.len()];
-        for place in rows {
-            read[*place as usize] += 1;
-        }
-        for (place, n) in read.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-            *report.read.entry((*table, places[place].clone())).or_default() += n;
-        }
-        // The places join the facts once the rules are done with them.
-        report.rows.insert(
-            table,
-            RowFacts {
-                places: Vec::new(),
-                facts: vec![Vec::new(); rows.len()],
-            },
-        );
+    let read: &BTreeMap<String, RecordBatch> = tables;
+    // The rows' places and the rules' verdicts need nothing of each other: side by side.
+    let ((numbers, places, report), verdicts) = std::thread::scope(|scope| {
+        let places = scope.spawn(|| {
+            let numbers = PlaceNumbers::of(read);
+            let places = numbers.places();
+            let report = QualityReport::with_rows(&numbers, &places);
+            (numbers, places, report)
+        });
+        let verdicts = verdicts_of(read);
+        (places.join().expect("the places' thread"), verdicts)
+    });
+    // Then the repairs (new batches) beside the counts.
+    let (repaired, report) = std::thread::scope(|scope| {
+        let repaired = scope.spawn(|| repair(read, &verdicts));
+        let report = count(read, &numbers, &places, &verdicts, cog, report);
+        (repaired.join().expect("the repairs' thread"), report)
+    });
+    for (batch, repaired) in tables.values_mut().zip(repaired?) {
+        *batch = repaired;
     }
-    let mut tally = Tally {
-        report: &mut report,
-        rows: &numbers.rows,
-        counts: FastMap::default(),
-        places: places.len(),
-    };
-    // Completeness of the fields the indicators use, on the rows read.
-    if let Some(p) = tables.get("personne")
-        && let Some(birth) = dates(p, "date_naissance")
-    {
-        let code = fact_code(Fact::Measure("AVEC_DATE_NAISSANCE"));
-        for i in 0..p.num_rows() {
-            if !birth.is_null(i) {
-                tally.count(code, "personne", i);
-            }
-        }
-    }
-    if let Some(d) = tables.get("demande")
-        && let (Some(statut), Some(motif)) = (texts(d, "statut"), texts(d, "motif_non_pourvue"))
-    {
-        let unmet = fact_code(Fact::Measure("NON_POURVUE"));
-        let with_motif = fact_code(Fact::Measure("NON_POURVUE_AVEC_MOTIF"));
-        for i in 0..d.num_rows() {
-            if !statut.is_null(i) && statut.value(i) == "NON_POURVUE" {
-                tally.count(unmet, "demande", i);
-                if !motif.is_null(i) {
-                    tally.count(with_motif, "demande", i);
-                }
-            }
-        }
-    }
+    Ok(report)
+}
 
+impl QualityReport {
+    /// An empty report with every table's rows read (by place) and a place for each
+    /// row's facts.
+    fn with_rows(numbers: &PlaceNumbers, places: &[Place]) -> Self {
+        let mut report = QualityReport::default();
+        for (table, rows) in &numbers.rows {
+            let mut read = vec![0u64; places.len()];
+            for place in rows {
+                read[*place as usize] += 1;
+            }
+            for (place, n) in read.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+                *report
+                    .read
+                    .entry((*table, places[place].clone()))
+                    .or_default() += n;
+            }
+            // The places join the facts once the rules are done with them.
+            report.rows.insert(
+                table,
+                RowFacts {
+                    places: Vec::new(),
+                    facts: Facts::with_rows(rows.len()),
+                },
+            );
+        }
+        report
+    }
+}
+
+/// Which rows each quarantine rule takes out (PARENT_QUARANTAINE included).
+fn verdicts_of(tables: &BTreeMap<String, RecordBatch>) -> Verdicts {
+    let mut verdicts = Verdicts::new(tables);
     // CHAMP_OBLIGATOIRE.
     for (table, fields) in MANDATORY_FIELDS {
         let Some(batch) = tables.get(*table) else {
@@ -1086,8 +1207,9 @@ pub fn apply(
         let Some(refs) = tables.get(*table).and_then(|b| ints(b, field)) else {
             continue;
         };
+        let existing = &existing[target];
         for i in 0..refs.len() {
-            if !refs.is_null(i) && !existing[target].contains(refs.value(i)) {
+            if !refs.is_null(i) && !existing.contains(refs.value(i)) {
                 verdicts.mark(table, i, "REFERENCE_ORPHELINE");
             }
         }
@@ -1126,6 +1248,49 @@ pub fn apply(
     propagate(tables, &mut verdicts);
     doublons_115(tables, &mut verdicts);
     propagate(tables, &mut verdicts);
+    verdicts
+}
+
+/// The measures, the quarantined rows and the kept breaches, counted by place.
+fn count(
+    tables: &BTreeMap<String, RecordBatch>,
+    numbers: &PlaceNumbers,
+    places: &[Place],
+    verdicts: &Verdicts,
+    cog: &dyn Fn(&str) -> bool,
+    mut report: QualityReport,
+) -> QualityReport {
+    let mut tally = Tally {
+        report: &mut report,
+        rows: &numbers.rows,
+        counts: FastMap::default(),
+        places: places.len(),
+    };
+    // Completeness of the fields the indicators use, on the rows read.
+    if let Some(p) = tables.get("personne")
+        && let Some(birth) = dates(p, "date_naissance")
+    {
+        let code = fact_code(Fact::Measure("AVEC_DATE_NAISSANCE"));
+        for i in 0..p.num_rows() {
+            if !birth.is_null(i) {
+                tally.count(code, "personne", i);
+            }
+        }
+    }
+    if let Some(d) = tables.get("demande")
+        && let (Some(statut), Some(motif)) = (texts(d, "statut"), texts(d, "motif_non_pourvue"))
+    {
+        let unmet = fact_code(Fact::Measure("NON_POURVUE"));
+        let with_motif = fact_code(Fact::Measure("NON_POURVUE_AVEC_MOTIF"));
+        for i in 0..d.num_rows() {
+            if !statut.is_null(i) && statut.value(i) == "NON_POURVUE" {
+                tally.count(unmet, "demande", i);
+                if !motif.is_null(i) {
+                    tally.count(with_motif, "demande", i);
+                }
+            }
+        }
+    }
 
     // Count the quarantined rows, and list them.
     for (table, rows) in &verdicts.quarantined {
@@ -1148,11 +1313,26 @@ pub fn apply(
     }
 
     // Kept breaches, counted on the rows that stay.
-    count_kept(tables, &verdicts, cog, &mut tally);
-    tally.fold(&places);
+    count_kept(tables, verdicts, cog, &mut tally);
+    tally.fold(places);
 
+    for (table, rows) in &numbers.rows {
+        if let Some(facts) = report.rows.get_mut(table) {
+            facts.places = rows.iter().map(|p| places[*p as usize].clone()).collect();
+        }
+    }
+    report
+}
+
+/// Each table repaired (unknown optional codes, missing motifs) and without its
+/// quarantined rows, in the order of `tables`.
+fn repair(
+    tables: &BTreeMap<String, RecordBatch>,
+    verdicts: &Verdicts,
+) -> Result<Vec<RecordBatch>, ArrowError> {
     // Repairs, then the quarantined rows leave.
-    for (name, batch) in tables.iter_mut() {
+    let mut out = Vec::with_capacity(tables.len());
+    for (name, batch) in tables {
         let table = static_name(name);
         let mut repaired = batch.clone();
         for (t, field, codes) in OPTIONAL_CODES {
@@ -1181,19 +1361,14 @@ pub fn apply(
         }
         let verdict = &verdicts.quarantined[table];
         // A table without a quarantined row is kept as it is, not copied.
-        *batch = if verdict.iter().all(|v| *v == 0) {
+        out.push(if verdict.iter().all(|v| *v == 0) {
             repaired
         } else {
             let keep: BooleanArray = verdict.iter().map(|v| Some(*v == 0)).collect();
             filter_record_batch(&repaired, &keep)?
-        };
+        });
     }
-    for (table, rows) in &numbers.rows {
-        if let Some(facts) = report.rows.get_mut(table) {
-            facts.places = rows.iter().map(|p| places[*p as usize].clone()).collect();
-        }
-    }
-    Ok(report)
+    Ok(out)
 }
 
 /// PARENT_QUARANTAINE until nothing changes.
@@ -1252,13 +1427,20 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
     }) else {
         return;
     };
-    // The candidate requests: row and Paris date, by id.
-    // Sized for every request up front: grown by doubling, the map and the pairs below
-    // would touch about twice their final memory (fresh pages are costly on a VM).
-    let mut candidates: FastMap<i64, (usize, NaiveDate)> =
-        FastMap::with_capacity_and_hasher(d.num_rows(), Default::default());
+    // The candidate requests' rows by id, and each candidate row's Paris night (days
+    // since 1970; `i32::MIN` for a row that is not a candidate) and SIAO (numbered).
+    let rows_by_id = IdNumbers::new(
+        (0..d.num_rows())
+            .filter(|&i| !id.is_null(i))
+            .map(|i| (id.value(i), i as u32)),
+    );
+    let mut nights = vec![i32::MIN; d.num_rows()];
+    let mut siao = vec![0u32; d.num_rows()];
+    let mut siao_numbers = SiaoNumbers::new();
+    let mut by_hour: FastMap<i64, Option<i32>> = FastMap::default();
+    let quarantined = &verdicts.quarantined["demande"];
     for i in 0..d.num_rows() {
-        if verdicts.is("demande", i)
+        if quarantined[i] != 0
             || ty.is_null(i)
             || ty.value(i) != "URGENCE"
             || statut.is_null(i)
@@ -1268,36 +1450,46 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
         {
             continue;
         }
-        if let Some(night) = paris_date(at.value(i)) {
-            candidates.insert(id.value(i), (i, night));
+        // One Paris date per UTC hour since 1950 (see [`MonthNumbers`]).
+        let micros = at.value(i);
+        let night = if micros < MonthNumbers::SINCE {
+            paris_date(micros).map(Date32Type::from_naive_date)
+        } else {
+            *by_hour
+                .entry(micros.div_euclid(MonthNumbers::HOUR))
+                .or_insert_with(|| paris_date(micros).map(Date32Type::from_naive_date))
+        };
+        if let Some(night) = night {
+            nights[i] = night;
+            siao[i] = siao_numbers.of(dep.value(i));
         }
     }
     let (Some(ld), Some(lp)) = (ints(links, "demande_id"), ints(links, "personne_id")) else {
         return;
     };
-    // (person, night, SIAO, request) for every person of a candidate; sorted, each run
-    // of one (person, night, SIAO) starts with its smallest request: the others are
-    // duplicates of it.
-    // Capacity for every link: only the pages written are ever touched.
-    let mut pairs: Vec<(i64, NaiveDate, &str, i64, usize)> = Vec::with_capacity(links.num_rows());
+    // (person, night and SIAO, request) for every person of a candidate; sorted, each
+    // run of one (person, night, SIAO) starts with its smallest request: the others are
+    // duplicates of it. Capacity for every link: only the pages written are touched.
+    let quarantined_links = &verdicts.quarantined["demande_personne"];
+    let mut pairs: Vec<(i64, u64, i64)> = Vec::with_capacity(links.num_rows());
     pairs.extend(
         (0..links.num_rows())
-            .filter(|&i| !verdicts.is("demande_personne", i) && !ld.is_null(i) && !lp.is_null(i))
+            .filter(|&i| quarantined_links[i] == 0 && !ld.is_null(i) && !lp.is_null(i))
             .filter_map(|i| {
-                let (row, night) = candidates.get(&ld.value(i))?;
-                Some((lp.value(i), *night, dep.value(*row), ld.value(i), *row))
+                let row = rows_by_id.get(ld.value(i))? as usize;
+                let night = nights[row];
+                (night != i32::MIN).then(|| {
+                    let key = (u64::from(night as u32 ^ 0x8000_0000) << 32) | u64::from(siao[row]);
+                    (lp.value(i), key, ld.value(i))
+                })
             }),
     );
     pairs.sort_unstable();
-    let mut doubles = Vec::new();
-    for (k, pair) in pairs.iter().enumerate() {
-        if k > 0 {
-            let before = &pairs[k - 1];
-            if (before.0, before.1, before.2) == (pair.0, pair.1, pair.2) && before.3 < pair.3 {
-                doubles.push(pair.4);
-            }
-        }
-    }
+    let doubles: Vec<usize> = pairs
+        .windows(2)
+        .filter(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1) && w[0].2 < w[1].2)
+        .filter_map(|w| rows_by_id.get(w[1].2).map(|row| row as usize))
+        .collect();
     for row in doubles {
         verdicts.mark("demande", row, "DOUBLON_115");
     }
@@ -1478,6 +1670,39 @@ mod tests {
     }
 
     #[test]
+    fn facts_keep_each_rows_codes_in_order_short_or_long() {
+        let mut facts = Facts::with_rows(3);
+        assert_eq!(facts.get(0), &[] as &[u8]);
+        for code in 0..7 {
+            facts.add(1, code);
+        }
+        assert_eq!(facts.get(1), &[0, 1, 2, 3, 4, 5, 6]);
+        // The eighth code moves the row's list aside, order kept.
+        facts.add(1, 100);
+        facts.add(1, 101);
+        assert_eq!(facts.get(1), &[0, 1, 2, 3, 4, 5, 6, 100, 101]);
+        assert_eq!(facts.get(0), &[] as &[u8]);
+        assert_eq!(facts.get(2), &[] as &[u8]);
+        // Replaced: short again, then long again.
+        facts.set(1, &[9]);
+        assert_eq!(facts.get(1), &[9]);
+        facts.set(2, &[1; 12]);
+        facts.push(&[3, 3]);
+        assert_eq!(
+            facts.iter().collect::<Vec<_>>(),
+            vec![&[][..], &[9][..], &[1; 12][..], &[3, 3][..]]
+        );
+        // Equality by codes, not by how they are held.
+        let mut same = Facts::with_capacity(4);
+        for row in facts.iter() {
+            same.push(row);
+        }
+        assert_eq!(same, facts);
+        same.set(3, &[3]);
+        assert_ne!(same, facts);
+    }
+
+    #[test]
     fn paris_months_per_hour_agree_with_the_time_zone() {
         use chrono::Datelike;
         // Every 7 minutes across both 2025 changes of offset, two ends of month in Paris
@@ -1512,12 +1737,14 @@ mod tests {
         let late = DateTime::parse_from_rfc3339("2025-06-30T22:30:00Z")
             .unwrap()
             .timestamp_micros();
-        assert_eq!(&*months.texts[months.of_micros(late) as usize], "2025-07");
+        let n = months.of_micros(late) as usize;
+        assert_eq!(&*months.texts[n], "2025-07");
         // 21:30 UTC the same day is still June.
         let early = DateTime::parse_from_rfc3339("2025-06-30T21:30:00Z")
             .unwrap()
             .timestamp_micros();
-        assert_eq!(&*months.texts[months.of_micros(early) as usize], "2025-06");
+        let n = months.of_micros(early) as usize;
+        assert_eq!(&*months.texts[n], "2025-06");
     }
 
     #[test]

@@ -737,7 +737,7 @@ pub(crate) async fn run(
         let was_kept = |id: &i64| {
             let t = &old.tables[table];
             t.find(*id)
-                .is_some_and(|row| !t.facts[row].iter().any(|c| quarantine_fact(*c)))
+                .is_some_and(|row| !t.facts.get(row).iter().any(|c| quarantine_fact(*c)))
         };
         let before_kept: HashSet<i64> = owned_old[table].iter().copied().filter(was_kept).collect();
         let now_kept: HashSet<i64> = kept
@@ -802,7 +802,7 @@ pub(crate) async fn run(
             let t = &old.tables[*table];
             let was_quarantined = |id: &i64| {
                 t.find(*id)
-                    .is_some_and(|row| t.facts[row].iter().any(|c| quarantine_fact(*c)))
+                    .is_some_and(|row| t.facts.get(row).iter().any(|c| quarantine_fact(*c)))
             };
             let is_quarantined = |id: &i64| quarantined.get(table).is_some_and(|q| q.contains(id));
             let old_ids = owned_old.get(table).map(Vec::as_slice).unwrap_or_default();
@@ -837,7 +837,7 @@ pub(crate) async fn run(
             let Some(row) = st.find(*id) else { continue };
             if let Some(f) = facts {
                 st.places[row] = f.places[i].clone();
-                st.facts[row] = f.facts[i].clone();
+                st.facts.set(row, f.facts.get(i));
             }
             if *table == "personne"
                 && let Some(l) = links.get(id)
@@ -903,7 +903,7 @@ fn merge_state(
         ids: Vec::with_capacity(capacity),
         refs: vec![Vec::with_capacity(capacity); refs_of(table).len()],
         places: Vec::with_capacity(capacity),
-        facts: Vec::with_capacity(capacity),
+        facts: ingest::quality::Facts::with_capacity(capacity),
         ..Default::default()
     };
     let mut push = |t: &TableState, i: usize| {
@@ -912,7 +912,7 @@ fn merge_state(
             column.push(t.refs[k][i]);
         }
         out.places.push(t.places[i].clone());
-        out.facts.push(t.facts[i].clone());
+        out.facts.push(t.facts.get(i));
         if person {
             out.link_key.push(t.link_key.get(i).copied().flatten());
             out.link_siao
@@ -972,7 +972,7 @@ fn offer_dependents(
             .collect();
         let (o, n) = (&old.tables[table], &new.tables[table]);
         for (i, id) in o.ids.iter().enumerate() {
-            let was = o.facts[i].iter().any(|c| quarantine_fact(*c));
+            let was = o.facts.get(i).iter().any(|c| quarantine_fact(*c));
             if n.find(*id).is_none() || was != quarantined_now.contains(id) {
                 set.insert(*id);
             }
@@ -1095,7 +1095,7 @@ async fn adjust_report(
                 let Some(row) = t.find(*id) else { continue };
                 let (siao, mois) = (t.places[row].siao(), t.places[row].mois());
                 *counts.entry((siao, mois, table, None)).or_default() += sign;
-                for code in &t.facts[row] {
+                for code in t.facts.get(row) {
                     *counts.entry((siao, mois, table, Some(*code))).or_default() += sign;
                 }
             }

@@ -65,7 +65,7 @@ pub struct TableState {
     pub refs: Vec<Vec<Option<i64>>>,
     /// Shared values: a few thousand distinct places for millions of rows.
     pub places: Vec<ingest::quality::Place>,
-    pub facts: Vec<Vec<u8>>,
+    pub facts: ingest::quality::Facts,
     /// Persons only: the linkage key (none when too weak) and the SIAO it counts in.
     pub link_key: Vec<Option<[u8; 32]>>,
     pub link_siao: Vec<String>,
@@ -145,7 +145,7 @@ impl State {
             t.places.iter().map(|p| p.mois()),
         )));
         fields.push(Field::new("faits", DataType::Binary, false));
-        columns.push(Arc::new(BinaryArray::from_iter_values(&t.facts)));
+        columns.push(Arc::new(BinaryArray::from_iter_values(t.facts.iter())));
         if table == "personne" {
             fields.push(Field::new(
                 "cle_liaison",
@@ -282,8 +282,9 @@ impl State {
                     .column_by_name("faits")
                     .and_then(|a| a.as_binary_opt::<i32>())
                     .ok_or_else(|| Error::State(format!("{name}.faits illisible")))?;
-                t.facts
-                    .extend(facts.iter().map(|v| v.unwrap_or_default().to_vec()));
+                for v in facts.iter() {
+                    t.facts.push(v.unwrap_or_default());
+                }
                 if *name == "personne" {
                     let keys = batch
                         .column_by_name("cle_liaison")
@@ -328,7 +329,7 @@ pub fn ids_and_refs(table: &str, batch: &RecordBatch) -> Result<TableState> {
     let mut t = ids_only(table, batch)?;
     let n = t.ids.len();
     t.places = vec![ingest::quality::Place::new("", ""); n];
-    t.facts = vec![Vec::new(); n];
+    t.facts = ingest::quality::Facts::with_rows(n);
     Ok(t)
 }
 
@@ -379,7 +380,7 @@ pub fn take_facts(t: &mut TableState, facts: Option<ingest::quality::RowFacts>) 
         }
         None => {
             t.places = vec![ingest::quality::Place::new("", ""); n];
-            t.facts = vec![Vec::new(); n];
+            t.facts = ingest::quality::Facts::with_rows(n);
         }
     }
     Ok(())
