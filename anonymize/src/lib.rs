@@ -381,6 +381,26 @@ impl DetailBuilder {
             }
             None => FastMap::default(),
         };
+        // The households' and persons' own ids pseudonymised once: the tables that
+        // reference them copy those pseudonyms (same entity, same key: the same text).
+        let mut own: FastMap<&'static str, (StringArray, FastMap<i64, u32>)> = FastMap::default();
+        for entity in ["menage", "personne"] {
+            let Some(batch) = tables.get(entity) else {
+                continue;
+            };
+            if !matches!(treatment(entity, "id"), Some(Pseudonymise(e)) if e == entity) {
+                continue;
+            }
+            let ids = int_column(batch, "id").ok_or_else(|| self.type_error(entity, "id"))?;
+            let made = self.pseudonyms.pseudonymise(entity, ids)?;
+            let mut rows = FastMap::with_capacity_and_hasher(ids.len(), Default::default());
+            for (i, id) in ids.iter().enumerate() {
+                if let Some(id) = id {
+                    rows.entry(id).or_insert(i as u32);
+                }
+            }
+            own.insert(entity, (made, rows));
+        }
         // Each table on its own thread: they only share what was derived above.
         let one = |name: &String, batch: &RecordBatch| -> Result<RecordBatch, AnonymizeError> {
             let mut fields = Vec::new();
@@ -406,7 +426,15 @@ impl DetailBuilder {
                         let ids = column
                             .as_primitive_opt::<Int64Type>()
                             .ok_or_else(|| self.type_error(name, field.name()))?;
-                        let pseudonyms = self.pseudonyms.pseudonymise(entity, ids)?;
+                        let pseudonyms = match own.get(entity) {
+                            Some((made, _)) if name == entity && field.name() == "id" => {
+                                made.clone()
+                            }
+                            Some((made, rows)) => self
+                                .pseudonyms
+                                .pseudonymise_known(entity, ids, rows, made)?,
+                            None => self.pseudonyms.pseudonymise(entity, ids)?,
+                        };
                         fields.push(Field::new(
                             field.name(),
                             DataType::Utf8,
