@@ -804,27 +804,15 @@ impl MonthNumbers {
         let col = column(batch, field)?;
         if let Some(d) = col.as_any().downcast_ref::<Date32Array>() {
             return Some(
-                (0..d.len())
-                    .map(|i| {
-                        if d.is_null(i) {
-                            Self::UNKNOWN
-                        } else {
-                            self.of_day(d.value(i))
-                        }
-                    })
+                d.iter()
+                    .map(|v| v.map_or(Self::UNKNOWN, |v| self.of_day(v)))
                     .collect(),
             );
         }
         let t = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
         Some(
-            (0..t.len())
-                .map(|i| {
-                    if t.is_null(i) {
-                        Self::UNKNOWN
-                    } else {
-                        self.of_micros(t.value(i))
-                    }
-                })
+            t.iter()
+                .map(|v| v.map_or(Self::UNKNOWN, |v| self.of_micros(v)))
                 .collect(),
         )
     }
