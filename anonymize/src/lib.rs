@@ -327,8 +327,27 @@ pub enum AnonymizeError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-/// 1950-01-01T00:00:00Z in microseconds: from then on, a UTC hour has one Paris date.
-const PARIS_HOURS_SINCE: i64 = -631_152_000_000_000;
+/// The Paris date of timestamps, remembered per UTC hour: since 1950 every change of
+/// Paris's offset falls on a whole UTC hour, so one hour has one Paris date (a national
+/// read converts millions of timestamps from a few thousand hours).
+#[derive(Default)]
+struct ParisDays(FastMap<i64, NaiveDate>);
+
+impl ParisDays {
+    /// 1950-01-01T00:00:00Z in microseconds.
+    const SINCE: i64 = -631_152_000_000_000;
+    const HOUR: i64 = 3_600_000_000;
+
+    fn of(&mut self, micros: i64) -> NaiveDate {
+        if micros < Self::SINCE {
+            return paris_date(micros);
+        }
+        *self
+            .0
+            .entry(micros.div_euclid(Self::HOUR))
+            .or_insert_with(|| paris_date(micros))
+    }
+}
 
 fn paris_date(micros: i64) -> NaiveDate {
     DateTime::from_timestamp_micros(micros)
@@ -446,9 +465,10 @@ impl DetailBuilder {
                         let ts = column
                             .as_primitive_opt::<TimestampMicrosecondType>()
                             .ok_or_else(|| self.type_error(name, field.name()))?;
+                        let mut days = ParisDays::default();
                         let dates: Date32Array = ts
                             .iter()
-                            .map(|t| t.map(|t| Date32Type::from_naive_date(paris_date(t))))
+                            .map(|t| t.map(|t| Date32Type::from_naive_date(days.of(t))))
                             .collect();
                         fields.push(Field::new(field.name(), DataType::Date32, true));
                         columns.push(Arc::new(dates));
@@ -588,23 +608,13 @@ impl DetailBuilder {
             .column_by_name("date_demande")
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
             .ok_or_else(|| self.type_error("demande", "date_demande"))?;
-        // One Paris date per UTC hour (every change of Paris's offset since 1950 falls
-        // on a whole UTC hour), and the map sized once.
-        let mut by_hour: FastMap<i64, NaiveDate> = FastMap::default();
+        let mut days = ParisDays::default();
         let mut out = FastMap::with_capacity_and_hasher(batch.num_rows(), Default::default());
-        for (id, t) in ids.iter().zip(dates.iter()) {
-            let (Some(id), Some(t)) = (id, t) else {
-                continue;
-            };
-            let date = if t < PARIS_HOURS_SINCE {
-                paris_date(t)
-            } else {
-                *by_hour
-                    .entry(t.div_euclid(3_600_000_000))
-                    .or_insert_with(|| paris_date(t))
-            };
-            out.insert(id, date);
-        }
+        out.extend(
+            ids.iter()
+                .zip(dates.iter())
+                .filter_map(|(id, t)| Some((id?, days.of(t?)))),
+        );
         Ok(out)
     }
 
@@ -681,6 +691,30 @@ mod tests {
             .unwrap()
             .timestamp_micros();
         assert_eq!(paris_date(t), d(2025, 7, 1));
+    }
+
+    #[test]
+    fn paris_days_per_hour_agree_with_the_time_zone() {
+        // Every 7 minutes across both 2025 changes of offset, two midnights each, and
+        // the first hour cached (1950).
+        let mut days = ParisDays::default();
+        for (start, end) in [
+            ("2025-03-29T20:00:00Z", "2025-03-31T02:00:00Z"),
+            ("2025-10-25T20:00:00Z", "2025-10-27T02:00:00Z"),
+            ("1949-12-31T20:00:00Z", "1950-01-01T04:00:00Z"),
+        ] {
+            let from = DateTime::parse_from_rfc3339(start)
+                .unwrap()
+                .timestamp_micros();
+            let to = DateTime::parse_from_rfc3339(end)
+                .unwrap()
+                .timestamp_micros();
+            let mut t = from;
+            while t < to {
+                assert_eq!(days.of(t), paris_date(t), "{t}");
+                t += 7 * 60_000_000;
+            }
+        }
     }
 
     #[test]
