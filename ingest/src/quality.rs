@@ -122,6 +122,13 @@ impl Place {
     pub fn mois(&self) -> &str {
         &self.0.mois
     }
+
+    /// Equal for two clones of one shared value (the address of the shared text): a
+    /// cheap key for numbering the distinct places of millions of rows. Two places of
+    /// the same texts made apart have different keys.
+    pub fn shared_key(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
 }
 
 /// One shared [`Place`] per distinct (SIAO, month) text, found by borrowed texts (by

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anonymize::{DetailBuilder, MasterKey};
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, Int64Builder, RecordBatch};
 use arrow::compute::{filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
@@ -155,9 +155,12 @@ fn households_of_requests(state: &State, requests: &HashSet<i64>, out: &mut Scop
     let households = table.column("demande", "menage_id");
     let loose = table_index("demande");
     for d in requests {
-        out.add(match table.find(*d).map(|row| households[row]) {
-            Some(Some(h)) => Owner::Household(h),
-            _ => Owner::Loose(loose, *d),
+        let household = table
+            .find(*d)
+            .and_then(|row| households.is_valid(row).then(|| households.value(row)));
+        out.add(match household {
+            Some(h) => Owner::Household(h),
+            None => Owner::Loose(loose, *d),
         });
     }
 }
@@ -262,7 +265,7 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
     let owned_requests: HashSet<i64> = demande
         .ids
         .iter()
-        .zip(demande.column("demande", "menage_id"))
+        .zip(demande.column("demande", "menage_id").iter())
         .filter(|(id, h)| match h {
             Some(h) => scope.households.contains(h),
             None => loose_requests.contains(id),
@@ -278,7 +281,7 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
         let by_reference = |column: &str, owned: &dyn Fn(i64) -> bool| -> Vec<i64> {
             t.ids
                 .iter()
-                .zip(t.column(name, column))
+                .zip(t.column(name, column).iter())
                 .filter(|(id, r)| match r {
                     Some(r) => owned(*r),
                     None => loose.contains(id),
@@ -287,7 +290,7 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
                 .collect()
         };
         let ids: Vec<i64> = match *name {
-            "entite" | "dispositif" | "groupe_places" => t.ids.clone(),
+            "entite" | "dispositif" | "groupe_places" => t.ids.to_vec(),
             "menage" => t
                 .ids
                 .iter()
@@ -899,17 +902,20 @@ fn merge_state(
     order.sort_by_key(|&i| fresh.ids[i]);
     order.dedup_by_key(|i| fresh.ids[*i]);
     let capacity = if whole { 0 } else { old.len() } + order.len();
+    let mut ids: Vec<i64> = Vec::with_capacity(capacity);
+    let mut refs: Vec<Int64Builder> = (0..refs_of(table).len())
+        .map(|_| Int64Builder::with_capacity(capacity))
+        .collect();
     let mut out = TableState {
-        ids: Vec::with_capacity(capacity),
-        refs: vec![Vec::with_capacity(capacity); refs_of(table).len()],
         places: Vec::with_capacity(capacity),
         facts: ingest::quality::Facts::with_capacity(capacity),
         ..Default::default()
     };
     let mut push = |t: &TableState, i: usize| {
-        out.ids.push(t.ids[i]);
-        for (k, column) in out.refs.iter_mut().enumerate() {
-            column.push(t.refs[k][i]);
+        ids.push(t.ids[i]);
+        for (k, column) in refs.iter_mut().enumerate() {
+            let from = &t.refs[k];
+            column.append_option(from.is_valid(i).then(|| from.value(i)));
         }
         out.places.push(t.places[i].clone());
         out.facts.push(t.facts.get(i));
@@ -942,6 +948,8 @@ fn merge_state(
             }
         }
     }
+    out.ids = ids.into();
+    out.refs = refs.iter_mut().map(|b| b.finish()).collect();
     out
 }
 
@@ -1158,20 +1166,18 @@ pub(crate) fn rule_totals(lines: &[QualityLine]) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Int64Array;
 
     /// A state table from ids and their references (in [`refs_of`]'s order).
     fn table(name: &str, rows: &[(i64, &[Option<i64>])]) -> TableState {
-        let mut t = TableState {
-            refs: vec![Vec::new(); refs_of(name).len()],
+        let columns = (0..refs_of(name).len())
+            .map(|k| rows.iter().map(|(_, refs)| refs[k]).collect::<Int64Array>())
+            .collect();
+        TableState {
+            ids: rows.iter().map(|(id, _)| *id).collect(),
+            refs: columns,
             ..Default::default()
-        };
-        for (id, refs) in rows {
-            t.ids.push(*id);
-            for (k, r) in refs.iter().enumerate() {
-                t.refs[k].push(*r);
-            }
         }
-        t
     }
 
     #[test]
