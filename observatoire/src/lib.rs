@@ -295,10 +295,24 @@ async fn ingest_with(
         lecture: mode.to_owned(),
         quarantaine: quarantined,
     };
-    // The state first: a state is only used with the manifest of its run.
-    state.write(data_dir)?;
+    // The run state is written on its own thread beside the tables (it is mostly copies
+    // and file writes; the tables' Parquet encoding keeps the cores busy), and the
+    // manifest only once both are done: a state is only used with the manifest of its
+    // run, and a run killed before its manifest is read again whole.
+    let state_dir = data_dir.to_owned();
+    let state_written = tokio::task::spawn_blocking(move || state.write(&state_dir));
+    let written = Box::pin(lake.write_tables(
+        plans,
+        &quality_tables,
+        &record.key_fingerprint,
+        &mut progress,
+    ))
+    .await;
+    state_written
+        .await
+        .map_err(|e| Error::State(format!("écriture de l'état interrompue : {e}")))??;
     progress("état");
-    let manifest = Box::pin(lake.write_run(plans, &quality_tables, record, progress)).await?;
+    let manifest = lake.commit_run(written?, record)?;
     state::State::prune(data_dir, manifest.run)?;
     Ok(manifest)
 }

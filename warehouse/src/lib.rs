@@ -120,6 +120,16 @@ pub struct RunRecord {
     pub quarantaine: BTreeMap<String, u64>,
 }
 
+/// The table versions a run wrote, waiting for its manifest ([`Lake::commit_run`]).
+#[derive(Debug, Clone)]
+pub struct WrittenTables {
+    started_at: String,
+    versions: BTreeMap<String, i64>,
+    rows: BTreeMap<String, u64>,
+    changes: BTreeMap<String, TableChanges>,
+    quality_versions: BTreeMap<String, i64>,
+}
+
 /// A run that read the whole source.
 pub const READ_FULL: &str = "complete";
 /// A run that read what changed since the previous run.
@@ -309,17 +319,17 @@ impl Lake {
     }
 
     /// Carries out a run's plans on the detail zone (only the groups that changed are
-    /// written), replaces the run's quality tables, then writes the run's manifest
-    /// (last: readers pin the versions it names). `progress(table)` is called after
-    /// each detail table.
-    pub async fn write_run(
+    /// written) and replaces the run's quality tables. `progress(table)` is called after
+    /// each detail table. Nothing is visible to readers until [`Lake::commit_run`] writes
+    /// the run's manifest.
+    pub async fn write_tables(
         &self,
         plans: Vec<merge::MergePlan>,
         quality: &BTreeMap<String, RecordBatch>,
-        record: RunRecord,
+        key_fingerprint: &str,
         mut progress: impl FnMut(&str),
-    ) -> Result<RunManifest> {
-        self.check_key(&record.key_fingerprint)?;
+    ) -> Result<WrittenTables> {
+        self.check_key(key_fingerprint)?;
         let started_at = chrono::Utc::now().to_rfc3339();
         let mut versions = BTreeMap::new();
         let mut rows = BTreeMap::new();
@@ -349,19 +359,32 @@ impl Lake {
             let version = self.overwrite("quality", name, batch.clone()).await?;
             quality_versions.insert(name.clone(), version);
         }
+        Ok(WrittenTables {
+            started_at,
+            versions,
+            rows,
+            changes,
+            quality_versions,
+        })
+    }
+
+    /// Writes the manifest of a run whose tables are written (last: readers pin the
+    /// versions it names, and a run without its manifest never happened for them).
+    pub fn commit_run(&self, written: WrittenTables, record: RunRecord) -> Result<RunManifest> {
+        self.check_key(&record.key_fingerprint)?;
         let run = self.latest_run()?.map_or(1, |m| m.run + 1);
         let manifest = RunManifest {
             run,
-            started_at,
+            started_at: written.started_at,
             finished_at: chrono::Utc::now().to_rfc3339(),
             source: record.source,
             key_fingerprint: record.key_fingerprint,
-            tables: versions,
-            rows,
+            tables: written.versions,
+            rows: written.rows,
             regles: record.regles,
             doublons_suspects: record.doublons_suspects,
-            quality: quality_versions,
-            changes,
+            quality: written.quality_versions,
+            changes: written.changes,
             filigranes: record.filigranes,
             lecture: record.lecture,
             quarantaine: record.quarantaine,
