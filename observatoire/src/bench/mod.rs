@@ -110,8 +110,12 @@ pub async fn bench_ingest(
             steps.push((s.to_owned(), started.elapsed()))
         })
         .await?;
-        best.ours = best.ours.min(started.elapsed());
-        best.steps = steps;
+        let took = started.elapsed();
+        // The steps printed are those of the round whose time is printed.
+        if took < best.ours {
+            best.ours = took;
+            best.steps = steps;
+        }
         best.rows = rows.load(Ordering::Relaxed);
         std::fs::remove_dir_all(&data).map_err(io(&data))?;
 
