@@ -15,6 +15,7 @@
 pub mod merge;
 pub mod retention;
 pub mod stats;
+mod vectors;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -536,6 +537,20 @@ impl Lake {
                 .open("detail", name, Some(*version))
                 .await?
                 .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
+            if table
+                .snapshot()
+                .map_err(delta(name))?
+                .log_data()
+                .iter()
+                .any(|f| f.deletion_vector_descriptor().is_some())
+            {
+                // Its files hold rows the table no longer has: an engine reading the
+                // files alone would count them.
+                return Err(WarehouseError::Merge {
+                    table: name.clone(),
+                    reason: "des lignes y sont supprimées par vecteurs de suppression, que la lecture directe des fichiers Parquet ignorerait : relancez une ingestion complète (observatoire ingest --full) avant cette mesure".into(),
+                });
+            }
             let files = table
                 .get_file_uris()
                 .map_err(delta(name))?

@@ -324,6 +324,28 @@ impl Lake {
                     .open(&zone, &name, None)
                     .await?
                     .ok_or_else(|| merge_error(&name, "table disparue".into()))?;
+                let same_columns = table.snapshot().is_ok_and(|s| {
+                    let names = s
+                        .schema()
+                        .fields()
+                        .map(|f| f.name().clone())
+                        .collect::<Vec<_>>();
+                    names
+                        .iter()
+                        .eq(append.schema().fields().iter().map(|f| f.name()))
+                });
+                if same_columns
+                    && let Some(version) = self
+                        .delete_by_vectors(table.clone(), (&zone, &name), &key, &delete)
+                        .await?
+                {
+                    // The groups replaced are marked deleted where they lie; the new
+                    // rows are appended.
+                    if append.num_rows() == 0 {
+                        return Ok(version);
+                    }
+                    return self.append(&zone, &name, append).await;
+                }
                 match self
                     .rewritten(&table, &name, &key, &delete, &append)
                     .await?
@@ -652,5 +674,104 @@ mod tests {
         );
         // The version before is still read as it was.
         assert_eq!(id_rows(&lake, Some(v1)).await.len(), 6);
+    }
+
+    /// The data files of the latest version and whether each carries a deletion vector.
+    async fn files(lake: &Lake) -> Vec<(String, bool)> {
+        let table = lake.open("detail", "i", None).await.unwrap().unwrap();
+        let mut out: Vec<(String, bool)> = table
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| {
+                let dv = f.deletion_vector_descriptor().is_some();
+                // A file with a vector says since when it has deleted rows.
+                #[allow(deprecated)]
+                let tags = f.add_action().tags.unwrap_or_default();
+                assert_eq!(dv, tags.contains_key("observatoire.supprime_depuis"));
+                (f.path().to_string(), dv)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_few_groups_of_a_large_table_are_deleted_in_place_by_deletion_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        // Two files of 50 rows: ids 0..50 (id 7 twice, once null) and 50..100.
+        let mut first: Vec<(Option<i64>, i64)> = (0..50).map(|i| (Some(i), i)).collect();
+        first[3] = (None, 3);
+        first[8] = (Some(7), 8);
+        lake.overwrite("detail", "i", ids(&first)).await.unwrap();
+        let second: Vec<(Option<i64>, i64)> = (50..100).map(|i| (Some(i), i)).collect();
+        let v1 = lake.append("detail", "i", ids(&second)).await.unwrap();
+        let before = files(&lake).await;
+        assert_eq!(before.len(), 2);
+
+        // Group 7 (two rows) replaced, 60 and the null key deleted, 100 new.
+        let plan = MergePlan::replace(
+            "detail",
+            "i",
+            "id",
+            vec![Key::Int(7), Key::Int(60), Key::Null],
+            ids(&[(Some(7), 70), (Some(100), 100)]),
+            100,
+            TableChanges::default(),
+        );
+        let v2 = lake.apply_merge(plan).await.unwrap();
+        let mut expected: Vec<(Option<i64>, i64)> = (0..101)
+            .filter(|i| ![3, 7, 8, 60].contains(i))
+            .map(|i| (Some(i), i))
+            .collect();
+        expected.push((Some(7), 70));
+        expected.sort();
+        assert_eq!(id_rows(&lake, None).await, expected);
+        // Both old files kept, each with a vector; one new file of two rows.
+        let after = files(&lake).await;
+        assert_eq!(after.len(), 3);
+        for (path, _) in &before {
+            assert!(after.contains(&(path.clone(), true)), "{path} : {after:?}");
+        }
+        // Earlier versions still read as they were.
+        assert_eq!(id_rows(&lake, Some(v1)).await.len(), 100);
+
+        // A second replacement in a file that has a vector already: both deletions hold.
+        let plan = MergePlan::replace(
+            "detail",
+            "i",
+            "id",
+            vec![Key::Int(10), Key::Int(7)],
+            ids(&[(Some(10), 1000)]),
+            98,
+            TableChanges::default(),
+        );
+        lake.apply_merge(plan).await.unwrap();
+        let rows = id_rows(&lake, None).await;
+        assert_eq!(rows.len(), expected.len() - 1);
+        assert!(rows.contains(&(Some(10), 1000)) && !rows.contains(&(Some(10), 10)));
+        assert!(
+            !rows
+                .iter()
+                .any(|r| r.0 == Some(7) || r.0.is_none() || r.0 == Some(60))
+        );
+        assert_eq!(id_rows(&lake, Some(v2)).await, expected);
+
+        // Past a fifth of the rows deleted, the table is rewritten: no vector left.
+        let many: Vec<Key> = (20..45).map(Key::Int).collect();
+        let plan = MergePlan::replace(
+            "detail",
+            "i",
+            "id",
+            many,
+            ids(&[]),
+            97,
+            TableChanges::default(),
+        );
+        lake.apply_merge(plan).await.unwrap();
+        assert_eq!(id_rows(&lake, None).await.len(), rows.len() - 25);
+        assert!(files(&lake).await.iter().all(|(_, dv)| !dv));
     }
 }
