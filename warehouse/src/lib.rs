@@ -398,6 +398,16 @@ impl Lake {
         Ok(manifest)
     }
 
+    /// Writes a run's manifest again (same run; `vacuum` records there the versions of
+    /// the tables it rewrote, same content).
+    pub(crate) fn record_run(&self, manifest: &RunManifest) -> Result<()> {
+        let path = self.runs_dir().join(format!("{:06}.json", manifest.run));
+        write_atomically(
+            &path,
+            &serde_json::to_vec_pretty(manifest).expect("serialisable"),
+        )
+    }
+
     /// Whether every table of the lake is at the version a run's manifest names (a
     /// run killed after some of its table commits leaves tables ahead of it).
     pub async fn is_at(&self, manifest: &RunManifest) -> Result<bool> {

@@ -2,6 +2,9 @@
 //! version group by group (a group: the rows sharing a key value), and only the groups
 //! that differ are deleted and written again.
 //!
+//! A plan's groups are deleted by deletion vectors where possible (`vectors`: the files
+//! stay, a bitmap of each one's deleted rows is added), otherwise by rewriting the table.
+//!
 //! A group is compared by the multiset of its rows: each row is encoded by Arrow's row
 //! format and hashed; a group's fingerprint is its row count and the wrapping sum of its
 //! rows' hashes, so the order of rows does not matter and two evaluations of a household
@@ -773,5 +776,67 @@ mod tests {
         lake.apply_merge(plan).await.unwrap();
         assert_eq!(id_rows(&lake, None).await.len(), rows.len() - 25);
         assert!(files(&lake).await.iter().all(|(_, dv)| !dv));
+    }
+
+    /// Whether a Parquet file of the table's folder holds a row whose `n` is `n`.
+    fn on_disk(lake: &Lake, n: i64) -> bool {
+        let dir = lake.table_path("detail", "i");
+        std::fs::read_dir(&dir).unwrap().any(|entry| {
+            let path = entry.unwrap().path();
+            path.extension().is_some_and(|e| e == "parquet")
+                && deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    std::fs::File::open(&path).unwrap(),
+                )
+                .unwrap()
+                .build()
+                .unwrap()
+                .any(|b| {
+                    let b = b.unwrap();
+                    let c = column_of(&b, "n");
+                    c.as_primitive::<Int64Type>().iter().any(|v| v == Some(n))
+                })
+        })
+    }
+
+    #[tokio::test]
+    async fn the_vacuum_rewrites_tables_whose_rows_are_deleted_by_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let rows: Vec<(Option<i64>, i64)> = (0..100).map(|i| (Some(i), i)).collect();
+        lake.overwrite("detail", "i", ids(&rows)).await.unwrap();
+        // A run replaces row 60: deleted by a vector, its value still in the file.
+        let plan = MergePlan::replace(
+            "detail",
+            "i",
+            "id",
+            vec![Key::Int(60)],
+            ids(&[(Some(60), 600)]),
+            100,
+            TableChanges::default(),
+        );
+        let written = lake
+            .write_tables(vec![plan], &Default::default(), "cle", |_| {})
+            .await
+            .unwrap();
+        let record = crate::RunRecord {
+            key_fingerprint: "cle".into(),
+            ..Default::default()
+        };
+        let run = lake.commit_run(written, record).unwrap();
+        assert!(files(&lake).await.iter().any(|(_, dv)| *dv));
+        assert!(on_disk(&lake, 60));
+        let content = id_rows(&lake, None).await;
+        assert!(!content.contains(&(Some(60), 60)) && content.contains(&(Some(60), 600)));
+
+        lake.vacuum(chrono::Duration::zero()).await.unwrap();
+        // Same content, no vector, the old row in no file; the run names the new version.
+        let after = lake.latest_run().unwrap().unwrap();
+        assert_eq!(after.run, run.run);
+        assert!(after.tables["i"] > run.tables["i"]);
+        assert!(lake.is_at(&after).await.unwrap());
+        assert_eq!(id_rows(&lake, None).await, content);
+        assert!(files(&lake).await.iter().all(|(_, dv)| !dv));
+        assert!(!on_disk(&lake, 60), "the deleted row left the disk");
+        assert!(on_disk(&lake, 600));
     }
 }

@@ -10,6 +10,11 @@
 //! - the commits older than the window, after writing a checkpoint of the version kept,
 //!   so that the table stays readable and older versions can no longer be rebuilt.
 //!
+//! An incremental ingest deletes rows by deletion vectors: the rows stay in their files,
+//! marked. So `vacuum` first rewrites the detail tables whose pinned files carry vectors
+//! (the latest run's manifest then names the new versions, same content), and the files
+//! holding the deleted rows become files of older versions like any other.
+//!
 //! Detail tables are vacuumed at the version pinned by the latest complete run (never at
 //! a later version a half-finished ingest may have committed), the other zones at their
 //! latest version. Published aggregates are untouched: they are anonymous, and the
@@ -18,6 +23,7 @@
 //! no state of the last release recomputes everything.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use deltalake::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
 
@@ -49,7 +55,13 @@ impl Lake {
                 reason: "la fenêtre de conservation ne peut pas être négative".into(),
             });
         }
+        self.rewrite_deleted_rows().await?;
         let latest = self.latest_run()?;
+        // Whether the lake is at its latest run (not after a run killed half-way).
+        let at_run = match &latest {
+            Some(m) => self.is_at(m).await?,
+            None => false,
+        };
         let pinned = latest
             .as_ref()
             .map(|m| m.tables.clone())
@@ -107,11 +119,66 @@ impl Lake {
                 });
             }
         }
+        if at_run && let Some(mut manifest) = self.latest_run()? {
+            // Delta's vacuum commits its start and end to each table: the run names those
+            // versions (same content), or the next ingest would find the tables ahead of
+            // the run and read the source whole.
+            for (zone, tables) in [
+                ("detail", &mut manifest.tables),
+                ("quality", &mut manifest.quality),
+            ] {
+                for (name, version) in tables.iter_mut() {
+                    if let Some(table) = self.open(zone, name, None).await? {
+                        *version = table.version().map_or(*version, |v| v as i64);
+                    }
+                }
+            }
+            self.record_run(&manifest)?;
+        }
         Ok(out)
     }
 }
 
 /// The Delta tables directly under a zone's folder, by name.
+impl Lake {
+    /// Rewrites the detail tables whose files, at the latest run's versions, carry
+    /// deletion vectors, and records the new versions in that run's manifest; returns
+    /// their names. Nothing is done while a table is ahead of the manifest (a run killed
+    /// half-way: the next ingest reads the source whole and rewrites what differs).
+    pub async fn rewrite_deleted_rows(&self) -> Result<Vec<String>> {
+        let Some(mut manifest) = self.latest_run()? else {
+            return Ok(Vec::new());
+        };
+        if !self.is_at(&manifest).await? {
+            tracing::warn!(
+                "tables du lac en avance sur la dernière ingestion complète : lignes supprimées par vecteurs laissées en place jusqu'à la prochaine ingestion"
+            );
+            return Ok(Vec::new());
+        }
+        let mut rewritten = Vec::new();
+        for (name, version) in manifest.tables.iter_mut() {
+            let Some(table) = self.open("detail", name, Some(*version)).await? else {
+                continue;
+            };
+            if !crate::vectors::has_deletions(&table) {
+                continue;
+            }
+            let ctx = crate::new_session();
+            self.register(&ctx, "courante", &table).await?;
+            let frame = ctx.table("courante").await?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await?;
+            let content = crate::vectors::plain_strings(&schema, &batches, name)?;
+            *version = self.overwrite("detail", name, content).await?;
+            rewritten.push(name.clone());
+        }
+        if !rewritten.is_empty() {
+            self.record_run(&manifest)?;
+        }
+        Ok(rewritten)
+    }
+}
+
 pub(crate) fn delta_tables(zone: &Path) -> Result<Vec<String>> {
     if !zone.exists() {
         return Ok(Vec::new());

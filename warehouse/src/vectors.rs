@@ -365,6 +365,12 @@ impl Lake {
                 .await
                 .map_err(delta(&label))?;
         }
+        tracing::debug!(
+            table = %label,
+            fichiers = changed.len(),
+            lignes = changed.iter().map(|(_, p)| p.len()).sum::<u64>(),
+            "lignes supprimées par vecteurs de suppression"
+        );
         let snapshot = table.snapshot().map_err(delta(&label))?;
         let commit = CommitBuilder::default()
             .with_actions(actions)
@@ -396,4 +402,49 @@ fn has_vectors_enabled(table: &DeltaTable) -> bool {
         .get(ENABLE)
         .is_some_and(|v| v == "true");
     supported && enabled
+}
+
+/// Whether some file of the table carries a deletion vector.
+pub(crate) fn has_deletions(table: &DeltaTable) -> bool {
+    table.snapshot().is_ok_and(|s| {
+        s.log_data()
+            .iter()
+            .any(|f| f.deletion_vector_descriptor().is_some())
+    })
+}
+
+/// Batches read back from the lake as one batch, strings as plain strings again (the
+/// engine reads them as views), to be written as a table's content.
+pub(crate) fn plain_strings(
+    read: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::record_batch::RecordBatch],
+    table: &str,
+) -> Result<arrow::record_batch::RecordBatch> {
+    use arrow::datatypes::{Field, Schema};
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    };
+    let schema = Arc::new(Schema::new(
+        read.fields()
+            .iter()
+            .map(|f| Field::new(f.name(), plain(f.data_type()), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    ));
+    let mut parts = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| error(table, e))?;
+        parts.push(
+            arrow::record_batch::RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| error(table, e))?,
+        );
+    }
+    arrow::compute::concat_batches(&schema, &parts).map_err(|e| error(table, e))
 }
