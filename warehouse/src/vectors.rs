@@ -392,10 +392,10 @@ fn has_vectors_enabled(table: &DeltaTable) -> bool {
     let Ok(snapshot) = table.snapshot() else {
         return false;
     };
-    let supported = snapshot.protocol().reader_features().is_some_and(|f| {
-        f.iter()
-            .any(|f| *f == delta_kernel::table_features::TableFeature::DeletionVectors)
-    });
+    let supported = snapshot
+        .protocol()
+        .reader_features()
+        .is_some_and(|f| f.contains(&delta_kernel::table_features::TableFeature::DeletionVectors));
     let enabled = snapshot
         .metadata()
         .configuration()
