@@ -15,7 +15,7 @@
 //! more than [`COMPACT_SHARE`] of its rows are deleted, or when it has more than
 //! [`MAX_FILES`] files (each run appends one).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
@@ -53,6 +53,10 @@ fn error(table: &str, reason: impl std::fmt::Display) -> WarehouseError {
     }
 }
 
+/// Sets of keys: foldhash (every row of a table is looked up; SipHash's resistance to
+/// chosen keys buys nothing on our own ids and pseudonyms).
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 /// The keys to delete, for lookups.
 struct Wanted {
     ints: HashSet<i64>,
@@ -63,8 +67,8 @@ struct Wanted {
 impl Wanted {
     fn new(delete: &[Key]) -> Self {
         let mut out = Self {
-            ints: HashSet::new(),
-            texts: HashSet::new(),
+            ints: HashSet::default(),
+            texts: HashSet::default(),
             nulls: false,
         };
         for k in delete {
