@@ -390,16 +390,12 @@ impl Lake {
             lecture: record.lecture,
             quarantaine: record.quarantaine,
         };
-        let path = self.runs_dir().join(format!("{run:06}.json"));
-        write_atomically(
-            &path,
-            &serde_json::to_vec_pretty(&manifest).expect("serialisable"),
-        )?;
+        self.record_run(&manifest)?;
         Ok(manifest)
     }
 
-    /// Writes a run's manifest again (same run; `vacuum` records there the versions of
-    /// the tables it rewrote, same content).
+    /// Writes a run's manifest, atomically (`commit_run`; `vacuum` writes it again with
+    /// the versions of the tables it rewrote or vacuumed, same content).
     pub(crate) fn record_run(&self, manifest: &RunManifest) -> Result<()> {
         let path = self.runs_dir().join(format!("{:06}.json", manifest.run));
         write_atomically(
@@ -547,13 +543,7 @@ impl Lake {
                 .open("detail", name, Some(*version))
                 .await?
                 .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
-            if table
-                .snapshot()
-                .map_err(delta(name))?
-                .log_data()
-                .iter()
-                .any(|f| f.deletion_vector_descriptor().is_some())
-            {
+            if vectors::has_deletions(&table) {
                 // Its files hold rows the table no longer has: an engine reading the
                 // files alone would count them.
                 return Err(WarehouseError::Merge {

@@ -384,10 +384,7 @@ impl Lake {
         let ctx = crate::new_session();
         self.register(&ctx, "courante", table).await?;
         let old = ctx.sql("SELECT * FROM courante").await?.collect().await?;
-        let (ints, texts) = split_keys(delete);
-        let ints: HashSet<i64> = ints.into_iter().collect();
-        let texts: HashSet<&str> = texts.into_iter().collect();
-        let nulls = delete.contains(&Key::Null);
+        let wanted = crate::vectors::Wanted::new(delete);
         let mut parts = Vec::with_capacity(old.len() + 1);
         for batch in &old {
             let Some(batch) = in_types_of(batch, append) else {
@@ -397,23 +394,10 @@ impl Lake {
                 .column_by_name(key)
                 .ok_or_else(|| merge_error(name, format!("colonne clé {key} absente")))?;
             // Kept unless its key is listed (a null key: when nulls are).
-            let keep =
-                |valid: bool, hit: &dyn Fn() -> bool| Some(!(if valid { hit() } else { nulls }));
-            let kept: BooleanArray = match column.data_type() {
-                DataType::Int64 => {
-                    let a = column.as_primitive::<Int64Type>();
-                    (0..a.len())
-                        .map(|i| keep(a.is_valid(i), &|| ints.contains(&a.value(i))))
-                        .collect()
-                }
-                DataType::Utf8 => {
-                    let a = column.as_string::<i32>();
-                    (0..a.len())
-                        .map(|i| keep(a.is_valid(i), &|| texts.contains(a.value(i))))
-                        .collect()
-                }
-                _ => return Ok(None),
+            let Some(hits) = wanted.hits(column.as_ref()) else {
+                return Ok(None);
             };
+            let kept = arrow::compute::not(&hits).map_err(|e| merge_error(name, e.to_string()))?;
             parts.push(
                 filter_record_batch(&batch, &kept).map_err(|e| merge_error(name, e.to_string()))?,
             );

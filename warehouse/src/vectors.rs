@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::datatypes::{DataType, Int64Type};
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitBuilder;
@@ -58,14 +58,14 @@ fn error(table: &str, reason: impl std::fmt::Display) -> WarehouseError {
 type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// The keys to delete, for lookups.
-struct Wanted {
+pub(crate) struct Wanted {
     ints: HashSet<i64>,
     texts: HashSet<String>,
     nulls: bool,
 }
 
 impl Wanted {
-    fn new(delete: &[Key]) -> Self {
+    pub(crate) fn new(delete: &[Key]) -> Self {
         let mut out = Self {
             ints: HashSet::default(),
             texts: HashSet::default(),
@@ -85,43 +85,37 @@ impl Wanted {
         out
     }
 
-    /// Positions (from `first`) of the rows of `column` whose key is wanted.
-    fn positions(&self, column: &dyn Array, first: u64, out: &mut RoaringTreemap) -> bool {
-        let hit = |i: usize, found: bool| {
-            if column.is_valid(i) {
-                found
+    /// For each row of `column`, whether its key is wanted; `None` when the column is
+    /// not of a key type.
+    pub(crate) fn hits(&self, column: &dyn Array) -> Option<BooleanArray> {
+        let each = |i: usize, found: &dyn Fn() -> bool| {
+            Some(if column.is_valid(i) {
+                found()
             } else {
                 self.nulls
-            }
+            })
         };
-        match column.data_type() {
+        Some(match column.data_type() {
             DataType::Int64 => {
                 let a = column.as_primitive::<Int64Type>();
-                for i in 0..a.len() {
-                    if hit(i, a.is_valid(i) && self.ints.contains(&a.value(i))) {
-                        out.insert(first + i as u64);
-                    }
-                }
+                (0..a.len())
+                    .map(|i| each(i, &|| self.ints.contains(&a.value(i))))
+                    .collect()
             }
             DataType::Utf8 => {
                 let a = column.as_string::<i32>();
-                for i in 0..a.len() {
-                    if hit(i, a.is_valid(i) && self.texts.contains(a.value(i))) {
-                        out.insert(first + i as u64);
-                    }
-                }
+                (0..a.len())
+                    .map(|i| each(i, &|| self.texts.contains(a.value(i))))
+                    .collect()
             }
             DataType::Utf8View => {
                 let a = column.as_string_view();
-                for i in 0..a.len() {
-                    if hit(i, a.is_valid(i) && self.texts.contains(a.value(i))) {
-                        out.insert(first + i as u64);
-                    }
-                }
+                (0..a.len())
+                    .map(|i| each(i, &|| self.texts.contains(a.value(i))))
+                    .collect()
             }
-            _ => return false,
-        }
-        true
+            _ => return None,
+        })
     }
 }
 
@@ -169,9 +163,15 @@ async fn positions_in(
         let mut row = 0u64;
         for batch in reader {
             let batch = batch.map_err(|e| e.to_string())?;
-            if !wanted.positions(batch.column(0).as_ref(), row, &mut out) {
+            let Some(hits) = wanted.hits(batch.column(0).as_ref()) else {
                 return Ok(None);
-            }
+            };
+            out.extend(
+                hits.iter()
+                    .enumerate()
+                    .filter(|(_, hit)| *hit == Some(true))
+                    .map(|(i, _)| row + i as u64),
+            );
             row += batch.num_rows() as u64;
         }
         Ok(Some(out))
