@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anonymize::{DetailBuilder, MasterKey};
-use arrow::array::{Array, AsArray, BooleanArray, Int64Builder, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
@@ -131,6 +131,49 @@ impl Scope {
     }
 }
 
+/// The widest range of ids [`IdFilter`] keeps one bit per id for (16 MiB).
+const FILTER_BITS: i128 = 1 << 27;
+
+/// A set of ids tested against every row of a state's tables (millions of rows, several
+/// times per run): one bit per id over the set's range when that range is narrow enough
+/// — a bit test in a few kilobytes instead of a hash and a probe —, the set itself
+/// otherwise. Source ids are sequence numbers, so the range is narrow in practice.
+enum IdFilter<'a> {
+    Bits { min: i64, bits: Vec<u64> },
+    Set(&'a HashSet<i64>),
+}
+
+impl<'a> IdFilter<'a> {
+    fn new(set: &'a HashSet<i64>) -> Self {
+        let (Some(min), Some(max)) = (set.iter().min().copied(), set.iter().max().copied()) else {
+            return Self::Set(set);
+        };
+        let span = i128::from(max) - i128::from(min) + 1;
+        if span > FILTER_BITS {
+            return Self::Set(set);
+        }
+        let mut bits = vec![0u64; (span as usize).div_ceil(64)];
+        for v in set {
+            let offset = v.wrapping_sub(min) as u64;
+            bits[(offset >> 6) as usize] |= 1 << (offset & 63);
+        }
+        Self::Bits { min, bits }
+    }
+
+    #[inline]
+    fn contains(&self, v: i64) -> bool {
+        match self {
+            // An id below `min` wraps to an offset past the end (the range is < 2^63).
+            Self::Bits { min, bits } => {
+                let offset = v.wrapping_sub(*min) as u64;
+                bits.get((offset >> 6) as usize)
+                    .is_some_and(|word| word >> (offset & 63) & 1 == 1)
+            }
+            Self::Set(set) => set.contains(&v),
+        }
+    }
+}
+
 /// Rows of a state table whose reference `column` is in `values`.
 fn rows_referencing(
     t: &TableState,
@@ -141,10 +184,11 @@ fn rows_referencing(
     if values.is_empty() {
         return Vec::new();
     }
+    let values = IdFilter::new(values);
     t.column(table, column)
         .iter()
         .enumerate()
-        .filter(|(_, v)| v.is_some_and(|v| values.contains(&v)))
+        .filter(|(_, v)| v.is_some_and(|v| values.contains(v)))
         .map(|(i, _)| i)
         .collect()
 }
@@ -261,30 +305,35 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
     // The requests whose rows the scope owns: those of its households, loose ones
     // (no household), and loose ids of requests the state does not hold.
     let demande = &state.tables["demande"];
+    let households = IdFilter::new(&scope.households);
+    let persons = IdFilter::new(&scope.persons);
     let loose_requests = loose_of("demande");
     let owned_requests: HashSet<i64> = demande
         .ids
         .iter()
         .zip(demande.column("demande", "menage_id").iter())
         .filter(|(id, h)| match h {
-            Some(h) => scope.households.contains(h),
+            Some(h) => households.contains(*h),
             None => loose_requests.contains(id),
         })
         .map(|(id, _)| *id)
         .collect();
+    let owned_request_filter = IdFilter::new(&owned_requests);
     let request_owned = |d: i64| {
-        owned_requests.contains(&d) || (loose_requests.contains(&d) && demande.find(d).is_none())
+        owned_request_filter.contains(d)
+            || (loose_requests.contains(&d) && demande.find(d).is_none())
     };
     let mut out = BTreeMap::new();
     for (name, t) in &state.tables {
-        let loose = loose_of(name);
+        let loose_set = loose_of(name);
+        let loose = IdFilter::new(&loose_set);
         let by_reference = |column: &str, owned: &dyn Fn(i64) -> bool| -> Vec<i64> {
             t.ids
                 .iter()
                 .zip(t.column(name, column).iter())
                 .filter(|(id, r)| match r {
                     Some(r) => owned(*r),
-                    None => loose.contains(id),
+                    None => loose.contains(**id),
                 })
                 .map(|(id, _)| *id)
                 .collect()
@@ -295,16 +344,16 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
                 .ids
                 .iter()
                 .copied()
-                .filter(|id| scope.households.contains(id))
+                .filter(|id| households.contains(*id))
                 .collect(),
             "personne" => t
                 .ids
                 .iter()
                 .copied()
-                .filter(|id| scope.persons.contains(id))
+                .filter(|id| persons.contains(*id))
                 .collect(),
             "demande" | "prise_en_charge" | "evaluation" | "menage_personne" => {
-                by_reference("menage_id", &|h| scope.households.contains(&h))
+                by_reference("menage_id", &|h| households.contains(h))
             }
             "demande_personne" | "orientation" | "liste_attente" => {
                 by_reference("demande_id", &request_owned)
@@ -313,7 +362,7 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
                 .ids
                 .iter()
                 .copied()
-                .filter(|id| loose.contains(id))
+                .filter(|id| loose.contains(*id))
                 .collect(),
         };
         out.insert(*name, ids);
@@ -902,20 +951,20 @@ fn merge_state(
     order.sort_by_key(|&i| fresh.ids[i]);
     order.dedup_by_key(|i| fresh.ids[*i]);
     let capacity = if whole { 0 } else { old.len() } + order.len();
-    let mut ids: Vec<i64> = Vec::with_capacity(capacity);
-    let mut refs: Vec<Int64Builder> = (0..refs_of(table).len())
-        .map(|_| Int64Builder::with_capacity(capacity))
-        .collect();
     let mut out = TableState {
         places: Vec::with_capacity(capacity),
         facts: ingest::quality::Facts::with_capacity(capacity),
         ..Default::default()
     };
-    let mut push = |t: &TableState, i: usize| {
-        ids.push(t.ids[i]);
-        for (k, column) in refs.iter_mut().enumerate() {
-            let from = &t.refs[k];
-            column.append_option(from.is_valid(i).then(|| from.value(i)));
+    // Rows taken, as runs of consecutive rows of one side: the ids and references are
+    // copied run by run (the old state's rows come in long runs between the few rows
+    // replaced or deleted), the places and facts row by row.
+    let mut runs: Vec<(bool, usize, usize)> = Vec::new();
+    let mut take = |from_old: bool, i: usize| {
+        let t = if from_old { old } else { fresh };
+        match runs.last_mut() {
+            Some((side, start, len)) if *side == from_old && *start + *len == i => *len += 1,
+            _ => runs.push((from_old, i, 1)),
         }
         out.places.push(t.places[i].clone());
         out.facts.push(t.facts.get(i));
@@ -926,6 +975,7 @@ fn merge_state(
         }
     };
     let old_len = if whole { 0 } else { old.len() };
+    let gone = IdFilter::new(gone);
     let (mut i, mut j) = (0, 0);
     while i < old_len || j < order.len() {
         let take_old = match (i < old_len, j < order.len()) {
@@ -934,13 +984,13 @@ fn merge_state(
             _ => false,
         };
         if take_old {
-            if !gone.contains(&old.ids[i]) {
-                push(old, i);
+            if !gone.contains(old.ids[i]) {
+                take(true, i);
             }
             i += 1;
         } else {
             let id = fresh.ids[order[j]];
-            push(fresh, order[j]);
+            take(false, order[j]);
             j += 1;
             // The old row of a replaced id is dropped.
             while i < old_len && old.ids[i] == id {
@@ -948,8 +998,27 @@ fn merge_state(
             }
         }
     }
+    let side = |from_old: bool| if from_old { old } else { fresh };
+    let mut ids: Vec<i64> = Vec::with_capacity(out.places.len());
+    for &(from_old, start, len) in &runs {
+        ids.extend_from_slice(&side(from_old).ids[start..start + len]);
+    }
     out.ids = ids.into();
-    out.refs = refs.iter_mut().map(|b| b.finish()).collect();
+    out.refs = (0..refs_of(table).len())
+        .map(|k| {
+            let mut values: Vec<i64> = Vec::with_capacity(out.places.len());
+            let mut nulls = arrow::array::NullBufferBuilder::new(out.places.len());
+            for &(from_old, start, len) in &runs {
+                let column = &side(from_old).refs[k];
+                values.extend_from_slice(&column.values()[start..start + len]);
+                match column.nulls() {
+                    Some(n) => nulls.append_buffer(&n.slice(start, len)),
+                    None => nulls.append_n_non_nulls(len),
+                }
+            }
+            arrow::array::Int64Array::new(values.into(), nulls.finish())
+        })
+        .collect();
     out
 }
 
@@ -1177,6 +1246,98 @@ mod tests {
             ids: rows.iter().map(|(id, _)| *id).collect(),
             refs: columns,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_merged_state_keeps_old_rows_replaces_changed_ones_and_drops_deleted_ones() {
+        use ingest::quality::{Facts, Place};
+        let with_rows = |rows: &[(i64, &[Option<i64>])], mois: &str| {
+            let mut t = table("demande_personne", rows);
+            t.places = rows.iter().map(|_| Place::new("SIAO 75", mois)).collect();
+            t.facts = Facts::with_rows(rows.len());
+            for (i, (id, _)) in rows.iter().enumerate() {
+                t.facts.set(i, &[*id as u8]);
+            }
+            t
+        };
+        let old = with_rows(
+            &[
+                (1, &[Some(10), None]),
+                (2, &[Some(20), Some(200)]),
+                (3, &[Some(30), Some(300)]),
+                (5, &[None, Some(500)]),
+                (6, &[Some(60), Some(600)]),
+                (9, &[Some(90), None]),
+            ],
+            "2025-01",
+        );
+        // Read again: 3 (changed), 7 (new), 2 (unchanged, read twice); 5 is gone.
+        let fresh = with_rows(
+            &[
+                (7, &[Some(70), None]),
+                (2, &[Some(20), Some(200)]),
+                (3, &[None, Some(333)]),
+                (2, &[Some(21), Some(201)]),
+            ],
+            "2025-02",
+        );
+        let gone: HashSet<i64> = [5].into_iter().collect();
+        let merged = merge_state("demande_personne", &old, &fresh, &gone, false);
+        assert_eq!(merged.ids.to_vec(), vec![1, 2, 3, 6, 7, 9]);
+        let column = |k: usize| merged.refs[k].iter().collect::<Vec<_>>();
+        assert_eq!(
+            column(0),
+            vec![Some(10), Some(20), None, Some(60), Some(70), Some(90)]
+        );
+        assert_eq!(
+            column(1),
+            vec![None, Some(200), Some(333), Some(600), None, None]
+        );
+        let months: Vec<&str> = merged.places.iter().map(|p| p.mois()).collect();
+        assert_eq!(
+            months,
+            vec![
+                "2025-01", "2025-02", "2025-02", "2025-01", "2025-02", "2025-01"
+            ]
+        );
+        let facts: Vec<u8> = (0..6).map(|i| merged.facts.get(i)[0]).collect();
+        assert_eq!(facts, vec![1, 2, 3, 6, 7, 9]);
+        // Read whole (the offer): the old rows are all replaced by what was read.
+        let whole = merge_state("demande_personne", &old, &fresh, &HashSet::default(), true);
+        assert_eq!(whole.ids.to_vec(), vec![2, 3, 7]);
+        assert_eq!(
+            whole.refs[1].iter().collect::<Vec<_>>(),
+            vec![Some(200), Some(333), None]
+        );
+    }
+
+    #[test]
+    fn an_id_filter_holds_exactly_the_ids_of_its_set() {
+        let probes = [
+            i64::MIN,
+            -5,
+            -1,
+            0,
+            1,
+            63,
+            64,
+            65,
+            1_000,
+            4_999_999,
+            5_000_000,
+            i64::MAX,
+        ];
+        let narrow: HashSet<i64> = [-1, 64, 1_000, 4_999_999].into_iter().collect();
+        let wide: HashSet<i64> = [i64::MIN, -5, 0, i64::MAX].into_iter().collect();
+        let empty = HashSet::default();
+        assert!(matches!(IdFilter::new(&narrow), IdFilter::Bits { .. }));
+        assert!(matches!(IdFilter::new(&wide), IdFilter::Set(_)));
+        for set in [&narrow, &wide, &empty] {
+            let filter = IdFilter::new(set);
+            for v in probes {
+                assert_eq!(filter.contains(v), set.contains(&v), "{v} in {set:?}");
+            }
         }
     }
 
