@@ -32,7 +32,8 @@ type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// bitmaps of 65 536 ids found by the ids' high bits: one small map lookup and one bit
 /// test, where a hash set of millions of ids misses the cache at nearly every lookup.
 /// Ids too scattered for that (more bitmap words than ids) go to a hash set.
-enum IdSet {
+/// The incremental run tests every row of its states against such sets too.
+pub enum IdSet {
     Chunked(FastMap<i64, Box<[u64; IdSet::WORDS]>>),
     Sparse(FastSet<i64>),
 }
@@ -41,7 +42,7 @@ impl IdSet {
     const BITS: u32 = 16;
     const WORDS: usize = (1 << Self::BITS) / 64;
 
-    fn new(ids: impl Iterator<Item = i64> + Clone) -> Self {
+    pub fn new(ids: impl Iterator<Item = i64> + Clone) -> Self {
         let mut chunks: FastMap<i64, Box<[u64; Self::WORDS]>> = FastMap::default();
         let mut n = 0usize;
         for id in ids.clone() {
@@ -57,7 +58,7 @@ impl IdSet {
         IdSet::Chunked(chunks)
     }
 
-    fn contains(&self, id: i64) -> bool {
+    pub fn contains(&self, id: i64) -> bool {
         match self {
             IdSet::Chunked(chunks) => chunks.get(&(id >> Self::BITS)).is_some_and(|bits| {
                 let low = (id & ((1 << Self::BITS) - 1)) as usize;

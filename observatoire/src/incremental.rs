@@ -30,7 +30,7 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
-use ingest::quality::{Action, Fact, RULES};
+use ingest::quality::{Action, Fact, IdSet, RULES};
 use ingest::{Request, Snapshot, conditions};
 use warehouse::Lake;
 use warehouse::merge::{Key, MergePlan};
@@ -131,49 +131,6 @@ impl Scope {
     }
 }
 
-/// The widest range of ids [`IdFilter`] keeps one bit per id for (16 MiB).
-const FILTER_BITS: i128 = 1 << 27;
-
-/// A set of ids tested against every row of a state's tables (millions of rows, several
-/// times per run): one bit per id over the set's range when that range is narrow enough
-/// — a bit test in a few kilobytes instead of a hash and a probe —, the set itself
-/// otherwise. Source ids are sequence numbers, so the range is narrow in practice.
-enum IdFilter<'a> {
-    Bits { min: i64, bits: Vec<u64> },
-    Set(&'a HashSet<i64>),
-}
-
-impl<'a> IdFilter<'a> {
-    fn new(set: &'a HashSet<i64>) -> Self {
-        let (Some(min), Some(max)) = (set.iter().min().copied(), set.iter().max().copied()) else {
-            return Self::Set(set);
-        };
-        let span = i128::from(max) - i128::from(min) + 1;
-        if span > FILTER_BITS {
-            return Self::Set(set);
-        }
-        let mut bits = vec![0u64; (span as usize).div_ceil(64)];
-        for v in set {
-            let offset = v.wrapping_sub(min) as u64;
-            bits[(offset >> 6) as usize] |= 1 << (offset & 63);
-        }
-        Self::Bits { min, bits }
-    }
-
-    #[inline]
-    fn contains(&self, v: i64) -> bool {
-        match self {
-            // An id below `min` wraps to an offset past the end (the range is < 2^63).
-            Self::Bits { min, bits } => {
-                let offset = v.wrapping_sub(*min) as u64;
-                bits.get((offset >> 6) as usize)
-                    .is_some_and(|word| word >> (offset & 63) & 1 == 1)
-            }
-            Self::Set(set) => set.contains(&v),
-        }
-    }
-}
-
 /// Rows of a state table whose reference `column` is in `values`.
 fn rows_referencing(
     t: &TableState,
@@ -184,7 +141,7 @@ fn rows_referencing(
     if values.is_empty() {
         return Vec::new();
     }
-    let values = IdFilter::new(values);
+    let values = IdSet::new(values.iter().copied());
     t.column(table, column)
         .iter()
         .enumerate()
@@ -305,8 +262,8 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
     // The requests whose rows the scope owns: those of its households, loose ones
     // (no household), and loose ids of requests the state does not hold.
     let demande = &state.tables["demande"];
-    let households = IdFilter::new(&scope.households);
-    let persons = IdFilter::new(&scope.persons);
+    let households = IdSet::new(scope.households.iter().copied());
+    let persons = IdSet::new(scope.persons.iter().copied());
     let loose_requests = loose_of("demande");
     let owned_requests: HashSet<i64> = demande
         .ids
@@ -318,7 +275,7 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
         })
         .map(|(id, _)| *id)
         .collect();
-    let owned_request_filter = IdFilter::new(&owned_requests);
+    let owned_request_filter = IdSet::new(owned_requests.iter().copied());
     let request_owned = |d: i64| {
         owned_request_filter.contains(d)
             || (loose_requests.contains(&d) && demande.find(d).is_none())
@@ -326,7 +283,7 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
     let mut out = BTreeMap::new();
     for (name, t) in &state.tables {
         let loose_set = loose_of(name);
-        let loose = IdFilter::new(&loose_set);
+        let loose = IdSet::new(loose_set.iter().copied());
         let by_reference = |column: &str, owned: &dyn Fn(i64) -> bool| -> Vec<i64> {
             t.ids
                 .iter()
@@ -975,7 +932,7 @@ fn merge_state(
         }
     };
     let old_len = if whole { 0 } else { old.len() };
-    let gone = IdFilter::new(gone);
+    let gone = IdSet::new(gone.iter().copied());
     let (mut i, mut j) = (0, 0);
     while i < old_len || j < order.len() {
         let take_old = match (i < old_len, j < order.len()) {
@@ -1310,35 +1267,6 @@ mod tests {
             whole.refs[1].iter().collect::<Vec<_>>(),
             vec![Some(200), Some(333), None]
         );
-    }
-
-    #[test]
-    fn an_id_filter_holds_exactly_the_ids_of_its_set() {
-        let probes = [
-            i64::MIN,
-            -5,
-            -1,
-            0,
-            1,
-            63,
-            64,
-            65,
-            1_000,
-            4_999_999,
-            5_000_000,
-            i64::MAX,
-        ];
-        let narrow: HashSet<i64> = [-1, 64, 1_000, 4_999_999].into_iter().collect();
-        let wide: HashSet<i64> = [i64::MIN, -5, 0, i64::MAX].into_iter().collect();
-        let empty = HashSet::default();
-        assert!(matches!(IdFilter::new(&narrow), IdFilter::Bits { .. }));
-        assert!(matches!(IdFilter::new(&wide), IdFilter::Set(_)));
-        for set in [&narrow, &wide, &empty] {
-            let filter = IdFilter::new(set);
-            for v in probes {
-                assert_eq!(filter.contains(v), set.contains(&v), "{v} in {set:?}");
-            }
-        }
     }
 
     #[test]
