@@ -18,7 +18,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, DictionaryArray, FixedSizeBinaryArray, Int64Array,
     RecordBatch, StringArray, UInt32Array,
 };
-use arrow::buffer::ScalarBuffer;
+use arrow::buffer::{Buffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type};
 
 use ingest::quality::Place;
@@ -261,18 +261,7 @@ impl State {
             if !path.exists() {
                 return Ok(None);
             }
-            let file = std::fs::File::open(&path).map_err(io(&path))?;
-            let reader =
-                arrow::ipc::reader::FileReader::try_new(file, None).map_err(arrow_error)?;
-            let schema = reader.schema();
-            let batches = reader
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(arrow_error)?;
-            // A state is written as one batch; its columns are taken as they are read.
-            let batch = match batches.as_slice() {
-                [one] => one.clone(),
-                _ => arrow::compute::concat_batches(&schema, &batches).map_err(arrow_error)?,
-            };
+            let batch = read_mapped(&path)?;
             state
                 .tables
                 .insert(name, table_of(name, &batch, &mut places)?);
@@ -294,6 +283,79 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+/// The batch of a state file, its columns backed by the file's pages mapped in memory:
+/// the page cache holds them already (the previous run wrote them), where reading them
+/// copied 600 MB (a national state) into fresh memory, which the kernel must zero first.
+fn read_mapped(path: &Path) -> Result<RecordBatch> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    // SAFETY: a state file is written once, in a folder renamed into place when whole,
+    // and never changed afterwards: a later run writes a new folder and removes this one
+    // (removing a mapped file keeps its pages until they are unmapped), under the ingest
+    // lock, which keeps two runs from writing, reading or pruning states at once.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?;
+    if map.is_empty() {
+        return decode_file(&Buffer::from_vec(Vec::<u8>::new()), path);
+    }
+    let (ptr, len) = (map.as_ptr(), map.len());
+    let ptr = std::ptr::NonNull::new(ptr.cast_mut()).expect("a mapping is never at address 0");
+    // SAFETY: `ptr` points to `len` readable bytes for as long as the mapping lives, and
+    // the buffer holds the mapping (its `Arc`) until its last slice is dropped.
+    let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) };
+    decode_file(&buffer, path)
+}
+
+/// Decodes an Arrow IPC file held whole in `buffer` (one batch, or their concatenation),
+/// the columns slices of it. A truncated or damaged file is an error naming it.
+fn decode_file(buffer: &Buffer, path: &Path) -> Result<RecordBatch> {
+    use arrow::ipc::reader::{FileDecoder, read_footer_length};
+    let damaged = |what: &str| Error::State(format!("{} : {what}", path.display()));
+    let len = buffer.len();
+    let trailer = <[u8; 10]>::try_from(&buffer[len.saturating_sub(10)..])
+        .map_err(|_| damaged("fichier tronqué"))?;
+    let footer_len = read_footer_length(trailer).map_err(|e| damaged(&e.to_string()))?;
+    let footer_start = (len - 10)
+        .checked_sub(footer_len)
+        .ok_or_else(|| damaged("pied de fichier hors du fichier"))?;
+    let footer = arrow::ipc::root_as_footer(&buffer[footer_start..len - 10])
+        .map_err(|e| damaged(&e.to_string()))?;
+    let schema = Arc::new(arrow::ipc::convert::fb_to_schema(
+        footer.schema().ok_or_else(|| damaged("schéma absent"))?,
+    ));
+    let block_data = |block: &arrow::ipc::Block| -> Result<Buffer> {
+        let start = usize::try_from(block.offset()).ok();
+        let size = usize::try_from(block.metaDataLength())
+            .ok()
+            .zip(usize::try_from(block.bodyLength()).ok())
+            .and_then(|(m, b)| m.checked_add(b));
+        match (start, size) {
+            (Some(start), Some(size)) if start.checked_add(size).is_some_and(|e| e <= len) => {
+                Ok(buffer.slice_with_length(start, size))
+            }
+            _ => Err(damaged("bloc hors du fichier")),
+        }
+    };
+    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
+    for block in footer.dictionaries().iter().flatten() {
+        decoder
+            .read_dictionary(block, &block_data(block)?)
+            .map_err(|e| damaged(&e.to_string()))?;
+    }
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().iter().flatten() {
+        if let Some(batch) = decoder
+            .read_record_batch(block, &block_data(block)?)
+            .map_err(|e| damaged(&e.to_string()))?
+        {
+            batches.push(batch);
+        }
+    }
+    // A state is written as one batch; its columns are taken as they are read.
+    match batches.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => arrow::compute::concat_batches(&schema, &batches).map_err(|e| damaged(&e.to_string())),
     }
 }
 
@@ -575,6 +637,27 @@ mod tests {
         assert_ne!(d.places[0].shared_key(), d.places[1].shared_key());
         assert_eq!(d.reference("demande", "menage_id", 1), None);
         assert_eq!(d.reference("demande", "menage_id", 2), Some(40));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_an_error_that_names_it() {
+        let dir = scratch("abime");
+        let state = sample();
+        state.write(&dir).unwrap();
+        let path = state_dir(&dir, 3).join("demande.arrow");
+        let whole = std::fs::read(&path).unwrap();
+        // Cut short, then emptied, then its footer pointing past the file.
+        let mut past = whole.clone();
+        let n = past.len();
+        past[n - 10..n - 6].copy_from_slice(&(n as i32).to_le_bytes());
+        for bytes in [&whole[..whole.len() / 2], &[][..], &past[..]] {
+            std::fs::write(&path, bytes).unwrap();
+            let e = State::read(&dir, 3).unwrap_err().to_string();
+            assert!(e.contains("demande.arrow"), "{e}");
+        }
+        std::fs::write(&path, &whole).unwrap();
+        assert_eq!(State::read(&dir, 3).unwrap().unwrap(), state);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
