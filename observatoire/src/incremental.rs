@@ -754,7 +754,8 @@ pub(crate) async fn run(
             .copied()
             .filter(|id| owned_row(table, *id))
             .collect();
-        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        // Collected, then sorted and deduplicated once (a national day: ~1 million keys).
+        let mut keys: Vec<Key> = Vec::new();
         let written_pseudonyms = append
             .column_by_name("id")
             .and_then(|c| c.as_string_opt::<i32>());
@@ -762,7 +763,7 @@ pub(crate) async fn run(
             "evaluation" => {
                 // Evaluations keep no id: they are replaced household by household.
                 for h in &scope.households {
-                    keys.insert(Key::Text(pseudonyms.pseudonym("menage", *h)));
+                    keys.push(Key::Text(pseudonyms.pseudonym("menage", *h)));
                 }
             }
             "menage" | "personne" | "menage_personne" | "demande_personne" => {
@@ -773,7 +774,7 @@ pub(crate) async fn run(
                 }
                 for id in owned_old[table].iter().chain(&owned_new[table]) {
                     if written_pseudonyms.is_none() || !now_kept.contains(id) {
-                        keys.insert(Key::Text(pseudonyms.pseudonym(table, *id)));
+                        keys.push(Key::Text(pseudonyms.pseudonym(table, *id)));
                     }
                 }
             }
@@ -784,6 +785,8 @@ pub(crate) async fn run(
                     .map(|id| Key::Int(*id)),
             ),
         }
+        keys.sort_unstable();
+        keys.dedup();
         let changes = warehouse::TableChanges {
             inserees: now_kept.difference(&before_kept).count() as u64,
             mises_a_jour: now_kept.intersection(&before_kept).count() as u64,
@@ -794,7 +797,7 @@ pub(crate) async fn run(
             "detail",
             &name,
             crate::detail_key(&name),
-            keys.into_iter().collect(),
+            keys,
             append,
             rows_before,
             changes,
