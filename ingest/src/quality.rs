@@ -1401,6 +1401,27 @@ fn paris_date(micros: i64) -> Option<NaiveDate> {
     DateTime::from_timestamp_micros(micros).map(|t| t.with_timezone(&Paris).date_naive())
 }
 
+/// The Paris date of instants, as days since 1970-01-01 (what DOUBLON_115 calls a
+/// request's night): one time-zone conversion per UTC hour since 1950 (see
+/// [`MonthNumbers`]), millions of requests sharing a few thousand nights.
+#[derive(Default)]
+pub struct ParisNights {
+    by_hour: FastMap<i64, Option<i32>>,
+}
+
+impl ParisNights {
+    /// The night of an instant (microseconds since 1970, UTC); none out of chrono's range.
+    pub fn of(&mut self, micros: i64) -> Option<i32> {
+        if micros < MonthNumbers::SINCE {
+            return paris_date(micros).map(Date32Type::from_naive_date);
+        }
+        *self
+            .by_hour
+            .entry(micros.div_euclid(MonthNumbers::HOUR))
+            .or_insert_with(|| paris_date(micros).map(Date32Type::from_naive_date))
+    }
+}
+
 /// DOUBLON_115: an URGENCE request (not ANNULEE) sharing a person with an URGENCE
 /// request (not ANNULEE, not quarantined) of the same Paris date and SIAO that has a
 /// smaller id: the larger id is quarantined.
@@ -1433,7 +1454,7 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
     let mut nights = vec![i32::MIN; d.num_rows()];
     let mut siao = vec![0u32; d.num_rows()];
     let mut siao_numbers = SiaoNumbers::new();
-    let mut by_hour: FastMap<i64, Option<i32>> = FastMap::default();
+    let mut paris = ParisNights::default();
     let quarantined = &verdicts.quarantined["demande"];
     for i in 0..d.num_rows() {
         if quarantined[i] != 0
@@ -1446,16 +1467,7 @@ fn doublons_115(tables: &BTreeMap<String, RecordBatch>, verdicts: &mut Verdicts)
         {
             continue;
         }
-        // One Paris date per UTC hour since 1950 (see [`MonthNumbers`]).
-        let micros = at.value(i);
-        let night = if micros < MonthNumbers::SINCE {
-            paris_date(micros).map(Date32Type::from_naive_date)
-        } else {
-            *by_hour
-                .entry(micros.div_euclid(MonthNumbers::HOUR))
-                .or_insert_with(|| paris_date(micros).map(Date32Type::from_naive_date))
-        };
-        if let Some(night) = night {
+        if let Some(night) = paris.of(at.value(i)) {
             nights[i] = night;
             siao[i] = siao_numbers.of(dep.value(i));
         }

@@ -7,17 +7,20 @@
 //! 2. Deleted rows: per table, the count and the sum of the ids of each id range
 //!    (16 384 ids) in the source, against the previous state plus the rows just read;
 //!    only ranges that differ are listed id by id.
-//! 3. Scope: every row belongs to an owner — its household (a request's rows belong to
-//!    the request's household), a person, the offer, or itself when it reaches no
-//!    household. The owners of every changed or deleted row, before and after, are
-//!    rewritten, closed under the links the rules follow across households: requests
-//!    sharing a person (DOUBLON_115) and stays of one household on another household's
-//!    request (PARENT_QUARANTAINE). Persons are rewritten when they changed or one of
-//!    their memberships did.
+//! 3. Scope: every row belongs to an owner — its household for memberships and
+//!    evaluations (they make the composition of all the household's requests and
+//!    stays), its request for a request's links, orientations and waiting-list entries,
+//!    itself for a request or a stay, a person, the offer. The owners of every changed or
+//!    deleted row, before and after, are rewritten, closed under what the rules compare
+//!    across rows: the requests sharing a person on the same night (DOUBLON_115), a stay
+//!    and the requests it is on (PARENT_QUARANTAINE), the stays of one household that
+//!    overlap (SEJOURS_CHEVAUCHANTS) — the run state keeps the nights and the stays' days
+//!    for it. Persons are rewritten when they changed or one of their memberships did.
 //! 4. The scope's rows are read again by id (same snapshot), with what the rules and the
 //!    derivations look at (the persons referenced, all memberships of the persons
-//!    rewritten and their households), and go through the same rules, linkage and field
-//!    policy as a full read.
+//!    rewritten and their households, the households of the requests and stays
+//!    rewritten with their memberships), and go through the same rules, linkage and
+//!    field policy as a full read.
 //! 5. In the lake, the rows the scope's owners had are deleted and their new rows
 //!    appended; the quarantine and the report take the scope's old contributions out and
 //!    put the new ones in. The state and then the manifest are written last.
@@ -53,7 +56,10 @@ pub(crate) enum Owner {
     Offer,
     Household(i64),
     Person(i64),
-    /// A row that reaches no household: itself (table index, id).
+    /// A request, with its links to persons, orientations and waiting-list entries.
+    Request(i64),
+    Stay(i64),
+    /// A row that reaches none of the above: itself (table index, id).
     Loose(usize, i64),
 }
 
@@ -68,7 +74,9 @@ fn static_name(name: &str) -> &'static str {
     ingest::TABLES_READ[table_index(name)]
 }
 
-/// The owner of row `row` of `table` in a state.
+/// The owner of row `row` of `table` in a state: the smallest unit whose rows the rules
+/// and derivations judge together. A household owns its memberships and evaluations
+/// (they make the composition of all its requests and stays); a request its own rows.
 fn owner(state: &State, table: &str, row: usize) -> Owner {
     let t = &state.tables[table];
     let id = t.ids[row];
@@ -77,36 +85,26 @@ fn owner(state: &State, table: &str, row: usize) -> Owner {
         "entite" | "dispositif" | "groupe_places" => Owner::Offer,
         "menage" => Owner::Household(id),
         "personne" => Owner::Person(id),
-        "demande" | "prise_en_charge" | "evaluation" | "menage_personne" => t
+        "demande" => Owner::Request(id),
+        "prise_en_charge" => Owner::Stay(id),
+        "evaluation" | "menage_personne" => t
             .reference(table, "menage_id", row)
             .map_or(loose, Owner::Household),
-        "demande_personne" | "orientation" | "liste_attente" => {
-            match t.reference(table, "demande_id", row) {
-                None => loose,
-                Some(d) => request_owner(state, d),
-            }
-        }
+        "demande_personne" | "orientation" | "liste_attente" => t
+            .reference(table, "demande_id", row)
+            .map_or(loose, Owner::Request),
         _ => loose,
     }
 }
 
-/// The owner of a request's rows: its household, or the request itself.
-fn request_owner(state: &State, demande: i64) -> Owner {
-    let d = &state.tables["demande"];
-    match d.find(demande) {
-        Some(row) => d.reference("demande", "menage_id", row).map_or(
-            Owner::Loose(table_index("demande"), demande),
-            Owner::Household,
-        ),
-        None => Owner::Loose(table_index("demande"), demande),
-    }
-}
-
-/// What one incremental run rewrites.
+/// What one incremental run rewrites: whole households, requests and stays one by one,
+/// persons, and loose rows.
 #[derive(Debug, Default)]
 struct Scope {
     households: HashSet<i64>,
     persons: HashSet<i64>,
+    requests: HashSet<i64>,
+    stays: HashSet<i64>,
     loose: HashSet<(usize, i64)>,
 }
 
@@ -116,13 +114,36 @@ impl Scope {
             Owner::Offer => false,
             Owner::Household(h) => self.households.insert(h),
             Owner::Person(p) => self.persons.insert(p),
+            Owner::Request(d) => self.requests.insert(d),
+            Owner::Stay(s) => self.stays.insert(s),
             Owner::Loose(t, id) => self.loose.insert((t, id)),
         }
     }
 
+    /// Whether the scope owns row `row` of `table` in `state`, row by row (what
+    /// [`owned_ids`] computes column by column).
     #[cfg(test)]
-    fn owns(&self, owner: Owner) -> bool {
-        match owner {
+    fn owns(&self, state: &State, table: &str, row: usize) -> bool {
+        let t = &state.tables[table];
+        let household = |column: &str| {
+            t.reference(table, column, row)
+                .is_some_and(|h| self.households.contains(&h))
+        };
+        let request_owned = |d: i64| {
+            let requests = &state.tables["demande"];
+            self.requests.contains(&d)
+                || requests.find(d).is_some_and(|r| {
+                    requests
+                        .reference("demande", "menage_id", r)
+                        .is_some_and(|h| self.households.contains(&h))
+                })
+        };
+        match owner(state, table, row) {
+            Owner::Request(d) if table == "demande" => {
+                self.requests.contains(&d) || household("menage_id")
+            }
+            Owner::Request(d) => request_owned(d),
+            Owner::Stay(s) => self.stays.contains(&s) || household("menage_id"),
             Owner::Offer => true,
             Owner::Household(h) => self.households.contains(&h),
             Owner::Person(p) => self.persons.contains(&p),
@@ -150,105 +171,125 @@ fn rows_referencing(
         .collect()
 }
 
-/// The households of the requests given, in a state.
-fn households_of_requests(state: &State, requests: &HashSet<i64>, out: &mut Scope) {
-    let table = &state.tables["demande"];
-    let households = table.column("demande", "menage_id");
-    let loose = table_index("demande");
-    for d in requests {
-        let household = table
-            .find(*d)
-            .and_then(|row| households.is_valid(row).then(|| households.value(row)));
-        out.add(match household {
-            Some(h) => Owner::Household(h),
-            None => Owner::Loose(loose, *d),
-        });
-    }
-}
-
-/// Closes the scope's households under the links the rules follow across households,
-/// in both states.
+/// Closes the scope under what the rules look at across rows, in both states:
+/// - DOUBLON_115: the requests sharing one of a request's persons on its Paris night;
+/// - PARENT_QUARANTAINE and the report's places: the stays on a request (directly or by
+///   one of its orientations), and the requests a stay is on;
+/// - SEJOURS_CHEVAUCHANTS: the stays of a stay's household that overlap it.
 ///
-/// Every link followed maps a union of households (or loose rows) to the union of what
-/// each reaches, so each round follows the links of the households and loose rows added
-/// by the round before only; it ends when a round adds nothing.
+/// Each round follows the links of what the round before added only (the households are
+/// whole from the start); it ends when a round adds nothing.
 fn close(states: [&State; 2], scope: &mut Scope) {
     let mut households = scope.households.clone();
-    let mut loose = scope.loose.clone();
-    while !households.is_empty() || !loose.is_empty() {
-        let (seen_households, seen_loose) = (scope.households.clone(), scope.loose.clone());
+    let mut requests = scope.requests.clone();
+    let mut stays = scope.stays.clone();
+    while !households.is_empty() || !requests.is_empty() || !stays.is_empty() {
+        let (seen_requests, seen_stays) = (scope.requests.clone(), scope.stays.clone());
         for state in states {
-            // Requests of the scope (by household, or loose).
             let d = &state.tables["demande"];
-            let mut requests: HashSet<i64> =
+            let links = &state.tables["demande_personne"];
+            let orientations = &state.tables["orientation"];
+            let st = &state.tables["prise_en_charge"];
+            // The round's requests: those added, and those of the households added.
+            let mut round = requests.clone();
+            round.extend(
                 rows_referencing(d, "demande", "menage_id", &households)
                     .into_iter()
-                    .map(|i| d.ids[i])
-                    .collect();
-            let loose_demande = table_index("demande");
-            requests.extend(
-                loose
-                    .iter()
-                    .filter(|(t, _)| *t == loose_demande)
-                    .map(|(_, id)| *id),
+                    .map(|i| d.ids[i]),
             );
-            // DOUBLON_115: the requests sharing one of their persons.
-            let links = &state.tables["demande_personne"];
-            let persons: HashSet<i64> =
-                rows_referencing(links, "demande_personne", "demande_id", &requests)
-                    .into_iter()
-                    .filter_map(|i| links.reference("demande_personne", "personne_id", i))
-                    .collect();
-            let partners: HashSet<i64> =
-                rows_referencing(links, "demande_personne", "personne_id", &persons)
-                    .into_iter()
-                    .filter_map(|i| links.reference("demande_personne", "demande_id", i))
-                    .collect();
-            households_of_requests(state, &partners, scope);
-            // PARENT_QUARANTAINE across households: a stay on another household's
-            // request or orientation, both ways.
-            let stays = &state.tables["prise_en_charge"];
-            let mut referenced = HashSet::default();
-            for i in rows_referencing(stays, "prise_en_charge", "menage_id", &households) {
-                if let Some(d) = stays.reference("prise_en_charge", "demande_id", i) {
-                    referenced.insert(d);
-                }
-                if let Some(o) = stays.reference("prise_en_charge", "orientation_id", i) {
-                    let orientations = &state.tables["orientation"];
-                    if let Some(row) = orientations.find(o)
-                        && let Some(d) = orientations.reference("orientation", "demande_id", row)
-                    {
-                        referenced.insert(d);
-                    }
+            // DOUBLON_115: (person, night) of each, then every request on those.
+            let night = |request: i64| {
+                d.find(request)
+                    .and_then(|row| d.reference("demande", "jour_demande", row))
+            };
+            let mut nights: HashSet<(i64, i64)> = HashSet::default();
+            for i in rows_referencing(links, "demande_personne", "demande_id", &round) {
+                if let (Some(r), Some(p)) = (
+                    links.reference("demande_personne", "demande_id", i),
+                    links.reference("demande_personne", "personne_id", i),
+                ) && let Some(n) = night(r)
+                {
+                    nights.insert((p, n));
                 }
             }
-            households_of_requests(state, &referenced, scope);
-            for i in rows_referencing(stays, "prise_en_charge", "demande_id", &requests) {
-                scope.add(owner(state, "prise_en_charge", i));
+            let persons: HashSet<i64> = nights.iter().map(|(p, _)| *p).collect();
+            for i in rows_referencing(links, "demande_personne", "personne_id", &persons) {
+                if let (Some(r), Some(p)) = (
+                    links.reference("demande_personne", "demande_id", i),
+                    links.reference("demande_personne", "personne_id", i),
+                ) && night(r).is_some_and(|n| nights.contains(&(p, n)))
+                {
+                    scope.requests.insert(r);
+                }
             }
-            let orientations = &state.tables["orientation"];
-            let of_requests: HashSet<i64> =
-                rows_referencing(orientations, "orientation", "demande_id", &requests)
+            // The stays on the round's requests, directly or by an orientation.
+            for i in rows_referencing(st, "prise_en_charge", "demande_id", &round) {
+                scope.stays.insert(st.ids[i]);
+            }
+            let of_round: HashSet<i64> =
+                rows_referencing(orientations, "orientation", "demande_id", &round)
                     .into_iter()
                     .map(|i| orientations.ids[i])
                     .collect();
-            for i in rows_referencing(stays, "prise_en_charge", "orientation_id", &of_requests) {
-                scope.add(owner(state, "prise_en_charge", i));
+            for i in rows_referencing(st, "prise_en_charge", "orientation_id", &of_round) {
+                scope.stays.insert(st.ids[i]);
+            }
+            // The round's stays (added, and those of the households added): the requests
+            // they are on.
+            let listed: Vec<usize> = stays.iter().filter_map(|s| st.find(*s)).collect();
+            let of_households = rows_referencing(st, "prise_en_charge", "menage_id", &households);
+            for &i in listed.iter().chain(&of_households) {
+                if let Some(r) = st.reference("prise_en_charge", "demande_id", i) {
+                    scope.requests.insert(r);
+                }
+                if let Some(o) = st.reference("prise_en_charge", "orientation_id", i)
+                    && let Some(row) = orientations.find(o)
+                    && let Some(r) = orientations.reference("orientation", "demande_id", row)
+                {
+                    scope.requests.insert(r);
+                }
+            }
+            // SEJOURS_CHEVAUCHANTS: the stays of the same household overlapping an added
+            // one (a stay without an entry date overlaps none; without an exit, it runs on).
+            let interval = |i: usize| {
+                let entry = st.reference("prise_en_charge", "jour_entree", i)?;
+                let exit = st
+                    .reference("prise_en_charge", "jour_sortie", i)
+                    .unwrap_or(i64::MAX);
+                Some((entry, exit))
+            };
+            let mut by_household: HashMap<i64, Vec<(i64, i64)>> = HashMap::default();
+            for &i in &listed {
+                if let Some(h) = st.reference("prise_en_charge", "menage_id", i)
+                    && let Some(span) = interval(i)
+                {
+                    by_household.entry(h).or_default().push(span);
+                }
+            }
+            let of_listed: HashSet<i64> = by_household.keys().copied().collect();
+            for i in rows_referencing(st, "prise_en_charge", "menage_id", &of_listed) {
+                let h = st
+                    .reference("prise_en_charge", "menage_id", i)
+                    .expect("listed");
+                if let Some((entry, exit)) = interval(i)
+                    && by_household[&h]
+                        .iter()
+                        .any(|(a, b)| *a < exit && entry < *b)
+                {
+                    scope.stays.insert(st.ids[i]);
+                }
             }
         }
-        households = scope
-            .households
-            .difference(&seen_households)
-            .copied()
-            .collect();
-        loose = scope.loose.difference(&seen_loose).copied().collect();
+        households.clear();
+        requests = scope.requests.difference(&seen_requests).copied().collect();
+        stays = scope.stays.difference(&seen_stays).copied().collect();
     }
 }
 
 /// The ids of the rows of `state` whose owner is in the scope, per table.
 ///
-/// The same as testing [`owner`] row by row, column by column: one set lookup per row
-/// (a national state is 15 million rows, and this runs on both states).
+/// The same as asking [`Scope::owns`] row by row, column by column: one set lookup per
+/// row (a national state is 15 million rows, and this runs on both states).
 fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
     let loose_of = |table: &str| -> HashSet<i64> {
         let ti = table_index(table);
@@ -259,27 +300,22 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
             .map(|(_, id)| *id)
             .collect()
     };
-    // The requests whose rows the scope owns: those of its households, loose ones
-    // (no household), and loose ids of requests the state does not hold.
-    let demande = &state.tables["demande"];
     let households = IdSet::new(scope.households.iter().copied());
     let persons = IdSet::new(scope.persons.iter().copied());
-    let loose_requests = loose_of("demande");
-    let owned_requests: HashSet<i64> = demande
+    let requests = IdSet::new(scope.requests.iter().copied());
+    let stays = IdSet::new(scope.stays.iter().copied());
+    // The requests the scope owns: those it lists, and those of its households.
+    let demande = &state.tables["demande"];
+    let owned_requests: Vec<i64> = demande
         .ids
         .iter()
         .zip(demande.column("demande", "menage_id").iter())
-        .filter(|(id, h)| match h {
-            Some(h) => households.contains(*h),
-            None => loose_requests.contains(id),
-        })
+        .filter(|(id, h)| requests.contains(**id) || h.is_some_and(|h| households.contains(h)))
         .map(|(id, _)| *id)
         .collect();
+    // Listed requests the state does not hold keep their rows' (orphans') too.
     let owned_request_filter = IdSet::new(owned_requests.iter().copied());
-    let request_owned = |d: i64| {
-        owned_request_filter.contains(d)
-            || (loose_requests.contains(&d) && demande.find(d).is_none())
-    };
+    let request_owned = |d: i64| owned_request_filter.contains(d) || requests.contains(d);
     let mut out = BTreeMap::new();
     for (name, t) in &state.tables {
         let loose_set = loose_of(name);
@@ -309,7 +345,15 @@ fn owned_ids(state: &State, scope: &Scope) -> BTreeMap<&'static str, Vec<i64>> {
                 .copied()
                 .filter(|id| persons.contains(*id))
                 .collect(),
-            "demande" | "prise_en_charge" | "evaluation" | "menage_personne" => {
+            "demande" => owned_requests.clone(),
+            "prise_en_charge" => t
+                .ids
+                .iter()
+                .zip(t.column(name, "menage_id").iter())
+                .filter(|(id, h)| stays.contains(**id) || h.is_some_and(|h| households.contains(h)))
+                .map(|(id, _)| *id)
+                .collect(),
+            "evaluation" | "menage_personne" => {
                 by_reference("menage_id", &|h| households.contains(h))
             }
             "demande_personne" | "orientation" | "liste_attente" => {
@@ -567,14 +611,14 @@ pub(crate) async fn run(
         let ti = table_index(name);
         for id in touched {
             scope.loose.insert((ti, id));
+            match *name {
+                "demande" => scope.add(Owner::Request(id)),
+                "prise_en_charge" => scope.add(Owner::Stay(id)),
+                _ => false,
+            };
             for state in [&old, &new] {
                 if let Some(row) = state.tables[name].find(id) {
                     scope.add(owner(state, name, row));
-                    if *name == "prise_en_charge"
-                        && let Some(d) = state.tables[name].reference(name, "demande_id", row)
-                    {
-                        scope.add(request_owner(state, d));
-                    }
                 }
             }
             if *name == "personne" {
@@ -620,6 +664,8 @@ pub(crate) async fn run(
     progress("périmètre");
     tracing::debug!(
         menages = scope.households.len(),
+        demandes = scope.requests.len(),
+        prises_en_charge = scope.stays.len(),
         personnes = scope.persons.len(),
         isolees = scope.loose.len(),
         "périmètre de l'ingestion incrémentale"
@@ -639,6 +685,26 @@ pub(crate) async fn run(
             wanted.get_mut("menage").unwrap().insert(h);
         }
     }
+    // The households of the scope's requests and stays, whole but for reading: their
+    // memberships make those rows' composition, and REFERENCE_ORPHELINE looks them up.
+    let mut households_read: HashSet<i64> = HashSet::default();
+    for (table, ids) in [
+        ("demande", &owned_new["demande"]),
+        ("prise_en_charge", &owned_new["prise_en_charge"]),
+    ] {
+        let t = &new.tables[table];
+        for id in ids {
+            if let Some(row) = t.find(*id)
+                && let Some(h) = t.reference(table, "menage_id", row)
+            {
+                households_read.insert(h);
+            }
+        }
+    }
+    for i in rows_referencing(mp, "menage_personne", "menage_id", &households_read) {
+        wanted.get_mut("menage_personne").unwrap().insert(mp.ids[i]);
+    }
+    wanted.get_mut("menage").unwrap().extend(households_read);
     // The persons the links of the scope reference, and the requests its stays do.
     for (table, column) in [
         ("demande_personne", "personne_id"),
@@ -1275,6 +1341,8 @@ mod tests {
     #[test]
     fn the_rows_a_scope_owns_are_those_whose_owner_it_holds() {
         let (m1, m2, m3) = (Some(1), Some(2), Some(3));
+        let day = Some(20_000);
+        let stay = |h: Option<i64>, d: Option<i64>| vec![h, d, None, Some(2), None, day, None];
         let mut state = State::default();
         for (name, rows) in [
             ("entite", vec![(1, vec![])]),
@@ -1293,7 +1361,12 @@ mod tests {
             ("evaluation", vec![(200, vec![m1]), (201, vec![m3])]),
             (
                 "demande",
-                vec![(300, vec![m1]), (301, vec![m2]), (302, vec![None])],
+                vec![
+                    (300, vec![m1, day]),
+                    (301, vec![m2, day]),
+                    (302, vec![None, day]),
+                    (303, vec![m3, None]),
+                ],
             ),
             (
                 "demande_personne",
@@ -1303,6 +1376,7 @@ mod tests {
                     (402, vec![Some(302), Some(12)]),
                     (403, vec![Some(999), Some(10)]),
                     (404, vec![None, Some(10)]),
+                    (405, vec![Some(303), Some(12)]),
                 ],
             ),
             (
@@ -1311,14 +1385,17 @@ mod tests {
                     (500, vec![Some(300), None, None]),
                     (501, vec![Some(302), Some(2), None]),
                     (502, vec![Some(999), None, None]),
+                    (503, vec![Some(303), None, None]),
                 ],
             ),
             ("liste_attente", vec![(600, vec![Some(301), Some(2)])]),
             (
                 "prise_en_charge",
                 vec![
-                    (700, vec![m1, Some(300), None, Some(2), None]),
-                    (701, vec![None, None, None, Some(2), None]),
+                    (700, stay(m1, Some(300))),
+                    (701, stay(None, None)),
+                    (702, stay(m2, Some(301))),
+                    (703, stay(m3, None)),
                 ],
             ),
         ] {
@@ -1329,39 +1406,98 @@ mod tests {
         let mut scope = Scope::default();
         scope.households.insert(1);
         scope.persons.insert(11);
-        for (t, id) in [
-            ("demande", 302),
-            ("demande", 999),
-            ("menage_personne", 102),
-            ("demande_personne", 404),
-            ("prise_en_charge", 701),
-        ] {
+        scope.requests.extend([302, 999, 303]);
+        scope.stays.extend([701, 703]);
+        for (t, id) in [("menage_personne", 102), ("demande_personne", 404)] {
             scope.loose.insert((table_index(t), id));
         }
         let owned = owned_ids(&state, &scope);
-        // Worked out by hand from the owners' rules.
+        // Worked out by hand from the owners' rules: household 1 whole, requests 302
+        // and 303 (999 is not in the state: its rows are owned all the same), stays 701
+        // and 703, person 11, the two loose rows, the offer.
         let expected: &[(&str, &[i64])] = &[
             ("entite", &[1]),
             ("menage", &[1]),
             ("personne", &[11]),
             ("menage_personne", &[100, 102]),
             ("evaluation", &[200]),
-            ("demande", &[300, 302]),
-            ("demande_personne", &[400, 402, 403, 404]),
-            ("orientation", &[500, 501, 502]),
+            ("demande", &[300, 302, 303]),
+            ("demande_personne", &[400, 402, 403, 404, 405]),
+            ("orientation", &[500, 501, 502, 503]),
             ("liste_attente", &[]),
-            ("prise_en_charge", &[700, 701]),
+            ("prise_en_charge", &[700, 701, 703]),
         ];
         for (name, ids) in expected {
             assert_eq!(owned[name], *ids, "{name}");
         }
-        // And the same as asking each row's owner.
+        // And the same as asking row by row.
         for (name, t) in &state.tables {
             let by_row: Vec<i64> = (0..t.len())
-                .filter(|&i| scope.owns(owner(&state, name, i)))
+                .filter(|&i| scope.owns(&state, name, i))
                 .map(|i| t.ids[i])
                 .collect();
             assert_eq!(owned[name], by_row, "{name}");
         }
+    }
+
+    #[test]
+    fn the_scope_follows_a_persons_night_a_stays_requests_and_overlapping_stays() {
+        let state = |night_of_5: i64| {
+            let mut state = State::default();
+            let stay = |h: i64, d: Option<i64>, o: Option<i64>, entry: i64, exit: Option<i64>| {
+                vec![Some(h), d, o, None, None, Some(entry), exit]
+            };
+            for (name, rows) in [
+                (
+                    "demande",
+                    vec![
+                        (1, vec![Some(10), Some(100)]),
+                        (2, vec![Some(20), Some(100)]),
+                        (3, vec![Some(20), Some(101)]),
+                        (4, vec![Some(30), Some(100)]),
+                        (5, vec![Some(10), Some(night_of_5)]),
+                    ],
+                ),
+                (
+                    "demande_personne",
+                    vec![
+                        (11, vec![Some(1), Some(7)]),
+                        (12, vec![Some(2), Some(7)]),
+                        (13, vec![Some(3), Some(7)]),
+                        (14, vec![Some(4), Some(8)]),
+                        (15, vec![Some(5), Some(7)]),
+                    ],
+                ),
+                ("orientation", vec![(50, vec![Some(2), None, None])]),
+                (
+                    "prise_en_charge",
+                    vec![
+                        (60, stay(20, None, Some(50), 100, Some(105))),
+                        (61, stay(20, Some(3), None, 104, None)),
+                        (62, stay(20, None, None, 90, Some(95))),
+                    ],
+                ),
+            ] {
+                let rows: Vec<(i64, &[Option<i64>])> =
+                    rows.iter().map(|(id, r)| (*id, r.as_slice())).collect();
+                state.tables.insert(static_name(name), table(name, &rows));
+            }
+            state
+        };
+        // Request 5 was on night 100 before a correction moved it to 102.
+        let (old, new) = (state(100), state(102));
+        let mut scope = Scope::default();
+        scope.requests.insert(1);
+        close([&old, &new], &mut scope);
+        // By hand: 1 shares person 7 on night 100 with 2 (and with 5 before); 2's
+        // orientation 50 has stay 60, which overlaps 61 in household 20, which is on
+        // request 3. Not 4 (another person), not 62 (over before 60 began).
+        let mut requests: Vec<i64> = scope.requests.iter().copied().collect();
+        requests.sort_unstable();
+        let mut stays: Vec<i64> = scope.stays.iter().copied().collect();
+        stays.sort_unstable();
+        assert_eq!(requests, vec![1, 2, 3, 5]);
+        assert_eq!(stays, vec![60, 61]);
+        assert!(scope.households.is_empty());
     }
 }

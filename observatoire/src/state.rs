@@ -4,7 +4,10 @@
 //! Per source table, row by row in id order: the id, the references an incremental run
 //! follows (household, person, request, dispositif…), the row's place in the
 //! data-quality report (SIAO, month) and the facts counted on it (rules, measures);
-//! per person, its linkage key and SIAO. No name, no date, no code, no free text.
+//! per person, its linkage key and SIAO; the day numbers the rules compare across rows
+//! (a request's Paris date, a stay's entry and exit), so that a run rewrites the requests
+//! of one night and the stays that overlap, not whole households. No name, no birth
+//! date, no code, no free text.
 //!
 //! It holds source ids, so it is kept with the master key in `secrets/etat/NNNNNN/`
 //! (mode 0700), never in the lake: `NNNNNN` is the run it describes, written before that
@@ -19,7 +22,9 @@ use arrow::array::{
     RecordBatch, StringArray, UInt32Array,
 };
 use arrow::buffer::{Buffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt32Type};
+use arrow::datatypes::{
+    DataType, Date32Type, Field, Int64Type, Schema, TimestampMicrosecondType, UInt32Type,
+};
 
 use ingest::quality::Place;
 
@@ -36,7 +41,7 @@ pub const REFS: &[(&str, &[&str])] = &[
     ("personne", &[]),
     ("menage_personne", &["menage_id", "personne_id"]),
     ("evaluation", &["menage_id"]),
-    ("demande", &["menage_id"]),
+    ("demande", &["menage_id", "jour_demande"]),
     ("demande_personne", &["demande_id", "personne_id"]),
     (
         "orientation",
@@ -51,8 +56,19 @@ pub const REFS: &[(&str, &[&str])] = &[
             "orientation_id",
             "dispositif_id",
             "groupe_places_id",
+            "jour_entree",
+            "jour_sortie",
         ],
     ),
+];
+
+/// Columns of [`REFS`] that are day numbers derived from a date of the row (days since
+/// 1970-01-01): a request's Paris date (DOUBLON_115's night), a stay's entry and exit
+/// (SEJOURS_CHEVAUCHANTS' intervals).
+const DAYS: &[(&str, &str)] = &[
+    ("jour_demande", "date_demande"),
+    ("jour_entree", "date_entree"),
+    ("jour_sortie", "date_sortie"),
 ];
 
 /// The reference columns kept for a table.
@@ -262,6 +278,19 @@ impl State {
                 return Ok(None);
             }
             let batch = read_mapped(&path)?;
+            // A state written by an earlier version, without a column this one keeps:
+            // as if there were none (the run reads everything again and writes a new one).
+            if let Some(c) = refs_of(name)
+                .iter()
+                .find(|c| batch.column_by_name(c).is_none())
+            {
+                tracing::info!(
+                    table = name,
+                    colonne = c,
+                    "état d'une version antérieure : relecture complète"
+                );
+                return Ok(None);
+            }
             state
                 .tables
                 .insert(name, table_of(name, &batch, &mut places)?);
@@ -511,7 +540,10 @@ pub fn ids_only(table: &str, batch: &RecordBatch) -> Result<TableState> {
         ..Default::default()
     };
     for c in refs_of(table) {
-        t.refs.push(ints(c)?);
+        t.refs.push(match DAYS.iter().find(|(name, _)| name == c) {
+            Some((_, date)) => days(table, batch, date)?,
+            None => ints(c)?,
+        });
     }
     let n = t.ids.len();
     if table == "personne" {
@@ -519,6 +551,23 @@ pub fn ids_only(table: &str, batch: &RecordBatch) -> Result<TableState> {
         t.link_siao = vec![String::new(); n];
     }
     Ok(t)
+}
+
+/// The day numbers of a date column (a timestamp: its Paris date).
+fn days(table: &str, batch: &RecordBatch, column: &str) -> Result<Int64Array> {
+    let missing = || Error::State(format!("colonne {table}.{column} absente de la lecture"));
+    let values = batch.column_by_name(column).ok_or_else(missing)?;
+    if let Some(dates) = values.as_primitive_opt::<Date32Type>() {
+        return Ok(dates.iter().map(|d| d.map(i64::from)).collect());
+    }
+    let instants = values
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(missing)?;
+    let mut nights = ingest::quality::ParisNights::default();
+    Ok(instants
+        .iter()
+        .map(|t| nights.of(t?).map(i64::from))
+        .collect())
 }
 
 /// Moves a table's places and facts from the quality report into its state (rows in
@@ -590,7 +639,10 @@ mod tests {
             "demande",
             TableState {
                 ids: vec![4, 7, 12].into(),
-                refs: vec![Int64Array::from(vec![Some(40), None, Some(40)])],
+                refs: vec![
+                    Int64Array::from(vec![Some(40), None, Some(40)]),
+                    Int64Array::from(vec![Some(20_148), Some(20_149), None]),
+                ],
                 places: vec![a.clone(), b, Place::new("075", "2025-03")],
                 facts,
                 ..Default::default()
@@ -638,6 +690,93 @@ mod tests {
         assert_eq!(d.reference("demande", "menage_id", 1), None);
         assert_eq!(d.reference("demande", "menage_id", 2), Some(40));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_without_a_column_this_version_keeps_is_not_used() {
+        let dir = scratch("ancien");
+        let state = sample();
+        state.write(&dir).unwrap();
+        // The requests' file as an earlier version wrote it: without their nights.
+        let path = state_dir(&dir, 3).join("demande.arrow");
+        let batch = state.batch("demande", &state.tables["demande"]).unwrap();
+        let index = batch.schema().index_of("jour_demande").unwrap();
+        let mut older = batch.clone();
+        older.remove_column(index);
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &older.schema()).unwrap();
+        writer.write(&older).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(State::read(&dir, 3).unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_requests_night_is_its_paris_date_and_a_stays_days_its_dates() {
+        use arrow::array::{Date32Array, TimestampMicrosecondArray};
+        // 2025-03-01 22:30 and 23:30 UTC: Paris (UTC+1) is still on the 1st, then on the
+        // 2nd; 2025-07-14 21:59 UTC is 23:59 in Paris (UTC+2). 2025-03-01 is day 20 148.
+        let micros = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_micros()
+        };
+        let requests = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as ArrayRef,
+            ),
+            (
+                "menage_id",
+                Arc::new(Int64Array::from(vec![Some(9), Some(9), None, Some(9)])),
+            ),
+            (
+                "date_demande",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(micros("2025-03-01T22:30:00Z")),
+                        Some(micros("2025-03-01T23:30:00Z")),
+                        Some(micros("2025-07-14T21:59:00Z")),
+                        None,
+                    ])
+                    .with_timezone("UTC"),
+                ),
+            ),
+        ])
+        .unwrap();
+        let t = ids_only("demande", &requests).unwrap();
+        assert_eq!(
+            t.column("demande", "jour_demande")
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(20_148), Some(20_149), Some(20_283), None]
+        );
+        let stays = RecordBatch::try_from_iter(
+            std::iter::once(("id", Arc::new(Int64Array::from(vec![5])) as ArrayRef))
+                .chain(
+                    ["menage_id", "demande_id", "orientation_id", "dispositif_id"]
+                        .into_iter()
+                        .chain(["groupe_places_id"])
+                        .map(|c| (c, Arc::new(Int64Array::from(vec![Some(1)])) as ArrayRef)),
+                )
+                .chain([
+                    (
+                        "date_entree",
+                        Arc::new(Date32Array::from(vec![Some(20_148)])) as ArrayRef,
+                    ),
+                    (
+                        "date_sortie",
+                        Arc::new(Date32Array::from(vec![None::<i32>])),
+                    ),
+                ]),
+        )
+        .unwrap();
+        let t = ids_only("prise_en_charge", &stays).unwrap();
+        assert_eq!(
+            t.reference("prise_en_charge", "jour_entree", 0),
+            Some(20_148)
+        );
+        assert_eq!(t.reference("prise_en_charge", "jour_sortie", 0), None);
     }
 
     #[test]
