@@ -31,11 +31,43 @@ type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// come from sequences (per département: `90010000000001`…), so they are held as
 /// bitmaps of 65 536 ids found by the ids' high bits: one small map lookup and one bit
 /// test, where a hash set of millions of ids misses the cache at nearly every lookup.
-/// Ids too scattered for that (more bitmap words than ids) go to a hash set.
-/// The incremental run tests every row of its states against such sets too.
+/// Ids too scattered for that (more bitmap words than ids) go to a hash set, behind a
+/// filter of 16 bits per id that answers most absent ids with one bit test: the
+/// incremental run tests every row of its states (millions) against such sets of a few
+/// thousand ids, nearly all of them absent.
 pub enum IdSet {
     Chunked(FastMap<i64, Box<[u64; IdSet::WORDS]>>),
-    Sparse(FastSet<i64>),
+    Sparse(Sparse),
+}
+
+/// A hash set of ids and its filter: bit `hash(id)` set for every id of the set.
+pub struct Sparse {
+    ids: FastSet<i64>,
+    filter: Vec<u64>,
+    /// 64 minus the filter's bits as a power of two.
+    shift: u32,
+}
+
+impl Sparse {
+    fn new(ids: FastSet<i64>) -> Self {
+        let bits = (ids.len().max(64) * 16).next_power_of_two().min(1 << 26);
+        let shift = 64 - bits.trailing_zeros();
+        let mut filter = vec![0u64; bits / 64];
+        for id in &ids {
+            let h = Self::hash(*id, shift);
+            filter[h / 64] |= 1 << (h % 64);
+        }
+        Sparse { ids, filter, shift }
+    }
+
+    fn hash(id: i64, shift: u32) -> usize {
+        ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
+    }
+
+    fn contains(&self, id: i64) -> bool {
+        let h = Self::hash(id, self.shift);
+        self.filter[h / 64] & (1 << (h % 64)) != 0 && self.ids.contains(&id)
+    }
 }
 
 impl IdSet {
@@ -52,7 +84,7 @@ impl IdSet {
                 .entry(id >> Self::BITS)
                 .or_insert_with(|| Box::new([0; Self::WORDS]))[low / 64] |= 1 << (low % 64);
             if chunks.len() * Self::WORDS > 2 * n + 4 * Self::WORDS {
-                return IdSet::Sparse(ids.collect());
+                return IdSet::Sparse(Sparse::new(ids.collect()));
             }
         }
         IdSet::Chunked(chunks)
@@ -64,7 +96,7 @@ impl IdSet {
                 let low = (id & ((1 << Self::BITS) - 1)) as usize;
                 bits[low / 64] & (1 << (low % 64)) != 0
             }),
-            IdSet::Sparse(set) => set.contains(&id),
+            IdSet::Sparse(set) => set.contains(id),
         }
     }
 }

@@ -439,20 +439,40 @@ fn table_of(
                 }
                 Ok(v.value(k).to_owned())
             };
-            let mut shared: HashMap<(u32, u32), Place> = HashMap::default();
-            let mut out = Vec::with_capacity(batch.num_rows());
-            for (ks, km) in s.keys().values().iter().zip(m.keys().values().iter()) {
-                let place = match shared.get(&(*ks, *km)) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p = places.get(&text(sv, *ks)?, &text(mv, *km)?);
-                        shared.insert((*ks, *km), p.clone());
-                        p
-                    }
-                };
-                out.push(place);
+            // As written: one number per row for both (the distinct places' own).
+            if s.keys().values() == m.keys().values() && sv.len() == mv.len() {
+                let distinct: Vec<Place> = (0..sv.len())
+                    .map(|k| places.get(sv.value(k), mv.value(k)))
+                    .collect();
+                if let Some(k) = s
+                    .keys()
+                    .values()
+                    .iter()
+                    .find(|k| **k as usize >= distinct.len())
+                {
+                    return Err(unreadable(&format!("lieu {k}")));
+                }
+                s.keys()
+                    .values()
+                    .iter()
+                    .map(|k| distinct[*k as usize].clone())
+                    .collect()
+            } else {
+                let mut shared: HashMap<(u32, u32), Place> = HashMap::default();
+                let mut out = Vec::with_capacity(batch.num_rows());
+                for (ks, km) in s.keys().values().iter().zip(m.keys().values().iter()) {
+                    let place = match shared.get(&(*ks, *km)) {
+                        Some(p) => p.clone(),
+                        None => {
+                            let p = places.get(&text(sv, *ks)?, &text(mv, *km)?);
+                            shared.insert((*ks, *km), p.clone());
+                            p
+                        }
+                    };
+                    out.push(place);
+                }
+                out
             }
-            out
         }
         // Texts on every row (states written before the places were numbered).
         _ => texts("siao")?
