@@ -311,6 +311,24 @@ impl Facts {
         self.rows.push(r);
     }
 
+    /// Appends rows `start..start + len` of `other`: copied as they are, their lists kept
+    /// aside (rare) copied and numbered anew.
+    pub fn extend_from(&mut self, other: &Facts, start: usize, len: usize) {
+        let rows = &other.rows[start..start + len];
+        let base = self.rows.len();
+        self.rows.extend_from_slice(rows);
+        if other.aside.is_empty() {
+            return;
+        }
+        for i in 0..len {
+            if let Some(k) = other.aside_of(start + i) {
+                self.aside.push(other.aside[k].clone());
+                let k = (self.aside.len() - 1) as u32;
+                self.rows[base + i][1..5].copy_from_slice(&k.to_le_bytes());
+            }
+        }
+    }
+
     /// Adds one code to a row's.
     pub fn add(&mut self, row: usize, code: u8) {
         let r = &mut self.rows[row];
@@ -1707,6 +1725,34 @@ mod tests {
         ));
         assert!(matches!(IdSet::new(1..100_000), IdSet::Chunked(_)));
         assert!(!IdSet::new(std::iter::empty()).contains(0));
+    }
+
+    #[test]
+    fn facts_appended_from_another_list_keep_their_codes_short_or_long() {
+        let long: Vec<u8> = (0..9).collect();
+        let mut a = Facts::with_rows(0);
+        a.push(&[1]);
+        a.push(&long);
+        let mut b = Facts::with_rows(0);
+        for codes in [&[][..], &[4, 5], &long[..3], &long[..], &[6]] {
+            b.push(codes);
+        }
+        a.extend_from(&b, 1, 4);
+        let rows: Vec<Vec<u8>> = a.iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec![1],
+                long.clone(),
+                vec![4, 5],
+                vec![0, 1, 2],
+                long.clone(),
+                vec![6]
+            ]
+        );
+        // The copy is a list of its own: changing it leaves the other as it was.
+        a.set(4, &[7]);
+        assert_eq!(b.get(3), &long[..]);
     }
 
     #[test]

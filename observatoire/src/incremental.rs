@@ -1016,23 +1016,12 @@ fn merge_state(
         facts: ingest::quality::Facts::with_capacity(capacity),
         ..Default::default()
     };
-    // Rows taken, as runs of consecutive rows of one side: the ids and references are
-    // copied run by run (the old state's rows come in long runs between the few rows
-    // replaced or deleted), the places and facts row by row.
+    // Rows taken, as runs of consecutive rows of one side, copied run by run (the old
+    // state's rows come in long runs between the few rows replaced or deleted).
     let mut runs: Vec<(bool, usize, usize)> = Vec::new();
-    let mut take = |from_old: bool, i: usize| {
-        let t = if from_old { old } else { fresh };
-        match runs.last_mut() {
-            Some((side, start, len)) if *side == from_old && *start + *len == i => *len += 1,
-            _ => runs.push((from_old, i, 1)),
-        }
-        out.places.push(t.places[i].clone());
-        out.facts.push(t.facts.get(i));
-        if person {
-            out.link_key.push(t.link_key.get(i).copied().flatten());
-            out.link_siao
-                .push(t.link_siao.get(i).cloned().unwrap_or_default());
-        }
+    let mut take = |from_old: bool, i: usize| match runs.last_mut() {
+        Some((side, start, len)) if *side == from_old && *start + *len == i => *len += 1,
+        _ => runs.push((from_old, i, 1)),
     };
     let old_len = if whole { 0 } else { old.len() };
     let gone = IdSet::new(gone.iter().copied());
@@ -1059,9 +1048,19 @@ fn merge_state(
         }
     }
     let side = |from_old: bool| if from_old { old } else { fresh };
-    let mut ids: Vec<i64> = Vec::with_capacity(out.places.len());
+    let mut ids: Vec<i64> = Vec::with_capacity(capacity);
     for &(from_old, start, len) in &runs {
-        ids.extend_from_slice(&side(from_old).ids[start..start + len]);
+        let t = side(from_old);
+        ids.extend_from_slice(&t.ids[start..start + len]);
+        out.places.extend_from_slice(&t.places[start..start + len]);
+        out.facts.extend_from(&t.facts, start, len);
+        if person {
+            for i in start..start + len {
+                out.link_key.push(t.link_key.get(i).copied().flatten());
+                out.link_siao
+                    .push(t.link_siao.get(i).cloned().unwrap_or_default());
+            }
+        }
     }
     out.ids = ids.into();
     out.refs = (0..refs_of(table).len())
