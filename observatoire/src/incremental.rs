@@ -645,11 +645,7 @@ pub(crate) async fn run(
         let ti = table_index(name);
         for id in touched {
             scope.loose.insert((ti, id));
-            match *name {
-                "demande" => scope.add(Owner::Request(id)),
-                "prise_en_charge" => scope.add(Owner::Stay(id)),
-                _ => false,
-            };
+            // A changed row is in the new state, a deleted one in the old.
             for state in [&old, &new] {
                 if let Some(row) = state.tables[name].find(id) {
                     scope.add(owner(state, name, row));
