@@ -4,9 +4,10 @@
 //! 1. Changed rows: `updated_at` at or after each table's watermark minus a safety
 //!    overlap (transactions that commit late), in one snapshot of the source. The offer
 //!    tables (entités, dispositifs, place groups: small) are read whole.
-//! 2. Deleted rows: per table, the count and the sum of the ids of each id range
-//!    (16 384 ids) in the source, against the previous state plus the rows just read;
-//!    only ranges that differ are listed id by id.
+//! 2. Deleted rows: per table, the count and sums of its ids in the source, against the
+//!    previous state plus the rows just read; a table whose totals differ is summarised
+//!    by id range (16 384 ids: count and sum), and only ranges that differ are listed id
+//!    by id.
 //! 3. Scope: every row belongs to an owner — its household for memberships and
 //!    evaluations (they make the composition of all the household's requests and
 //!    stays), its request for a request's links, orientations and waiting-list entries,
