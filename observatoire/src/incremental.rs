@@ -75,6 +75,52 @@ fn static_name(name: &str) -> &'static str {
     ingest::TABLES_READ[table_index(name)]
 }
 
+/// `f` on the old and the new state side by side (the scope's scans read every row of
+/// both, and are independent of each other).
+fn on_both<T: Send>(states: [&State; 2], f: impl Fn(&State) -> T + Sync) -> [T; 2] {
+    std::thread::scope(|scope| {
+        let new = scope.spawn(|| f(states[1]));
+        let old = f(states[0]);
+        [old, new.join().expect("a scope thread")]
+    })
+}
+
+/// `f` on each item, on every core, largest `size` first; the results in the items'
+/// order.
+fn on_each<I: Sync, T: Send>(
+    items: &[I],
+    size: impl Fn(&I) -> usize,
+    f: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let done: Vec<Vec<(usize, T)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.min(items.len()).max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else {
+                            return out;
+                        };
+                        out.push((i, f(&items[i])));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker thread"))
+            .collect()
+    });
+    let mut all: Vec<(usize, T)> = done.into_iter().flatten().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, t)| t).collect()
+}
+
 /// The owner of row `row` of `table` in a state: the smallest unit whose rows the rules
 /// and derivations judge together. A household owns its memberships and evaluations
 /// (they make the composition of all its requests and stays); a request its own rows.
@@ -186,105 +232,122 @@ fn close(states: [&State; 2], scope: &mut Scope) {
     let mut stays = scope.stays.clone();
     while !households.is_empty() || !requests.is_empty() || !stays.is_empty() {
         let (seen_requests, seen_stays) = (scope.requests.clone(), scope.stays.clone());
-        for state in states {
-            let d = &state.tables["demande"];
-            let links = &state.tables["demande_personne"];
-            let orientations = &state.tables["orientation"];
-            let st = &state.tables["prise_en_charge"];
-            // The round's requests: those added, and those of the households added.
-            let mut round = requests.clone();
-            round.extend(
-                rows_referencing(d, "demande", "menage_id", &households)
-                    .into_iter()
-                    .map(|i| d.ids[i]),
-            );
-            // DOUBLON_115: (person, night) of each, then every request on those.
-            let night = |request: i64| {
-                d.find(request)
-                    .and_then(|row| d.reference("demande", "jour_demande", row))
-            };
-            let mut nights: HashSet<(i64, i64)> = HashSet::default();
-            for i in rows_referencing(links, "demande_personne", "demande_id", &round) {
-                if let (Some(r), Some(p)) = (
-                    links.reference("demande_personne", "demande_id", i),
-                    links.reference("demande_personne", "personne_id", i),
-                ) && let Some(n) = night(r)
-                {
-                    nights.insert((p, n));
-                }
-            }
-            let persons: HashSet<i64> = nights.iter().map(|(p, _)| *p).collect();
-            for i in rows_referencing(links, "demande_personne", "personne_id", &persons) {
-                if let (Some(r), Some(p)) = (
-                    links.reference("demande_personne", "demande_id", i),
-                    links.reference("demande_personne", "personne_id", i),
-                ) && night(r).is_some_and(|n| nights.contains(&(p, n)))
-                {
-                    scope.requests.insert(r);
-                }
-            }
-            // The stays on the round's requests, directly or by an orientation.
-            for i in rows_referencing(st, "prise_en_charge", "demande_id", &round) {
-                scope.stays.insert(st.ids[i]);
-            }
-            let of_round: HashSet<i64> =
-                rows_referencing(orientations, "orientation", "demande_id", &round)
-                    .into_iter()
-                    .map(|i| orientations.ids[i])
-                    .collect();
-            for i in rows_referencing(st, "prise_en_charge", "orientation_id", &of_round) {
-                scope.stays.insert(st.ids[i]);
-            }
-            // The round's stays (added, and those of the households added): the requests
-            // they are on.
-            let listed: Vec<usize> = stays.iter().filter_map(|s| st.find(*s)).collect();
-            let of_households = rows_referencing(st, "prise_en_charge", "menage_id", &households);
-            for &i in listed.iter().chain(&of_households) {
-                if let Some(r) = st.reference("prise_en_charge", "demande_id", i) {
-                    scope.requests.insert(r);
-                }
-                if let Some(o) = st.reference("prise_en_charge", "orientation_id", i)
-                    && let Some(row) = orientations.find(o)
-                    && let Some(r) = orientations.reference("orientation", "demande_id", row)
-                {
-                    scope.requests.insert(r);
-                }
-            }
-            // SEJOURS_CHEVAUCHANTS: the stays of the same household overlapping an added
-            // one (a stay without an entry date overlaps none; without an exit, it runs on).
-            let interval = |i: usize| {
-                let entry = st.reference("prise_en_charge", "jour_entree", i)?;
-                let exit = st
-                    .reference("prise_en_charge", "jour_sortie", i)
-                    .unwrap_or(i64::MAX);
-                Some((entry, exit))
-            };
-            let mut by_household: HashMap<i64, Vec<(i64, i64)>> = HashMap::default();
-            for &i in &listed {
-                if let Some(h) = st.reference("prise_en_charge", "menage_id", i)
-                    && let Some(span) = interval(i)
-                {
-                    by_household.entry(h).or_default().push(span);
-                }
-            }
-            let of_listed: HashSet<i64> = by_household.keys().copied().collect();
-            for i in rows_referencing(st, "prise_en_charge", "menage_id", &of_listed) {
-                let h = st
-                    .reference("prise_en_charge", "menage_id", i)
-                    .expect("listed");
-                if let Some((entry, exit)) = interval(i)
-                    && by_household[&h]
-                        .iter()
-                        .any(|(a, b)| *a < exit && entry < *b)
-                {
-                    scope.stays.insert(st.ids[i]);
-                }
-            }
+        // Both states side by side: a round reads what the round before added only.
+        for (found_requests, found_stays) in on_both(states, |state| {
+            close_round(state, &households, &requests, &stays)
+        }) {
+            scope.requests.extend(found_requests);
+            scope.stays.extend(found_stays);
         }
         households.clear();
         requests = scope.requests.difference(&seen_requests).copied().collect();
         stays = scope.stays.difference(&seen_stays).copied().collect();
     }
+}
+
+/// One round of [`close`] in one state: the requests and stays that what the round
+/// before added (`households`, `requests`, `stays`) reaches.
+fn close_round(
+    state: &State,
+    households: &HashSet<i64>,
+    requests: &HashSet<i64>,
+    stays: &HashSet<i64>,
+) -> (Vec<i64>, Vec<i64>) {
+    let mut found: (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    let d = &state.tables["demande"];
+    let links = &state.tables["demande_personne"];
+    let orientations = &state.tables["orientation"];
+    let st = &state.tables["prise_en_charge"];
+    // The round's requests: those added, and those of the households added.
+    let mut round = requests.clone();
+    round.extend(
+        rows_referencing(d, "demande", "menage_id", &households)
+            .into_iter()
+            .map(|i| d.ids[i]),
+    );
+    // DOUBLON_115: (person, night) of each, then every request on those.
+    let night = |request: i64| {
+        d.find(request)
+            .and_then(|row| d.reference("demande", "jour_demande", row))
+    };
+    let mut nights: HashSet<(i64, i64)> = HashSet::default();
+    for i in rows_referencing(links, "demande_personne", "demande_id", &round) {
+        if let (Some(r), Some(p)) = (
+            links.reference("demande_personne", "demande_id", i),
+            links.reference("demande_personne", "personne_id", i),
+        ) && let Some(n) = night(r)
+        {
+            nights.insert((p, n));
+        }
+    }
+    let persons: HashSet<i64> = nights.iter().map(|(p, _)| *p).collect();
+    for i in rows_referencing(links, "demande_personne", "personne_id", &persons) {
+        if let (Some(r), Some(p)) = (
+            links.reference("demande_personne", "demande_id", i),
+            links.reference("demande_personne", "personne_id", i),
+        ) && night(r).is_some_and(|n| nights.contains(&(p, n)))
+        {
+            found.0.push(r);
+        }
+    }
+    // The stays on the round's requests, directly or by an orientation.
+    for i in rows_referencing(st, "prise_en_charge", "demande_id", &round) {
+        found.1.push(st.ids[i]);
+    }
+    let of_round: HashSet<i64> =
+        rows_referencing(orientations, "orientation", "demande_id", &round)
+            .into_iter()
+            .map(|i| orientations.ids[i])
+            .collect();
+    for i in rows_referencing(st, "prise_en_charge", "orientation_id", &of_round) {
+        found.1.push(st.ids[i]);
+    }
+    // The round's stays (added, and those of the households added): the requests
+    // they are on.
+    let listed: Vec<usize> = stays.iter().filter_map(|s| st.find(*s)).collect();
+    let of_households = rows_referencing(st, "prise_en_charge", "menage_id", &households);
+    for &i in listed.iter().chain(&of_households) {
+        if let Some(r) = st.reference("prise_en_charge", "demande_id", i) {
+            found.0.push(r);
+        }
+        if let Some(o) = st.reference("prise_en_charge", "orientation_id", i)
+            && let Some(row) = orientations.find(o)
+            && let Some(r) = orientations.reference("orientation", "demande_id", row)
+        {
+            found.0.push(r);
+        }
+    }
+    // SEJOURS_CHEVAUCHANTS: the stays of the same household overlapping an added
+    // one (a stay without an entry date overlaps none; without an exit, it runs on).
+    let interval = |i: usize| {
+        let entry = st.reference("prise_en_charge", "jour_entree", i)?;
+        let exit = st
+            .reference("prise_en_charge", "jour_sortie", i)
+            .unwrap_or(i64::MAX);
+        Some((entry, exit))
+    };
+    let mut by_household: HashMap<i64, Vec<(i64, i64)>> = HashMap::default();
+    for &i in &listed {
+        if let Some(h) = st.reference("prise_en_charge", "menage_id", i)
+            && let Some(span) = interval(i)
+        {
+            by_household.entry(h).or_default().push(span);
+        }
+    }
+    let of_listed: HashSet<i64> = by_household.keys().copied().collect();
+    for i in rows_referencing(st, "prise_en_charge", "menage_id", &of_listed) {
+        let h = st
+            .reference("prise_en_charge", "menage_id", i)
+            .expect("listed");
+        if let Some((entry, exit)) = interval(i)
+            && by_household[&h]
+                .iter()
+                .any(|(a, b)| *a < exit && entry < *b)
+        {
+            found.1.push(st.ids[i]);
+        }
+    }
+    found
 }
 
 /// The ids of the rows of `state` whose owner is in the scope, per table.
@@ -605,25 +668,30 @@ pub(crate) async fn run(
 
     // The new state's ids and references: the old one, less the deleted rows, with the
     // changed rows' new references.
+    // Table by table, on every core.
+    let merged = on_each(
+        ingest::TABLES_READ,
+        |name| old.tables[name].len(),
+        |name| -> Result<TableState> {
+            let gone: HashSet<i64> = deleted
+                .get(name)
+                .map(|v| v.iter().copied().collect())
+                .unwrap_or_default();
+            let fresh = match changed.get(*name) {
+                Some(b) => crate::state::ids_and_refs(name, b)?,
+                None => TableState::default(),
+            };
+            // The offer is read whole: its new state is what was read.
+            let whole = OFFER.contains(name);
+            Ok(merge_state(name, &old.tables[name], &fresh, &gone, whole))
+        },
+    );
     let mut new = State {
         run,
         tables: BTreeMap::new(),
     };
-    for name in ingest::TABLES_READ {
-        let t = &old.tables[name];
-        let gone: HashSet<i64> = deleted
-            .get(name)
-            .map(|v| v.iter().copied().collect())
-            .unwrap_or_default();
-        let batch = changed.get(*name);
-        let fresh = match batch {
-            Some(b) => crate::state::ids_and_refs(name, b)?,
-            None => TableState::default(),
-        };
-        // The offer is read whole: its new state is what was read.
-        let whole = OFFER.contains(name);
-        new.tables
-            .insert(name, merge_state(name, t, &fresh, &gone, whole));
+    for (name, t) in ingest::TABLES_READ.iter().zip(merged) {
+        new.tables.insert(name, t?);
     }
 
     // 3. The scope.
@@ -703,7 +771,8 @@ pub(crate) async fn run(
     );
 
     // 4. The scope's rows, with what the rules look at, read again in the snapshot.
-    let owned_new = owned_ids(&new, &scope);
+    // The rows the scope owns, in the old state (to take out) and the new (to read).
+    let [owned_old, owned_new] = on_both([&old, &new], |state| owned_ids(state, &scope));
     let mut wanted: BTreeMap<&'static str, BTreeSet<i64>> = owned_new
         .iter()
         .map(|(t, ids)| (*t, ids.iter().copied().collect()))
@@ -818,7 +887,6 @@ pub(crate) async fn run(
     };
 
     // Detail: the scope's kept rows replace the scope's old rows.
-    let owned_old = owned_ids(&old, &scope);
     let pseudonyms = key.subkey("detail");
     let mut plans = Vec::new();
     for (name, batch) in detail {
