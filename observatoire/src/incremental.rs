@@ -85,42 +85,6 @@ fn on_both<T: Send>(states: [&State; 2], f: impl Fn(&State) -> T + Sync) -> [T; 
     })
 }
 
-/// `f` on each item, on every core, largest `size` first; the results in the items'
-/// order.
-fn on_each<I: Sync, T: Send>(
-    items: &[I],
-    size: impl Fn(&I) -> usize,
-    f: impl Fn(&I) -> T + Sync,
-) -> Vec<T> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let done: Vec<Vec<(usize, T)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers.min(items.len()).max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&i) = order.get(k) else {
-                            return out;
-                        };
-                        out.push((i, f(&items[i])));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a worker thread"))
-            .collect()
-    });
-    let mut all: Vec<(usize, T)> = done.into_iter().flatten().collect();
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, t)| t).collect()
-}
-
 /// The owner of row `row` of `table` in a state: the smallest unit whose rows the rules
 /// and derivations judge together. A household owns its memberships and evaluations
 /// (they make the composition of all its requests and stays); a request its own rows.
@@ -261,7 +225,7 @@ fn close_round(
     // The round's requests: those added, and those of the households added.
     let mut round = requests.clone();
     round.extend(
-        rows_referencing(d, "demande", "menage_id", &households)
+        rows_referencing(d, "demande", "menage_id", households)
             .into_iter()
             .map(|i| d.ids[i]),
     );
@@ -305,7 +269,7 @@ fn close_round(
     // The round's stays (added, and those of the households added): the requests
     // they are on.
     let listed: Vec<usize> = stays.iter().filter_map(|s| st.find(*s)).collect();
-    let of_households = rows_referencing(st, "prise_en_charge", "menage_id", &households);
+    let of_households = rows_referencing(st, "prise_en_charge", "menage_id", households);
     for &i in listed.iter().chain(&of_households) {
         if let Some(r) = st.reference("prise_en_charge", "demande_id", i) {
             found.0.push(r);
@@ -669,7 +633,7 @@ pub(crate) async fn run(
     // The new state's ids and references: the old one, less the deleted rows, with the
     // changed rows' new references.
     // Table by table, on every core.
-    let merged = on_each(
+    let merged = crate::on_each(
         ingest::TABLES_READ,
         |name| old.tables[name].len(),
         |name| -> Result<TableState> {
@@ -727,26 +691,32 @@ pub(crate) async fn run(
         }
     }
     // The households of the persons touched (one scan of the links per state).
-    for state in [&old, &new] {
-        let mp = &state.tables["menage_personne"];
-        for i in rows_referencing(mp, "menage_personne", "personne_id", &touched_persons) {
-            scope.add(owner(state, "menage_personne", i));
-        }
-        let dp = &state.tables["demande_personne"];
-        for i in rows_referencing(dp, "demande_personne", "personne_id", &touched_persons) {
-            scope.add(owner(state, "demande_personne", i));
+    for owners in on_both([&old, &new], |state| {
+        ["menage_personne", "demande_personne"]
+            .into_iter()
+            .flat_map(|table| {
+                let t = &state.tables[table];
+                rows_referencing(t, table, "personne_id", &touched_persons)
+                    .into_iter()
+                    .map(move |i| owner(state, table, i))
+            })
+            .collect::<Vec<Owner>>()
+    }) {
+        for o in owners {
+            scope.add(o);
         }
     }
     offer_dependents(&old, &new, &changed, &mut scope)?;
     close([&old, &new], &mut scope);
     // Persons: those who changed, and those with a membership in a household rewritten.
-    for state in [&old, &new] {
+    for persons in on_both([&old, &new], |state| {
         let mp = &state.tables["menage_personne"];
-        for i in rows_referencing(mp, "menage_personne", "menage_id", &scope.households) {
-            if let Some(p) = mp.reference("menage_personne", "personne_id", i) {
-                scope.persons.insert(p);
-            }
-        }
+        rows_referencing(mp, "menage_personne", "menage_id", &scope.households)
+            .into_iter()
+            .filter_map(|i| mp.reference("menage_personne", "personne_id", i))
+            .collect::<Vec<i64>>()
+    }) {
+        scope.persons.extend(persons);
     }
     let loose_mp = table_index("menage_personne");
     for state in [&old, &new] {

@@ -431,6 +431,42 @@ async fn full_read(
     })
 }
 
+/// `f` on each item, on every core, largest `size` first; the results in the items'
+/// order.
+pub(crate) fn on_each<I: Sync, T: Send>(
+    items: &[I],
+    size: impl Fn(&I) -> usize,
+    f: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let done: Vec<Vec<(usize, T)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.min(items.len()).max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else {
+                            return out;
+                        };
+                        out.push((i, f(&items[i])));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker thread"))
+            .collect()
+    });
+    let mut all: Vec<(usize, T)> = done.into_iter().flatten().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, t)| t).collect()
+}
+
 /// The column a detail table's rows are compared and replaced by: the row's own id (or
 /// its pseudonym); evaluations, which keep no id of their own, by household.
 pub fn detail_key(table: &str) -> &'static str {

@@ -228,30 +228,9 @@ impl State {
                 .sync_all()
                 .map_err(io(&path))
         };
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Largest tables first, each taken by the next free thread.
-        let mut order: Vec<(&&'static str, &TableState)> = self.tables.iter().collect();
-        order.sort_by_key(|(_, t)| std::cmp::Reverse(t.len()));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers.min(order.len()).max(1))
-                .map(|_| {
-                    scope.spawn(|| -> Result<()> {
-                        loop {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((table, t)) = order.get(k) else {
-                                return Ok(());
-                            };
-                            write_one(table, t)?;
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a state-writing thread"))
-                .collect()
-        });
+        let tables: Vec<(&&'static str, &TableState)> = self.tables.iter().collect();
+        let results = crate::on_each(&tables, |(_, t)| t.len(), |(table, t)| write_one(table, t));
         results.into_iter().collect::<Result<Vec<()>>>()?;
         let done = state_dir(data_dir, self.run);
         if done.exists() {
@@ -271,8 +250,9 @@ impl State {
             run,
             tables: BTreeMap::new(),
         };
-        let mut places = ingest::quality::Places::default();
-        for name in ingest::TABLES_READ {
+        // One table after the other on each core, largest first (their places are
+        // shared within a table; equal places of two tables are equal by their texts).
+        let read_one = |name: &str| -> Result<Option<TableState>> {
             let path = dir.join(format!("{name}.arrow"));
             if !path.exists() {
                 return Ok(None);
@@ -291,9 +271,18 @@ impl State {
                 );
                 return Ok(None);
             }
-            state
-                .tables
-                .insert(name, table_of(name, &batch, &mut places)?);
+            let mut places = ingest::quality::Places::default();
+            table_of(name, &batch, &mut places).map(Some)
+        };
+        let size = |name: &&str| {
+            std::fs::metadata(dir.join(format!("{name}.arrow"))).map_or(0, |m| m.len() as usize)
+        };
+        let tables = crate::on_each(ingest::TABLES_READ, size, |name| read_one(name));
+        for (name, t) in ingest::TABLES_READ.iter().zip(tables) {
+            match t? {
+                Some(t) => state.tables.insert(name, t),
+                None => return Ok(None),
+            };
         }
         Ok(Some(state))
     }
