@@ -996,8 +996,15 @@ pub(crate) async fn run(
     }
 
     // The report: the scope's old contributions out, the new ones in.
-    let doublons = duplicates(&state);
-    let lines = adjust_report(lake, [&old, &state], [&owned_old, &owned_new], &doublons).await?;
+    let previous_lines = q::read_report(lake, None).await?;
+    // The suspected duplicates recounted over every person beside the report adjusted.
+    let (doublons, lines) = std::thread::scope(|scope| {
+        let doublons = scope.spawn(|| duplicates(&state));
+        let mut lines = adjust_report(previous_lines, [&old, &state], [&owned_old, &owned_new]);
+        let doublons = doublons.join().expect("the duplicates' thread");
+        add_duplicates(&mut lines, &doublons);
+        (doublons, lines)
+    });
     let regles = rule_totals(&lines);
     let report_batch = q::lines_batch(&lines)?;
     progress("rapport");
@@ -1237,16 +1244,16 @@ fn fact_line(code: u8) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// The report after this run: the previous one, less what the scope's rows counted
-/// before, plus what they count now; the suspected duplicates recounted.
-async fn adjust_report(
-    lake: &Lake,
+/// The report after this run: the previous one (`previous`), less what the scope's rows
+/// counted before, plus what they count now; without the suspected duplicates
+/// ([`add_duplicates`]).
+fn adjust_report(
+    previous: Vec<QualityLine>,
     states: [&State; 2],
     owned: [&BTreeMap<&'static str, Vec<i64>>; 2],
-    doublons: &BTreeMap<String, u64>,
-) -> Result<Vec<QualityLine>> {
+) -> Vec<QualityLine> {
     let mut lines: BTreeMap<LineKey, i64> = BTreeMap::new();
-    for l in q::read_report(lake, None).await? {
+    for l in previous {
         if l.nature == q::DOUBLONS {
             continue;
         }
@@ -1290,7 +1297,7 @@ async fn adjust_report(
             ))
             .or_default() += n;
     }
-    let mut out: Vec<QualityLine> = lines
+    lines
         .into_iter()
         .filter(|(_, n)| *n > 0)
         .map(|((siao, mois, table, nature, mesure), n)| QualityLine {
@@ -1301,9 +1308,13 @@ async fn adjust_report(
             mesure,
             lignes: n as u64,
         })
-        .collect();
+        .collect()
+}
+
+/// The report's lines of suspected duplicates, per SIAO.
+fn add_duplicates(lines: &mut Vec<QualityLine>, doublons: &BTreeMap<String, u64>) {
     for (siao, n) in doublons {
-        out.push(QualityLine {
+        lines.push(QualityLine {
             siao: siao.clone(),
             mois: "INCONNU".into(),
             table: "personne".into(),
@@ -1312,7 +1323,6 @@ async fn adjust_report(
             lignes: *n,
         });
     }
-    Ok(out)
 }
 
 /// Rows per rule, from the report (what the manifest records).

@@ -184,12 +184,16 @@ impl State {
                 DataType::FixedSizeBinary(32),
                 true,
             ));
+            // One buffer of 32 bytes a person (zeros where there is no key).
+            let mut bytes: Vec<u8> = Vec::with_capacity(32 * t.link_key.len());
+            let mut nulls = arrow::array::NullBufferBuilder::new(t.link_key.len());
+            for key in &t.link_key {
+                bytes.extend_from_slice(key.as_ref().unwrap_or(&[0; 32]));
+                nulls.append(key.is_some());
+            }
             columns.push(Arc::new(
-                FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-                    t.link_key.iter().map(|k| k.as_ref().map(|k| k.to_vec())),
-                    32,
-                )
-                .map_err(arrow_error)?,
+                FixedSizeBinaryArray::try_new(32, bytes.into(), nulls.finish())
+                    .map_err(arrow_error)?,
             ));
             fields.push(Field::new("siao_liaison", DataType::Utf8, false));
             columns.push(Arc::new(StringArray::from_iter_values(&t.link_siao)));
