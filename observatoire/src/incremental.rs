@@ -558,7 +558,7 @@ pub(crate) async fn run(
         .zip(totals)
         .filter(|(name, rows)| {
             let ids = old.tables[**name].ids.iter().chain(&added[**name]).copied();
-            let expected = conditions::totals_of(ids).map(Some).to_vec();
+            let expected = conditions::totals_of(postgres, ids).map(Some).to_vec();
             rows.first() != Some(&expected)
         })
         .map(|(name, _)| *name)
