@@ -55,7 +55,7 @@ fn chunked(postgres: bool, values: &[i64]) -> impl Iterator<Item = (String, i64,
 /// Bits of an id range: ids `b << BUCKET_BITS ..= (b + 1) << BUCKET_BITS - 1` form range `b`.
 pub const BUCKET_BITS: u32 = 14;
 
-/// The modulus of [`id_totals`]' sum of the ids' high parts (the largest `bigint`).
+/// The modulus of [`id_totals`]' sums (the largest `bigint`).
 pub const TOTALS_MODULUS: i128 = i64::MAX as i128;
 
 /// A table's count of ids and checksum of them: the deletion check's first look, a plain
