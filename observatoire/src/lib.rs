@@ -705,3 +705,28 @@ pub async fn sql(data_dir: &Path, query: &str) -> Result<Vec<RecordBatch>> {
         .map_err(|e| Error::Sql(e.to_string()))?;
     frame.collect().await.map_err(|e| Error::Sql(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::on_each;
+
+    #[test]
+    fn work_spread_over_the_cores_comes_back_in_the_items_order() {
+        // Sizes that make the largest-first order differ from the items' own.
+        let items: Vec<u64> = vec![3, 40, 1, 17, 0, 25, 8];
+        let seen = std::sync::Mutex::new(Vec::new());
+        let out = on_each(
+            &items,
+            |n| *n as usize,
+            |n| {
+                seen.lock().unwrap().push(*n);
+                n * 2
+            },
+        );
+        assert_eq!(out, vec![6, 80, 2, 34, 0, 50, 16]);
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 3, 8, 17, 25, 40], "each item once");
+        assert!(on_each(&Vec::<u64>::new(), |_| 0, |n| *n).is_empty());
+    }
+}
