@@ -217,7 +217,7 @@ fn close_round(
     requests: &HashSet<i64>,
     stays: &HashSet<i64>,
 ) -> (Vec<i64>, Vec<i64>) {
-    let mut found: (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    let (mut found_requests, mut found_stays): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     let d = &state.tables["demande"];
     let links = &state.tables["demande_personne"];
     let orientations = &state.tables["orientation"];
@@ -251,12 +251,12 @@ fn close_round(
             links.reference("demande_personne", "personne_id", i),
         ) && night(r).is_some_and(|n| nights.contains(&(p, n)))
         {
-            found.0.push(r);
+            found_requests.push(r);
         }
     }
     // The stays on the round's requests, directly or by an orientation.
     for i in rows_referencing(st, "prise_en_charge", "demande_id", &round) {
-        found.1.push(st.ids[i]);
+        found_stays.push(st.ids[i]);
     }
     let of_round: HashSet<i64> =
         rows_referencing(orientations, "orientation", "demande_id", &round)
@@ -264,7 +264,7 @@ fn close_round(
             .map(|i| orientations.ids[i])
             .collect();
     for i in rows_referencing(st, "prise_en_charge", "orientation_id", &of_round) {
-        found.1.push(st.ids[i]);
+        found_stays.push(st.ids[i]);
     }
     // The round's stays (added, and those of the households added): the requests
     // they are on.
@@ -272,13 +272,13 @@ fn close_round(
     let of_households = rows_referencing(st, "prise_en_charge", "menage_id", households);
     for &i in listed.iter().chain(&of_households) {
         if let Some(r) = st.reference("prise_en_charge", "demande_id", i) {
-            found.0.push(r);
+            found_requests.push(r);
         }
         if let Some(o) = st.reference("prise_en_charge", "orientation_id", i)
             && let Some(row) = orientations.find(o)
             && let Some(r) = orientations.reference("orientation", "demande_id", row)
         {
-            found.0.push(r);
+            found_requests.push(r);
         }
     }
     // SEJOURS_CHEVAUCHANTS: the stays of the same household overlapping an added
@@ -308,10 +308,10 @@ fn close_round(
                 .iter()
                 .any(|(a, b)| *a < exit && entry < *b)
         {
-            found.1.push(st.ids[i]);
+            found_stays.push(st.ids[i]);
         }
     }
-    found
+    (found_requests, found_stays)
 }
 
 /// The ids of the rows of `state` whose owner is in the scope, per table.
