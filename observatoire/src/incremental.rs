@@ -182,6 +182,37 @@ fn rows_referencing(
         .collect()
 }
 
+/// [`rows_referencing`] for two (column, values) pairs of one table in one pass over its
+/// rows: the rows matching the first pair, then those matching the second.
+fn rows_referencing_two(
+    t: &TableState,
+    table: &str,
+    first: (&str, &HashSet<i64>),
+    second: (&str, &HashSet<i64>),
+) -> (Vec<usize>, Vec<usize>) {
+    match (first.1.is_empty(), second.1.is_empty()) {
+        (true, true) => return (Vec::new(), Vec::new()),
+        (false, true) => return (rows_referencing(t, table, first.0, first.1), Vec::new()),
+        (true, false) => return (Vec::new(), rows_referencing(t, table, second.0, second.1)),
+        (false, false) => {}
+    }
+    let (a, b) = (t.column(table, first.0), t.column(table, second.0));
+    let (in_a, in_b) = (
+        IdSet::new(first.1.iter().copied()),
+        IdSet::new(second.1.iter().copied()),
+    );
+    let (mut rows_a, mut rows_b) = (Vec::new(), Vec::new());
+    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+        if x.is_some_and(|v| in_a.contains(v)) {
+            rows_a.push(i);
+        }
+        if y.is_some_and(|v| in_b.contains(v)) {
+            rows_b.push(i);
+        }
+    }
+    (rows_a, rows_b)
+}
+
 /// Closes the scope under what the rules look at across rows, in both states:
 /// - DOUBLON_115: the requests sharing one of a request's persons on its Paris night;
 /// - PARENT_QUARANTAINE and the report's places: the stays on a request (directly or by
@@ -254,35 +285,26 @@ fn close_round(
             found_requests.push(r);
         }
     }
-    // The stays on the round's requests, directly or by an orientation.
-    for i in rows_referencing(st, "prise_en_charge", "demande_id", &round) {
-        found_stays.push(st.ids[i]);
-    }
+    // The stays on the round's requests, directly or by an orientation (both columns
+    // in one pass over the stays).
     let of_round: HashSet<i64> =
         rows_referencing(orientations, "orientation", "demande_id", &round)
             .into_iter()
             .map(|i| orientations.ids[i])
             .collect();
-    for i in rows_referencing(st, "prise_en_charge", "orientation_id", &of_round) {
+    let (on_requests, on_orientations) = rows_referencing_two(
+        st,
+        "prise_en_charge",
+        ("demande_id", &round),
+        ("orientation_id", &of_round),
+    );
+    for i in on_requests.into_iter().chain(on_orientations) {
         found_stays.push(st.ids[i]);
     }
     // The round's stays (added, and those of the households added): the requests
-    // they are on.
+    // they are on. SEJOURS_CHEVAUCHANTS (below) needs the households of the stays
+    // added: both households' stays are found in one pass over the stays.
     let listed: Vec<usize> = stays.iter().filter_map(|s| st.find(*s)).collect();
-    let of_households = rows_referencing(st, "prise_en_charge", "menage_id", households);
-    for &i in listed.iter().chain(&of_households) {
-        if let Some(r) = st.reference("prise_en_charge", "demande_id", i) {
-            found_requests.push(r);
-        }
-        if let Some(o) = st.reference("prise_en_charge", "orientation_id", i)
-            && let Some(row) = orientations.find(o)
-            && let Some(r) = orientations.reference("orientation", "demande_id", row)
-        {
-            found_requests.push(r);
-        }
-    }
-    // SEJOURS_CHEVAUCHANTS: the stays of the same household overlapping an added
-    // one (a stay without an entry date overlaps none; without an exit, it runs on).
     let interval = |i: usize| {
         let entry = st.reference("prise_en_charge", "jour_entree", i)?;
         let exit = st
@@ -299,7 +321,26 @@ fn close_round(
         }
     }
     let of_listed: HashSet<i64> = by_household.keys().copied().collect();
-    for i in rows_referencing(st, "prise_en_charge", "menage_id", &of_listed) {
+    let (of_households, of_listed_households) = rows_referencing_two(
+        st,
+        "prise_en_charge",
+        ("menage_id", households),
+        ("menage_id", &of_listed),
+    );
+    for &i in listed.iter().chain(&of_households) {
+        if let Some(r) = st.reference("prise_en_charge", "demande_id", i) {
+            found_requests.push(r);
+        }
+        if let Some(o) = st.reference("prise_en_charge", "orientation_id", i)
+            && let Some(row) = orientations.find(o)
+            && let Some(r) = orientations.reference("orientation", "demande_id", row)
+        {
+            found_requests.push(r);
+        }
+    }
+    // SEJOURS_CHEVAUCHANTS: the stays of the same household overlapping an added
+    // one (a stay without an entry date overlaps none; without an exit, it runs on).
+    for i in of_listed_households {
         let h = st
             .reference("prise_en_charge", "menage_id", i)
             .expect("listed");
@@ -1413,6 +1454,75 @@ mod tests {
         assert_eq!(
             whole.refs[1].iter().collect::<Vec<_>>(),
             vec![Some(200), Some(333), None]
+        );
+    }
+
+    #[test]
+    fn two_columns_scanned_at_once_find_what_each_scan_finds_alone() {
+        // Stays: (id, household, request, orientation), the rest empty.
+        let stay =
+            |h: Option<i64>, d: Option<i64>, o: Option<i64>| vec![h, d, o, None, None, None, None];
+        let rows = [
+            (1, stay(Some(10), Some(100), None)),
+            (2, stay(Some(11), None, Some(500))),
+            (3, stay(None, Some(101), Some(501))),
+            (4, stay(Some(10), Some(101), Some(500))),
+        ];
+        let rows: Vec<(i64, &[Option<i64>])> = rows.iter().map(|(i, r)| (*i, &r[..])).collect();
+        let st = table("prise_en_charge", &rows);
+        let set = |v: &[i64]| v.iter().copied().collect::<HashSet<i64>>();
+        let (requests, orientations) = (set(&[101]), set(&[500, 999]));
+        let alone = |column: &str, values: &HashSet<i64>| {
+            rows_referencing(&st, "prise_en_charge", column, values)
+        };
+        assert_eq!(
+            rows_referencing_two(
+                &st,
+                "prise_en_charge",
+                ("demande_id", &requests),
+                ("orientation_id", &orientations)
+            ),
+            (vec![2, 3], vec![1, 3])
+        );
+        assert_eq!(alone("demande_id", &requests), vec![2, 3]);
+        assert_eq!(alone("orientation_id", &orientations), vec![1, 3]);
+        // One column twice, one side empty, both empty.
+        let (households, none) = (set(&[10]), HashSet::default());
+        assert_eq!(
+            rows_referencing_two(
+                &st,
+                "prise_en_charge",
+                ("menage_id", &households),
+                ("menage_id", &set(&[11]))
+            ),
+            (vec![0, 3], vec![1])
+        );
+        assert_eq!(
+            rows_referencing_two(
+                &st,
+                "prise_en_charge",
+                ("menage_id", &none),
+                ("menage_id", &households)
+            ),
+            (vec![], vec![0, 3])
+        );
+        assert_eq!(
+            rows_referencing_two(
+                &st,
+                "prise_en_charge",
+                ("menage_id", &households),
+                ("demande_id", &none)
+            ),
+            (vec![0, 3], vec![])
+        );
+        assert_eq!(
+            rows_referencing_two(
+                &st,
+                "prise_en_charge",
+                ("menage_id", &none),
+                ("demande_id", &none)
+            ),
+            (vec![], vec![])
         );
     }
 

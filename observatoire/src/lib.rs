@@ -207,6 +207,7 @@ async fn ingest_with(
         tracing::debug!(
             etape = step,
             secondes = started.elapsed().as_secs_f64(),
+            memoire_mo = resident_mb(),
             "étape de l'ingestion terminée"
         );
         progress(step)
@@ -429,6 +430,14 @@ async fn full_read(
         watermarks,
         state,
     })
+}
+
+/// The process's resident memory in MB (Linux), for the steps' debug lines.
+pub(crate) fn resident_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
 }
 
 /// `f` on each item, on every core, largest `size` first; the results in the items'
