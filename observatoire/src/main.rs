@@ -251,6 +251,7 @@ enum BenchCommand {
     /// des mêmes colonnes) et sa limite (le même COPY binaire jeté dans /dev/null),
     /// sur la même base PostgreSQL, dans la même exécution.
     Ingest {
+        /// Base PostgreSQL lue par les trois.
         #[arg(long, env = "OBSERVATOIRE_SOURCE")]
         source: String,
         /// Dossier de travail (vidé d'abord).
@@ -262,6 +263,7 @@ enum BenchCommand {
         /// Manches : le meilleur temps de chacun est retenu.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+        /// Interpréteur Python du pair (connectorx et pyarrow installés).
         #[arg(long, default_value = "python3")]
         python: String,
     },
@@ -269,22 +271,21 @@ enum BenchCommand {
     /// --days), puis ingestion incrémentale : le rapport des deux temps. La base est
     /// prolongée pour de bon.
     Incremental {
+        /// Base source simulée (SQLite ou PostgreSQL), prolongée par le banc.
         #[arg(long, env = "OBSERVATOIRE_SOURCE")]
         source: String,
+        /// Dossier de travail (vidé d'abord).
         #[arg(long, default_value = "/var/tmp/observatoire-banc-incremental")]
         work_dir: PathBuf,
+        /// Jours simulés de plus avant l'ingestion incrémentale.
         #[arg(long, default_value_t = 1)]
         days: i64,
     },
-    /// Calcul incrémental contre calcul complet : sur une base simulée, ingestion et
-    /// première publication, « simulate --continue » d'un jour (ou --days) et ingestion
-    /// incrémentale, puis le calcul incrémental et un calcul complet du même lac (les deux
-    /// chronométrés), dont les chiffres courants sont comparés cellule par cellule. La
-    /// base est prolongée pour de bon.
     /// Charge de l'API : wrk (paquet Debian) sur la route des valeurs puis sur un fichier
     /// statique du même serveur, dans la même exécution ; débits, latences p50/p99,
     /// erreurs et rapport des débits.
     Api {
+        /// Dossier des données servies (un lac publié).
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
         /// Chemin mesuré (route des valeurs).
@@ -296,19 +297,29 @@ enum BenchCommand {
         /// Département du compte départemental qui lit.
         #[arg(long, default_value = "93")]
         departement: String,
+        /// Connexions simultanées de wrk.
         #[arg(long, default_value_t = 64)]
         connections: usize,
         /// Durée de chaque mesure, en secondes.
         #[arg(long, default_value_t = 60)]
         duration: u64,
     },
+    /// Calcul incrémental contre calcul complet : sur une base simulée, ingestion et
+    /// première publication, « simulate --continue » d'un jour (ou --days) et ingestion
+    /// incrémentale, puis le calcul incrémental et un calcul complet du même lac (les deux
+    /// chronométrés), dont les chiffres courants sont comparés cellule par cellule. La
+    /// base est prolongée pour de bon.
     ComputeIncremental {
+        /// Base source simulée (SQLite ou PostgreSQL), prolongée par le banc.
         #[arg(long, env = "OBSERVATOIRE_SOURCE")]
         source: String,
+        /// Dossier de travail (vidé d'abord).
         #[arg(long, default_value = "/var/tmp/observatoire-banc-calcul-incremental")]
         work_dir: PathBuf,
+        /// Jours simulés de plus avant l'ingestion incrémentale.
         #[arg(long, default_value_t = 1)]
         days: i64,
+        /// Seuil du secret statistique des deux calculs.
         #[arg(long, default_value_t = 11)]
         secrecy_threshold: i64,
     },
@@ -317,8 +328,10 @@ enum BenchCommand {
     /// zone détail, dans la même exécution ; puis comparaison des valeurs cellule par
     /// cellule.
     Compute {
+        /// Dossier des données dont la zone détail est calculée.
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
+        /// Dossier de travail (vidé d'abord).
         #[arg(long, default_value = "/var/tmp/observatoire-banc-calcul")]
         work_dir: PathBuf,
         /// Manches : le meilleur temps de chacun est retenu.
@@ -327,6 +340,7 @@ enum BenchCommand {
         /// Seuil du secret primaire appliqué par les deux (le secret secondaire est hors banc).
         #[arg(long, default_value_t = 11)]
         secrecy_threshold: i64,
+        /// Interpréteur Python du pair (duckdb installé).
         #[arg(long, default_value = "python3")]
         python: String,
     },
