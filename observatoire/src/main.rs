@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use observatoire::config::FileConfig;
 use observatoire::{Error, Result};
@@ -1708,6 +1708,128 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The command line's own texts in French: clap writes its help flags, headings and
+/// errors in English, and everything the command line prints is in French. Applied to
+/// every command, down the tree.
+fn in_french(command: clap::Command) -> clap::Command {
+    command
+        .disable_help_flag(true)
+        .disable_help_subcommand(true)
+        .subcommand_help_heading("Commandes")
+        .subcommand_value_name("COMMANDE")
+        .help_template(
+            "{before-help}{about-with-newline}\nUtilisation : {usage}\n\n{all-args}{after-help}",
+        )
+        .arg(
+            clap::Arg::new("aide")
+                .short('h')
+                .long("help")
+                .action(clap::ArgAction::Help)
+                .help("Affiche l'aide"),
+        )
+        .mut_subcommands(in_french)
+}
+
+/// The command line as typed; help, the version or an error (in French) already printed
+/// when it is not a command to run.
+fn parse_cli(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> std::result::Result<Cli, ExitCode> {
+    let command = in_french(Cli::command()).disable_version_flag(true).arg(
+        clap::Arg::new("version")
+            .short('V')
+            .long("version")
+            .action(clap::ArgAction::Version)
+            .help("Affiche la version"),
+    );
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    parsed.map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                ExitCode::SUCCESS
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                ExitCode::from(2)
+            }
+            _ => {
+                eprintln!("{}", french_error(&e));
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+/// A clap error told in French, from what it carries (the argument, the value, the
+/// suggestion, the usage line).
+fn french_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let get = |kind: ContextKind| -> Option<String> {
+        match e.get(kind)? {
+            ContextValue::String(s) => Some(s.clone()),
+            ContextValue::Strings(v) => Some(v.join(", ")),
+            ContextValue::StyledStr(s) => Some(s.to_string()),
+            ContextValue::StyledStrs(v) => Some(
+                v.iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            ContextValue::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let arg = get(ContextKind::InvalidArg).unwrap_or_default();
+    let value = get(ContextKind::InvalidValue).unwrap_or_default();
+    let mut message = match e.kind() {
+        ErrorKind::UnknownArgument => format!("argument inconnu : {arg}"),
+        ErrorKind::InvalidSubcommand => format!(
+            "commande inconnue : {}",
+            get(ContextKind::InvalidSubcommand).unwrap_or_default()
+        ),
+        ErrorKind::MissingSubcommand => format!(
+            "commande manquante{}",
+            get(ContextKind::InvalidSubcommand)
+                .map(|c| format!(" après {c}"))
+                .unwrap_or_default()
+        ),
+        ErrorKind::MissingRequiredArgument => format!("argument obligatoire manquant : {arg}"),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            format!("valeur invalide « {value} » pour {arg}")
+        }
+        ErrorKind::ArgumentConflict => format!(
+            "{arg} ne peut pas être employé avec {}",
+            get(ContextKind::PriorArg).unwrap_or_default()
+        ),
+        ErrorKind::TooManyValues | ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues => {
+            format!("nombre de valeurs incorrect pour {arg}")
+        }
+        ErrorKind::NoEquals => format!("{arg} demande sa valeur après « = »"),
+        ErrorKind::InvalidUtf8 => "un argument n'est pas de l'UTF-8 valide".to_owned(),
+        _ => "ligne de commande invalide".to_owned(),
+    };
+    if let Some(valid) = get(ContextKind::ValidValue) {
+        message.push_str(&format!(" (valeurs possibles : {valid})"));
+    }
+    for kind in [ContextKind::SuggestedSubcommand, ContextKind::SuggestedArg] {
+        if let Some(suggested) = get(kind) {
+            message.push_str(&format!(" ; vouliez-vous dire {suggested} ?"));
+        }
+    }
+    let usage = get(ContextKind::Usage)
+        .map(|u| {
+            let u = u.trim();
+            let u = u.strip_prefix("Usage:").unwrap_or(u).trim();
+            format!("\n\nUtilisation : {u}")
+        })
+        .unwrap_or_default();
+    format!("Erreur : {message}{usage}\n\nPour en savoir plus : --help")
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -1724,7 +1846,10 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match parse_cli(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(exit) => return exit,
+    };
     if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
         keep_freed_memory();
     }
@@ -1733,6 +1858,92 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("Erreur : {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command() -> clap::Command {
+        in_french(Cli::command())
+    }
+
+    fn error_of(args: &[&str]) -> String {
+        let e = command()
+            .try_get_matches_from(std::iter::once("observatoire").chain(args.iter().copied()))
+            .expect_err("a command line refused");
+        french_error(&e)
+    }
+
+    #[test]
+    fn the_help_of_every_command_is_in_french() {
+        command().debug_assert();
+        let mut root = command();
+        let help = root.render_help().to_string();
+        assert!(help.contains("Utilisation : observatoire"), "{help}");
+        assert!(help.contains("Commandes"), "{help}");
+        assert!(help.contains("Affiche l'aide"), "{help}");
+        for english in ["Usage:", "Commands:", "Print help", "Print this message"] {
+            assert!(!help.contains(english), "{english} in {help}");
+        }
+        // Down the tree: a bench command two levels below the root.
+        let mut bench = command();
+        let nested = bench
+            .find_subcommand_mut("bench")
+            .and_then(|b| b.find_subcommand_mut("compute-incremental"))
+            .expect("bench compute-incremental")
+            .render_help()
+            .to_string();
+        assert!(nested.contains("Affiche l'aide"), "{nested}");
+        assert!(nested.contains("Utilisation :"), "{nested}");
+        assert!(!nested.contains("Print help"), "{nested}");
+    }
+
+    #[test]
+    fn a_mistyped_command_line_is_told_in_french_with_what_was_meant() {
+        let unknown = error_of(&["ingets"]);
+        assert!(
+            unknown.starts_with("Erreur : commande inconnue : ingets"),
+            "{unknown}"
+        );
+        assert!(unknown.contains("vouliez-vous dire ingest ?"), "{unknown}");
+        assert!(
+            unknown.contains("Pour en savoir plus : --help"),
+            "{unknown}"
+        );
+        let missing = error_of(&["bench", "compute-incremental"]);
+        assert!(
+            missing.contains("argument obligatoire manquant : --source <SOURCE>"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains("Utilisation : observatoire bench compute-incremental"),
+            "{missing}"
+        );
+        let value = error_of(&[
+            "bench",
+            "compute-incremental",
+            "--source",
+            "x",
+            "--days",
+            "deux",
+        ]);
+        assert!(
+            value.starts_with("Erreur : valeur invalide « deux » pour --days <DAYS>"),
+            "{value}"
+        );
+        let flag = error_of(&["ingest", "--fulll"]);
+        assert!(
+            flag.starts_with("Erreur : argument inconnu : --fulll"),
+            "{flag}"
+        );
+        assert!(flag.contains("vouliez-vous dire --full ?"), "{flag}");
+        for text in [unknown, missing, value, flag] {
+            for english in ["error:", "Usage:", "tip:", "For more information"] {
+                assert!(!text.contains(english), "{english} in {text}");
+            }
         }
     }
 }
