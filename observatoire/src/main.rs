@@ -1743,7 +1743,7 @@ fn parse_cli(
             .help("Affiche la version"),
     );
     let parsed = command
-        .try_get_matches_from(args)
+        .try_get_matches_from(help_as_flag(args))
         .and_then(|m| Cli::from_arg_matches(&m));
     parsed.map_err(|e| {
         use clap::error::ErrorKind;
@@ -1762,6 +1762,19 @@ fn parse_cli(
             }
         }
     })
+}
+
+/// `observatoire help [COMMANDE…]` as `observatoire [COMMANDE…] --help`: clap's own
+/// `help` command describes itself in English, so it is turned off and the word kept.
+fn help_as_flag(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    if args.get(1).is_some_and(|a| a == "help") {
+        args.remove(1);
+        args.push("--help".into());
+    }
+    args
 }
 
 /// A clap error told in French, from what it carries (the argument, the value, the
@@ -1899,6 +1912,33 @@ mod tests {
         assert!(nested.contains("Affiche l'aide"), "{nested}");
         assert!(nested.contains("Utilisation :"), "{nested}");
         assert!(!nested.contains("Print help"), "{nested}");
+    }
+
+    #[test]
+    fn help_as_a_word_shows_the_help_of_the_commands_after_it() {
+        let args = |v: &[&str]| help_as_flag(v.iter().copied());
+        assert_eq!(
+            args(&["observatoire", "help", "bench", "compute"]),
+            args(&["observatoire", "bench", "compute", "--help"])
+        );
+        assert_eq!(
+            args(&["observatoire", "help"]),
+            args(&["observatoire", "--help"])
+        );
+        // Elsewhere than first, `help` is left as typed (a value, say).
+        assert_eq!(
+            args(&["observatoire", "sql", "help"]),
+            vec!["observatoire", "sql", "help"]
+        );
+        let shown = command()
+            .try_get_matches_from(args(&["observatoire", "help", "ingest"]))
+            .expect_err("help shown");
+        assert_eq!(shown.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(
+            shown
+                .to_string()
+                .contains("Utilisation : observatoire ingest")
+        );
     }
 
     #[test]
