@@ -1943,44 +1943,47 @@ mod tests {
 
     #[test]
     fn a_mistyped_command_line_is_told_in_french_with_what_was_meant() {
-        let unknown = error_of(&["ingets"]);
-        assert!(
-            unknown.starts_with("Erreur : commande inconnue : ingets"),
-            "{unknown}"
-        );
-        assert!(unknown.contains("vouliez-vous dire ingest ?"), "{unknown}");
-        assert!(
-            unknown.contains("Pour en savoir plus : --help"),
-            "{unknown}"
-        );
-        let missing = error_of(&["bench", "compute-incremental"]);
-        assert!(
-            missing.contains("argument obligatoire manquant : --source <SOURCE>"),
-            "{missing}"
-        );
-        assert!(
-            missing.contains("Utilisation : observatoire bench compute-incremental"),
-            "{missing}"
-        );
-        let value = error_of(&[
-            "bench",
-            "compute-incremental",
-            "--source",
-            "x",
-            "--days",
-            "deux",
-        ]);
-        assert!(
-            value.starts_with("Erreur : valeur invalide « deux » pour --days <DAYS>"),
-            "{value}"
-        );
-        let flag = error_of(&["ingest", "--fulll"]);
-        assert!(
-            flag.starts_with("Erreur : argument inconnu : --fulll"),
-            "{flag}"
-        );
-        assert!(flag.contains("vouliez-vous dire --full ?"), "{flag}");
-        for text in [unknown, missing, value, flag] {
+        let cases: [(&[&str], &[&str]); 4] = [
+            (
+                &["ingets"],
+                &[
+                    "Erreur : commande inconnue : ingets",
+                    "vouliez-vous dire ingest ?",
+                    "Pour en savoir plus : --help",
+                ],
+            ),
+            (
+                &["bench", "compute-incremental"],
+                &[
+                    "Erreur : argument obligatoire manquant : --source <SOURCE>",
+                    "Utilisation : observatoire bench compute-incremental",
+                ],
+            ),
+            (
+                &[
+                    "bench",
+                    "compute-incremental",
+                    "--source",
+                    "x",
+                    "--days",
+                    "deux",
+                ],
+                &["Erreur : valeur invalide « deux » pour --days <DAYS>"],
+            ),
+            (
+                &["ingest", "--fulll"],
+                &[
+                    "Erreur : argument inconnu : --fulll",
+                    "vouliez-vous dire --full ?",
+                ],
+            ),
+        ];
+        for (args, expected) in cases {
+            let text = error_of(args);
+            assert!(text.starts_with(expected[0]), "{text}");
+            for part in expected {
+                assert!(text.contains(part), "{part} not in {text}");
+            }
             for english in ["error:", "Usage:", "tip:", "For more information"] {
                 assert!(!text.contains(english), "{english} in {text}");
             }
