@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
@@ -178,36 +178,13 @@ impl ColumnBuilder {
         }
     }
 
-    /// The rows built so far as an array; the builder starts again empty, with room
-    /// for as many rows (and text bytes) as this batch had, so that the next batch
-    /// does not grow its buffers by doubling and copying them.
     fn finish(&mut self) -> ArrayRef {
         match self {
-            ColumnBuilder::Int(b) => {
-                let array = b.finish();
-                *b = Int64Builder::with_capacity(array.len());
-                Arc::new(array)
-            }
-            ColumnBuilder::Text(b) => {
-                let array = b.finish();
-                *b = StringBuilder::with_capacity(array.len(), array.value_data().len());
-                Arc::new(array)
-            }
-            ColumnBuilder::Bool(b) => {
-                let array = b.finish();
-                *b = BooleanBuilder::with_capacity(array.len());
-                Arc::new(array)
-            }
-            ColumnBuilder::Date(b) => {
-                let array = b.finish();
-                *b = Date32Builder::with_capacity(array.len());
-                Arc::new(array)
-            }
-            ColumnBuilder::Timestamp(b) => {
-                let array = b.finish();
-                *b = TimestampMicrosecondBuilder::with_capacity(array.len()).with_timezone("UTC");
-                Arc::new(array)
-            }
+            ColumnBuilder::Int(b) => Arc::new(b.finish()),
+            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
         }
     }
 
