@@ -311,48 +311,31 @@ async fn compute_grid(
     let mut recomputed = HashSet::new();
     let mut prints = HashMap::new();
     let mut pairs = (0, 0);
-    let indicators: Vec<&Indicator> = CATALOGUE.iter().chain(&options.conventions).collect();
-    // Indicators whose records are known unchanged and that have no period to recompute
-    // are not even listed: the number of their periods, or `None` for those listed.
-    let unlisted: Vec<Option<usize>> = indicators
-        .iter()
-        .map(|indicator| {
-            let known = unchanged.and_then(|u| u.get(indicator.id))?;
+    for indicator in CATALOGUE.iter().chain(&options.conventions) {
+        if let Some(known) = unchanged.and_then(|u| u.get(indicator.id)) {
             let selected = select(indicator, known);
-            (!selected.iter().any(|s| *s)).then_some(selected.len())
-        })
-        .collect();
-    // The next indicator's records are listed (and fingerprinted) on their own task
-    // while this one is aggregated: listing leaves a core idle much of the time, and
-    // the two only share the detail tables, which neither changes.
-    let listed_after = |i: usize| (i + 1..indicators.len()).find(|&j| unlisted[j].is_none());
-    let mut next: Option<(usize, Background<Result<Listed>>)> = unlisted
-        .iter()
-        .position(Option::is_none)
-        .map(|j| (j, list_in_background(ctx, indicators[j])));
-    for (i, indicator) in indicators.iter().copied().enumerate() {
-        if let Some(periods) = unlisted[i] {
-            pairs.1 += periods;
-            if let Some(known) = unchanged.and_then(|u| u.get(indicator.id)) {
+            if !selected.iter().any(|s| *s) {
+                pairs.1 += selected.len();
                 prints.insert(indicator.id.to_owned(), known.clone());
+                progress(indicator);
+                continue;
             }
-            progress(indicator);
-            continue;
         }
         let failed = |source: datafusion::error::DataFusionError| ComputeError::Indicator {
             indicator: indicator.code,
             source: Box::new(source),
         };
-        let listing = match next.take() {
-            Some((j, listing)) if j == i => listing,
-            _ => list_in_background(ctx, indicator),
-        };
-        next = listed_after(i).map(|j| (j, list_in_background(ctx, indicators[j])));
-        let Listed {
-            schema,
-            records,
-            prints: indicator_prints,
-        } = listing.finish().await??;
+        let started = std::time::Instant::now();
+        let (schema, records) = list_records(ctx, indicator).await?;
+        let listed = started.elapsed();
+        let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
+        tracing::debug!(
+            indicateur = indicator.code,
+            enregistrements = records.iter().map(|b| b.num_rows()).sum::<usize>(),
+            lecture_ms = listed.as_millis() as u64,
+            empreintes_ms = (started.elapsed() - listed).as_millis() as u64,
+            "enregistrements lus"
+        );
         let selected = select(indicator, &indicator_prints);
         prints.insert(indicator.id.to_owned(), indicator_prints);
         pairs.1 += selected.len();
@@ -431,36 +414,6 @@ async fn compute_grid(
         prints,
         pairs,
     })
-}
-
-/// An indicator's records as listed, and their fingerprints.
-struct Listed {
-    schema: arrow::datatypes::SchemaRef,
-    records: Vec<RecordBatch>,
-    prints: crate::incremental::Prints,
-}
-
-/// Lists and fingerprints an indicator's records on a task of its own.
-fn list_in_background(ctx: &SessionContext, indicator: &Indicator) -> Background<Result<Listed>> {
-    let (ctx, indicator) = (ctx.clone(), indicator.clone());
-    Background(tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        let (schema, records) = list_records(&ctx, &indicator).await?;
-        let listed = started.elapsed();
-        let prints = crate::incremental::fingerprints(indicator.grain, &records)?;
-        tracing::debug!(
-            indicateur = indicator.code,
-            enregistrements = records.iter().map(|b| b.num_rows()).sum::<usize>(),
-            lecture_ms = listed.as_millis() as u64,
-            empreintes_ms = (started.elapsed() - listed).as_millis() as u64,
-            "enregistrements lus"
-        );
-        Ok(Listed {
-            schema,
-            records,
-            prints,
-        })
-    }))
 }
 
 /// An indicator's records, listed once by its catalogue SQL, as the compute keeps them in
