@@ -228,23 +228,15 @@ impl AnonymisedTable {
     }
 }
 
-/// The analyst zone of one release, built in memory and not yet written
-/// ([`Prepared::write`]).
-pub struct Prepared {
-    release: i64,
-    k: usize,
-    tables: Vec<(AnonymisedTable, RecordBatch)>,
-}
-
-/// Builds the analyst zone of `release` from the detail session `ctx`, in memory: it
-/// only reads the detail tables, so it can run beside the indicators, and is written
-/// only once they have succeeded.
-pub async fn prepare(
+/// Builds the analyst zone of `release` from the detail session `ctx` and replaces the
+/// previous one (the zone holds one release: it is rebuilt at each release).
+pub async fn build(
+    lake: &Lake,
     ctx: &SessionContext,
     key: &MasterKey,
     release: i64,
     options: &AnalystOptions,
-) -> Result<Prepared> {
+) -> Result<Vec<AnonymisedTable>> {
     let pseudonyms = key.subkey(&format!("analyst/{release}"));
     // The requests' profiles, computed once for the three tables (each joins them).
     let started = std::time::Instant::now();
@@ -258,66 +250,45 @@ pub async fn prepare(
         profils_ms = started.elapsed().as_millis() as u64,
         "profils des demandes"
     );
-    let built = build_tables(ctx, &pseudonyms, release, options).await;
+    let built = build_tables(lake, ctx, &pseudonyms, release, options).await;
     ctx.deregister_table(PROFILE_TABLE)?;
-    Ok(Prepared {
-        release,
-        k: options.k,
-        tables: built?,
-    })
-}
-
-impl Prepared {
-    /// Replaces the analyst zone's tables and its log with this release's.
-    pub async fn write(self, lake: &Lake) -> Result<Vec<AnonymisedTable>> {
-        let Prepared { release, k, tables } = self;
-        let mut out = Vec::with_capacity(tables.len());
-        for (table, batch) in tables {
-            let started = std::time::Instant::now();
-            lake.overwrite(ZONE, &table.table, batch).await?;
-            tracing::debug!(
-                table = table.table,
-                ecriture_ms = started.elapsed().as_millis() as u64,
-                "table de la zone analyste écrite"
-            );
-            out.push(table);
-        }
-        let log = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("publication", DataType::Int64, false),
-                Field::new("table_analyse", DataType::Utf8, false),
-                Field::new("enregistrements", DataType::Int64, false),
-                Field::new("supprimes", DataType::Int64, false),
-                Field::new("k_cible", DataType::Int64, false),
-                Field::new("niveaux", DataType::Utf8, false),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(vec![release; out.len()])),
-                Arc::new(StringArray::from_iter_values(out.iter().map(|t| &t.table))),
-                Arc::new(Int64Array::from_iter_values(
-                    out.iter().map(|t| t.records as i64),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    out.iter().map(|t| t.suppressed as i64),
-                )),
-                Arc::new(Int64Array::from(vec![k as i64; out.len()])),
-                Arc::new(StringArray::from_iter_values(
-                    out.iter().map(AnonymisedTable::levels_text),
-                )),
-            ],
-        )?;
-        lake.overwrite(ZONE, LOG_TABLE, log).await?;
-        Ok(out)
-    }
+    let out = built?;
+    let log = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("publication", DataType::Int64, false),
+            Field::new("table_analyse", DataType::Utf8, false),
+            Field::new("enregistrements", DataType::Int64, false),
+            Field::new("supprimes", DataType::Int64, false),
+            Field::new("k_cible", DataType::Int64, false),
+            Field::new("niveaux", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![release; out.len()])),
+            Arc::new(StringArray::from_iter_values(out.iter().map(|t| &t.table))),
+            Arc::new(Int64Array::from_iter_values(
+                out.iter().map(|t| t.records as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                out.iter().map(|t| t.suppressed as i64),
+            )),
+            Arc::new(Int64Array::from(vec![options.k as i64; out.len()])),
+            Arc::new(StringArray::from_iter_values(
+                out.iter().map(AnonymisedTable::levels_text),
+            )),
+        ],
+    )?;
+    lake.overwrite(ZONE, LOG_TABLE, log).await?;
+    Ok(out)
 }
 
 /// The three tables, reading the requests' profiles from [`PROFILE_TABLE`].
 async fn build_tables(
+    lake: &Lake,
     ctx: &SessionContext,
     pseudonyms: &anonymize::Pseudonymizer,
     release: i64,
     options: &AnalystOptions,
-) -> Result<Vec<(AnonymisedTable, RecordBatch)>> {
+) -> Result<Vec<AnonymisedTable>> {
     let mut out = Vec::new();
     for spec in TABLES {
         let started = std::time::Instant::now();
@@ -385,15 +356,18 @@ async fn build_tables(
             }
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let built = started.elapsed();
+        lake.overwrite(ZONE, spec.name, batch).await?;
         tracing::debug!(
             table = spec.name,
             enregistrements = records,
             lecture_ms = read.as_millis() as u64,
             k_anonymat_ms = (generalised - read).as_millis() as u64,
-            pseudonymes_ms = (started.elapsed() - generalised).as_millis() as u64,
+            pseudonymes_ms = (built - generalised).as_millis() as u64,
+            ecriture_ms = (started.elapsed() - built).as_millis() as u64,
             "table de la zone analyste"
         );
-        let table = AnonymisedTable {
+        out.push(AnonymisedTable {
             table: spec.name.to_owned(),
             records,
             suppressed: anonymised.suppressed,
@@ -404,8 +378,7 @@ async fn build_tables(
                 .zip(&anonymised.levels)
                 .map(|(q, l)| (q.name.to_owned(), *l))
                 .collect(),
-        };
-        out.push((table, batch));
+        });
     }
     Ok(out)
 }

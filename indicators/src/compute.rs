@@ -71,8 +71,6 @@ pub enum ComputeError {
         "l'indicateur {indicator} a plus de 16 777 216 combinaisons de modalités : calcul impossible"
     )]
     TooManyModalities { indicator: &'static str },
-    #[error("calcul d'arrière-plan interrompu : {0}")]
-    Background(String),
     #[error("une révision doit donner son motif (--reason « … »)")]
     RevisionWithoutReason,
     #[error("aucune période publiée ne contient le mois {0} : rien à réviser")]
@@ -781,25 +779,6 @@ pub async fn publish(
     publish_as(lake, options, key, &Publication::Regular, progress).await
 }
 
-/// A task run beside the caller's work, stopped if the caller gives up before
-/// [`Background::finish`] (an error returned early must not leave it running).
-struct Background<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Background<T> {
-    async fn finish(mut self) -> Result<T> {
-        let handle = &mut self.0;
-        handle
-            .await
-            .map_err(|e| ComputeError::Background(e.to_string()))
-    }
-}
-
-impl<T> Drop for Background<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Computes and publishes a release: rows appended to `stats/indicateurs`, the state of
 /// the computation kept for the next one ([`crate::incremental`]), the analyst zone
 /// rebuilt with the release's own pseudonyms, then the release recorded in
@@ -849,20 +828,6 @@ pub async fn publish_as(
             "lignes d'un calcul interrompu avant sa publication retirées"
         );
     }
-    // The analyst zone only reads the detail tables: it is built beside the indicators
-    // (which leave a core idle much of the time) and written once they have succeeded.
-    let analyst = Background(tokio::spawn({
-        let (ctx, key, analyst) = (ctx.clone(), key.clone(), options.analyst.clone());
-        async move {
-            let started = std::time::Instant::now();
-            let prepared = crate::analyst::prepare(&ctx, &key, version, &analyst).await;
-            tracing::debug!(
-                analyste_ms = started.elapsed().as_millis() as u64,
-                "zone analyste calculée"
-            );
-            prepared
-        }
-    }));
     let prepared = prepare_tables(&ctx).await?;
     let bounds = prepared.bounds;
     if let (Some(days), Some((d0, d1)), Publication::Regular) =
@@ -1128,10 +1093,10 @@ pub async fn publish_as(
         "publication et état écrits"
     );
     let started = std::time::Instant::now();
-    let analyst = analyst.finish().await??.write(lake).await?;
+    let analyst = crate::analyst::build(lake, &ctx, key, version, &options.analyst).await?;
     tracing::debug!(
-        attente_et_ecriture_ms = started.elapsed().as_millis() as u64,
-        "zone analyste écrite"
+        analyste_ms = started.elapsed().as_millis() as u64,
+        "zone analyste"
     );
     let (nature, motif) = match publication {
         Publication::Regular => ("CALCUL", None),
