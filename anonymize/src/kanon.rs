@@ -11,7 +11,7 @@
 //! first grouped by their combination of raw values, so that a node costs one pass over
 //! the distinct combinations, not over the records.
 
-use std::collections::HashMap;
+use crate::FastMap;
 
 /// One quasi-identifier: its name, its values (one per record) and its hierarchy.
 pub struct QuasiIdentifier<'a> {
@@ -78,7 +78,7 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
     let mut generalised_codes: Vec<Vec<Vec<u32>>> = Vec::with_capacity(qis.len());
     let mut generalised_text: Vec<Vec<Vec<String>>> = Vec::with_capacity(qis.len());
     for q in qis {
-        let mut dict: HashMap<&str, u32> = HashMap::new();
+        let mut dict: FastMap<&str, u32> = FastMap::default();
         let mut distinct: Vec<&str> = Vec::new();
         let column: Vec<u32> = q
             .values
@@ -95,7 +95,7 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
         let mut per_level_text = Vec::with_capacity(q.levels);
         for level in 0..q.levels {
             let texts: Vec<String> = distinct.iter().map(|v| (q.generalise)(v, level)).collect();
-            let mut gdict: HashMap<&str, u32> = HashMap::new();
+            let mut gdict: FastMap<&str, u32> = FastMap::default();
             let gcodes: Vec<u32> = texts
                 .iter()
                 .map(|t| {
@@ -109,17 +109,33 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
         generalised_codes.push(per_level_codes);
         generalised_text.push(per_level_text);
     }
-    // Group the records by their raw combination.
-    let mut combos: HashMap<Vec<u32>, usize> = HashMap::new();
+    let radix_product: f64 = generalised_codes
+        .iter()
+        .map(|levels| levels[0].len().max(1) as f64)
+        .product();
+    assert!(
+        radix_product < u64::MAX as f64,
+        "too many distinct quasi-identifier values to pack a class key"
+    );
+    // Group the records by their raw combination, packed in mixed radix (every raw code
+    // is below the number of distinct raw values of its quasi-identifier).
+    let radices: Vec<u64> = generalised_codes
+        .iter()
+        .map(|levels| levels[0].len().max(1) as u64)
+        .collect();
+    let mut combos: FastMap<u64, usize> = FastMap::default();
     let mut record_combo: Vec<usize> = Vec::with_capacity(n);
     let mut combo_keys: Vec<Vec<u32>> = Vec::new();
     let mut combo_counts: Vec<usize> = Vec::new();
     for r in 0..n {
-        let key: Vec<u32> = codes.iter().map(|c| c[r]).collect();
+        let packed = codes
+            .iter()
+            .zip(&radices)
+            .fold(0u64, |packed, (c, radix)| packed * radix + c[r] as u64);
         let next = combo_keys.len();
-        let id = *combos.entry(key.clone()).or_insert(next);
+        let id = *combos.entry(packed).or_insert(next);
         if id == next {
-            combo_keys.push(key);
+            combo_keys.push(codes.iter().map(|c| c[r]).collect());
             combo_counts.push(0);
         }
         combo_counts[id] += 1;
@@ -144,7 +160,7 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
     };
     let stats_of = |node: &[usize]| -> NodeStats {
         let class = classes_of(node);
-        let mut sizes: HashMap<u64, usize> = HashMap::new();
+        let mut sizes: FastMap<u64, usize> = FastMap::default();
         for (c, count) in class.iter().zip(&combo_counts) {
             *sizes.entry(*c).or_insert(0) += count;
         }
@@ -177,14 +193,6 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
             })
             .sum()
     };
-    let radix_product: f64 = generalised_codes
-        .iter()
-        .map(|levels| levels[0].len().max(1) as f64)
-        .product();
-    assert!(
-        radix_product < u64::MAX as f64,
-        "too many distinct quasi-identifier values to pack a class key"
-    );
 
     let allowed = (max_suppression * n as f64).floor() as usize;
     let mut best: Option<(Vec<usize>, NodeStats, f64)> = None;
@@ -216,7 +224,7 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
 
     // Apply the node: generalised values, and suppression of small classes.
     let class = classes_of(&node);
-    let mut sizes: HashMap<u64, usize> = HashMap::new();
+    let mut sizes: FastMap<u64, usize> = FastMap::default();
     for (c, count) in class.iter().zip(&combo_counts) {
         *sizes.entry(*c).or_insert(0) += count;
     }
