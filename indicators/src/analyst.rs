@@ -401,17 +401,10 @@ fn pseudonymise(
     pseudonyms: &anonymize::Pseudonymizer,
 ) -> Result<StringArray> {
     if let Some(ids) = column.as_primitive_opt::<Int64Type>() {
-        return Ok(ids
-            .iter()
-            .map(|id| id.map(|id| pseudonyms.pseudonym(entity, id)))
-            .collect());
+        return Ok(pseudonyms.pseudonymise(entity, ids)?);
     }
     let text = cast(column, &DataType::Utf8)?;
-    Ok(text
-        .as_string::<i32>()
-        .iter()
-        .map(|id| id.map(|id| pseudonyms.pseudonym_of_text(entity, id)))
-        .collect())
+    Ok(pseudonyms.pseudonymise_texts(entity, text.as_string::<i32>())?)
 }
 
 /// The prosecutor risks of one analyst table, measured on the table as stored.
