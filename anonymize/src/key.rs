@@ -330,11 +330,16 @@ fn fill_column(
 mod tests {
     use super::*;
 
+    /// The pseudonyms of `purpose` under a fixed test key.
+    fn test_pseudonymizer(purpose: &str) -> Pseudonymizer {
+        MasterKey::from_hex(&"ab".repeat(32), "test")
+            .expect("a key")
+            .subkey(purpose)
+    }
+
     #[test]
     fn pseudonyms_copied_from_those_made_equal_those_computed() {
-        let p = MasterKey::from_hex(&"ab".repeat(32), "test")
-            .expect("a key")
-            .subkey("detail");
+        let p = test_pseudonymizer("detail");
         // The entity's own ids, pseudonymised once.
         let own: Int64Array = (0..100_000i64).map(|i| Some(i * 3)).collect();
         let made = p.pseudonymise("menage", &own).expect("pseudonyms");
@@ -357,9 +362,7 @@ mod tests {
 
     #[test]
     fn a_column_of_text_ids_gets_each_row_its_own_pseudonym() {
-        let p = MasterKey::from_hex(&"ab".repeat(32), "test")
-            .expect("a key")
-            .subkey("analyst/3");
+        let p = test_pseudonymizer("analyst/3");
         // More rows than one thread takes, with nulls and repeated ids.
         let ids: StringArray = (0..150_001i64)
             .map(|i| (i % 13 != 7).then(|| format!("{:032x}", i % 40_000)))
@@ -383,9 +386,7 @@ mod tests {
 
     #[test]
     fn a_column_of_ids_gets_each_ids_pseudonym_and_keeps_its_nulls() {
-        let p = MasterKey::from_hex(&"ab".repeat(32), "test")
-            .expect("a key")
-            .subkey("detail");
+        let p = test_pseudonymizer("detail");
         // More rows than one thread takes, a null every seventh row, and a slice that
         // starts mid-way (its validity has an offset).
         let ids: Int64Array = (0..200_003i64)
