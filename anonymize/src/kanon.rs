@@ -109,20 +109,18 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
         generalised_codes.push(per_level_codes);
         generalised_text.push(per_level_text);
     }
-    let radix_product: f64 = generalised_codes
-        .iter()
-        .map(|levels| levels[0].len().max(1) as f64)
-        .product();
-    assert!(
-        radix_product < u64::MAX as f64,
-        "too many distinct quasi-identifier values to pack a class key"
-    );
-    // Group the records by their raw combination, packed in mixed radix (every raw code
-    // is below the number of distinct raw values of its quasi-identifier).
+    // Combinations are packed in mixed radix: every raw (or generalised) code is below
+    // the number of distinct raw values of its quasi-identifier.
     let radices: Vec<u64> = generalised_codes
         .iter()
         .map(|levels| levels[0].len().max(1) as u64)
         .collect();
+    let radix_product: f64 = radices.iter().map(|r| *r as f64).product();
+    assert!(
+        radix_product < u64::MAX as f64,
+        "too many distinct quasi-identifier values to pack a class key"
+    );
+    // Group the records by their raw combination.
     let mut combos: FastMap<u64, usize> = FastMap::default();
     let mut record_combo: Vec<usize> = Vec::with_capacity(n);
     let mut combo_keys: Vec<Vec<u32>> = Vec::new();
@@ -147,14 +145,9 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
         combo_keys
             .iter()
             .map(|key| {
-                // Mixed-radix packing: every generalised code is below the number of
-                // distinct raw values of its quasi-identifier.
-                let mut packed: u64 = 0;
-                for (i, code) in key.iter().enumerate() {
-                    let radix = generalised_codes[i][0].len().max(1) as u64;
-                    packed = packed * radix + generalised_codes[i][node[i]][*code as usize] as u64;
-                }
-                packed
+                key.iter().enumerate().fold(0u64, |packed, (i, code)| {
+                    packed * radices[i] + generalised_codes[i][node[i]][*code as usize] as u64
+                })
             })
             .collect()
     };

@@ -196,13 +196,8 @@ impl Pseudonymizer {
             .to_owned()
     }
 
-    /// The pseudonyms of a column of ids (nulls stay null), computed on every core: a
-    /// national ingest makes about ten million of them.
-    ///
-    /// Every pseudonym is [`PSEUDONYM_LEN`] bytes, so the column is built in place: one
-    /// values buffer of `32 × rows` bytes whose disjoint parts the threads fill, offsets
-    /// in steps of 32 (a null slot keeps 32 zero bytes that no reader sees), and the ids'
-    /// own validity. No builder grows, and no parts are concatenated afterwards.
+    /// The pseudonyms of a column of ids (nulls stay null), built in place on every core
+    /// (`fill_column`): a national ingest makes about ten million of them.
     pub fn pseudonymise(
         &self,
         entity: &str,
@@ -225,7 +220,7 @@ impl Pseudonymizer {
     }
 
     /// The pseudonyms of a column of identifiers that are already text (nulls stay
-    /// null), built in place on every core as [`Self::pseudonymise`] does: the analyst
+    /// null), built in place on every core (`fill_column`): the analyst
     /// zone keys the detail zone's pseudonyms this way, millions per release.
     pub fn pseudonymise_texts(
         &self,
