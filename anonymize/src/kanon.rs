@@ -16,7 +16,7 @@ use crate::FastMap;
 /// One quasi-identifier: its name, its values (one per record) and its hierarchy.
 pub struct QuasiIdentifier<'a> {
     pub name: &'static str,
-    pub values: &'a [String],
+    pub values: &'a [&'a str],
     /// `generalise(value, level)`; level 0 must return the value itself.
     pub generalise: fn(&str, usize) -> String,
     /// Number of levels, the raw one included (≥ 1).
@@ -84,8 +84,8 @@ pub fn k_anonymise(qis: &[QuasiIdentifier<'_>], k: usize, max_suppression: f64) 
             .values
             .iter()
             .map(|v| {
-                *dict.entry(v.as_str()).or_insert_with(|| {
-                    distinct.push(v.as_str());
+                *dict.entry(v).or_insert_with(|| {
+                    distinct.push(v);
                     (distinct.len() - 1) as u32
                 })
             })
@@ -399,12 +399,8 @@ mod tests {
 
     #[test]
     fn no_generalisation_when_every_class_is_large_enough() {
-        let dep: Vec<String> = (0..40)
-            .map(|i| if i < 20 { "75" } else { "93" }.into())
-            .collect();
-        let sex: Vec<String> = (0..40)
-            .map(|i| if i % 2 == 0 { "F" } else { "M" }.into())
-            .collect();
+        let dep: Vec<&str> = (0..40).map(|i| if i < 20 { "75" } else { "93" }).collect();
+        let sex: Vec<&str> = (0..40).map(|i| if i % 2 == 0 { "F" } else { "M" }).collect();
         let qis = [
             QuasiIdentifier {
                 name: "departement",
@@ -438,8 +434,8 @@ mod tests {
     fn a_rare_record_is_suppressed_rather_than_coarsening_everyone() {
         // 99 records in 75, one in 23: at k = 5, suppressing the lone 23 (1 %) keeps the
         // département; without any suppression allowed, the département must become FR.
-        let mut dep: Vec<String> = vec!["75".into(); 99];
-        dep.push("23".into());
+        let mut dep = vec!["75"; 99];
+        dep.push("23");
         let qis = [QuasiIdentifier {
             name: "departement",
             values: &dep,
@@ -459,7 +455,7 @@ mod tests {
 
     #[test]
     fn too_few_records_are_all_suppressed() {
-        let dep: Vec<String> = vec!["75".into(); 4];
+        let dep = vec!["75"; 4];
         let qis = [QuasiIdentifier {
             name: "departement",
             values: &dep,

@@ -303,11 +303,15 @@ async fn build_tables(
         let (schema, batches) = crate::compute::compact_views(schema, batches)?;
         let raw = concat_batches(&schema, &batches)?;
         let records = raw.num_rows();
-        // Quasi-identifiers as text (a missing value is NON_RENSEIGNE).
-        let texts: Vec<Vec<String>> = QUASI_IDENTIFIERS
+        // Quasi-identifiers as text (a missing value is NON_RENSEIGNE), read in place.
+        let columns: Vec<StringArray> = QUASI_IDENTIFIERS
             .iter()
             .map(|q| text_column(&raw, q.name))
             .collect::<Result<_>>()?;
+        let texts: Vec<Vec<&str>> = columns
+            .iter()
+            .map(|c| c.iter().map(|v| v.unwrap_or("NON_RENSEIGNE")).collect())
+            .collect();
         let qis: Vec<QuasiIdentifier<'_>> = QUASI_IDENTIFIERS
             .iter()
             .zip(&texts)
@@ -324,6 +328,7 @@ async fn build_tables(
         let generalised = started.elapsed();
         drop(qis);
         drop(texts);
+        drop(columns);
         let kept = BooleanArray::from(anonymised.kept.clone());
         let mut fields = vec![Field::new("publication", DataType::Int64, false)];
         let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![
@@ -383,16 +388,11 @@ async fn build_tables(
     Ok(out)
 }
 
-fn text_column(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+fn text_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     let column = batch
         .column_by_name(name)
         .unwrap_or_else(|| panic!("the analyst SQL selects {name}"));
-    let column = cast(column, &DataType::Utf8)?;
-    let column = column.as_string::<i32>();
-    Ok(column
-        .iter()
-        .map(|v| v.unwrap_or("NON_RENSEIGNE").to_owned())
-        .collect())
+    Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
 fn pseudonymise(
