@@ -222,12 +222,8 @@ impl State {
             let batch = self.batch(table, t)?;
             let path = tmp.join(format!("{table}.arrow"));
             let file = std::fs::File::create(&path).map_err(io(&path))?;
-            let mut writer = arrow::ipc::writer::FileWriter::try_new_with_options(
-                file,
-                &batch.schema(),
-                write_options()?,
-            )
-            .map_err(arrow_error)?;
+            let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &batch.schema())
+                .map_err(arrow_error)?;
             writer.write(&batch).map_err(arrow_error)?;
             writer.finish().map_err(arrow_error)?;
             writer
@@ -310,15 +306,6 @@ impl State {
         }
         Ok(())
     }
-}
-
-/// How a state file is written: its buffers compressed by LZ4 frames (a national state
-/// is 660 MB of ids and references uncompressed, 220 MB compressed; writing it through the
-/// page cache and syncing it cost more than compressing it).
-fn write_options() -> Result<arrow::ipc::writer::IpcWriteOptions> {
-    arrow::ipc::writer::IpcWriteOptions::default()
-        .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
-        .map_err(arrow_error)
 }
 
 /// The batch of a state file, its columns backed by the file's pages mapped in memory:
