@@ -400,7 +400,9 @@ mod tests {
     #[test]
     fn no_generalisation_when_every_class_is_large_enough() {
         let dep: Vec<&str> = (0..40).map(|i| if i < 20 { "75" } else { "93" }).collect();
-        let sex: Vec<&str> = (0..40).map(|i| if i % 2 == 0 { "F" } else { "M" }).collect();
+        let sex: Vec<&str> = (0..40)
+            .map(|i| if i % 2 == 0 { "F" } else { "M" })
+            .collect();
         let qis = [
             QuasiIdentifier {
                 name: "departement",
