@@ -336,8 +336,11 @@ impl Lake {
         let mut rows = BTreeMap::new();
         let mut changes = BTreeMap::new();
         // Tables are written side by side, one per core: a Delta write encodes its
-        // Parquet on one task. Each commit stands alone; the manifest, written last,
-        // is what makes the run visible.
+        // Parquet on one task. Largest first, so that the last one written is small and
+        // no core waits long for it. Each commit stands alone; the manifest, written
+        // last, is what makes the run visible.
+        let mut plans = plans;
+        plans.sort_by_key(|p| std::cmp::Reverse(p.bytes()));
         let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut pending = futures::stream::iter(plans.into_iter().map(|plan| async move {
             let name = plan.table.clone();

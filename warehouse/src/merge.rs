@@ -59,6 +59,17 @@ enum Action {
 }
 
 impl MergePlan {
+    /// The bytes of rows this plan writes (0 when it writes none): the writes are
+    /// scheduled largest first.
+    pub fn bytes(&self) -> usize {
+        match &self.action {
+            Action::Nothing(_) | Action::Unchanged => 0,
+            Action::Overwrite(batch) | Action::Merge { append: batch, .. } => {
+                batch.get_array_memory_size()
+            }
+        }
+    }
+
     /// A plan decided elsewhere (an incremental run knows which groups it rewrites):
     /// delete the groups whose key is listed, then append `append`.
     pub fn replace(
