@@ -513,7 +513,11 @@ impl Lake {
         table
             .update_datafusion_session(&ctx.state())
             .map_err(delta(alias))?;
-        let provider = table.table_provider().await?;
+        // The scan takes the session's Parquet settings (text as `Utf8`).
+        let provider = table
+            .table_provider()
+            .with_session(Arc::new(ctx.state()))
+            .await?;
         ctx.register_table(alias, provider)?;
         Ok(())
     }
@@ -633,6 +637,13 @@ impl Lake {
 /// a UNION ALL sometimes prune rows of one branch with the bound found in another (the
 /// observed interval [D0, D1] then lost its first weeks, about one run in ten): they
 /// are turned off (test `dynamic_filters`).
+///
+/// Text is read from Parquet as `Utf8`, not as DataFusion's default `Utf8View`: a view
+/// points into the buffers of the page it was read from, and a join's output takes views
+/// from its whole build side, so every output batch carried every buffer of it. A
+/// second join building on such batches then handled millions of buffer references per
+/// batch: on a national year, the persons of the 115 requests (U02) took 7 s to list
+/// with views, 2 s without (BENCHMARKS.md).
 pub fn new_session() -> SessionContext {
     let mut config = datafusion::prelude::SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -641,6 +652,11 @@ pub fn new_session() -> SessionContext {
         .options_mut()
         .optimizer
         .enable_aggregate_dynamic_filter_pushdown = false;
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     // Sorts, windows and aggregates spill to disk rather than exhaust the machine's
     // memory (the per-night records of a multi-year lake, joined to their periods, do not
     // fit in memory): a pool of `OBSERVATOIRE_MEMORY_MB`, by default half the memory.
@@ -667,6 +683,11 @@ pub fn sandbox_session(memory_bytes: usize, partitions: usize) -> SessionContext
         .options_mut()
         .optimizer
         .enable_aggregate_dynamic_filter_pushdown = false;
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(
             datafusion::execution::memory_pool::GreedyMemoryPool::new(memory_bytes),
