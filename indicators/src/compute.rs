@@ -942,8 +942,18 @@ pub async fn publish_as(
             (rows, grille, cells)
         }
         Publication::Regular => {
+            // Only the last grid's cells that are not carried over are looked up by key
+            // (their published values, their retraction): an incremental compute makes
+            // the keys of the recomputed periods only, not of the whole grid (5.4
+            // million cells nationally). A key names its indicator, pas and period, so a
+            // recomputed cell never shares one with a carried cell.
+            let recomputed: HashSet<(&str, &str, &str)> = grid
+                .recomputed
+                .iter()
+                .map(|(i, p, l)| (i.as_str(), p.as_str(), l.as_str()))
+                .collect();
             // Cells kept from the last release, then the recomputed ones.
-            let (kept, old_index) = match &state {
+            let (kept, not_carried) = match &state {
                 Some(s) => {
                     let g = &s.grille;
                     let text = |name: &str| text_column(g, name);
@@ -952,30 +962,29 @@ pub async fn publish_as(
                         .map(|i| {
                             known.contains(ind.value(i))
                                 && current_periods.contains(&(pas.value(i), per.value(i)))
-                                && !grid.recomputed.contains(&(
-                                    ind.value(i).to_owned(),
-                                    pas.value(i).to_owned(),
-                                    per.value(i).to_owned(),
-                                ))
+                                && !recomputed.contains(&(ind.value(i), pas.value(i), per.value(i)))
                         })
                         .collect();
-                    let index: HashMap<String, usize> = row_keys(g)?
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, k)| (k, i))
+                    // In the last grid's order, for the retractions' pass over them.
+                    let key_of = RowKeys::of(g)?;
+                    let not_carried: Vec<(usize, String)> = (0..g.num_rows())
+                        .filter(|i| !keep[*i])
+                        .map(|i| (i, key_of.key(i)))
                         .collect();
                     (
                         filter_record_batch(g, &BooleanArray::from(keep))?,
-                        Some(index),
+                        Some(not_carried),
                     )
                 }
                 None => (RecordBatch::new_empty(inc::grille_schema()), None),
             };
+            let old_index: Option<HashMap<&str, usize>> = not_carried
+                .as_ref()
+                .map(|cells| cells.iter().map(|(i, k)| (k.as_str(), *i)).collect());
             let carried = kept.num_rows();
-            let all = concat_batches(
-                &inc::grille_schema(),
-                [&kept, &inc::with_published_columns(&grid.rows)?],
-            )?;
+            let fresh = inc::with_published_columns(&grid.rows)?;
+            let fresh_keys = row_keys(&fresh)?;
+            let all = concat_batches(&inc::grille_schema(), [&kept, &fresh])?;
             let raw = inc::conform_to(&all, &stats_schema())?;
             let started = std::time::Instant::now();
             let finished = crate::suppression::apply_with(&raw, t, &options.conventions)?;
@@ -986,7 +995,6 @@ pub async fn publish_as(
             );
             let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
             // What each cell now shows, and whether that is news.
-            let keys = row_keys(&all)?;
             let shown = Shown::of_stats(&marked)?;
             let carried_shown = Shown::of_grille(&all)?;
             let old_shown = match &state {
@@ -997,7 +1005,7 @@ pub async fn publish_as(
                 if i < carried {
                     carried_shown.get(i)
                 } else {
-                    let j = *old_index.as_ref()?.get(&keys[i])?;
+                    let j = *old_index.as_ref()?.get(fresh_keys[i - carried].as_str())?;
                     old_shown.as_ref()?.get(j)
                 }
             };
@@ -1021,20 +1029,21 @@ pub async fn publish_as(
             let mut columns = rows.columns().to_vec();
             columns[at] = Arc::new(Int64Array::from(vec![version; rows.num_rows()]));
             rows = RecordBatch::try_new(rows.schema(), columns)?;
-            let gone = match &state {
-                Some(s) => {
-                    let present: HashSet<&String> = keys.iter().collect();
+            let gone = match (&state, &not_carried) {
+                (Some(s), Some(not_carried)) => {
+                    let present: HashSet<&str> = fresh_keys.iter().map(String::as_str).collect();
                     grille_retractions(
                         &s.grille,
+                        not_carried,
                         &present,
-                        &grid.recomputed,
+                        &recomputed,
                         &known,
                         &current_periods,
                         version,
                         &options.conventions,
                     )?
                 }
-                None => retractions(lake, &rows, version, &options.conventions).await?,
+                _ => retractions(lake, &rows, version, &options.conventions).await?,
             };
             rows = concat_batches(&rows.schema(), [&rows, &gone])?;
             let cells = new_grille.num_rows();
@@ -1136,22 +1145,34 @@ pub async fn publish_as(
 /// The key of every row (indicateur, territoire_niveau, territoire, pas, periode,
 /// dimension, modalite), joined.
 fn row_keys(batch: &RecordBatch) -> Result<Vec<String>> {
-    let cols: Vec<StringArray> = KEY_COLUMNS
-        .iter()
-        .map(|n| text_column(batch, n))
-        .collect::<Result<_>>()?;
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            let mut k = String::new();
-            for (j, c) in cols.iter().enumerate() {
-                if j > 0 {
-                    k.push('\u{1f}');
-                }
-                k.push_str(c.value(i));
+    let keys = RowKeys::of(batch)?;
+    Ok((0..batch.num_rows()).map(|i| keys.key(i)).collect())
+}
+
+/// The key columns of a batch, to make the key of any of its rows.
+struct RowKeys(Vec<StringArray>);
+
+impl RowKeys {
+    fn of(batch: &RecordBatch) -> Result<Self> {
+        Ok(Self(
+            KEY_COLUMNS
+                .iter()
+                .map(|n| text_column(batch, n))
+                .collect::<Result<_>>()?,
+        ))
+    }
+
+    /// Row `i`'s key columns joined by U+001F.
+    fn key(&self, i: usize) -> String {
+        let mut k = String::new();
+        for (j, c) in self.0.iter().enumerate() {
+            if j > 0 {
+                k.push('\u{1f}');
             }
-            k
-        })
-        .collect())
+            k.push_str(c.value(i));
+        }
+        k
+    }
 }
 
 use warehouse::stats::STATS_KEY as KEY_COLUMNS;
@@ -1295,31 +1316,29 @@ fn set_published(grille: &RecordBatch, rows: &RecordBatch) -> Result<RecordBatch
 /// The cells of the last release's grid that a recomputed period no longer has (a
 /// modality whose last records were purged, a territory left without any): published
 /// again with what they now hold — no record: a count of 0, a ratio or a quantile
-/// undefined.
+/// undefined. `not_carried`: the last grid's rows (and keys) not carried over, the only
+/// ones a retraction can be; `present`: the keys of the cells recomputed.
+#[allow(clippy::too_many_arguments)]
 fn grille_retractions(
     grille: &RecordBatch,
-    present: &HashSet<&String>,
-    recomputed: &HashSet<(String, String, String)>,
+    not_carried: &[(usize, String)],
+    present: &HashSet<&str>,
+    recomputed: &HashSet<(&str, &str, &str)>,
     known: &HashSet<&str>,
     current_periods: &HashSet<(&str, &str)>,
     version: i64,
     conventions: &[Indicator],
 ) -> Result<RecordBatch> {
-    let keys = row_keys(grille)?;
     let text = |name: &str| text_column(grille, name);
     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
-    let take: Vec<bool> = (0..grille.num_rows())
-        .map(|i| {
-            !present.contains(&keys[i])
-                && known.contains(ind.value(i))
-                && current_periods.contains(&(pas.value(i), per.value(i)))
-                && recomputed.contains(&(
-                    ind.value(i).to_owned(),
-                    pas.value(i).to_owned(),
-                    per.value(i).to_owned(),
-                ))
-        })
-        .collect();
+    let mut take = vec![false; grille.num_rows()];
+    for (i, key) in not_carried {
+        let i = *i;
+        take[i] = !present.contains(key.as_str())
+            && known.contains(ind.value(i))
+            && current_periods.contains(&(pas.value(i), per.value(i)))
+            && recomputed.contains(&(ind.value(i), pas.value(i), per.value(i)));
+    }
     let gone = filter_record_batch(grille, &BooleanArray::from(take))?;
     let gone = crate::incremental::conform_to(&gone, &stats_schema())?;
     emptied(&gone, version, conventions)
