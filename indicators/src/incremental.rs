@@ -144,8 +144,38 @@ pub(crate) fn territories_print(mut territories: Vec<(String, String)>) -> i64 {
     hash_bytes(text.join(",").as_bytes()) as i64
 }
 
-/// The fingerprints of an indicator's records, per day or per period.
+/// The fingerprints of an indicator's records, per day or per period: the batches shared
+/// between the cores (tens of millions of records nationally), the sums of each added.
 pub(crate) fn fingerprints(grain: Grain, batches: &[RecordBatch]) -> Result<Prints> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batches.len());
+    if threads <= 1 {
+        return fingerprints_of(grain, batches);
+    }
+    let parts: Vec<Result<Prints>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .chunks(batches.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || fingerprints_of(grain, chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a fingerprint thread"))
+            .collect()
+    });
+    let mut out: Prints = HashMap::new();
+    for part in parts {
+        for (key, (sum, n)) in part? {
+            let e = out.entry(key).or_insert((0, 0));
+            e.0 = (e.0 as u64).wrapping_add(sum as u64) as i64;
+            e.1 += n;
+        }
+    }
+    Ok(out)
+}
+
+/// [`fingerprints`] of some batches, on one thread.
+fn fingerprints_of(grain: Grain, batches: &[RecordBatch]) -> Result<Prints> {
     let mut out: Prints = HashMap::new();
     for batch in batches {
         if batch.num_rows() == 0 {
@@ -496,6 +526,19 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn fingerprints_shared_between_threads_equal_one_threads() {
+        // Five batches, days shared between them: whatever thread takes a batch, the sums
+        // and counts of each day are those of one pass over all of them.
+        let batches: Vec<RecordBatch> = (0..5)
+            .map(|b| records(&[10, 11 + b, 12], &[b as i64, 7, b as i64 * 3]))
+            .collect();
+        let shared = fingerprints(Grain::Jour, &batches).unwrap();
+        assert_eq!(shared, fingerprints_of(Grain::Jour, &batches).unwrap());
+        assert_eq!(shared[&day_key(10)].1, 5);
+        assert_eq!(shared[&day_key(12)].1, 6);
     }
 
     #[test]
