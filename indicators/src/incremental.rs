@@ -411,15 +411,24 @@ async fn read_state(lake: &Lake, expected: i64) -> Result<Option<State>> {
         let Some(grille) = lake.open(ZONE, "grille", Some(gv)).await? else {
             return Ok(None);
         };
+        let started = std::time::Instant::now();
         let ctx = warehouse::new_session();
         lake.register(&ctx, "grille", &grille).await?;
         let batches = ctx.sql("SELECT * FROM grille").await?.collect().await?;
+        let read = started.elapsed();
         let schema = grille_schema();
         let conformed = batches
             .iter()
             .map(|b| conform_to(b, &schema))
             .collect::<Result<Vec<_>>>()?;
         state.grille = arrow::compute::concat_batches(&schema, &conformed)?;
+        tracing::debug!(
+            cellules = state.grille.num_rows(),
+            lots = batches.len(),
+            lecture_ms = read.as_millis() as u64,
+            assemblage_ms = (started.elapsed() - read).as_millis() as u64,
+            "grille de la publication précédente lue"
+        );
         return Ok(Some(state));
     }
     Ok(None)
