@@ -449,13 +449,16 @@ pub async fn register_records(
     periodes: &str,
 ) -> Result<()> {
     let parts = ctx.state().config().target_partitions().max(1);
+    let started = std::time::Instant::now();
     let (schema, records) = number_entities(schema, records)?;
+    let numbered = started.elapsed();
     // Where the records fall, for the aggregations done record by record.
     let placement = if counts_entities(indicator) {
         Some(crate::firsts::Placement::read(ctx, calendrier, periodes).await?)
     } else {
         None
     };
+    let placed = started.elapsed();
     let (schema, records) = if let (true, Some(placement)) = (packs_firsts(indicator), &placement) {
         let (schema, records, modalites) = pack_firsts(indicator, schema, records)?;
         register_batch(ctx, "rec_modalites", modalites)?;
@@ -475,6 +478,13 @@ pub async fn register_records(
     } else {
         (schema, records)
     };
+    tracing::debug!(
+        indicateur = indicator.code,
+        numerotation_ms = numbered.as_millis() as u64,
+        placement_ms = (placed - numbered).as_millis() as u64,
+        comptage_ms = (started.elapsed() - placed).as_millis() as u64,
+        "enregistrements préparés"
+    );
     register_spread(ctx, "rec_mat", schema, records)
 }
 
@@ -604,20 +614,22 @@ fn pack_firsts(
     let entities = column("entite")?;
     let entities = cast(&entities, &DataType::Int64)?;
     let entities = entities.as_primitive::<arrow::datatypes::Int64Type>();
-    // The records' order key, as the catalogue's SQL packs it (checked exact by
-    // `prepare`), computed once: the sort and the runs below read it many times.
-    let keys: Vec<Option<i64>> = (0..n)
+    // The records that can count (`entite IS NOT NULL`, an order key), as (order key, as
+    // the catalogue's SQL packs it — checked exact by `prepare` —, entity, record)
+    // triples, sorted side by side in memory: sorting record numbers through the columns
+    // took 0.7-1.0 s for 4.3 M records, these 0.2-0.3 s.
+    let mut sorted: Vec<(i64, i64, u32)> = (0..n)
+        .filter(|&i| dates.is_valid(i) && ids.is_valid(i) && entities.is_valid(i))
         .map(|i| {
-            (dates.is_valid(i) && ids.is_valid(i))
-                .then(|| i64::from(dates.value(i)) * ORDER_ID_LIMIT + ids.value(i))
+            (
+                i64::from(dates.value(i)) * ORDER_ID_LIMIT + ids.value(i),
+                entities.value(i),
+                i as u32,
+            )
         })
         .collect();
-    let key = |i: usize| keys[i];
-    // Records without an entity are never counted (`entite IS NOT NULL`).
-    let mut order: Vec<u32> = (0..n as u32)
-        .filter(|&i| key(i as usize).is_some() && entities.is_valid(i as usize))
-        .collect();
-    order.sort_unstable_by_key(|&i| (key(i as usize), entities.value(i as usize)));
+    sorted.sort_unstable();
+    let order: Vec<u32> = sorted.iter().map(|t| t.2).collect();
     // Each dimension's values, comparable as bytes, and each record's value numbered
     // (0: null); a record's modalities are then one mixed-radix integer of its numbers.
     let dims: Vec<&str> = dimension_columns(indicator.dimensions).collect();
@@ -628,9 +640,8 @@ fn pack_firsts(
         let rows = converter.convert_columns(std::slice::from_ref(&array))?;
         values.push((array, rows));
     }
-    let mut codes: Vec<Vec<u32>> = Vec::with_capacity(dims.len());
-    let mut radices: Vec<u128> = Vec::with_capacity(dims.len());
-    for (array, rows) in &values {
+    // One dimension per thread: each is numbered on its own.
+    let number = |(array, rows): &(ArrayRef, arrow::row::Rows)| -> (u128, Vec<u32>) {
         let mut seen: datafusion::common::HashMap<&[u8], u32> =
             datafusion::common::HashMap::default();
         let numbered: Vec<u32> = (0..n)
@@ -643,9 +654,21 @@ fn pack_firsts(
                 }
             })
             .collect();
-        radices.push(seen.len() as u128 + 1);
-        codes.push(numbered);
-    }
+        (seen.len() as u128 + 1, numbered)
+    };
+    let (radices, codes): (Vec<u128>, Vec<Vec<u32>>) = std::thread::scope(|scope| {
+        let handles: Vec<_> = values
+            .iter()
+            .map(|v| scope.spawn(move || number(v)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(numbered) => numbered,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .unzip()
+    });
     let signature = |picked: &[u32]| -> Option<u128> {
         picked.iter().enumerate().try_fold(0_u128, |acc, (d, &i)| {
             acc.checked_mul(radices[d])?
@@ -660,12 +683,9 @@ fn pack_firsts(
     let mut picked: Vec<u32> = vec![0; dims.len()];
     let mut start = 0;
     while start < order.len() {
-        let first = order[start] as usize;
+        let (key, entity, _) = sorted[start];
         let mut end = start + 1;
-        while end < order.len()
-            && key(order[end] as usize) == key(first)
-            && entities.value(order[end] as usize) == entities.value(first)
-        {
+        while end < order.len() && sorted[end].0 == key && sorted[end].1 == entity {
             end += 1;
         }
         let run = &order[start..end];
