@@ -275,13 +275,14 @@ impl Placed {
             .clone();
         let n = entities.len();
         let (dep_slot, when_slot) = record_slots(placement, schema, records, n)?;
-        let mut order: Vec<u32> = (0..n as u32)
-            .filter(|&i| {
-                let i = i as usize;
-                entities.is_valid(i) && dep_slot[i] != NONE && when_slot[i] != NONE
-            })
+        // Sorted as (entity, record) pairs side by side in memory, not as record numbers
+        // compared through the entity column.
+        let mut keyed: Vec<(i64, u32)> = (0..n)
+            .filter(|&i| entities.is_valid(i) && dep_slot[i] != NONE && when_slot[i] != NONE)
+            .map(|i| (entities.value(i), i as u32))
             .collect();
-        order.sort_unstable_by_key(|&i| entities.value(i as usize));
+        keyed.sort_unstable();
+        let order: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
         let parts = threads.max(1);
         let mut cuts = vec![0];
         for p in 1..parts {
