@@ -222,6 +222,10 @@ pub struct AnonymisedTable {
     pub classes: usize,
     /// The generalisation level of each quasi-identifier (0: as read).
     pub levels: Vec<(String, usize)>,
+    /// Time spent keying the table's pseudonyms for the release and writing the table:
+    /// work no earlier release can spare, since each release has its own key (DESIGN.md),
+    /// so every pseudonym and every file is new.
+    pub rekeyed_and_written: std::time::Duration,
 }
 
 impl AnonymisedTable {
@@ -337,6 +341,8 @@ async fn build_tables(
         drop(texts);
         drop(columns);
         let kept = BooleanArray::from(anonymised.kept.clone());
+        // Time spent keying this release's pseudonyms.
+        let mut keyed = std::time::Duration::ZERO;
         let mut fields = vec![Field::new("publication", DataType::Int64, false)];
         let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![
             release;
@@ -355,7 +361,9 @@ async fn build_tables(
             } else if let Some((_, entity)) = spec.pseudonyms.iter().find(|(c, _)| *c == name) {
                 let column = arrow::compute::filter(column, &kept)?;
                 fields.push(Field::new(name, DataType::Utf8, true));
+                let keying = std::time::Instant::now();
                 columns.push(Arc::new(pseudonymise(&column, entity, pseudonyms)?));
+                keyed += keying.elapsed();
             } else {
                 // Text as plain Utf8, whatever view type the engine produced.
                 let data_type = match field.data_type() {
@@ -390,6 +398,7 @@ async fn build_tables(
                 .zip(&anonymised.levels)
                 .map(|(q, l)| (q.name.to_owned(), *l))
                 .collect(),
+            rekeyed_and_written: keyed + (started.elapsed() - built),
         });
     }
     Ok(out)

@@ -28,6 +28,85 @@ pub struct IngestBench {
     pub rounds: usize,
     /// Steps of the last round's ingest and when each ended, from its start.
     pub steps: Vec<(String, Duration)>,
+    /// Processor time of each contender's best round (Linux only).
+    pub cpu: Option<IngestCpu>,
+}
+
+/// Processor time a contender used while it was timed, in seconds of one core.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuUse {
+    /// The whole machine's busy time (PostgreSQL's backends included).
+    pub machine: f64,
+    /// The reading process's own: this one for the ingest and the limit, Python for
+    /// the peer.
+    pub reader: f64,
+}
+
+impl CpuUse {
+    /// What the machine spent besides the reader: mostly PostgreSQL producing the rows.
+    pub fn rest(&self) -> f64 {
+        (self.machine - self.reader).max(0.0)
+    }
+}
+
+/// The three contenders' processor time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestCpu {
+    pub ours: CpuUse,
+    pub peer: CpuUse,
+    pub limit: CpuUse,
+    /// The machine's cores.
+    pub cores: usize,
+}
+
+/// Processor clocks read from Linux's `/proc`, in seconds of one core: the machine's
+/// busy time (user, nice, system, irq, softirq; not idle, iowait or steal) and this
+/// process's (user and system).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CpuClock {
+    machine: f64,
+    process: f64,
+}
+
+impl CpuClock {
+    /// `/proc` counts in USER_HZ ticks, 100 a second on Linux whatever the kernel's
+    /// own tick rate.
+    const TICKS: f64 = 100.0;
+
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        Self::parse(&stat, &own)
+    }
+
+    fn parse(stat: &str, own: &str) -> Option<Self> {
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .take(7)
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let busy = ticks.get(..7).map(|t| t[0] + t[1] + t[2] + t[5] + t[6])?;
+        // After the command's name in parentheses (which may hold spaces), the third
+        // field of the line; user and system time are its 14th and 15th.
+        let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        Some(Self {
+            machine: busy as f64 / Self::TICKS,
+            process: (field(14)? + field(15)?) as f64 / Self::TICKS,
+        })
+    }
+
+    /// This process's and the machine's time since `earlier`.
+    fn since(earlier: Option<Self>) -> Option<CpuUse> {
+        let (now, earlier) = (Self::now()?, earlier?);
+        Some(CpuUse {
+            machine: now.machine - earlier.machine,
+            reader: now.process - earlier.process,
+        })
+    }
 }
 
 impl IngestBench {
@@ -86,12 +165,20 @@ pub async fn bench_ingest(
         workers,
         rounds,
         steps: Vec::new(),
+        cpu: None,
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (mut cpu_ours, mut cpu_peer, mut cpu_limit) = (None, None, None);
     for round in 1..=rounds.max(1) {
         step(&format!("manche {round} : COPY binaire vers /dev/null"));
+        let clock = CpuClock::now();
         let started = Instant::now();
         best.copy_bytes = ingest::copy_full_to_sink(pool, &options.read).await?;
-        best.limit = best.limit.min(started.elapsed());
+        let took = started.elapsed();
+        if took < best.limit {
+            best.limit = took;
+            cpu_limit = CpuClock::since(clock);
+        }
 
         step(&format!("manche {round} : ingestion complète"));
         let data = work_dir.join(format!("lac-{round}"));
@@ -104,6 +191,7 @@ pub async fn bench_ingest(
             rows_before(table, n);
         });
         ours.allow_mass_delete = true;
+        let clock = CpuClock::now();
         let started = Instant::now();
         let mut steps = Vec::new();
         crate::ingest_with_options(url, &data, &ours, |s| {
@@ -115,6 +203,7 @@ pub async fn bench_ingest(
         if took < best.ours {
             best.ours = took;
             best.steps = steps;
+            cpu_ours = CpuClock::since(clock);
         }
         best.rows = rows.load(Ordering::Relaxed);
         std::fs::remove_dir_all(&data).map_err(io(&data))?;
@@ -128,16 +217,34 @@ pub async fn bench_ingest(
             workers,
             &queries,
         )?;
-        if peer.1 != best.rows {
+        if peer.rows != best.rows {
             return Err(Error::Config(format!(
                 "le pair a lu {} lignes, l'ingestion {} : les deux ne lisent pas la même chose",
-                peer.1, best.rows
+                peer.rows, best.rows
             )));
         }
-        best.peer = best.peer.min(peer.0);
+        if peer.seconds < best.peer {
+            best.peer = peer.seconds;
+            cpu_peer = peer.cpu;
+        }
     }
     source.close().await;
+    if let (Some(ours), Some(peer), Some(limit)) = (cpu_ours, cpu_peer, cpu_limit) {
+        best.cpu = Some(IngestCpu {
+            ours,
+            peer,
+            limit,
+            cores,
+        });
+    }
     Ok(best)
+}
+
+/// What the peer's script reports of its timed part.
+struct PeerRun {
+    seconds: Duration,
+    rows: u64,
+    cpu: Option<CpuUse>,
 }
 
 fn run_peer(
@@ -147,7 +254,7 @@ fn run_peer(
     out: &PathBuf,
     workers: usize,
     queries: &str,
-) -> Result<(Duration, u64)> {
+) -> Result<PeerRun> {
     // connectorx names the scheme postgresql://.
     let url = url
         .strip_prefix("postgres://")
@@ -167,12 +274,25 @@ fn run_peer(
         }
         other => other,
     })?;
-    let seconds = value["seconds"].as_f64().unwrap_or(f64::NAN);
+    let seconds = reported_seconds(&value, "connectorx + pyarrow")?;
     let rows = value["rows"].as_u64().unwrap_or(0);
+    let cpu = match (value["machine"].as_f64(), value["cpu"].as_f64()) {
+        (Some(machine), Some(reader)) => Some(CpuUse { machine, reader }),
+        _ => None,
+    };
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(io(out))?;
     }
-    Ok((Duration::from_secs_f64(seconds), rows))
+    Ok(PeerRun { seconds, rows, cpu })
+}
+
+/// The duration a peer's script reports (`seconds`); an error naming the peer when it
+/// is missing or not a duration.
+fn reported_seconds(value: &serde_json::Value, who: &str) -> Result<Duration> {
+    value["seconds"]
+        .as_f64()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| Error::Config(format!("le pair {who} n'a pas donné de durée lisible")))
 }
 
 /// Runs a peer's Python script with `args`, `input` on its standard input, and returns
@@ -554,10 +674,7 @@ fn run_duckdb(
                 .collect()
         })
         .unwrap_or_default();
-    Ok((
-        Duration::from_secs_f64(value["seconds"].as_f64().unwrap_or(f64::NAN)),
-        each,
-    ))
+    Ok((reported_seconds(&value, "DuckDB")?, each))
 }
 
 /// What the incremental compute benchmark measured.
@@ -684,4 +801,41 @@ async fn current_cells(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processor_clocks_are_read_from_proc_in_seconds_of_one_core() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let stat =
+            "cpu  1000 20 300 9000 400 5 70 800 0 0\ncpu0 500 10 150 4500 200 2 35 400 0 0\n";
+        // A command name with a space and a parenthesis, then state, ppid, …; utime 250
+        // and stime 40 are the 14th and 15th fields.
+        let own = "4242 (bench (x) y) R 1 2 3 4 5 6 7 8 9 10 250 40 7 3 20 0 1 0";
+        let clock = CpuClock::parse(stat, own).unwrap();
+        // Busy: user + nice + system + irq + softirq, not idle, iowait or steal.
+        assert_eq!(clock.machine, (1000 + 20 + 300 + 5 + 70) as f64 / 100.0);
+        // Own: user + system, not the waited children's (7 and 3).
+        assert_eq!(clock.process, 2.9);
+        assert_eq!(CpuClock::parse("intr 1 2 3\n", own), None);
+        assert_eq!(CpuClock::parse(stat, "4242 (short) R 1 2"), None);
+    }
+
+    #[test]
+    fn the_rest_of_the_machine_is_what_the_reader_did_not_use() {
+        let reading = CpuUse {
+            machine: 8.0,
+            reader: 2.75,
+        };
+        assert_eq!(reading.rest(), 5.25);
+        // Clocks read at slightly different instants never give a negative rest.
+        let skewed = CpuUse {
+            machine: 1.0,
+            reader: 1.01,
+        };
+        assert_eq!(skewed.rest(), 0.0);
+    }
 }
