@@ -1141,7 +1141,7 @@ async fn run_bench_ingest(
 /// What each contender of the ingest benchmark cost the machine's processors, and the
 /// processor time the goal against the limit leaves to the ingest.
 fn print_ingest_cpu(cpu: &observatoire::bench::IngestCpu, limit: Duration) {
-    let s = |x: f64| format!("{x:.1}").replace('.', ",");
+    let s = |x: f64| french_decimal(x, 1);
     println!(
         "Temps de processeur de chaque mesure, en s de cœur (« le reste » : surtout PostgreSQL, qui produit les lignes) :"
     );
@@ -1680,7 +1680,7 @@ async fn run(cli: Cli) -> Result<()> {
                 r.analyst
                     .iter()
                     .map(|t| t.rekeyed_and_written)
-                    .sum::<std::time::Duration>()
+                    .sum::<Duration>()
             };
             println!(
                 "  Zone analyste, reconstruite à chaque publication : {} s (incrémental), {} s (complet), soit {} % du calcul complet ; ses seuls pseudonymes propres à la publication et l'écriture de ses tables : {} s, soit {} %.",
