@@ -300,7 +300,11 @@ async fn build_tables(
     release: i64,
     options: &AnalystOptions,
 ) -> Result<Vec<AnonymisedTable>> {
-    let mut out = Vec::new();
+    let mut out: Vec<AnonymisedTable> = Vec::new();
+    // A table's Delta write (its Parquet encoded on one task) runs while the next table
+    // is read, generalised and keyed; one write at a time, so that at most two tables
+    // are held in memory.
+    let mut writing: Option<tokio::task::JoinHandle<Result<std::time::Duration>>> = None;
     for spec in TABLES {
         let started = std::time::Instant::now();
         let batches = ctx.sql(spec.sql).await?.collect().await?;
@@ -377,16 +381,29 @@ async fn build_tables(
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         let built = started.elapsed();
-        lake.overwrite(ZONE, spec.name, batch).await?;
         tracing::debug!(
             table = spec.name,
             enregistrements = records,
             lecture_ms = read.as_millis() as u64,
             k_anonymat_ms = (generalised - read).as_millis() as u64,
             pseudonymes_ms = (built - generalised).as_millis() as u64,
-            ecriture_ms = (started.elapsed() - built).as_millis() as u64,
             "table de la zone analyste"
         );
+        if let Some(previous) = writing.take() {
+            finish_write(previous, out.last_mut()).await?;
+        }
+        let lake = lake.clone();
+        writing = Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            lake.overwrite(ZONE, spec.name, batch).await?;
+            let took = started.elapsed();
+            tracing::debug!(
+                table = spec.name,
+                ecriture_ms = took.as_millis() as u64,
+                "table de la zone analyste écrite"
+            );
+            Ok(took)
+        }));
         out.push(AnonymisedTable {
             table: spec.name.to_owned(),
             records,
@@ -398,10 +415,29 @@ async fn build_tables(
                 .zip(&anonymised.levels)
                 .map(|(q, l)| (q.name.to_owned(), *l))
                 .collect(),
-            rekeyed_and_written: keyed + (started.elapsed() - built),
+            // The write's time is added once it is done.
+            rekeyed_and_written: keyed,
         });
     }
+    if let Some(last) = writing {
+        finish_write(last, out.last_mut()).await?;
+    }
     Ok(out)
+}
+
+/// Waits for a table's write and adds its time to the table's `rekeyed_and_written`.
+async fn finish_write(
+    write: tokio::task::JoinHandle<Result<std::time::Duration>>,
+    table: Option<&mut AnonymisedTable>,
+) -> Result<()> {
+    let took = match write.await {
+        Ok(took) => took?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    if let Some(table) = table {
+        table.rekeyed_and_written += took;
+    }
+    Ok(())
 }
 
 fn text_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
