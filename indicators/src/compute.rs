@@ -363,15 +363,20 @@ async fn compute_grid(
             "sel_calendrier",
             filter_record_batch(&prepared.calendrier, &keep_days)?,
         )?;
-        let records = if selected.iter().all(|s| *s) {
+        // Only the records the engine numbers, sorts and counts itself are filtered
+        // first: for a sum or a ratio, the grid SQL's own filter costs less than copying
+        // the records kept (measured: O03, 32 M records, 0.9 s to filter, 0.2 s saved).
+        let records = if selected.iter().all(|s| *s) || !counts_entities(indicator) {
             records
         } else {
             let listed: usize = records.iter().map(|b| b.num_rows()).sum();
+            let started = std::time::Instant::now();
             let kept = in_selected_periods(indicator.grain, records, prepared, &selected)?;
             tracing::debug!(
                 indicateur = indicator.code,
                 enregistrements = listed,
                 retenus = kept.iter().map(|b| b.num_rows()).sum::<usize>(),
+                filtre_ms = started.elapsed().as_millis() as u64,
                 "enregistrements des périodes recalculées"
             );
             kept
@@ -434,8 +439,9 @@ async fn compute_grid(
 /// dropped before they are numbered, sorted and counted.
 ///
 /// The same filter as [`Sources::selected`]'s SQL, so the cells are unchanged; but done
-/// first, it spares an incremental compute the preparation of the records of every period
-/// it keeps (on a lake of several years, all but the last ones).
+/// before [`register_records`], it spares an incremental compute the numbering, sorting
+/// and counting of the records of every period it keeps (on a lake of several years, all
+/// but the last ones).
 fn in_selected_periods(
     grain: Grain,
     records: Vec<RecordBatch>,
@@ -445,64 +451,92 @@ fn in_selected_periods(
     let missing = |name: &str| {
         arrow::error::ArrowError::SchemaError(format!("colonne {name} absente des enregistrements"))
     };
-    let mut kept = Vec::with_capacity(records.len());
-    match grain {
-        Grain::Jour => {
-            let days = prepared.calendrier.column(0).as_primitive::<Date32Type>();
-            let Some(day0) = days.values().iter().min().copied() else {
-                return Ok(Vec::new());
-            };
-            let span = days.values().iter().max().map_or(0, |d| d - day0 + 1);
-            let mut in_selection = vec![false; span as usize];
-            for (i, &p) in prepared.calendrier_period.iter().enumerate() {
-                if selected[p] {
-                    in_selection[(days.value(i) - day0) as usize] = true;
-                }
-            }
-            for batch in records {
+    // JOUR grain: whether each day from `day0` is in a selected period's calendar.
+    let days = prepared.calendrier.column(0).as_primitive::<Date32Type>();
+    let day0 = days.values().iter().min().copied().unwrap_or(0);
+    let span = days.values().iter().max().map_or(0, |d| d - day0 + 1);
+    let mut in_selection = vec![false; span.max(0) as usize];
+    for (i, &p) in prepared.calendrier_period.iter().enumerate() {
+        if selected[p] {
+            in_selection[(days.value(i) - day0) as usize] = true;
+        }
+    }
+    // PERIODE grain: the selected periods' pas, by label (tens of millions of records
+    // are looked up: one short hash each).
+    let mut chosen: datafusion::common::HashMap<&str, Vec<&str>> = Default::default();
+    for (p, _) in prepared.periods.iter().zip(selected).filter(|(_, s)| **s) {
+        chosen.entry(p.label.as_str()).or_default().push(p.pas);
+    }
+    let keep_of = |batch: &RecordBatch| -> Result<RecordBatch> {
+        let keep: BooleanArray = match grain {
+            Grain::Jour => {
                 let jour = batch
                     .column_by_name("jour")
                     .ok_or_else(|| missing("jour"))?;
                 let jour = cast(jour, &DataType::Date32)?;
                 let jour = jour.as_primitive::<Date32Type>();
-                let keep: BooleanArray = jour
-                    .iter()
-                    .map(|d| {
-                        Some(d.is_some_and(|d| {
-                            d >= day0 && in_selection.get((d - day0) as usize) == Some(&true)
-                        }))
+                let keep: Vec<bool> = (0..jour.len())
+                    .map(|i| {
+                        let d = jour.value(i);
+                        jour.is_valid(i)
+                            && d >= day0
+                            && in_selection.get((d - day0) as usize) == Some(&true)
                     })
                     .collect();
-                kept.push(filter_record_batch(&batch, &keep)?);
+                BooleanArray::from(keep)
             }
-        }
-        Grain::Periode => {
-            let chosen: HashSet<(&str, &str)> = prepared
-                .periods
-                .iter()
-                .zip(selected)
-                .filter(|(_, s)| **s)
-                .map(|(p, _)| (p.pas, p.label.as_str()))
-                .collect();
-            for batch in records {
+            Grain::Periode => {
                 let text = |name: &str| -> Result<StringArray> {
                     let c = batch.column_by_name(name).ok_or_else(|| missing(name))?;
                     Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
                 };
                 let (pas, periode) = (text("pas")?, text("periode")?);
-                let keep: BooleanArray = pas
-                    .iter()
-                    .zip(periode.iter())
-                    .map(|pair| match pair {
-                        (Some(a), Some(b)) => Some(chosen.contains(&(a, b))),
-                        _ => Some(false),
+                // Records of one period often follow each other: the last answer is
+                // reused while the label and the pas stay the same.
+                let mut last: Option<(&str, &str, bool)> = None;
+                let keep: Vec<bool> = (0..pas.len())
+                    .map(|i| {
+                        if pas.is_null(i) || periode.is_null(i) {
+                            return false;
+                        }
+                        let (a, b) = (pas.value(i), periode.value(i));
+                        match last {
+                            Some((la, lb, k)) if la == a && lb == b => k,
+                            _ => {
+                                let k = chosen.get(b).is_some_and(|p| p.contains(&a));
+                                last = Some((a, b, k));
+                                k
+                            }
+                        }
                     })
                     .collect();
-                kept.push(filter_record_batch(&batch, &keep)?);
+                BooleanArray::from(keep)
             }
-        }
+        };
+        Ok(filter_record_batch(batch, &keep)?)
+    };
+    // The batches shared between the cores, as for the fingerprints.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(records.len())
+        .max(1);
+    let parts: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(records.len().div_ceil(threads).max(1))
+            .map(|chunk| {
+                let keep_of = &keep_of;
+                scope.spawn(move || chunk.iter().map(keep_of).collect::<Result<Vec<_>>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a records' filter thread"))
+            .collect()
+    });
+    let mut kept = Vec::with_capacity(records.len());
+    for part in parts {
+        kept.extend(part?.into_iter().filter(|b| b.num_rows() > 0));
     }
-    kept.retain(|b| b.num_rows() > 0);
     Ok(kept)
 }
 
