@@ -515,29 +515,39 @@ fn in_selected_periods(
         };
         Ok(filter_record_batch(batch, &keep)?)
     };
-    // The batches shared between the cores, as for the fingerprints.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(records.len())
-        .max(1);
-    let parts: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(records.len().div_ceil(threads).max(1))
-            .map(|chunk| {
-                let keep_of = &keep_of;
-                scope.spawn(move || chunk.iter().map(keep_of).collect::<Result<Vec<_>>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a records' filter thread"))
-            .collect()
+    let parts = on_every_core(&records, |chunk| {
+        chunk.iter().map(&keep_of).collect::<Result<Vec<_>>>()
     });
     let mut kept = Vec::with_capacity(records.len());
     for part in parts {
         kept.extend(part?.into_iter().filter(|b| b.num_rows() > 0));
     }
     Ok(kept)
+}
+
+/// `work` over the batches, split in one run of batches per core (tens of millions of
+/// records nationally): the runs' results, in the batches' order.
+pub(crate) fn on_every_core<T: Send>(
+    batches: &[RecordBatch],
+    work: impl Fn(&[RecordBatch]) -> T + Sync,
+) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batches.len());
+    if threads <= 1 {
+        return vec![work(batches)];
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .chunks(batches.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || work(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a thread over the records"))
+            .collect()
+    })
 }
 
 /// An indicator's records, listed once by its catalogue SQL, as the compute keeps them in

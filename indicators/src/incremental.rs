@@ -147,22 +147,7 @@ pub(crate) fn territories_print(mut territories: Vec<(String, String)>) -> i64 {
 /// The fingerprints of an indicator's records, per day or per period: the batches shared
 /// between the cores (tens of millions of records nationally), the sums of each added.
 pub(crate) fn fingerprints(grain: Grain, batches: &[RecordBatch]) -> Result<Prints> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(batches.len());
-    if threads <= 1 {
-        return fingerprints_of(grain, batches);
-    }
-    let parts: Vec<Result<Prints>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = batches
-            .chunks(batches.len().div_ceil(threads))
-            .map(|chunk| scope.spawn(move || fingerprints_of(grain, chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a fingerprint thread"))
-            .collect()
-    });
+    let parts = crate::compute::on_every_core(batches, |chunk| fingerprints_of(grain, chunk));
     let mut out: Prints = HashMap::new();
     for part in parts {
         for (key, (sum, n)) in part? {
