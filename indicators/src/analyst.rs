@@ -1,4 +1,5 @@
-//! The analyst zone: k-anonymous micro-data for SQL, rebuilt at each release.
+//! The analyst zone: k-anonymous micro-data for SQL, rebuilt once per complete month of
+//! data (and after purges; [`rebuild_reason`]).
 //!
 //! Three tables (`demandes`, `sejours`, `orientations`), one row per record, with the
 //! waiting times and durations precomputed in days. Their pseudonyms are keyed per
@@ -23,9 +24,12 @@ use std::sync::Arc;
 
 use anonymize::MasterKey;
 use anonymize::kanon::{self, QuasiIdentifier, hierarchy};
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use chrono::{Datelike, NaiveDate};
 use datafusion::prelude::SessionContext;
 use warehouse::Lake;
 
@@ -44,6 +48,8 @@ pub struct AnalystOptions {
     pub k: usize,
     /// The share of records the anonymisation may suppress rather than generalise more.
     pub max_suppression: f64,
+    /// Rebuild the zone with this release even if [`rebuild_reason`] finds no reason to.
+    pub rebuild: bool,
 }
 
 impl Default for AnalystOptions {
@@ -51,8 +57,212 @@ impl Default for AnalystOptions {
         Self {
             k: 11,
             max_suppression: 0.01,
+            rebuild: false,
         }
     }
+}
+
+/// Bumped when the analyst tables change columns or meaning: the next release rebuilds
+/// the zone. (Logs written before the zone had a cadence have no format: 1.)
+pub const FORMAT: i64 = 2;
+
+/// What the stored zone was built from, as its log (`analyst/anonymisation`) records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The release whose key made its pseudonyms.
+    pub release: i64,
+    pub k: i64,
+    pub format: i64,
+    /// The ingest run it read (0: not recorded).
+    pub run: i64,
+    /// The last day of the data it holds.
+    pub last_day: Option<NaiveDate>,
+    /// Every table of the zone holds rows of that release only (false: a compute stopped
+    /// while it rewrote the tables, or a table is missing).
+    pub whole: bool,
+}
+
+/// What a release knows when it decides whether to rebuild the zone.
+#[derive(Debug, Clone)]
+pub struct Now {
+    pub k: i64,
+    /// The ingest run the release reads.
+    pub run: i64,
+    /// The last day of the data it reads.
+    pub last_day: Option<NaiveDate>,
+    /// `compute --analyst`.
+    pub forced: bool,
+    /// An ingest since the zone's run deleted households from the detail zone (purged in
+    /// the source), or a run in between left no manifest to tell.
+    pub households_deleted: bool,
+    /// The pseudonymisation key changed since the zone's run (or that run's manifest is
+    /// gone).
+    pub key_changed: bool,
+}
+
+/// The last month whose every day lies in data ending on `last_day`.
+pub fn last_complete_month(last_day: NaiveDate) -> (i32, u32) {
+    if last_day.succ_opt().is_none_or(|d| d.day() == 1) {
+        (last_day.year(), last_day.month())
+    } else if last_day.month() == 1 {
+        (last_day.year() - 1, 12)
+    } else {
+        (last_day.year(), last_day.month() - 1)
+    }
+}
+
+/// Why a release rebuilds the analyst zone (in French, as `compute` prints it), or `None`
+/// when it keeps the stored one.
+///
+/// The zone is a monthly micro-data release, not a daily one: two k-anonymous tables a
+/// day apart differ by one day's records, a handful per class, and their difference
+/// singles those out (a complementary-release attack) whatever the pseudonyms. So a
+/// release rebuilds it only when the data holds one more complete month than the zone
+/// does, and whenever the zone may hold what must leave it or may no longer be what the
+/// configuration asks: households purged in the source since it was built, another key,
+/// another k, another format. `compute --analyst` rebuilds it on demand.
+pub fn rebuild_reason(built: Option<&Built>, now: &Now) -> Option<String> {
+    let Some(built) = built else {
+        return Some("pas encore de zone analyste".to_owned());
+    };
+    if now.forced {
+        return Some("reconstruction demandée (--analyst)".to_owned());
+    }
+    if !built.whole {
+        return Some(
+            "zone analyste incomplète (calcul interrompu pendant sa reconstruction)".to_owned(),
+        );
+    }
+    if built.format != FORMAT {
+        return Some("format de la zone analyste modifié".to_owned());
+    }
+    if built.k != now.k {
+        return Some(format!("k modifié ({} → {})", built.k, now.k));
+    }
+    if now.key_changed {
+        return Some("clé de pseudonymisation changée".to_owned());
+    }
+    if now.households_deleted {
+        return Some("ménages purgés à la source depuis sa construction".to_owned());
+    }
+    if now.run < built.run {
+        return Some(format!(
+            "ingestion n° {} plus ancienne que celle de la zone (n° {})",
+            now.run, built.run
+        ));
+    }
+    let complete = |d: Option<NaiveDate>| d.map(last_complete_month);
+    if complete(built.last_day) != complete(now.last_day) {
+        return Some(match complete(now.last_day) {
+            Some((y, m)) => format!("données complètes jusqu'au mois {y:04}-{m:02}"),
+            None => "plus aucune donnée observée".to_owned(),
+        });
+    }
+    None
+}
+
+/// Between ingest run `from` (exclusive; the zone's) and `now` (inclusive): whether an
+/// ingest deleted households from the detail zone, and whether the key changed. A run
+/// whose manifest is missing counts as both.
+pub fn changes_since(lake: &Lake, from: i64, now: &warehouse::RunManifest) -> Result<(bool, bool)> {
+    let Some(then) = u64::try_from(from)
+        .ok()
+        .map(|n| lake.run_manifest(n))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok((true, true));
+    };
+    let key_changed = then.key_fingerprint != now.key_fingerprint;
+    let deletes =
+        |m: &warehouse::RunManifest| m.changes.get("menage").is_some_and(|c| c.supprimees > 0);
+    let mut deleted = now.run > then.run && deletes(now);
+    for run in then.run + 1..now.run {
+        match lake.run_manifest(run)? {
+            Some(m) => deleted |= deletes(&m),
+            None => return Ok((true, true)),
+        }
+    }
+    Ok((deleted, key_changed))
+}
+
+/// What the stored zone was built from; `None` when there is no zone yet.
+pub async fn built(lake: &Lake) -> Result<Option<Built>> {
+    let Some(log) = lake.open(ZONE, LOG_TABLE, None).await? else {
+        return Ok(None);
+    };
+    let ctx = warehouse::new_session();
+    lake.register(&ctx, LOG_TABLE, &log).await?;
+    let batches = ctx
+        .sql(&format!("SELECT * FROM {LOG_TABLE} LIMIT 1"))
+        .await?
+        .collect()
+        .await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let int = |name: &str| -> Result<Option<i64>> {
+        let Some(c) = b.column_by_name(name) else {
+            return Ok(None);
+        };
+        let c = cast(c, &DataType::Int64)?;
+        let c = c.as_primitive::<Int64Type>();
+        Ok(c.is_valid(0).then(|| c.value(0)))
+    };
+    let last_day = match b.column_by_name("dernier_jour") {
+        Some(c) => {
+            let c = cast(c, &DataType::Date32)?;
+            let c = c.as_primitive::<arrow::datatypes::Date32Type>();
+            if c.is_valid(0) {
+                c.value_as_date(0)
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let release = int("publication")?.unwrap_or(0);
+    // The log is written after the tables: check they are all of its release.
+    let mut whole = true;
+    for spec in TABLES {
+        let Some(table) = lake.open(ZONE, spec.name, None).await? else {
+            whole = false;
+            break;
+        };
+        lake.register(&ctx, spec.name, &table).await?;
+        let found = ctx
+            .sql(&format!(
+                "SELECT MIN(publication) AS a, MAX(publication) AS b FROM {}",
+                spec.name
+            ))
+            .await?
+            .collect()
+            .await?;
+        let bounds = found.iter().find(|b| b.num_rows() > 0).map(|b| {
+            let side = |i: usize| {
+                cast(b.column(i), &DataType::Int64).ok().and_then(|c| {
+                    let c = c.as_primitive::<Int64Type>();
+                    c.is_valid(0).then(|| c.value(0))
+                })
+            };
+            (side(0), side(1))
+        });
+        // An empty table (no records of its kind) is whole.
+        if !matches!(bounds, None | Some((None, None)))
+            && bounds != Some((Some(release), Some(release)))
+        {
+            whole = false;
+            break;
+        }
+    }
+    Ok(Some(Built {
+        release,
+        k: int("k_cible")?.unwrap_or(0),
+        format: int("format")?.unwrap_or(1),
+        run: int("ingestion")?.unwrap_or(0),
+        last_day,
+        whole,
+    }))
 }
 
 /// The quasi-identifiers, in the order of every table, with their hierarchies.
@@ -239,13 +449,15 @@ impl AnonymisedTable {
     }
 }
 
-/// Builds the analyst zone of `release` from the detail session `ctx` and replaces the
-/// previous one (the zone holds one release: it is rebuilt at each release).
+/// Builds the analyst zone of `release` from the detail session `ctx` (ingest run `run`,
+/// data up to `last_day`) and replaces the previous one (the zone holds one release; when
+/// a release rebuilds it: [`rebuild_reason`]).
 pub async fn build(
     lake: &Lake,
     ctx: &SessionContext,
     key: &MasterKey,
     release: i64,
+    (run, last_day): (i64, Option<NaiveDate>),
     options: &AnalystOptions,
 ) -> Result<Vec<AnonymisedTable>> {
     let pseudonyms = key.subkey(&format!("analyst/{release}"));
@@ -272,6 +484,9 @@ pub async fn build(
             Field::new("supprimes", DataType::Int64, false),
             Field::new("k_cible", DataType::Int64, false),
             Field::new("niveaux", DataType::Utf8, false),
+            Field::new("ingestion", DataType::Int64, false),
+            Field::new("dernier_jour", DataType::Date32, true),
+            Field::new("format", DataType::Int64, false),
         ])),
         vec![
             Arc::new(Int64Array::from(vec![release; out.len()])),
@@ -286,6 +501,14 @@ pub async fn build(
             Arc::new(StringArray::from_iter_values(
                 out.iter().map(AnonymisedTable::levels_text),
             )),
+            Arc::new(Int64Array::from(vec![run; out.len()])),
+            Arc::new(Date32Array::from(vec![
+                last_day.map(
+                    arrow::datatypes::Date32Type::from_naive_date
+                );
+                out.len()
+            ])),
+            Arc::new(Int64Array::from(vec![FORMAT; out.len()])),
         ],
     )?;
     lake.overwrite(ZONE, LOG_TABLE, log).await?;
@@ -567,6 +790,104 @@ pub fn table_names() -> impl Iterator<Item = &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn the_last_complete_month_ends_on_its_last_day() {
+        assert_eq!(last_complete_month(d(2026, 1, 31)), (2026, 1));
+        assert_eq!(last_complete_month(d(2026, 1, 30)), (2025, 12));
+        assert_eq!(last_complete_month(d(2026, 1, 1)), (2025, 12));
+        assert_eq!(last_complete_month(d(2025, 12, 31)), (2025, 12));
+        assert_eq!(last_complete_month(d(2024, 2, 29)), (2024, 2));
+        assert_eq!(last_complete_month(d(2025, 2, 28)), (2025, 2));
+        assert_eq!(last_complete_month(d(2024, 2, 28)), (2024, 1));
+    }
+
+    #[test]
+    fn the_zone_is_rebuilt_once_a_month_and_after_purges_only() {
+        let built = Built {
+            release: 4,
+            k: 11,
+            format: FORMAT,
+            run: 7,
+            last_day: Some(d(2025, 12, 31)),
+            whole: true,
+        };
+        // The next day, one more run, nothing else: kept.
+        let next_day = Now {
+            k: 11,
+            run: 8,
+            last_day: Some(d(2026, 1, 1)),
+            forced: false,
+            households_deleted: false,
+            key_changed: false,
+        };
+        assert_eq!(rebuild_reason(Some(&built), &next_day), None);
+        // Same run, same data (a second compute): kept.
+        let same = Now {
+            run: 7,
+            last_day: Some(d(2025, 12, 31)),
+            ..next_day.clone()
+        };
+        assert_eq!(rebuild_reason(Some(&built), &same), None);
+        // January complete: rebuilt, and the month is named.
+        let month_end = Now {
+            run: 38,
+            last_day: Some(d(2026, 1, 31)),
+            ..next_day.clone()
+        };
+        let reason = rebuild_reason(Some(&built), &month_end).unwrap();
+        assert!(reason.contains("2026-01"), "{reason}");
+        // A lake restored to fewer complete months: rebuilt too.
+        let earlier = Now {
+            last_day: Some(d(2025, 11, 30)),
+            ..same.clone()
+        };
+        assert!(rebuild_reason(Some(&built), &earlier).is_some());
+        // Each other reason, on the next day.
+        for now in [
+            Now {
+                households_deleted: true,
+                ..next_day.clone()
+            },
+            Now {
+                key_changed: true,
+                ..next_day.clone()
+            },
+            Now {
+                k: 5,
+                ..next_day.clone()
+            },
+            Now {
+                forced: true,
+                ..next_day.clone()
+            },
+            Now {
+                run: 6,
+                ..next_day.clone()
+            },
+            Now {
+                last_day: None,
+                ..next_day.clone()
+            },
+        ] {
+            assert!(rebuild_reason(Some(&built), &now).is_some(), "{now:?}");
+        }
+        let old_format = Built {
+            format: 1,
+            ..built.clone()
+        };
+        assert!(rebuild_reason(Some(&old_format), &next_day).is_some());
+        let interrupted = Built {
+            whole: false,
+            ..built.clone()
+        };
+        assert!(rebuild_reason(Some(&interrupted), &same).is_some());
+        assert!(rebuild_reason(None, &next_day).is_some());
+    }
 
     /// Runs the profile SQL over small tables made by hand.
     async fn profiles(tables: &[&str]) -> Vec<(i64, i64, String, String, String)> {

@@ -199,9 +199,16 @@ pub struct Release {
     pub secret_rows: usize,
     pub d0: Option<NaiveDate>,
     pub d1: Option<NaiveDate>,
-    /// What the anonymisation did to each table of the analyst zone.
+    /// What the anonymisation did to each table of the analyst zone, when this release
+    /// rebuilt it (empty when it kept it).
     pub analyst: Vec<crate::analyst::AnonymisedTable>,
-    /// Time spent rebuilding the analyst zone (DESIGN.md: at each release).
+    /// The release whose pseudonyms the analyst zone holds after this one: this release
+    /// when it rebuilt the zone, else the one that built it.
+    pub analyst_release: i64,
+    /// Why this release rebuilt the analyst zone ([`crate::analyst::rebuild_reason`]);
+    /// `None`: kept.
+    pub analyst_reason: Option<String>,
+    /// Time spent deciding whether to rebuild the analyst zone, and rebuilding it.
     pub analyst_time: std::time::Duration,
     /// The cells of the grid (every published key of every indicator).
     pub cells: usize,
@@ -937,7 +944,8 @@ pub async fn publish(
 
 /// Computes and publishes a release: rows appended to `stats/indicateurs`, the state of
 /// the computation kept for the next one ([`crate::incremental`]), the analyst zone
-/// rebuilt with the release's own pseudonyms, then the release recorded in
+/// rebuilt with the release's own pseudonyms when [`crate::analyst::rebuild_reason`]
+/// finds a reason (else kept), then the release recorded in
 /// `stats/releases` (written last: readers only trust recorded releases). Months due for
 /// automatic closing are closed first (`auto_close_days`).
 ///
@@ -1258,10 +1266,42 @@ pub async fn publish_as(
         "publication et état écrits"
     );
     let started = std::time::Instant::now();
-    let analyst = crate::analyst::build(lake, &ctx, key, version, &options.analyst).await?;
+    let built = crate::analyst::built(lake).await?;
+    let (households_deleted, key_changed) = match &built {
+        Some(b) => crate::analyst::changes_since(lake, b.run, &manifest)?,
+        None => (false, false),
+    };
+    let last_day = bounds.map(|b| b.1);
+    let analyst_reason = crate::analyst::rebuild_reason(
+        built.as_ref(),
+        &crate::analyst::Now {
+            k: options.analyst.k as i64,
+            run: manifest.run as i64,
+            last_day,
+            forced: options.analyst.rebuild,
+            households_deleted,
+            key_changed,
+        },
+    );
+    let (analyst, analyst_release) = match (&analyst_reason, &built) {
+        (None, Some(b)) => (Vec::new(), b.release),
+        _ => (
+            crate::analyst::build(
+                lake,
+                &ctx,
+                key,
+                version,
+                (manifest.run as i64, last_day),
+                &options.analyst,
+            )
+            .await?,
+            version,
+        ),
+    };
     let analyst_time = started.elapsed();
     tracing::debug!(
         analyste_ms = analyst_time.as_millis() as u64,
+        reconstruite = analyst_reason.is_some(),
         "zone analyste"
     );
     let (nature, motif) = match publication {
@@ -1293,6 +1333,8 @@ pub async fn publish_as(
         d0: bounds.map(|b| b.0),
         d1: bounds.map(|b| b.1),
         analyst,
+        analyst_release,
+        analyst_reason,
         analyst_time,
         cells,
         recomputed: grid.pairs,

@@ -115,8 +115,9 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
-    /// Calcule les indicateurs, publie une nouvelle version de la base statistique et
-    /// reconstruit la zone analyste (k-anonyme).
+    /// Calcule les indicateurs et publie une nouvelle version de la base statistique ;
+    /// reconstruit la zone analyste (k-anonyme) quand les données comptent un mois
+    /// complet de plus qu'elle, après une purge de ménages à la source, ou sur demande.
     Compute {
         #[arg(long, env = "OBSERVATOIRE_DATA")]
         data: Option<PathBuf>,
@@ -130,6 +131,12 @@ enum Command {
         /// changé depuis la publication précédente (par défaut : calcul incrémental).
         #[arg(long)]
         full: bool,
+        /// Reconstruit la zone analyste avec cette publication (par défaut : une fois par
+        /// mois de données complet, et après une purge de ménages à la source ; deux
+        /// zones publiées à un jour d'écart se recouperaient sur les seuls
+        /// enregistrements de ce jour).
+        #[arg(long)]
+        analyst: bool,
     },
     /// Affiche le rapport de qualité des données de la dernière ingestion, par SIAO
     /// (et par mois avec --siao).
@@ -803,11 +810,17 @@ async fn run_compute(
             )
         })
         .collect();
-    println!(
-        "Zone analyste (k = {analyst_k}, pseudonymes propres à la publication n° {}) : {}.",
-        release.version,
-        tables.join(" · ")
-    );
+    match &release.analyst_reason {
+        Some(reason) => println!(
+            "Zone analyste reconstruite ({reason} ; k = {analyst_k}, pseudonymes propres à la publication n° {}) : {}.",
+            release.version,
+            tables.join(" · ")
+        ),
+        None => println!(
+            "Zone analyste conservée (publication n° {}) : ni mois de données complet de plus, ni purge de ménages depuis ; « compute --analyst » la reconstruit.",
+            release.analyst_release
+        ),
+    }
     Ok(())
 }
 
@@ -1459,10 +1472,12 @@ async fn run(cli: Cli) -> Result<()> {
             secrecy_threshold,
             analyst_k,
             full,
+            analyst,
         } => {
             let data = file.data(data);
             let mut options = compute_options(&file, secrecy_threshold, analyst_k)?;
             options.full = full;
+            options.analyst.rebuild = analyst;
             run_compute(&data, &options, &indicators::Publication::Regular).await
         }
         Command::Release {
@@ -1674,21 +1689,29 @@ async fn run(cli: Cli) -> Result<()> {
                 "Rapport incrémental / complet : {} % (objectif ≤ 5 %).",
                 percent_of(b.incremental_time, b.full_time)
             );
-            // What every release pays whatever changed: DESIGN.md rebuilds the analyst
-            // zone at each release, with pseudonyms keyed for that release alone.
-            let rekeyed = |r: &indicators::Release| {
-                r.analyst
-                    .iter()
-                    .map(|t| t.rekeyed_and_written)
-                    .sum::<Duration>()
+            // The analyst zone is rebuilt once per complete month of data (or after a
+            // purge), not by every release: say what each compute did with it.
+            let zone = |r: &indicators::Release| match &r.analyst_reason {
+                Some(reason) => format!(
+                    "reconstruite ({reason}) en {} s, dont {} s de pseudonymes propres à la publication et d'écriture",
+                    secs(r.analyst_time),
+                    secs(
+                        r.analyst
+                            .iter()
+                            .map(|t| t.rekeyed_and_written)
+                            .sum::<Duration>()
+                    )
+                ),
+                None => format!(
+                    "conservée (publication n° {}), décision en {} s",
+                    r.analyst_release,
+                    secs(r.analyst_time)
+                ),
             };
             println!(
-                "  Zone analyste, reconstruite à chaque publication : {} s (incrémental), {} s (complet), soit {} % du calcul complet ; ses seuls pseudonymes propres à la publication et l'écriture de ses tables : {} s, soit {} %.",
-                secs(b.incremental.analyst_time),
-                secs(b.full.analyst_time),
-                percent_of(b.full.analyst_time, b.full_time),
-                secs(rekeyed(&b.incremental)),
-                percent_of(rekeyed(&b.incremental), b.full_time)
+                "  Zone analyste : {} (calcul incrémental) ; {} (calcul complet).",
+                zone(&b.incremental),
+                zone(&b.full)
             );
             if b.differences == 0 {
                 println!(

@@ -319,6 +319,21 @@ impl Lake {
             })
     }
 
+    /// The manifest of run `n`, if it was recorded.
+    pub fn run_manifest(&self, n: u64) -> Result<Option<RunManifest>> {
+        let path = self.runs_dir().join(format!("{n:06}.json"));
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| WarehouseError::Manifest {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
     /// Carries out a run's plans on the detail zone (only the groups that changed are
     /// written) and replaces the run's quality tables. `progress(table)` is called after
     /// each detail table. Nothing is visible to readers until [`Lake::commit_run`] writes

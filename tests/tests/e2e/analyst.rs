@@ -1,12 +1,14 @@
 //! The analyst zone: k-anonymous micro-data with pseudonyms of their own release.
 //!
-//! A two-département, one-year simulation is published twice. Each release rebuilds the
-//! zone; then:
+//! A two-département, one-year simulation is published three times: the first release
+//! builds the zone, the second (same data) keeps it, the third rebuilds it on demand
+//! (`compute --analyst`); then:
 //! - every combination of quasi-identifiers of every table, as stored, holds at least
 //!   k = 11 records, and at most 1 % of the records read were suppressed;
 //! - no evaluation flag and no integer id reaches the zone, pseudonyms are 128-bit hex;
-//! - the households' pseudonyms of the detail zone, of release 1 and of release 2 are
-//!   pairwise disjoint, and with the key one of them is recomputed from the detail zone.
+//! - the households' pseudonyms of the detail zone, of release 1 and of release 3 are
+//!   pairwise disjoint, and with the key one of them is recomputed from the detail zone;
+//! - release 2 left the zone as release 1 wrote it.
 
 use std::collections::BTreeSet;
 
@@ -111,25 +113,52 @@ async fn analyst_zone_is_k_anonymous_and_unlinkable_across_releases() {
         "every household of release 1 has its detail pseudonym"
     );
 
-    // Release 2 over the same run.
+    // Release 2 over the same run: not one more complete month, no purge: kept.
+    let households = || async {
+        column_values(tmp.path(), "SELECT DISTINCT menage FROM analyst.demandes")
+            .await
+            .into_iter()
+            .collect::<BTreeSet<String>>()
+    };
+    let publications = || async {
+        column_values(
+            tmp.path(),
+            "SELECT DISTINCT CAST(publication AS VARCHAR) FROM analyst.sejours",
+        )
+        .await
+    };
     let second = observatoire::compute(tmp.path(), 11, 11, |_| {})
         .await
         .unwrap();
     assert_eq!(second.version, 2);
-    let release_2: BTreeSet<String> =
-        column_values(tmp.path(), "SELECT DISTINCT menage FROM analyst.demandes")
-            .await
-            .into_iter()
-            .collect();
-    assert_eq!(release_1.len(), release_2.len());
+    assert_eq!(second.analyst_reason, None);
+    assert!(second.analyst.is_empty());
+    assert_eq!(second.analyst_release, 1);
+    assert_eq!(households().await, release_1);
+    assert_eq!(publications().await, vec!["1".to_owned()]);
+
+    // Release 3, rebuilt on demand: pseudonyms of its own.
+    let mut options = indicators::ComputeOptions {
+        secrecy_threshold: 11,
+        ..Default::default()
+    };
+    options.analyst.rebuild = true;
+    let third = observatoire::publish(
+        tmp.path(),
+        &options,
+        &indicators::Publication::Regular,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(third.version, 3);
+    assert!(third.analyst_reason.is_some());
+    assert_eq!(third.analyst.len(), 3);
+    let release_3 = households().await;
+    assert_eq!(release_1.len(), release_3.len());
     assert!(release_1.len() > 100, "{}", release_1.len());
     assert!(detail.is_disjoint(&release_1));
-    assert!(detail.is_disjoint(&release_2));
-    assert!(release_1.is_disjoint(&release_2));
-    let publications = column_values(
-        tmp.path(),
-        "SELECT DISTINCT CAST(publication AS VARCHAR) FROM analyst.sejours",
-    )
-    .await;
-    assert_eq!(publications, vec!["2".to_owned()]);
+    assert!(detail.is_disjoint(&release_3));
+    assert!(release_1.is_disjoint(&release_3));
+    assert_eq!(publications().await, vec!["3".to_owned()]);
 }

@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use observatoire_tests::{TEST_KEY_HEX, ingest_and_compute, simulate_small, sqlite_url, temp_dir};
+use observatoire_tests::{TEST_KEY_HEX, simulate_small, sqlite_url, temp_dir};
+
+/// The analyst zone's k in this test.
+const K: usize = 1;
 
 /// The lake's files that hold `needle`: in a Parquet file's decoded values (data files
 /// and checkpoints), or in the text of any other file (Delta commits, manifests).
@@ -44,7 +47,15 @@ async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
     let tmp = temp_dir("oubli");
     let url = sqlite_url(tmp.path());
     simulate_small(&url, &["23"], "2025-01-01", "2025-04-01", 0.05).await;
-    ingest_and_compute(&url, tmp.path(), 11).await;
+    // k = 1 for the analyst zone: this tiny source has fewer records than 11, so at
+    // k = 11 the zone would hold none and could not show the household leaving it.
+    observatoire_tests::install_test_key(tmp.path());
+    observatoire::ingest(&url, tmp.path(), |_| {})
+        .await
+        .expect("ingest");
+    observatoire::compute(tmp.path(), 11, K, |_| {})
+        .await
+        .expect("compute");
 
     // A household with requests and members: the one with the most requests.
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -69,6 +80,16 @@ async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
     ))
     .await;
     assert!(requests_of_household > 0);
+    // Its requests are in the analyst zone of release 1, under that release's pseudonym.
+    let in_analyst_zone = |release: i64| {
+        let analyst = key
+            .subkey(&format!("analyst/{release}"))
+            .pseudonym_of_text("menage", &pseudonym);
+        lake_count(format!(
+            "SELECT COUNT(*) FROM analyst.demandes WHERE menage = '{analyst}'"
+        ))
+    };
+    assert!(in_analyst_zone(1).await > 0);
     let lake = tmp.path().join("lake");
     let before = files_holding(&lake, &pseudonym);
     assert!(
@@ -140,9 +161,21 @@ async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
         (0, requests_of_household as u64)
     );
     assert_eq!(run.changes["menage"].supprimees, 1);
-    observatoire::compute(tmp.path(), 11, 11, |_| {})
+    let release = observatoire::compute(tmp.path(), 11, K, |_| {})
         .await
         .unwrap();
+    // Same month of data, but a household purged: the analyst zone is rebuilt without it.
+    assert!(
+        release
+            .analyst_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("purgés")),
+        "{:?}",
+        release.analyst_reason
+    );
+    assert_eq!(release.analyst_release, release.version);
+    assert_eq!(in_analyst_zone(release.version).await, 0);
+    assert!(lake_count("SELECT COUNT(*) FROM analyst.demandes".into()).await > 0);
     let n = observatoire::sql(
         tmp.path(),
         &format!("SELECT COUNT(*) FROM demande WHERE menage_id = '{pseudonym}'"),
@@ -194,7 +227,7 @@ async fn a_purged_household_is_gone_from_every_file_after_vacuum() {
         "the current version is whole"
     );
     // And the statistics were computed again without error over the current versions.
-    observatoire::compute(tmp.path(), 11, 11, |_| {})
+    observatoire::compute(tmp.path(), 11, K, |_| {})
         .await
         .expect("compute after vacuum");
     // The vacuum's own commits leave the lake at its run: the next ingest is incremental.
