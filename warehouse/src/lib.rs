@@ -153,6 +153,15 @@ struct KeyRecord {
     retirees: Vec<String>,
 }
 
+/// A run's manifest, read from its file.
+fn read_manifest(path: PathBuf) -> Result<RunManifest> {
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|e| WarehouseError::Manifest {
+        path,
+        reason: e.to_string(),
+    })
+}
+
 /// The lake of one data folder.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -310,13 +319,7 @@ impl Lake {
         let Some((_, path)) = latest else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| WarehouseError::Manifest {
-                path,
-                reason: e.to_string(),
-            })
+        read_manifest(path).map(Some)
     }
 
     /// The manifest of run `n`, if it was recorded.
@@ -325,13 +328,7 @@ impl Lake {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| WarehouseError::Manifest {
-                path,
-                reason: e.to_string(),
-            })
+        read_manifest(path).map(Some)
     }
 
     /// Carries out a run's plans on the detail zone (only the groups that changed are
