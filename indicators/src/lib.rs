@@ -4,6 +4,7 @@
 
 pub mod analyst;
 pub mod catalogue;
+mod changes;
 pub mod closing;
 pub mod compute;
 pub mod firsts;

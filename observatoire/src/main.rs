@@ -795,7 +795,9 @@ async fn run_compute(
             println!("Calcul complet ({reason}) : {recomputed} périodes × indicateurs calculées.")
         }
         None => println!(
-            "Calcul incrémental : {recomputed} périodes × indicateurs recalculées sur {pairs} (les autres n'ont changé ni de données ni de jours observés)."
+            "Calcul incrémental : {recomputed} périodes × indicateurs recalculées sur {pairs} (les autres n'ont changé ni de données ni de jours observés) ; {} indicateurs sur {} suivis par les lignes réécrites depuis la publication précédente, sans relire tous leurs enregistrements.",
+            release.from_changes,
+            indicators::CATALOGUE.len(),
         ),
     }
     let tables: Vec<String> = release
@@ -1665,8 +1667,8 @@ async fn run(cli: Cli) -> Result<()> {
             let b = bench?;
             let pairs = |r: &indicators::Release| {
                 format!(
-                    "{} périodes × indicateurs recalculées sur {}, {} valeurs publiées sur {}",
-                    r.recomputed.0, r.recomputed.1, r.rows, r.cells
+                    "{} périodes × indicateurs recalculées sur {}, {} valeurs publiées sur {}, {} indicateurs suivis par les lignes réécrites",
+                    r.recomputed.0, r.recomputed.1, r.rows, r.cells, r.from_changes
                 )
             };
             println!(

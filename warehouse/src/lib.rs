@@ -102,6 +102,9 @@ pub struct RunManifest {
     /// How the run read the source: `complete` or `incrementale`.
     #[serde(default)]
     pub lecture: String,
+    /// Version of the internal table of the groups this run rewrote ([`Lake::run_keys`]).
+    #[serde(default)]
+    pub cles: Option<i64>,
     /// Source table name → rows in quarantine after this run.
     #[serde(default)]
     pub quarantaine: BTreeMap<String, u64>,
@@ -129,6 +132,81 @@ pub struct WrittenTables {
     rows: BTreeMap<String, u64>,
     changes: BTreeMap<String, TableChanges>,
     quality_versions: BTreeMap<String, i64>,
+    keys_version: i64,
+}
+
+/// The internal table of the groups the last run rewrote in each detail table
+/// ([`Lake::run_keys`]): never served, overwritten by every run, its older versions
+/// vacuumed like the detail zone's (they hold the same pseudonyms).
+const KEYS_ZONE: &str = "changements";
+const KEYS_TABLE: &str = "cles";
+
+fn keys_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    Arc::new(Schema::new(vec![
+        Field::new("table_detail", DataType::Utf8, false),
+        Field::new("colonne", DataType::Utf8, true),
+        Field::new("entier", DataType::Int64, true),
+        Field::new("texte", DataType::Utf8, true),
+        Field::new("entiere", DataType::Boolean, false),
+    ]))
+}
+
+/// One row per group key each plan rewrites; one row `entiere` for a table rewritten whole.
+fn rewritten_keys(plans: &[merge::MergePlan]) -> Result<RecordBatch> {
+    use arrow::array::{BooleanBuilder, Int64Builder, StringBuilder};
+    let (mut table, mut column) = (StringBuilder::new(), StringBuilder::new());
+    let (mut int, mut text) = (Int64Builder::new(), StringBuilder::new());
+    let mut whole = BooleanBuilder::new();
+    for plan in plans {
+        match plan.rewritten()? {
+            merge::Rewritten::None => {}
+            merge::Rewritten::Whole => {
+                table.append_value(&plan.table);
+                column.append_null();
+                int.append_null();
+                text.append_null();
+                whole.append_value(true);
+            }
+            merge::Rewritten::Keys(name, keys) => {
+                for key in keys {
+                    table.append_value(&plan.table);
+                    column.append_value(&name);
+                    match key {
+                        merge::Key::Int(i) => {
+                            int.append_value(i);
+                            text.append_null();
+                        }
+                        merge::Key::Text(t) => {
+                            int.append_null();
+                            text.append_value(t);
+                        }
+                        merge::Key::Null => unreachable!("a null key rewrites the whole table"),
+                    }
+                    whole.append_value(false);
+                }
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        keys_schema(),
+        vec![
+            Arc::new(table.finish()),
+            Arc::new(column.finish()),
+            Arc::new(int.finish()),
+            Arc::new(text.finish()),
+            Arc::new(whole.finish()),
+        ],
+    )?)
+}
+
+/// The groups one run rewrote, per detail table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunKeys {
+    /// Table → (key column, integer keys, text keys).
+    pub keys: BTreeMap<String, (String, Vec<i64>, Vec<String>)>,
+    /// Tables rewritten whole.
+    pub whole: std::collections::BTreeSet<String>,
 }
 
 /// A run that read the whole source.
@@ -185,6 +263,12 @@ fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> WarehouseError + '_ {
 impl From<datafusion::error::DataFusionError> for WarehouseError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         WarehouseError::DataFusion(Box::new(e))
+    }
+}
+
+impl From<arrow::error::ArrowError> for WarehouseError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        WarehouseError::DataFusion(Box::new(e.into()))
     }
 }
 
@@ -351,6 +435,8 @@ impl Lake {
         // Parquet on one task. Largest first, so that the last one written is small and
         // no core waits long for it. Each commit stands alone; the manifest, written
         // last, is what makes the run visible.
+        // The groups each table rewrites, for the next compute ([`Lake::run_keys`]).
+        let keys_batch = rewritten_keys(&plans)?;
         let mut plans = plans;
         plans.sort_by_key(|p| std::cmp::Reverse(p.bytes()));
         let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -375,12 +461,14 @@ impl Lake {
             let version = self.overwrite("quality", name, batch.clone()).await?;
             quality_versions.insert(name.clone(), version);
         }
+        let keys_version = self.overwrite(KEYS_ZONE, KEYS_TABLE, keys_batch).await?;
         Ok(WrittenTables {
             started_at,
             versions,
             rows,
             changes,
             quality_versions,
+            keys_version,
         })
     }
 
@@ -404,6 +492,7 @@ impl Lake {
             filigranes: record.filigranes,
             lecture: record.lecture,
             quarantaine: record.quarantaine,
+            cles: Some(written.keys_version),
         };
         self.record_run(&manifest)?;
         Ok(manifest)
@@ -539,6 +628,13 @@ impl Lake {
         let manifest = self
             .latest_run()?
             .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
+        let ctx = self.detail_session_of(&manifest).await?;
+        Ok((ctx, manifest))
+    }
+
+    /// A session over the detail zone as a run left it (an error once `vacuum` removed
+    /// the files of those versions).
+    pub async fn detail_session_of(&self, manifest: &RunManifest) -> Result<SessionContext> {
         let ctx = new_session();
         for (name, version) in &manifest.tables {
             let table = self
@@ -547,7 +643,56 @@ impl Lake {
                 .ok_or_else(|| WarehouseError::NoRun(self.root.clone()))?;
             self.register(&ctx, name, &table).await?;
         }
-        Ok((ctx, manifest))
+        Ok(ctx)
+    }
+
+    /// The groups a run rewrote in each detail table, if it recorded them (runs of
+    /// earlier versions of the program did not).
+    pub async fn run_keys(&self, manifest: &RunManifest) -> Result<Option<RunKeys>> {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::Int64Type;
+        let Some(version) = manifest.cles else {
+            return Ok(None);
+        };
+        let Some(table) = self.open(KEYS_ZONE, KEYS_TABLE, Some(version)).await? else {
+            return Ok(None);
+        };
+        let ctx = new_session();
+        self.register(&ctx, KEYS_TABLE, &table).await?;
+        let batches = ctx
+            .sql("SELECT table_detail, colonne, entier, texte, entiere FROM cles")
+            .await?
+            .collect()
+            .await?;
+        let mut out = RunKeys::default();
+        for b in &batches {
+            let text = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
+            let (table, column, texte) = (text(0)?, text(1)?, text(3)?);
+            let (table, column, texte) = (
+                table.as_string::<i32>(),
+                column.as_string::<i32>(),
+                texte.as_string::<i32>(),
+            );
+            let entier = b.column(2).as_primitive::<Int64Type>();
+            let entiere = b.column(4).as_boolean();
+            for i in 0..b.num_rows() {
+                let name = table.value(i).to_owned();
+                if entiere.value(i) {
+                    out.whole.insert(name);
+                    continue;
+                }
+                let e = out
+                    .keys
+                    .entry(name)
+                    .or_insert_with(|| (column.value(i).to_owned(), Vec::new(), Vec::new()));
+                if entier.is_valid(i) {
+                    e.1.push(entier.value(i));
+                } else if texte.is_valid(i) {
+                    e.2.push(texte.value(i).to_owned());
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// The Parquet files of every detail table as of the latest complete run (local

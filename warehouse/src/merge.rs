@@ -30,6 +30,17 @@ pub enum Key {
     Null,
 }
 
+/// The groups a table's write rewrites ([`MergePlan::rewritten`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewritten {
+    /// Nothing written.
+    None,
+    /// The groups of these keys of this column, deleted and written again.
+    Keys(String, Vec<Key>),
+    /// The whole table.
+    Whole,
+}
+
 /// What one table's write will do, decided before anything is written (so that the
 /// mass-delete stop can look at every table first).
 #[derive(Debug)]
@@ -66,6 +77,32 @@ impl MergePlan {
             Action::Nothing(_) | Action::Unchanged => 0,
             Action::Overwrite(batch) | Action::Merge { append: batch, .. } => {
                 batch.get_array_memory_size()
+            }
+        }
+    }
+
+    /// The groups this plan rewrites: the keys it deletes and the keys of the rows it
+    /// appends ([`Rewritten::Whole`] when it replaces the whole table, or rewrites a group
+    /// without a key).
+    pub fn rewritten(&self) -> Result<Rewritten> {
+        match &self.action {
+            Action::Nothing(_) | Action::Unchanged => Ok(Rewritten::None),
+            Action::Overwrite(_) => Ok(Rewritten::Whole),
+            Action::Merge {
+                key,
+                delete,
+                append,
+            } => {
+                let mut all = delete.clone();
+                if append.num_rows() > 0 {
+                    all.extend(keys(append, key, &self.table)?);
+                }
+                if all.contains(&Key::Null) {
+                    return Ok(Rewritten::Whole);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Ok(Rewritten::Keys(key.clone(), all))
             }
         }
     }
@@ -833,5 +870,61 @@ mod tests {
         assert!(files(&lake).await.iter().all(|(_, dv)| !dv));
         assert!(!on_disk(&lake, 60), "the deleted row left the disk");
         assert!(on_disk(&lake, 600));
+    }
+
+    #[tokio::test]
+    async fn a_run_records_the_groups_it_rewrote_until_the_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let rows: Vec<(Option<i64>, i64)> = (0..100).map(|i| (Some(i), i)).collect();
+        let record = || crate::RunRecord {
+            key_fingerprint: "cle".into(),
+            ..Default::default()
+        };
+        // First run: the table is new, written whole.
+        let first = lake
+            .plan_merge("detail", "i", "id", ids(&rows), false)
+            .await
+            .unwrap();
+        assert_eq!(first.rewritten().unwrap(), Rewritten::Whole);
+        let written = lake
+            .write_tables(vec![first], &Default::default(), "cle", |_| {})
+            .await
+            .unwrap();
+        let run1 = lake.commit_run(written, record()).unwrap();
+        let keys = lake.run_keys(&run1).await.unwrap().unwrap();
+        assert!(keys.keys.is_empty());
+        assert_eq!(keys.whole.iter().collect::<Vec<_>>(), ["i"]);
+        // Second run: row 3 changed, row 7 gone, row 120 new; the others untouched.
+        let mut next: Vec<(Option<i64>, i64)> = rows
+            .iter()
+            .copied()
+            .filter(|(id, _)| *id != Some(7))
+            .map(|(id, n)| if id == Some(3) { (id, 33) } else { (id, n) })
+            .collect();
+        next.push((Some(120), 120));
+        let plan = lake
+            .plan_merge("detail", "i", "id", ids(&next), false)
+            .await
+            .unwrap();
+        assert_eq!(
+            plan.rewritten().unwrap(),
+            Rewritten::Keys("id".into(), vec![Key::Int(3), Key::Int(7), Key::Int(120)])
+        );
+        let written = lake
+            .write_tables(vec![plan], &Default::default(), "cle", |_| {})
+            .await
+            .unwrap();
+        let run2 = lake.commit_run(written, record()).unwrap();
+        let keys = lake.run_keys(&run2).await.unwrap().unwrap();
+        assert!(keys.whole.is_empty());
+        assert_eq!(keys.keys["i"], ("id".to_owned(), vec![3, 7, 120], vec![]));
+        // The first run's groups are still readable at the version its manifest names.
+        assert_eq!(lake.run_keys(&run1).await.unwrap().unwrap().whole.len(), 1);
+        // The vacuum empties the table: the groups (pseudonyms, in the detail zone)
+        // leave the disk with the versions that held them.
+        lake.vacuum(chrono::Duration::zero()).await.unwrap();
+        let latest = lake.latest_run().unwrap().unwrap();
+        assert!(lake.run_keys(&latest).await.is_err());
     }
 }

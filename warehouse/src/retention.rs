@@ -25,12 +25,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
+
 use deltalake::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
 
 use crate::{Lake, Result, WarehouseError, delta, io};
 
 /// The zones whose Delta tables are vacuumed.
-const ZONES: &[&str] = &["detail", "analyst", "stats", "quality", "audit", "calcul"];
+const ZONES: &[&str] = &[
+    "detail",
+    "changements",
+    "analyst",
+    "stats",
+    "quality",
+    "audit",
+    "calcul",
+];
 
 /// What a vacuum removed, per table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +66,17 @@ impl Lake {
             });
         }
         self.rewrite_deleted_rows().await?;
+        // The groups the last run rewrote name the pseudonyms it deleted: emptied here,
+        // they leave the disk with the older versions, like the detail rows that held
+        // them (the next compute then lists every record).
+        if crate::has_commit(&self.table_path(crate::KEYS_ZONE, crate::KEYS_TABLE)) {
+            self.overwrite(
+                crate::KEYS_ZONE,
+                crate::KEYS_TABLE,
+                RecordBatch::new_empty(crate::keys_schema()),
+            )
+            .await?;
+        }
         let latest = self.latest_run()?;
         // Whether the lake is at its latest run (not after a run killed half-way).
         let at_run = match &latest {

@@ -1,0 +1,403 @@
+//! What the ingest runs since the last release changed, as the compute sees it.
+//!
+//! Each run records the groups it rewrote in every detail table
+//! ([`warehouse::Lake::run_keys`]). From them, the compute finds the households they reach
+//! and builds two small sessions: the detail zone before (as the last release's run left
+//! it) and after (the current run), each restricted to those households and to every row
+//! that hangs on them. An indicator's records over the two differ exactly as its records
+//! over the whole zone do, so its fingerprints follow by difference
+//! ([`crate::incremental::apply_difference`]) — without listing the records of every
+//! household that did not change.
+//!
+//! Why the restriction keeps every record that changed: a record is made of one row and the
+//! rows the catalogue's SQL joins to it — a request's persons, orientations and stays, a
+//! stay's request and orientation, a household's requests and evaluations, a person's
+//! links. The households reached are those of every rewritten row, before and after,
+//! following those same joins backwards (a stay → its request's household and its
+//! orientation's request's household; a person → the households of the requests they are
+//! on). The restriction then keeps, on each side, the rows of those households, the rows
+//! hanging on their requests and orientations, and every rewritten row. A row that did
+//! not change is kept on both sides or on neither. The offer (entités, dispositifs, place
+//! groups) is read whole on both sides; an indicator reading an offer table that changed,
+//! a table rewritten whole, or a table without a rule here is listed in full. The
+//! conventions' indicators (any SQL) always are.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use warehouse::{Lake, RunKeys, RunManifest};
+
+use crate::catalogue::Indicator;
+use crate::compute::Result;
+
+/// Tables whose rows belong to households, with how a rewritten row reaches them (SQL
+/// giving column `h`, the household pseudonyms; `{chg}` is the table of its keys).
+const REACH: &[(&str, &[&str])] = &[
+    ("menage", &["SELECT k AS h FROM {chg}"]),
+    ("evaluation", &["SELECT k AS h FROM {chg}"]),
+    (
+        "menage_personne",
+        &["SELECT menage_id AS h FROM menage_personne WHERE id IN (SELECT k FROM {chg})"],
+    ),
+    (
+        "demande",
+        &["SELECT menage_id AS h FROM demande WHERE id IN (SELECT k FROM {chg})"],
+    ),
+    (
+        "demande_personne",
+        &["SELECT menage_id AS h FROM demande WHERE id IN
+             (SELECT demande_id FROM demande_personne WHERE id IN (SELECT k FROM {chg}))"],
+    ),
+    (
+        "personne",
+        &[
+            "SELECT menage_id AS h FROM demande WHERE id IN
+               (SELECT demande_id FROM demande_personne WHERE personne_id IN (SELECT k FROM {chg}))",
+            "SELECT menage_id AS h FROM menage_personne WHERE personne_id IN (SELECT k FROM {chg})",
+        ],
+    ),
+    (
+        "orientation",
+        &["SELECT menage_id AS h FROM demande WHERE id IN
+             (SELECT demande_id FROM orientation WHERE id IN (SELECT k FROM {chg}))"],
+    ),
+    (
+        "liste_attente",
+        &["SELECT menage_id AS h FROM demande WHERE id IN
+             (SELECT demande_id FROM liste_attente WHERE id IN (SELECT k FROM {chg}))"],
+    ),
+    (
+        "prise_en_charge",
+        &[
+            "SELECT menage_id AS h FROM prise_en_charge WHERE id IN (SELECT k FROM {chg})",
+            "SELECT menage_id AS h FROM demande WHERE id IN
+               (SELECT demande_id FROM prise_en_charge WHERE id IN (SELECT k FROM {chg}))",
+            "SELECT menage_id AS h FROM demande WHERE id IN
+               (SELECT demande_id FROM orientation WHERE id IN
+                 (SELECT orientation_id FROM prise_en_charge WHERE id IN (SELECT k FROM {chg})))",
+        ],
+    ),
+];
+
+/// The restriction of each household table, in the order they are built (each may read
+/// the restricted tables before it, `r_<name>`); `{own}` is the table's own rewritten
+/// rows, `h` the households reached.
+const RESTRICT: &[(&str, &str)] = &[
+    ("menage", "id IN (SELECT h FROM chg_h)"),
+    ("demande", "menage_id IN (SELECT h FROM chg_h)"),
+    ("evaluation", "menage_id IN (SELECT h FROM chg_h)"),
+    ("menage_personne", "menage_id IN (SELECT h FROM chg_h)"),
+    ("demande_personne", "demande_id IN (SELECT id FROM r_demande)"),
+    ("orientation", "demande_id IN (SELECT id FROM r_demande)"),
+    ("liste_attente", "demande_id IN (SELECT id FROM r_demande)"),
+    (
+        "prise_en_charge",
+        "menage_id IN (SELECT h FROM chg_h) OR demande_id IN (SELECT id FROM r_demande)
+         OR orientation_id IN (SELECT id FROM r_orientation)",
+    ),
+    (
+        "personne",
+        "id IN (SELECT personne_id FROM r_demande_personne)
+         OR id IN (SELECT personne_id FROM r_menage_personne)",
+    ),
+];
+
+/// The offer: read whole on both sides.
+const OFFER: &[&str] = &["entite", "dispositif", "groupe_places"];
+
+/// The detail zone before and after the runs since the last release, restricted to what
+/// they changed.
+pub(crate) struct Changes {
+    pub before: SessionContext,
+    pub after: SessionContext,
+    /// Detail tables an indicator must not read to be listed from the changes.
+    pub unusable: BTreeSet<String>,
+    /// Every detail table.
+    pub tables: BTreeSet<String>,
+    /// Households reached.
+    pub households: usize,
+}
+
+impl Changes {
+    /// Whether `indicator` can be listed from the changes: a catalogue indicator whose
+    /// SQL reads no unusable table.
+    pub fn covers(&self, indicator: &Indicator, sql: &str) -> bool {
+        if indicator.territoire.is_some() {
+            return false;
+        }
+        let read = tables_read(sql, &self.tables);
+        !read.is_empty() && read.iter().all(|t| !self.unusable.contains(*t))
+    }
+}
+
+/// The tables among `tables` that `sql` names (as whole words: `dispositif`, not
+/// `dispositif_id`).
+fn tables_read<'a>(sql: &str, tables: &'a BTreeSet<String>) -> Vec<&'a str> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    tables
+        .iter()
+        .filter(|t| {
+            sql.match_indices(t.as_str()).any(|(i, _)| {
+                let before = sql[..i].chars().next_back();
+                let after = sql[i + t.len()..].chars().next();
+                !before.is_some_and(word) && !after.is_some_and(word)
+            })
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// The changes since run `since` (the last release's), or `None` when they cannot be
+/// known: a run in between did not record its groups, the older versions were vacuumed,
+/// the tables differ.
+pub(crate) async fn since(
+    lake: &Lake,
+    current: &SessionContext,
+    manifest: &RunManifest,
+    since: i64,
+) -> Result<Option<Changes>> {
+    if since < 1 || since as u64 >= manifest.run {
+        return Ok(None);
+    }
+    let Some(old) = lake.run_manifest(since as u64)? else {
+        return Ok(None);
+    };
+    let mut keys = RunKeys::default();
+    for run in since as u64 + 1..=manifest.run {
+        let Some(m) = lake.run_manifest(run)? else {
+            return Ok(None);
+        };
+        let Some(run_keys) = lake.run_keys(&m).await? else {
+            return Ok(None);
+        };
+        keys.whole.extend(run_keys.whole);
+        for (table, (column, ints, texts)) in run_keys.keys {
+            let e = keys
+                .keys
+                .entry(table)
+                .or_insert_with(|| (column, Vec::new(), Vec::new()));
+            e.1.extend(ints);
+            e.2.extend(texts);
+        }
+    }
+    let tables: BTreeSet<String> = manifest.tables.keys().cloned().collect();
+    if tables != old.tables.keys().cloned().collect() {
+        return Ok(None);
+    }
+    let before_full = lake.detail_session_of(&old).await?;
+    build(current, &before_full, &tables, keys).await.map(Some)
+}
+
+async fn build(
+    after_full: &SessionContext,
+    before_full: &SessionContext,
+    tables: &BTreeSet<String>,
+    keys: RunKeys,
+) -> Result<Changes> {
+    let ruled: BTreeSet<&str> = REACH.iter().map(|(t, _)| *t).collect();
+    let mut unusable: BTreeSet<String> = keys.whole.clone();
+    for table in keys.keys.keys() {
+        if OFFER.contains(&table.as_str()) || !ruled.contains(table.as_str()) {
+            unusable.insert(table.clone());
+        }
+    }
+    // The rewritten keys, as a table `chg_<name>` (column `k`) in both sessions.
+    let mut chg: BTreeMap<&str, String> = BTreeMap::new();
+    for (table, (_, ints, texts)) in &keys.keys {
+        if !ruled.contains(table.as_str()) || !tables.contains(table) {
+            continue;
+        }
+        let batch = if texts.is_empty() {
+            let mut ints = ints.clone();
+            ints.sort_unstable();
+            ints.dedup();
+            one_column(Arc::new(Int64Array::from(ints)), DataType::Int64)?
+        } else {
+            let mut texts = texts.clone();
+            texts.sort_unstable();
+            texts.dedup();
+            one_column(Arc::new(StringArray::from(texts)), DataType::Utf8)?
+        };
+        let name = format!("chg_{table}");
+        for ctx in [after_full, before_full] {
+            replace(ctx, &name, "k", vec![batch.clone()])?;
+        }
+        let table = REACH
+            .iter()
+            .find(|(t, _)| *t == table.as_str())
+            .expect("ruled")
+            .0;
+        chg.insert(table, name);
+    }
+    // The households reached, from both sides.
+    let mut households: HashSet<String> = HashSet::new();
+    for ctx in [before_full, after_full] {
+        for (table, queries) in REACH {
+            let Some(name) = chg.get(table) else {
+                continue;
+            };
+            for query in *queries {
+                let sql = query.replace("{chg}", name);
+                if !reads_only(&sql, tables, ctx) {
+                    continue;
+                }
+                for batch in ctx.sql(&sql).await?.collect().await? {
+                    let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+                    let h = h.as_string::<i32>();
+                    households.extend(h.iter().flatten().map(str::to_owned));
+                }
+            }
+        }
+    }
+    let mut reached: Vec<String> = households.into_iter().collect();
+    reached.sort_unstable();
+    let count = reached.len();
+    let h = one_column(Arc::new(StringArray::from(reached)), DataType::Utf8)?;
+    // Each side restricted, table by table.
+    let mut sides = Vec::new();
+    for full in [before_full, after_full] {
+        replace(full, "chg_h", "h", vec![h.clone()])?;
+        let side = SessionContext::new_with_config_rt(full.copied_config(), full.runtime_env());
+        side.register_udaf(crate::quantiles::udaf());
+        let mut restricted: Vec<String> = Vec::new();
+        for (table, condition) in RESTRICT {
+            if !tables.contains(*table) {
+                continue;
+            }
+            let mut condition = (*condition).to_owned();
+            if condition.contains("r_menage_personne") && !tables.contains("menage_personne") {
+                condition = condition.replace(
+                    "\n         OR id IN (SELECT personne_id FROM r_menage_personne)",
+                    "",
+                );
+            }
+            if condition.contains("r_orientation") && !tables.contains("orientation") {
+                condition = condition.replace(
+                    "\n         OR orientation_id IN (SELECT id FROM r_orientation)",
+                    "",
+                );
+            }
+            if let Some(own) = chg.get(table) {
+                let key = keys.keys[*table].0.as_str();
+                condition = format!("({condition}) OR {key} IN (SELECT k FROM {own})");
+            }
+            let frame = full
+                .sql(&format!("SELECT * FROM {table} WHERE {condition}"))
+                .await?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await?;
+            let (schema, batches) = crate::compute::compact_views(schema, batches)?;
+            let provider = Arc::new(MemTable::try_new(schema, vec![batches])?);
+            let name = format!("r_{table}");
+            full.deregister_table(&name)?;
+            full.register_table(&name, provider.clone())?;
+            side.register_table(*table, provider)?;
+            restricted.push((*table).to_owned());
+        }
+        // Everything else as the full session has it: the offer, and the prepared
+        // tables (periods, calendar, territories) of the current session on both sides.
+        for table in tables {
+            if !restricted.contains(table) {
+                side.register_table(table.as_str(), full.table_provider(table.as_str()).await?)?;
+            }
+        }
+        for name in crate::compute::PREPARED_TABLES {
+            if after_full.table_exist(name)? && !side.table_exist(name)? {
+                side.register_table(name, after_full.table_provider(name).await?)?;
+            }
+        }
+        for name in restricted.iter().map(|t| format!("r_{t}")).chain(
+            chg.values()
+                .cloned()
+                .chain(std::iter::once("chg_h".to_owned())),
+        ) {
+            full.deregister_table(name.as_str())?;
+        }
+        sides.push(side);
+    }
+    let after = sides.pop().expect("two sides");
+    let before = sides.pop().expect("two sides");
+    Ok(Changes {
+        before,
+        after,
+        unusable,
+        tables: tables.clone(),
+        households: count,
+    })
+}
+
+/// Whether every detail table `sql` reads exists in `ctx`.
+fn reads_only(sql: &str, tables: &BTreeSet<String>, ctx: &SessionContext) -> bool {
+    let all: BTreeSet<String> = [
+        "menage",
+        "personne",
+        "menage_personne",
+        "evaluation",
+        "demande",
+        "demande_personne",
+        "orientation",
+        "liste_attente",
+        "prise_en_charge",
+    ]
+    .iter()
+    .map(|t| (*t).to_owned())
+    .collect();
+    tables_read(sql, &all)
+        .iter()
+        .all(|t| tables.contains(*t) && ctx.table_exist(*t).unwrap_or(false))
+}
+
+fn one_column(array: Arc<dyn Array>, ty: DataType) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("k", ty, true)])),
+        vec![array],
+    )?)
+}
+
+/// Registers `batches` (one column, renamed `column`) as table `name`, replacing it.
+fn replace(
+    ctx: &SessionContext,
+    name: &str,
+    column: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let renamed: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let field = Field::new(column, b.schema().field(0).data_type().clone(), true);
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![field])),
+                vec![b.column(0).clone()],
+            )
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let schema = renamed[0].schema();
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![renamed])?))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_found_as_whole_words() {
+        let tables: BTreeSet<String> = ["dispositif", "demande", "demande_personne", "personne"]
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        let read = tables_read(
+            "SELECT x.type_dispositif FROM demande d JOIN demande_personne dp \
+             ON dp.demande_id = d.id WHERE d.dispositif_id IS NULL",
+            &tables,
+        );
+        assert_eq!(read, ["demande", "demande_personne"]);
+        let read = tables_read("SELECT 1 FROM dispositif", &tables);
+        assert_eq!(read, ["dispositif"]);
+    }
+}
