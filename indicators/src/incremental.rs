@@ -162,26 +162,45 @@ pub(crate) fn fingerprints(grain: Grain, batches: &[RecordBatch]) -> Result<Prin
 /// release keeps are compared with the next compute's.
 const RECORD_HASH_SEED: u64 = 0x6f62_7365_7276_6174;
 
+/// SplitMix64's finaliser: every bit of the input moves about half of the output's.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// [`fingerprints`] of some batches, on one thread.
 ///
-/// A record's hash is DataFusion's column-by-column hash of its values (foldhash, fixed
-/// seed: the same values give the same hash from one run to the next), computed a column
-/// at a time over the whole batch — no row encoding, no hasher per record.
+/// A record's hash folds, column after column, DataFusion's hash of each value (foldhash,
+/// fixed seed: the same values give the same hash from one run to the next), computed a
+/// column at a time over the whole batch — no row encoding, no hasher per record.
 fn fingerprints_of(grain: Grain, batches: &[RecordBatch]) -> Result<Prints> {
     let random_state = datafusion::common::hash_utils::RandomState::with_seed(RECORD_HASH_SEED);
     let mut out: Prints = HashMap::new();
     let mut hashes: Vec<u64> = Vec::new();
+    let mut column_hashes: Vec<u64> = Vec::new();
     for batch in batches {
         if batch.num_rows() == 0 {
             continue;
         }
+        // Each column hashed on its own, then folded into the record's hash by a
+        // non-linear mix: DataFusion's own multi-column combination is linear in the
+        // columns' hashes, so values trading places between two columns (or between the
+        // records of one day) would leave a day's sum unchanged.
         hashes.clear();
-        hashes.resize(batch.num_rows(), 0);
-        datafusion::common::hash_utils::create_hashes(
-            batch.columns(),
-            &random_state,
-            &mut hashes,
-        )?;
+        hashes.resize(batch.num_rows(), RECORD_HASH_SEED);
+        for column in batch.columns() {
+            column_hashes.clear();
+            column_hashes.resize(batch.num_rows(), 0);
+            datafusion::common::hash_utils::create_hashes(
+                [column],
+                &random_state,
+                &mut column_hashes,
+            )?;
+            for (h, c) in hashes.iter_mut().zip(&column_hashes) {
+                *h = mix(*h ^ c);
+            }
+        }
         let column = |name: &str| -> Result<ArrayRef> {
             let c = batch.column_by_name(name).ok_or_else(|| {
                 arrow::error::ArrowError::SchemaError(format!(
@@ -644,6 +663,10 @@ mod tests {
         let swapped = prints(&[Some("y"), Some("y"), Some("x")], &[Some("x"), None, Some("z")]);
         assert_ne!(base[&period_key("MOIS", "2025-03")], swapped[&period_key("MOIS", "2025-03")]);
         assert_eq!(base[&period_key("ANNEE", "2025")], swapped[&period_key("ANNEE", "2025")]);
+        // The month's two records trading their b values: each column holds the same
+        // values as before, the records do not.
+        let traded = prints(&[Some("x"), Some("y"), Some("x")], &[None, Some("y"), Some("z")]);
+        assert_ne!(base[&period_key("MOIS", "2025-03")], traded[&period_key("MOIS", "2025-03")]);
         // A null becoming an empty text is a change.
         let empty = prints(&[Some("x"), Some("y"), Some("x")], &[Some("y"), Some(""), Some("z")]);
         assert_ne!(base[&period_key("MOIS", "2025-03")], empty[&period_key("MOIS", "2025-03")]);
