@@ -34,54 +34,91 @@ use warehouse::{Lake, RunKeys, RunManifest};
 use crate::catalogue::Indicator;
 use crate::compute::Result;
 
-/// Tables whose rows belong to households, with how a rewritten row reaches them (SQL
-/// giving column `h`, the household pseudonyms; `{chg}` is the table of its keys).
-const REACH: &[(&str, &[&str])] = &[
-    ("menage", &["SELECT k AS h FROM {chg}"]),
-    ("evaluation", &["SELECT k AS h FROM {chg}"]),
-    (
-        "menage_personne",
-        &["SELECT menage_id AS h FROM menage_personne WHERE id IN (SELECT k FROM {chg})"],
-    ),
-    (
-        "demande",
-        &["SELECT menage_id AS h FROM demande WHERE id IN (SELECT k FROM {chg})"],
-    ),
-    (
-        "demande_personne",
-        &["SELECT menage_id AS h FROM demande WHERE id IN
-             (SELECT demande_id FROM demande_personne WHERE id IN (SELECT k FROM {chg}))"],
-    ),
-    (
-        "personne",
-        &[
-            "SELECT menage_id AS h FROM demande WHERE id IN
-               (SELECT demande_id FROM demande_personne WHERE personne_id IN (SELECT k FROM {chg}))",
-            "SELECT menage_id AS h FROM menage_personne WHERE personne_id IN (SELECT k FROM {chg})",
-        ],
-    ),
-    (
-        "orientation",
-        &["SELECT menage_id AS h FROM demande WHERE id IN
-             (SELECT demande_id FROM orientation WHERE id IN (SELECT k FROM {chg}))"],
-    ),
-    (
-        "liste_attente",
-        &["SELECT menage_id AS h FROM demande WHERE id IN
-             (SELECT demande_id FROM liste_attente WHERE id IN (SELECT k FROM {chg}))"],
-    ),
-    (
-        "prise_en_charge",
-        &[
-            "SELECT menage_id AS h FROM prise_en_charge WHERE id IN (SELECT k FROM {chg})",
-            "SELECT menage_id AS h FROM demande WHERE id IN
-               (SELECT demande_id FROM prise_en_charge WHERE id IN (SELECT k FROM {chg}))",
-            "SELECT menage_id AS h FROM demande WHERE id IN
-               (SELECT demande_id FROM orientation WHERE id IN
-                 (SELECT orientation_id FROM prise_en_charge WHERE id IN (SELECT k FROM {chg})))",
-        ],
-    ),
+/// Tables whose rows belong to households: a rewritten row of one of them reaches the
+/// households [`reach_sql`] says.
+const RULED: &[&str] = &[
+    "menage",
+    "evaluation",
+    "menage_personne",
+    "demande",
+    "demande_personne",
+    "personne",
+    "orientation",
+    "liste_attente",
+    "prise_en_charge",
 ];
+
+/// The households the rewritten rows reach (column `h`), in one query that reads each
+/// table once: a household's own rows and evaluations, a membership's household, a
+/// request's household, and the households of the requests a request link, a person (by
+/// their links and memberships), an orientation, a waiting-list entry or a stay (by its
+/// request and by its orientation's request) hang on; a stay's own household too.
+/// `chg`: the tables of rewritten keys (`chg_<table>`, column `k`); `has`: whether a
+/// detail table exists (a path through a missing table reaches nothing).
+fn reach_sql(chg: &BTreeMap<&str, String>, has: impl Fn(&str) -> bool) -> Option<String> {
+    let k = |table: &str| chg.get(table).map(|name| format!("(SELECT k FROM {name})"));
+    let any = |conditions: Vec<Option<String>>| -> Option<String> {
+        let c: Vec<String> = conditions.into_iter().flatten().collect();
+        (!c.is_empty()).then(|| c.join(" OR "))
+    };
+    let through = |table: &str, condition: Option<String>| condition.filter(|_| has(table));
+    let links = through(
+        "demande_personne",
+        any(vec![
+            k("demande_personne").map(|s| format!("id IN {s}")),
+            k("personne").map(|s| format!("personne_id IN {s}")),
+        ]),
+    );
+    let stays = through(
+        "prise_en_charge",
+        k("prise_en_charge").map(|s| format!("id IN {s}")),
+    );
+    let orientations = through(
+        "orientation",
+        any(vec![
+            k("orientation").map(|s| format!("id IN {s}")),
+            stays
+                .as_ref()
+                .map(|c| format!("id IN (SELECT orientation_id FROM prise_en_charge WHERE {c})")),
+        ]),
+    );
+    let requests = through(
+        "demande",
+        any(vec![
+            k("demande").map(|s| format!("id IN {s}")),
+            links.map(|c| format!("id IN (SELECT demande_id FROM demande_personne WHERE {c})")),
+            orientations.map(|c| format!("id IN (SELECT demande_id FROM orientation WHERE {c})")),
+            through(
+                "liste_attente",
+                k("liste_attente").map(|s| {
+                    format!("id IN (SELECT demande_id FROM liste_attente WHERE id IN {s})")
+                }),
+            ),
+            stays
+                .as_ref()
+                .map(|c| format!("id IN (SELECT demande_id FROM prise_en_charge WHERE {c})")),
+        ]),
+    );
+    let memberships = through(
+        "menage_personne",
+        any(vec![
+            k("menage_personne").map(|s| format!("id IN {s}")),
+            k("personne").map(|s| format!("personne_id IN {s}")),
+        ]),
+    );
+    let own = |table: &str| chg.get(table).map(|name| format!("SELECT k AS h FROM {name}"));
+    let parts: Vec<String> = [
+        requests.map(|c| format!("SELECT menage_id AS h FROM demande WHERE {c}")),
+        stays.map(|c| format!("SELECT menage_id AS h FROM prise_en_charge WHERE {c}")),
+        memberships.map(|c| format!("SELECT menage_id AS h FROM menage_personne WHERE {c}")),
+        own("menage"),
+        own("evaluation"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join("\nUNION ALL\n"))
+}
 
 /// The restriction of each household table, in the order they are built (each may read
 /// the restricted tables before it, `r_<name>`); `{own}` is the table's own rewritten
@@ -198,7 +235,7 @@ async fn build(
     tables: &BTreeSet<String>,
     keys: RunKeys,
 ) -> Result<Changes> {
-    let ruled: BTreeSet<&str> = REACH.iter().map(|(t, _)| *t).collect();
+    let ruled: BTreeSet<&str> = RULED.iter().copied().collect();
     let mut unusable: BTreeSet<String> = keys.whole.clone();
     for table in keys.keys.keys() {
         if OFFER.contains(&table.as_str()) || !ruled.contains(table.as_str()) {
@@ -226,33 +263,30 @@ async fn build(
         for ctx in [after_full, before_full] {
             replace(ctx, &name, "k", vec![batch.clone()])?;
         }
-        let table = REACH
+        let table = *RULED
             .iter()
-            .find(|(t, _)| *t == table.as_str())
-            .expect("ruled")
-            .0;
+            .find(|t| **t == table.as_str())
+            .expect("ruled");
         chg.insert(table, name);
     }
     // The households reached, from both sides.
+    let started = std::time::Instant::now();
     let mut households: HashSet<String> = HashSet::new();
     for ctx in [before_full, after_full] {
-        for (table, queries) in REACH {
-            let Some(name) = chg.get(table) else {
-                continue;
-            };
-            for query in *queries {
-                let sql = query.replace("{chg}", name);
-                if !reads_only(&sql, tables, ctx) {
-                    continue;
-                }
-                for batch in ctx.sql(&sql).await?.collect().await? {
-                    let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-                    let h = h.as_string::<i32>();
-                    households.extend(h.iter().flatten().map(str::to_owned));
-                }
-            }
+        let Some(sql) = reach_sql(&chg, |t| tables.contains(t)) else {
+            break;
+        };
+        for batch in ctx.sql(&sql).await?.collect().await? {
+            let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            let h = h.as_string::<i32>();
+            households.extend(h.iter().flatten().map(str::to_owned));
         }
     }
+    tracing::debug!(
+        menages = households.len(),
+        portee_ms = started.elapsed().as_millis() as u64,
+        "ménages atteints par les changements"
+    );
     let mut reached: Vec<String> = households.into_iter().collect();
     reached.sort_unstable();
     let count = reached.len();
@@ -285,11 +319,18 @@ async fn build(
                 let key = keys.keys[*table].0.as_str();
                 condition = format!("({condition}) OR {key} IN (SELECT k FROM {own})");
             }
+            let started = std::time::Instant::now();
             let frame = full
                 .sql(&format!("SELECT * FROM {table} WHERE {condition}"))
                 .await?;
             let schema = Arc::new(frame.schema().as_arrow().clone());
             let batches = frame.collect().await?;
+            tracing::debug!(
+                table,
+                lignes = batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+                restriction_ms = started.elapsed().as_millis() as u64,
+                "table restreinte aux changements"
+            );
             let (schema, batches) = crate::compute::compact_views(schema, batches)?;
             let provider = Arc::new(MemTable::try_new(schema, vec![batches])?);
             let name = format!("r_{table}");
@@ -330,27 +371,6 @@ async fn build(
     })
 }
 
-/// Whether every detail table `sql` reads exists in `ctx`.
-fn reads_only(sql: &str, tables: &BTreeSet<String>, ctx: &SessionContext) -> bool {
-    let all: BTreeSet<String> = [
-        "menage",
-        "personne",
-        "menage_personne",
-        "evaluation",
-        "demande",
-        "demande_personne",
-        "orientation",
-        "liste_attente",
-        "prise_en_charge",
-    ]
-    .iter()
-    .map(|t| (*t).to_owned())
-    .collect();
-    tables_read(sql, &all)
-        .iter()
-        .all(|t| tables.contains(*t) && ctx.table_exist(*t).unwrap_or(false))
-}
-
 fn one_column(array: Arc<dyn Array>, ty: DataType) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(vec![Field::new("k", ty, true)])),
@@ -384,6 +404,34 @@ fn replace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_households_are_reached_through_the_tables_present_only() {
+        let chg: BTreeMap<&str, String> = [
+            ("personne", "chg_personne".to_owned()),
+            ("prise_en_charge", "chg_prise_en_charge".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let all = reach_sql(&chg, |_| true).unwrap();
+        // A person: the requests they are on, their memberships; a stay: its household,
+        // its request's and its orientation's request's.
+        for part in [
+            "personne_id IN (SELECT k FROM chg_personne)",
+            "SELECT menage_id AS h FROM menage_personne",
+            "SELECT menage_id AS h FROM prise_en_charge WHERE id IN",
+            "SELECT orientation_id FROM prise_en_charge",
+            "SELECT demande_id FROM prise_en_charge",
+        ] {
+            assert!(all.contains(part), "{part} : {all}");
+        }
+        assert_eq!(all.matches("FROM demande WHERE").count(), 1, "{all}");
+        let without = reach_sql(&chg, |t| t != "menage_personne" && t != "orientation").unwrap();
+        assert!(!without.contains("menage_personne"), "{without}");
+        assert!(!without.contains("orientation"), "{without}");
+        assert!(without.contains("SELECT demande_id FROM prise_en_charge"));
+        assert_eq!(reach_sql(&BTreeMap::new(), |_| true), None);
+    }
 
     #[test]
     fn tables_are_found_as_whole_words() {
