@@ -106,7 +106,10 @@ fn reach_sql(chg: &BTreeMap<&str, String>, has: impl Fn(&str) -> bool) -> Option
             k("personne").map(|s| format!("personne_id IN {s}")),
         ]),
     );
-    let own = |table: &str| chg.get(table).map(|name| format!("SELECT k AS h FROM {name}"));
+    let own = |table: &str| {
+        chg.get(table)
+            .map(|name| format!("SELECT k AS h FROM {name}"))
+    };
     let parts: Vec<String> = [
         requests.map(|c| format!("SELECT menage_id AS h FROM demande WHERE {c}")),
         stays.map(|c| format!("SELECT menage_id AS h FROM prise_en_charge WHERE {c}")),
@@ -128,7 +131,10 @@ const RESTRICT: &[(&str, &str)] = &[
     ("demande", "menage_id IN (SELECT h FROM chg_h)"),
     ("evaluation", "menage_id IN (SELECT h FROM chg_h)"),
     ("menage_personne", "menage_id IN (SELECT h FROM chg_h)"),
-    ("demande_personne", "demande_id IN (SELECT id FROM r_demande)"),
+    (
+        "demande_personne",
+        "demande_id IN (SELECT id FROM r_demande)",
+    ),
     ("orientation", "demande_id IN (SELECT id FROM r_demande)"),
     ("liste_attente", "demande_id IN (SELECT id FROM r_demande)"),
     (
@@ -263,10 +269,7 @@ async fn build(
         for ctx in [after_full, before_full] {
             replace(ctx, &name, "k", vec![batch.clone()])?;
         }
-        let table = *RULED
-            .iter()
-            .find(|t| **t == table.as_str())
-            .expect("ruled");
+        let table = *RULED.iter().find(|t| **t == table.as_str()).expect("ruled");
         chg.insert(table, name);
     }
     // The households reached, from both sides.

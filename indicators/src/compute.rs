@@ -413,8 +413,7 @@ async fn compute_grid(
                 let started = std::time::Instant::now();
                 let (schema, records) = list_records(ctx, indicator).await?;
                 let listed = started.elapsed();
-                let indicator_prints =
-                    crate::incremental::fingerprints(indicator.grain, &records)?;
+                let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
                 tracing::debug!(
                     indicateur = indicator.code,
                     enregistrements = records.iter().map(|b| b.num_rows()).sum::<usize>(),
@@ -706,8 +705,14 @@ fn within_selection(
                 })
                 .collect::<Vec<_>>()
                 .join(" OR ");
-            let keys = chosen.into_iter().map(crate::incremental::day_key).collect();
-            (keys, format!("SELECT * FROM ({sql}) AS r WHERE {condition}"))
+            let keys = chosen
+                .into_iter()
+                .map(crate::incremental::day_key)
+                .collect();
+            (
+                keys,
+                format!("SELECT * FROM ({sql}) AS r WHERE {condition}"),
+            )
         }
         Grain::Periode => {
             let mut by_pas: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
@@ -720,14 +725,14 @@ fn within_selection(
                 .iter()
                 .map(|(pas, labels)| {
                     let labels: Vec<String> = labels.iter().map(|l| format!("'{l}'")).collect();
-                    format!(
-                        "(r.pas = '{pas}' AND r.periode IN ({}))",
-                        labels.join(", ")
-                    )
+                    format!("(r.pas = '{pas}' AND r.periode IN ({}))", labels.join(", "))
                 })
                 .collect::<Vec<_>>()
                 .join(" OR ");
-            (keys, format!("SELECT * FROM ({sql}) AS r WHERE {condition}"))
+            (
+                keys,
+                format!("SELECT * FROM ({sql}) AS r WHERE {condition}"),
+            )
         }
     }
 }

@@ -650,34 +650,63 @@ mod tests {
         let prints = |a: &[Option<&str>], b: &[Option<&str>]| {
             fingerprints(Grain::Periode, &[batch(&pas, &periode, a, b)]).unwrap()
         };
-        let base = prints(&[Some("x"), Some("y"), Some("x")], &[Some("y"), None, Some("z")]);
+        let base = prints(
+            &[Some("x"), Some("y"), Some("x")],
+            &[Some("y"), None, Some("z")],
+        );
         assert_eq!(base.len(), 2);
         assert_eq!(base[&period_key("MOIS", "2025-03")].1, 2);
         assert_eq!(base[&period_key("ANNEE", "2025")].1, 1);
         // Recomputed from the same values: the same prints (the seed is fixed).
         assert_eq!(
             base,
-            prints(&[Some("x"), Some("y"), Some("x")], &[Some("y"), None, Some("z")])
+            prints(
+                &[Some("x"), Some("y"), Some("x")],
+                &[Some("y"), None, Some("z")]
+            )
         );
         // The first record's two values swapped: the month changes, the year does not.
-        let swapped = prints(&[Some("y"), Some("y"), Some("x")], &[Some("x"), None, Some("z")]);
-        assert_ne!(base[&period_key("MOIS", "2025-03")], swapped[&period_key("MOIS", "2025-03")]);
-        assert_eq!(base[&period_key("ANNEE", "2025")], swapped[&period_key("ANNEE", "2025")]);
+        let swapped = prints(
+            &[Some("y"), Some("y"), Some("x")],
+            &[Some("x"), None, Some("z")],
+        );
+        assert_ne!(
+            base[&period_key("MOIS", "2025-03")],
+            swapped[&period_key("MOIS", "2025-03")]
+        );
+        assert_eq!(
+            base[&period_key("ANNEE", "2025")],
+            swapped[&period_key("ANNEE", "2025")]
+        );
         // The month's two records trading their b values: each column holds the same
         // values as before, the records do not.
-        let traded = prints(&[Some("x"), Some("y"), Some("x")], &[None, Some("y"), Some("z")]);
-        assert_ne!(base[&period_key("MOIS", "2025-03")], traded[&period_key("MOIS", "2025-03")]);
+        let traded = prints(
+            &[Some("x"), Some("y"), Some("x")],
+            &[None, Some("y"), Some("z")],
+        );
+        assert_ne!(
+            base[&period_key("MOIS", "2025-03")],
+            traded[&period_key("MOIS", "2025-03")]
+        );
         // A null becoming an empty text is a change.
-        let empty = prints(&[Some("x"), Some("y"), Some("x")], &[Some("y"), Some(""), Some("z")]);
-        assert_ne!(base[&period_key("MOIS", "2025-03")], empty[&period_key("MOIS", "2025-03")]);
+        let empty = prints(
+            &[Some("x"), Some("y"), Some("x")],
+            &[Some("y"), Some(""), Some("z")],
+        );
+        assert_ne!(
+            base[&period_key("MOIS", "2025-03")],
+            empty[&period_key("MOIS", "2025-03")]
+        );
     }
 
     #[test]
     fn fingerprints_moved_by_the_changed_records_equal_a_new_listing() {
         // Days 10, 11, 12. The change: the record (11, 2) becomes (12, 5), (12, 7) leaves,
         // (13, 1) arrives; (10, 1) and (11, 3) are untouched and listed on neither side.
-        let old_all = fingerprints(Grain::Jour, &[records(&[10, 11, 11, 12], &[1, 2, 3, 7])]).unwrap();
-        let new_all = fingerprints(Grain::Jour, &[records(&[10, 11, 12, 13], &[1, 3, 5, 1])]).unwrap();
+        let old_all =
+            fingerprints(Grain::Jour, &[records(&[10, 11, 11, 12], &[1, 2, 3, 7])]).unwrap();
+        let new_all =
+            fingerprints(Grain::Jour, &[records(&[10, 11, 12, 13], &[1, 3, 5, 1])]).unwrap();
         let before = fingerprints(Grain::Jour, &[records(&[11, 12], &[2, 7])]).unwrap();
         let after = fingerprints(Grain::Jour, &[records(&[12, 13], &[5, 1])]).unwrap();
         let moved = apply_difference(&old_all, &before, &after);
@@ -685,7 +714,11 @@ mod tests {
         assert_eq!(moved[&day_key(11)].1, 1);
         assert_eq!(moved[&day_key(13)].1, 1);
         // A day whose every record left has no key, as a listing would give.
-        let gone = apply_difference(&old_all, &fingerprints(Grain::Jour, &[records(&[10], &[1])]).unwrap(), &Prints::new());
+        let gone = apply_difference(
+            &old_all,
+            &fingerprints(Grain::Jour, &[records(&[10], &[1])]).unwrap(),
+            &Prints::new(),
+        );
         assert!(!gone.contains_key(&day_key(10)));
         assert_eq!(gone[&day_key(11)], old_all[&day_key(11)]);
         // Keys a restricted listing covered are replaced by its prints, the others kept.

@@ -666,7 +666,8 @@ impl Lake {
             .await?;
         let mut out = RunKeys::default();
         for b in &batches {
-            let text = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
+            let text =
+                |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
             let (table, column, texte) = (text(0)?, text(1)?, text(3)?);
             let (table, column, texte) = (
                 table.as_string::<i32>(),
