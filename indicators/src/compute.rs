@@ -305,22 +305,30 @@ pub(crate) struct Grid {
     pub from_changes: usize,
 }
 
+/// What the last release left that spares a compute some listing.
+struct Known<'a> {
+    /// Its fingerprints, when it read the same ingest run (same table versions, hence
+    /// the same records): an indicator they cover whose periods need nothing is not even
+    /// listed.
+    unchanged: Option<&'a HashMap<String, crate::incremental::Prints>>,
+    /// What the ingest runs since its run changed, with its fingerprints: an indicator
+    /// they cover is listed over the changed households, then in the periods to recompute.
+    changes: Option<(
+        &'a crate::changes::Changes,
+        &'a HashMap<String, crate::incremental::Prints>,
+    )>,
+}
+
 /// Computes the indicators' cells over the prepared session: for each indicator, its
 /// records once (fingerprinted), then the grid of the periods `select` picks from them.
 ///
-/// `unchanged`: the fingerprints of the last release, when it read the same ingest run
-/// (same table versions, hence the same records): an indicator they cover whose periods
-/// need nothing is not even listed.
+/// `known`: what the last release left ([`Known`]).
 async fn compute_grid(
     ctx: &SessionContext,
     prepared: &Prepared,
     options: &ComputeOptions,
     version: i64,
-    unchanged: Option<&HashMap<String, crate::incremental::Prints>>,
-    changes: Option<(
-        &crate::changes::Changes,
-        &HashMap<String, crate::incremental::Prints>,
-    )>,
+    known: Known<'_>,
     mut select: impl FnMut(&Indicator, &crate::incremental::Prints) -> Vec<bool>,
     mut progress: impl FnMut(&Indicator),
 ) -> Result<Grid> {
@@ -335,11 +343,11 @@ async fn compute_grid(
         .map(|p| crate::incremental::period_key(p.pas, &p.label))
         .collect();
     for indicator in CATALOGUE.iter().chain(&options.conventions) {
-        if let Some(known) = unchanged.and_then(|u| u.get(indicator.id)) {
-            let selected = select(indicator, known);
+        if let Some(same) = known.unchanged.and_then(|u| u.get(indicator.id)) {
+            let selected = select(indicator, same);
             if !selected.iter().any(|s| *s) {
                 pairs.1 += selected.len();
-                prints.insert(indicator.id.to_owned(), known.clone());
+                prints.insert(indicator.id.to_owned(), same.clone());
                 progress(indicator);
                 continue;
             }
@@ -349,7 +357,8 @@ async fn compute_grid(
             source: Box::new(source),
         };
         let sql = resolved_sql(indicator);
-        let from_changes = changes
+        let from_changes = known
+            .changes
             .filter(|(c, _)| c.covers(indicator, &sql))
             .and_then(|(c, old)| old.get(indicator.id).map(|o| (c, o)));
         // The records, their fingerprints and the periods to recompute; `restricted`:
@@ -1237,8 +1246,10 @@ pub async fn publish_as(
         &prepared,
         options,
         version,
-        trusted.filter(|_| same_run).map(|s| &s.prints),
-        changes.as_ref().zip(trusted.map(|s| &s.prints)),
+        Known {
+            unchanged: trusted.filter(|_| same_run).map(|s| &s.prints),
+            changes: changes.as_ref().zip(trusted.map(|s| &s.prints)),
+        },
         |indicator, prints| match publication {
             Publication::Revision { .. } => vec![true; observed.len()],
             Publication::Regular => {
