@@ -408,13 +408,7 @@ async fn compute_grid(
                         );
                         restricted = true;
                     }
-                    tracing::debug!(
-                        indicateur = indicator.code,
-                        enregistrements = records.iter().map(|b| b.num_rows()).sum::<usize>(),
-                        lecture_ms = listed.as_millis() as u64,
-                        empreintes_ms = (started.elapsed() - listed).as_millis() as u64,
-                        "enregistrements lus"
-                    );
+                    log_listed(indicator, &records, listed, started.elapsed());
                     (Some(schema), records, indicator_prints, selected)
                 }
             }
@@ -423,13 +417,7 @@ async fn compute_grid(
                 let (schema, records) = list_records(ctx, indicator).await?;
                 let listed = started.elapsed();
                 let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
-                tracing::debug!(
-                    indicateur = indicator.code,
-                    enregistrements = records.iter().map(|b| b.num_rows()).sum::<usize>(),
-                    lecture_ms = listed.as_millis() as u64,
-                    empreintes_ms = (started.elapsed() - listed).as_millis() as u64,
-                    "enregistrements lus"
-                );
+                log_listed(indicator, &records, listed, started.elapsed());
                 let selected = select(indicator, &indicator_prints);
                 (Some(schema), records, indicator_prints, selected)
             }
@@ -530,6 +518,23 @@ async fn compute_grid(
         pairs,
         from_changes: from_changes_count,
     })
+}
+
+/// The debug line of an indicator's listing: `listed` to list its records, `total` to
+/// list and fingerprint them.
+fn log_listed(
+    indicator: &Indicator,
+    records: &[RecordBatch],
+    listed: std::time::Duration,
+    total: std::time::Duration,
+) {
+    tracing::debug!(
+        indicateur = indicator.code,
+        enregistrements = records.iter().map(|b| b.num_rows()).sum::<usize>(),
+        lecture_ms = listed.as_millis() as u64,
+        empreintes_ms = (total - listed).as_millis() as u64,
+        "enregistrements lus"
+    );
 }
 
 /// The records that fall in a selected period — by their day ([`Grain::Jour`]: a day of

@@ -146,13 +146,14 @@ fn keys_schema() -> arrow::datatypes::SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("table_detail", DataType::Utf8, false),
         Field::new("colonne", DataType::Utf8, true),
-        Field::new("entier", DataType::Int64, true),
-        Field::new("texte", DataType::Utf8, true),
-        Field::new("entiere", DataType::Boolean, false),
+        Field::new("cle_nombre", DataType::Int64, true),
+        Field::new("cle_chaine", DataType::Utf8, true),
+        Field::new("table_entiere", DataType::Boolean, false),
     ]))
 }
 
-/// One row per group key each plan rewrites; one row `entiere` for a table rewritten whole.
+/// One row per group key each plan rewrites; one row `table_entiere` for a table rewritten
+/// whole.
 fn rewritten_keys(plans: &[merge::MergePlan]) -> Result<RecordBatch> {
     use arrow::array::{BooleanBuilder, Int64Builder, StringBuilder};
     let (mut table, mut column) = (StringBuilder::new(), StringBuilder::new());
@@ -660,7 +661,7 @@ impl Lake {
         let ctx = new_session();
         self.register(&ctx, KEYS_TABLE, &table).await?;
         let batches = ctx
-            .sql("SELECT table_detail, colonne, entier, texte, entiere FROM cles")
+            .sql("SELECT table_detail, colonne, cle_nombre, cle_chaine, table_entiere FROM cles")
             .await?
             .collect()
             .await?;
