@@ -123,29 +123,59 @@ fn reach_sql(chg: &BTreeMap<&str, String>, has: impl Fn(&str) -> bool) -> Option
     (!parts.is_empty()).then(|| parts.join("\nUNION ALL\n"))
 }
 
-/// The restriction of each household table, in the order they are built (each may read
-/// the restricted tables before it, `r_<name>`); `{own}` is the table's own rewritten
-/// rows, `h` the households reached.
-const RESTRICT: &[(&str, &str)] = &[
-    ("menage", "id IN (SELECT h FROM chg_h)"),
-    ("demande", "menage_id IN (SELECT h FROM chg_h)"),
-    ("evaluation", "menage_id IN (SELECT h FROM chg_h)"),
-    ("menage_personne", "menage_id IN (SELECT h FROM chg_h)"),
+/// The restriction of each household table, in the order they are built: the rows
+/// meeting any of its conditions, each naming the detail table it needs (a condition
+/// through a missing table is left out; `chg_h` holds the households reached, `r_<name>`
+/// a table restricted before). Each table also keeps its own rewritten rows.
+const RESTRICT: &[(&str, &[(&str, &str)])] = &[
+    ("menage", &[("menage", "id IN (SELECT h FROM chg_h)")]),
+    (
+        "demande",
+        &[("demande", "menage_id IN (SELECT h FROM chg_h)")],
+    ),
+    (
+        "evaluation",
+        &[("evaluation", "menage_id IN (SELECT h FROM chg_h)")],
+    ),
+    (
+        "menage_personne",
+        &[("menage_personne", "menage_id IN (SELECT h FROM chg_h)")],
+    ),
     (
         "demande_personne",
-        "demande_id IN (SELECT id FROM r_demande)",
+        &[("demande", "demande_id IN (SELECT id FROM r_demande)")],
     ),
-    ("orientation", "demande_id IN (SELECT id FROM r_demande)"),
-    ("liste_attente", "demande_id IN (SELECT id FROM r_demande)"),
+    (
+        "orientation",
+        &[("demande", "demande_id IN (SELECT id FROM r_demande)")],
+    ),
+    (
+        "liste_attente",
+        &[("demande", "demande_id IN (SELECT id FROM r_demande)")],
+    ),
     (
         "prise_en_charge",
-        "menage_id IN (SELECT h FROM chg_h) OR demande_id IN (SELECT id FROM r_demande)
-         OR orientation_id IN (SELECT id FROM r_orientation)",
+        &[
+            ("prise_en_charge", "menage_id IN (SELECT h FROM chg_h)"),
+            ("demande", "demande_id IN (SELECT id FROM r_demande)"),
+            (
+                "orientation",
+                "orientation_id IN (SELECT id FROM r_orientation)",
+            ),
+        ],
     ),
     (
         "personne",
-        "id IN (SELECT personne_id FROM r_demande_personne)
-         OR id IN (SELECT personne_id FROM r_menage_personne)",
+        &[
+            (
+                "demande_personne",
+                "id IN (SELECT personne_id FROM r_demande_personne)",
+            ),
+            (
+                "menage_personne",
+                "id IN (SELECT personne_id FROM r_menage_personne)",
+            ),
+        ],
     ),
 ];
 
@@ -301,27 +331,23 @@ async fn build(
         let side = SessionContext::new_with_config_rt(full.copied_config(), full.runtime_env());
         side.register_udaf(crate::quantiles::udaf());
         let mut restricted: Vec<String> = Vec::new();
-        for (table, condition) in RESTRICT {
+        for (table, conditions) in RESTRICT {
             if !tables.contains(*table) {
                 continue;
             }
-            let mut condition = (*condition).to_owned();
-            if condition.contains("r_menage_personne") && !tables.contains("menage_personne") {
-                condition = condition.replace(
-                    "\n         OR id IN (SELECT personne_id FROM r_menage_personne)",
-                    "",
-                );
-            }
-            if condition.contains("r_orientation") && !tables.contains("orientation") {
-                condition = condition.replace(
-                    "\n         OR orientation_id IN (SELECT id FROM r_orientation)",
-                    "",
-                );
-            }
+            let mut condition: Vec<String> = conditions
+                .iter()
+                .filter(|(needed, _)| tables.contains(*needed))
+                .map(|(_, c)| (*c).to_owned())
+                .collect();
             if let Some(own) = chg.get(table) {
                 let key = keys.keys[*table].0.as_str();
-                condition = format!("({condition}) OR {key} IN (SELECT k FROM {own})");
+                condition.push(format!("{key} IN (SELECT k FROM {own})"));
             }
+            if condition.is_empty() {
+                condition.push("FALSE".to_owned());
+            }
+            let condition = condition.join(" OR ");
             let started = std::time::Instant::now();
             let frame = full
                 .sql(&format!("SELECT * FROM {table} WHERE {condition}"))
