@@ -17,7 +17,15 @@
 //! orientation's request's household; a person → the households of the requests they are
 //! on). The restriction then keeps, on each side, the rows of those households, the rows
 //! hanging on their requests and orientations, and every rewritten row. A row that did
-//! not change is kept on both sides or on neither. The offer (entités, dispositifs, place
+//! not change is kept on both sides or on neither.
+//!
+//! The households reached are then closed over persons: every household of a request of a
+//! person on a reached household's request is added (whole, on both sides, which keeps the
+//! argument above). A person — the entity of the distinct counts — is then either whole in
+//! the restriction, or there only on requests of households that did not change, with the
+//! same records on both sides: so a distinct count over the restriction also differs, after
+//! minus before, exactly as over the whole zone, and additive cells follow by difference
+//! ([`crate::compute`]'s `cells_by_difference`). The offer (entités, dispositifs, place
 //! groups) is read whole on both sides; an indicator reading an offer table that changed,
 //! a table rewritten whole, or a table without a rule here is listed in full. The
 //! conventions' indicators (any SQL) always are.
@@ -179,6 +187,14 @@ const RESTRICT: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
+/// The households of every request of the persons on the requests of the households in
+/// `chg_h`.
+const PERSONS_CLOSURE: &str = "SELECT menage_id AS h FROM demande
+     WHERE menage_id IS NOT NULL AND id IN (
+         SELECT demande_id FROM demande_personne WHERE personne_id IN (
+             SELECT personne_id FROM demande_personne WHERE demande_id IN (
+                 SELECT id FROM demande WHERE menage_id IN (SELECT h FROM chg_h))))";
+
 /// The offer: read whole on both sides.
 const OFFER: &[&str] = &["entite", "dispositif", "groupe_places"];
 
@@ -320,6 +336,28 @@ async fn build(
         portee_ms = started.elapsed().as_millis() as u64,
         "ménages atteints par les changements"
     );
+    // Closed over persons: the households of every request of the persons on the reached
+    // households' requests, on either side. A person a distinct indicator counts is then
+    // whole in the restriction, or there only on requests of households no run changed.
+    if !households.is_empty() && tables.contains("demande") && tables.contains("demande_personne") {
+        let started = std::time::Instant::now();
+        let mut first: Vec<String> = households.iter().cloned().collect();
+        first.sort_unstable();
+        let h = one_column(Arc::new(StringArray::from(first)), DataType::Utf8)?;
+        for ctx in [before_full, after_full] {
+            replace(ctx, "chg_h", "h", vec![h.clone()])?;
+            for batch in ctx.sql(PERSONS_CLOSURE).await?.collect().await? {
+                let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+                let h = h.as_string::<i32>();
+                households.extend(h.iter().flatten().map(str::to_owned));
+            }
+        }
+        tracing::debug!(
+            menages = households.len(),
+            fermeture_ms = started.elapsed().as_millis() as u64,
+            "ménages des personnes atteintes"
+        );
+    }
     let mut reached: Vec<String> = households.into_iter().collect();
     reached.sort_unstable();
     let count = reached.len();

@@ -317,6 +317,10 @@ struct Known<'a> {
         &'a crate::changes::Changes,
         &'a HashMap<String, crate::incremental::Prints>,
     )>,
+    /// Its grid and the observed days of its periods: with `changes`, the cells of an
+    /// additive indicator in a period observed over the same days follow by difference
+    /// ([`cells_by_difference`]).
+    grille: Option<(&'a RecordBatch, &'a HashMap<(String, String), (i32, i32)>)>,
 }
 
 /// Computes the indicators' cells over the prepared session: for each indicator, its
@@ -342,6 +346,25 @@ async fn compute_grid(
         .iter()
         .map(|p| crate::incremental::period_key(p.pas, &p.label))
         .collect();
+    let observed = prepared.observed();
+    // The last grid's rows of each indicator, for the cells that follow by difference.
+    let last_rows: HashMap<&str, Vec<u32>> = match (known.changes, known.grille) {
+        (Some(_), Some((grille, _))) => {
+            let ids = text_column(grille, "indicateur")?;
+            let mut rows: HashMap<&str, Vec<u32>> = HashMap::new();
+            for i in 0..grille.num_rows() {
+                let id = CATALOGUE
+                    .iter()
+                    .map(|c| c.id)
+                    .find(|c| *c == ids.value(i));
+                if let Some(id) = id {
+                    rows.entry(id).or_default().push(i as u32);
+                }
+            }
+            rows
+        }
+        _ => HashMap::new(),
+    };
     for indicator in CATALOGUE.iter().chain(&options.conventions) {
         if let Some(same) = known.unchanged.and_then(|u| u.get(indicator.id)) {
             let selected = select(indicator, same);
@@ -364,10 +387,12 @@ async fn compute_grid(
         // The records, their fingerprints and the periods to recompute; `restricted`:
         // the records were listed in the selected periods only.
         let mut restricted = false;
-        let (schema, records, indicator_prints, selected) = match from_changes {
+        // `listed`: the selected periods whose cells are computed from listed records
+        // (the others followed by difference).
+        let (schema, records, indicator_prints, selected, listed) = match from_changes {
             Some((changed, old)) => {
                 let started = std::time::Instant::now();
-                let (_, before) = list_records(&changed.before, indicator).await?;
+                let (side_schema, before) = list_records(&changed.before, indicator).await?;
                 let (_, after) = list_records(&changed.after, indicator).await?;
                 let mut indicator_prints = crate::incremental::apply_difference(
                     old,
@@ -388,15 +413,76 @@ async fn compute_grid(
                     "enregistrements des changements"
                 );
                 from_changes_count += 1;
-                if !selected.iter().any(|s| *s) {
-                    (None, Vec::new(), indicator_prints, selected)
+                let mut listed = selected.clone();
+                let additive = by_difference(indicator, &sql, &side_schema);
+                if let (Some(exists), Some((grille, bounds)), Some(rows)) =
+                    (additive, known.grille, last_rows.get(indicator.id))
+                {
+                    // Periods observed over the same days as in the last release, with
+                    // its cells.
+                    let same_days: HashMap<(&str, &str), usize> = observed
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, o)| {
+                            selected[*i]
+                                && bounds.get(&(o.pas.to_owned(), o.label.to_owned()))
+                                    == Some(&(o.debut_obs, o.fin_obs))
+                        })
+                        .map(|(i, o)| ((o.pas, o.label), i))
+                        .collect();
+                    let (pas, periode) = (text_column(grille, "pas")?, text_column(grille, "periode")?);
+                    let mut stable = vec![false; selected.len()];
+                    let mut kept = Vec::new();
+                    for &r in rows {
+                        let at = same_days.get(&(pas.value(r as usize), periode.value(r as usize)));
+                        if let Some(&i) = at {
+                            stable[i] = true;
+                            kept.push(r);
+                        }
+                    }
+                    if !kept.is_empty() {
+                        let started = std::time::Instant::now();
+                        let cells = take_rows(grille, kept)?;
+                        let rows = cells_by_difference(
+                            ctx,
+                            prepared,
+                            indicator,
+                            exists,
+                            (side_schema, before, after),
+                            &cells,
+                            &stable,
+                            (options.secrecy_threshold, version),
+                        )
+                        .await?;
+                        tracing::debug!(
+                            indicateur = indicator.code,
+                            periodes = stable.iter().filter(|s| **s).count(),
+                            cellules = rows.iter().map(|b| b.num_rows()).sum::<usize>(),
+                            difference_ms = started.elapsed().as_millis() as u64,
+                            "cellules suivies par différence"
+                        );
+                        batches.extend(rows);
+                        for (i, p) in prepared.periods.iter().enumerate() {
+                            if stable[i] {
+                                recomputed.insert((
+                                    indicator.id.to_owned(),
+                                    p.pas.to_owned(),
+                                    p.label.clone(),
+                                ));
+                                listed[i] = false;
+                            }
+                        }
+                    }
+                }
+                if !listed.iter().any(|s| *s) {
+                    (None, Vec::new(), indicator_prints, selected, listed)
                 } else {
                     let started = std::time::Instant::now();
-                    let all = selected.iter().all(|s| *s);
-                    let (keys, within) = within_selection(indicator, prepared, &selected);
+                    let all = listed.iter().all(|s| *s);
+                    let (keys, within) = within_selection(indicator, prepared, &listed);
                     let (schema, records) =
                         list_sql(ctx, indicator, if all { &sql } else { &within }).await?;
-                    let listed = started.elapsed();
+                    let took = started.elapsed();
                     let exact = crate::incremental::fingerprints(indicator.grain, &records)?;
                     if all {
                         indicator_prints = exact;
@@ -408,58 +494,42 @@ async fn compute_grid(
                         );
                         restricted = true;
                     }
-                    log_listed(indicator, &records, listed, started.elapsed());
-                    (Some(schema), records, indicator_prints, selected)
+                    log_listed(indicator, &records, took, started.elapsed());
+                    (Some(schema), records, indicator_prints, selected, listed)
                 }
             }
             None => {
                 let started = std::time::Instant::now();
                 let (schema, records) = list_records(ctx, indicator).await?;
-                let listed = started.elapsed();
+                let took = started.elapsed();
                 let indicator_prints = crate::incremental::fingerprints(indicator.grain, &records)?;
-                log_listed(indicator, &records, listed, started.elapsed());
+                log_listed(indicator, &records, took, started.elapsed());
                 let selected = select(indicator, &indicator_prints);
-                (Some(schema), records, indicator_prints, selected)
+                let listed = selected.clone();
+                (Some(schema), records, indicator_prints, selected, listed)
             }
         };
         prints.insert(indicator.id.to_owned(), indicator_prints);
         pairs.1 += selected.len();
         pairs.0 += selected.iter().filter(|s| **s).count();
-        let Some(schema) = schema.filter(|_| selected.iter().any(|s| *s)) else {
+        let Some(schema) = schema.filter(|_| listed.iter().any(|s| *s)) else {
             progress(indicator);
             continue;
         };
-        // The selected periods, then the records placed in them.
-        let keep = BooleanArray::from(selected.clone());
-        register_batch(
-            ctx,
-            "sel_periodes",
-            filter_record_batch(&prepared.periodes, &keep)?,
-        )?;
-        let keep_days = BooleanArray::from(
-            prepared
-                .calendrier_period
-                .iter()
-                .map(|&p| selected[p])
-                .collect::<Vec<_>>(),
-        );
-        register_batch(
-            ctx,
-            "sel_calendrier",
-            filter_record_batch(&prepared.calendrier, &keep_days)?,
-        )?;
+        // The periods computed from records, then the records placed in them.
+        register_selection(ctx, prepared, &listed)?;
         // Only the records the engine numbers, sorts and counts itself are filtered
         // first: for a sum or a ratio, the grid SQL's own filter costs less than copying
         // the records kept (measured: O03, 32 M records, 0.9 s to filter, 0.2 s saved).
-        let records = if restricted || selected.iter().all(|s| *s) || !counts_entities(indicator) {
+        let records = if restricted || listed.iter().all(|s| *s) || !counts_entities(indicator) {
             records
         } else {
-            let listed: usize = records.iter().map(|b| b.num_rows()).sum();
+            let count: usize = records.iter().map(|b| b.num_rows()).sum();
             let started = std::time::Instant::now();
-            let kept = in_selected_periods(indicator.grain, records, prepared, &selected)?;
+            let kept = in_selected_periods(indicator.grain, records, prepared, &listed)?;
             tracing::debug!(
                 indicateur = indicator.code,
-                enregistrements = listed,
+                enregistrements = count,
                 retenus = kept.iter().map(|b| b.num_rows()).sum::<usize>(),
                 filtre_ms = started.elapsed().as_millis() as u64,
                 "enregistrements des périodes recalculées"
@@ -488,11 +558,11 @@ async fn compute_grid(
         }
         tracing::debug!(
             indicateur = indicator.code,
-            periodes = selected.iter().filter(|s| **s).count(),
+            periodes = listed.iter().filter(|s| **s).count(),
             hors_jours = prepared
                 .periods
                 .iter()
-                .zip(&selected)
+                .zip(&listed)
                 .filter(|(p, s)| **s && p.pas != "JOUR")
                 .map(|(p, _)| p.label.as_str())
                 .collect::<Vec<_>>()
@@ -500,14 +570,10 @@ async fn compute_grid(
             agregation_ms = started.elapsed().as_millis() as u64,
             "périodes recalculées"
         );
-        for (p, _) in prepared.periods.iter().zip(&selected).filter(|(_, s)| **s) {
+        for (p, _) in prepared.periods.iter().zip(&listed).filter(|(_, s)| **s) {
             recomputed.insert((indicator.id.to_owned(), p.pas.to_owned(), p.label.clone()));
         }
-        ctx.deregister_table("rec_mat")?;
-        ctx.deregister_table("rec_modalites")?;
-        ctx.deregister_table("rec_premiers")?;
-        ctx.deregister_table("rec_ratio")?;
-        ctx.deregister_table("rec_quantiles")?;
+        deregister_records(ctx)?;
         progress(indicator);
     }
     let rows = concat_batches(&stats_schema(), &batches)?;
@@ -518,6 +584,215 @@ async fn compute_grid(
         pairs,
         from_changes: from_changes_count,
     })
+}
+
+/// Registers the periods `selected` as `sel_periodes` and their days as `sel_calendrier`.
+fn register_selection(ctx: &SessionContext, prepared: &Prepared, selected: &[bool]) -> Result<()> {
+    let keep = BooleanArray::from(selected.to_vec());
+    register_batch(
+        ctx,
+        "sel_periodes",
+        filter_record_batch(&prepared.periodes, &keep)?,
+    )?;
+    let keep_days = BooleanArray::from(
+        prepared
+            .calendrier_period
+            .iter()
+            .map(|&p| selected[p])
+            .collect::<Vec<_>>(),
+    );
+    register_batch(
+        ctx,
+        "sel_calendrier",
+        filter_record_batch(&prepared.calendrier, &keep_days)?,
+    )?;
+    Ok(())
+}
+
+/// Whether an indicator's cells follow by difference ([`cells_by_difference`]), and
+/// then the condition on a modality's sums `a`, `b` under which its row exists (as it
+/// does when some record, or entity, falls in it).
+///
+/// They do when every term is a sum of integers over records or entities, and a row's
+/// existence shows in its sums: a count of records (`1 AS w`), a ratio over records each
+/// counted once in the denominator (`1 AS den`), a distinct count (a modality's row
+/// counts at least its first entity), a distinct ratio (totals only). Not: quantiles,
+/// entities counted only when all their records are ([`Measure::DistinctAll`]: a row can
+/// count none), averages per observed day, a numerator-only split, a convention's SQL.
+fn by_difference(
+    indicator: &Indicator,
+    sql: &str,
+    schema: &arrow::datatypes::Schema,
+) -> Option<&'static str> {
+    if indicator.per_observed_day
+        || indicator.numerator_only_dimensions
+        || indicator.territoire.is_some()
+    {
+        return None;
+    }
+    let integer = |c: &str| {
+        schema
+            .field_with_name(c)
+            .is_ok_and(|f| f.data_type().is_integer())
+    };
+    match indicator.measure {
+        Measure::Sum if integer("w") && selects_one(sql, "w") => Some("a >= 1"),
+        Measure::Ratio if integer("num") && integer("den") && selects_one(sql, "den") => {
+            Some("b >= 1")
+        }
+        Measure::Distinct => Some("a >= 1"),
+        Measure::DistinctRatio => Some("TRUE"),
+        _ => None,
+    }
+}
+
+/// Whether every record of `sql` has `column` = 1: one SELECT (no UNION) names the
+/// column once, as the literal `1 AS <column>`.
+fn selects_one(sql: &str, column: &str) -> bool {
+    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.to_ascii_uppercase().contains("UNION") {
+        return false;
+    }
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let named = format!("AS {column}");
+    let names = flat
+        .match_indices(&named)
+        .filter(|(i, _)| !flat[i + named.len()..].chars().next().is_some_and(word))
+        .count();
+    if names != 1 {
+        return false;
+    }
+    let needle = format!("1 AS {column}");
+    flat.match_indices(&needle).any(|(i, _)| {
+        let before = flat[..i].trim_end();
+        let after = flat[i + needle.len()..].chars().next();
+        (before.ends_with(',') || before.to_ascii_uppercase().ends_with("SELECT"))
+            && !after.is_some_and(word)
+    })
+}
+
+/// The rows `rows` of `batch`.
+fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch> {
+    let indices = arrow::array::UInt32Array::from(rows);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// The grid rows of an additive indicator ([`by_difference`]: `exists`) in the periods
+/// `periods`, from the last release's cells of those periods (`cells`, rows of its grid)
+/// moved by the aggregates of the records of the changed households: plus after, minus
+/// before (`sides`: their schema, the records before, after).
+///
+/// Exact: every term is an integer sum over records or over entities. A record outside
+/// the restriction to the changed households is the same on both sides, and so adds
+/// nothing to the difference. An entity is either whole in the restriction, or has there
+/// only records that did not change ([`crate::changes`] closes the restriction over the
+/// persons of the households reached): it adds the same on both sides. The periods are
+/// observed over the same days as in the last release, so their records are placed as
+/// they were.
+async fn cells_by_difference(
+    ctx: &SessionContext,
+    prepared: &Prepared,
+    indicator: &Indicator,
+    exists: &str,
+    sides: (arrow::datatypes::SchemaRef, Vec<RecordBatch>, Vec<RecordBatch>),
+    cells: &RecordBatch,
+    periods: &[bool],
+    (t, version): (i64, i64),
+) -> Result<Vec<RecordBatch>> {
+    let failed = |source: datafusion::error::DataFusionError| ComputeError::Indicator {
+        indicator: indicator.code,
+        source: Box::new(source),
+    };
+    register_selection(ctx, prepared, periods)?;
+    let (schema, before, after) = sides;
+    let value = match indicator.measure {
+        Measure::Ratio | Measure::DistinctRatio => "numerateur",
+        _ => "valeur",
+    };
+    register_batch(ctx, "cellules_avant", cells.clone())?;
+    let mut terms = vec![format!(
+        "SELECT g.tid, p.pid, CAST(o.dimension AS VARCHAR) AS dimension,
+                CAST(o.modalite AS VARCHAR) AS modalite,
+                CAST(ROUND(o.{value}) AS BIGINT) AS a, CAST(ROUND(o.denominateur) AS BIGINT) AS b
+         FROM cellules_avant o
+         JOIN publies g ON g.niveau = o.territoire_niveau AND g.territoire = o.territoire
+         JOIN sel_periodes p ON p.pas = o.pas AND p.periode = o.periode"
+    )];
+    let aggregate = format!(
+        "WITH {} SELECT tid, pid, CAST(dimension AS VARCHAR) AS dimension,
+                        CAST(modalite AS VARCHAR) AS modalite,
+                        CAST(a AS BIGINT) AS a, CAST(b AS BIGINT) AS b FROM agg",
+        aggregate_sql(indicator, &Sources::selected(indicator))
+    );
+    for (name, sign, records) in [("delta_avant", "-", before), ("delta_apres", "", after)] {
+        if records.iter().all(|b| b.num_rows() == 0) {
+            continue;
+        }
+        register_records(
+            ctx,
+            indicator,
+            schema.clone(),
+            records,
+            "sel_calendrier",
+            "sel_periodes",
+        )
+        .await?;
+        let frame = ctx.sql(&aggregate).await.map_err(failed)?;
+        let frame_schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(failed)?;
+        deregister_records(ctx)?;
+        ctx.deregister_table(name)?;
+        ctx.register_table(name, Arc::new(MemTable::try_new(frame_schema, vec![batches])?))?;
+        terms.push(format!(
+            "SELECT tid, pid, dimension, modalite, {sign}a AS a, {sign}b AS b FROM {name}"
+        ));
+    }
+    let summed = format!(
+        "SELECT * FROM (SELECT tid, pid, dimension, modalite, SUM(a) AS a, SUM(b) AS b
+                        FROM ({}) x GROUP BY tid, pid, dimension, modalite) s
+         WHERE dimension = '' OR {exists}",
+        terms.join(" UNION ALL ")
+    );
+    let frame = ctx.sql(&summed).await.map_err(failed)?;
+    let frame_schema = Arc::new(frame.schema().as_arrow().clone());
+    let sums = frame.collect().await.map_err(failed)?;
+    ctx.deregister_table("rec_diff")?;
+    ctx.register_table("rec_diff", Arc::new(MemTable::try_new(frame_schema, vec![sums])?))?;
+    let sources = Sources {
+        records: String::new(),
+        calendrier: "sel_calendrier",
+        periodes: "sel_periodes",
+        counted: false,
+        aggregated: Some("rec_diff"),
+    };
+    let sql = grid_sql_over(indicator, t, version, &sources);
+    let mut rows = Vec::new();
+    for batch in ctx.sql(&sql).await.map_err(failed)?.collect().await.map_err(failed)? {
+        rows.push(conform(&batch)?);
+    }
+    for name in ["rec_diff", "cellules_avant", "delta_avant", "delta_apres"] {
+        ctx.deregister_table(name)?;
+    }
+    Ok(rows)
+}
+
+/// Deregisters the tables [`register_records`] registers.
+fn deregister_records(ctx: &SessionContext) -> Result<()> {
+    for name in [
+        "rec_mat",
+        "rec_modalites",
+        "rec_premiers",
+        "rec_ratio",
+        "rec_quantiles",
+    ] {
+        ctx.deregister_table(name)?;
+    }
+    Ok(())
 }
 
 /// The debug line of an indicator's listing: `listed` to list its records, `total` to
@@ -1081,6 +1356,7 @@ pub fn registered_grid_sql(indicator: &Indicator, t: i64, version: i64) -> Strin
         calendrier: "calendrier",
         periodes: "periodes",
         counted: counts_entities(indicator),
+        aggregated: None,
     };
     grid_sql_over(indicator, t, version, &sources)
 }
@@ -1093,6 +1369,7 @@ pub fn plain_grid_sql(indicator: &Indicator, t: i64, version: i64) -> String {
         calendrier: "calendrier",
         periodes: "periodes",
         counted: false,
+        aggregated: None,
     };
     grid_sql_over(indicator, t, version, &sources)
 }
@@ -1254,6 +1531,7 @@ pub async fn publish_as(
         Known {
             unchanged: trusted.filter(|_| same_run).map(|s| &s.prints),
             changes: changes.as_ref().zip(trusted.map(|s| &s.prints)),
+            grille: trusted.map(|s| (&s.grille, &s.periods)),
         },
         |indicator, prints| match publication {
             Publication::Revision { .. } => vec![true; observed.len()],
@@ -2434,6 +2712,9 @@ pub const ORDER_DAY_LIMIT: i32 = 1 << 16;
 /// and only those are compared again in the région and FR (the first record in a
 /// territory is the first of its départements' firsts).
 fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
+    if let Some(table) = sources.aggregated {
+        return format!("agg AS (SELECT tid, pid, dimension, modalite, a, b FROM {table})");
+    }
     let records = &sources.records;
     let calendrier = sources.calendrier;
     let dims = indicator.dimensions;
@@ -2618,6 +2899,9 @@ pub(crate) struct Sources {
     /// (distinct counts), `rec_ratio` (distinct ratios), `rec_quantiles` (quantiles)
     /// are registered.
     pub counted: bool,
+    /// A table already holding the aggregates `(tid, pid, dimension, modalite, a, b)`
+    /// ([`cells_by_difference`]): no record is read.
+    pub aggregated: Option<&'static str>,
 }
 
 impl Sources {
@@ -2628,6 +2912,7 @@ impl Sources {
             calendrier: "calendrier",
             periodes: "periodes",
             counted: false,
+            aggregated: None,
         }
     }
 
@@ -2649,6 +2934,7 @@ impl Sources {
             calendrier: "sel_calendrier",
             periodes: "sel_periodes",
             counted: counts_entities(indicator),
+            aggregated: None,
         }
     }
 }
@@ -2732,6 +3018,46 @@ pub fn conform(batch: &RecordBatch) -> Result<RecordBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_integer_sums_with_visible_rows_follow_by_difference() {
+        let schema = |columns: &[(&str, DataType)]| {
+            Schema::new(
+                columns
+                    .iter()
+                    .map(|(n, t)| Field::new(*n, t.clone(), true))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let ints = schema(&[
+            ("w", DataType::Int64),
+            ("num", DataType::Int64),
+            ("den", DataType::Int64),
+        ]);
+        let code = |c: &str| CATALOGUE.iter().find(|i| i.code == c).unwrap();
+        let rule = |c: &str, s: &Schema| by_difference(code(c), &resolved_sql(code(c)), s);
+        // Counts of records, ratios counting each record once, distinct counts.
+        assert_eq!(rule("U01", &ints), Some("a >= 1"));
+        assert_eq!(rule("U04", &ints), Some("b >= 1"));
+        assert_eq!(rule("U02", &ints), Some("a >= 1"));
+        assert_eq!(rule("U10", &ints), Some("TRUE"));
+        // A sum whose rows may add to 0, an average per observed day, a quantile, an
+        // entity kept only if all its records are, a numerator-only split.
+        for c in ["U09", "O03", "O04", "I03", "U06", "I07"] {
+            assert_eq!(rule(c, &ints), None, "{c}");
+        }
+        // The same count with terms that are not integers.
+        let floats = schema(&[("w", DataType::Float64)]);
+        assert_eq!(rule("U01", &floats), None);
+
+        assert!(selects_one("SELECT a, 1 AS w, b FROM t", "w"));
+        assert!(selects_one("SELECT\n  1 AS den, x AS num FROM t", "den"));
+        assert!(!selects_one("SELECT 21 AS w FROM t", "w"));
+        assert!(!selects_one("SELECT a, 1 AS w2 FROM t", "w"));
+        assert!(!selects_one("SELECT SUM(w) AS w FROM (SELECT 1 AS w FROM t) x", "w"));
+        assert!(!selects_one("SELECT 1 AS w FROM t UNION ALL SELECT 2 FROM u", "w"));
+        assert!(!selects_one("SELECT COALESCE(x, 1) AS w FROM t", "w"));
+    }
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
