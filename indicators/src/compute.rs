@@ -217,6 +217,9 @@ pub struct Release {
     /// Indicators whose changed periods were found from what the ingest runs since the
     /// last release rewrote, without listing all their records.
     pub from_changes: usize,
+    /// Of the pairs recomputed, those whose cells followed by difference (the last
+    /// release's, moved by the changed households' aggregates), without listing records.
+    pub by_difference: usize,
     /// Why everything was recomputed, if it was.
     pub full_reason: Option<String>,
 }
@@ -303,6 +306,8 @@ pub(crate) struct Grid {
     /// Indicators whose changed periods were found from the changes since the last
     /// release ([`crate::changes`]) rather than from all their records.
     pub from_changes: usize,
+    /// Indicator × period pairs whose cells followed by difference.
+    pub by_difference: usize,
 }
 
 /// What the last release left that spares a compute some listing.
@@ -341,6 +346,7 @@ async fn compute_grid(
     let mut prints = HashMap::new();
     let mut pairs = (0, 0);
     let mut from_changes_count = 0;
+    let mut by_difference_count = 0;
     let current_periods: HashSet<String> = prepared
         .periods
         .iter()
@@ -418,29 +424,46 @@ async fn compute_grid(
                 if let (Some(exists), Some((grille, bounds)), Some(rows)) =
                     (additive, known.grille, last_rows.get(indicator.id))
                 {
-                    // Periods observed over the same days as in the last release, with
-                    // its cells.
-                    let same_days: HashMap<(&str, &str), usize> = observed
+                    // Periods whose cells follow: observed over the same days as in the
+                    // last release (with its cells), or, for records dated by the columns
+                    // that bound the observed days, over more days from the same first
+                    // one, or new. `old_end`: where its observed days ended then.
+                    let extends = indicator.grain == Grain::Jour && dated_by_bounds(&sql);
+                    let mut eligible = vec![false; selected.len()];
+                    let mut old_end: Vec<Option<i32>> = vec![None; selected.len()];
+                    for (i, o) in observed.iter().enumerate().filter(|(i, _)| selected[*i]) {
+                        match bounds.get(&(o.pas.to_owned(), o.label.to_owned())) {
+                            Some(&(d0, f0))
+                                if d0 == o.debut_obs
+                                    && (f0 == o.fin_obs || (extends && f0 < o.fin_obs)) =>
+                            {
+                                eligible[i] = true;
+                                old_end[i] = Some(f0);
+                            }
+                            None => eligible[i] = extends,
+                            _ => {}
+                        }
+                    }
+                    let with_cells: HashMap<(&str, &str), usize> = observed
                         .iter()
                         .enumerate()
-                        .filter(|(i, o)| {
-                            selected[*i]
-                                && bounds.get(&(o.pas.to_owned(), o.label.to_owned()))
-                                    == Some(&(o.debut_obs, o.fin_obs))
-                        })
+                        .filter(|(i, _)| eligible[*i] && old_end[*i].is_some())
                         .map(|(i, o)| ((o.pas, o.label), i))
                         .collect();
                     let (pas, periode) = (text_column(grille, "pas")?, text_column(grille, "periode")?);
-                    let mut stable = vec![false; selected.len()];
+                    let mut found = vec![false; selected.len()];
                     let mut kept = Vec::new();
                     for &r in rows {
-                        let at = same_days.get(&(pas.value(r as usize), periode.value(r as usize)));
+                        let at = with_cells.get(&(pas.value(r as usize), periode.value(r as usize)));
                         if let Some(&i) = at {
-                            stable[i] = true;
+                            found[i] = true;
                             kept.push(r);
                         }
                     }
-                    if !kept.is_empty() {
+                    let stable: Vec<bool> = (0..selected.len())
+                        .map(|i| eligible[i] && (old_end[i].is_none() || found[i]))
+                        .collect();
+                    if stable.iter().any(|s| *s) {
                         let started = std::time::Instant::now();
                         let cells = take_rows(grille, kept)?;
                         let rows = cells_by_difference(
@@ -449,7 +472,7 @@ async fn compute_grid(
                             indicator,
                             exists,
                             (side_schema, before, after),
-                            &cells,
+                            (&cells, &old_end),
                             &stable,
                             (options.secrecy_threshold, version),
                         )
@@ -462,6 +485,7 @@ async fn compute_grid(
                             "cellules suivies par différence"
                         );
                         batches.extend(rows);
+                        by_difference_count += stable.iter().filter(|s| **s).count();
                         for (i, p) in prepared.periods.iter().enumerate() {
                             if stable[i] {
                                 recomputed.insert((
@@ -583,6 +607,7 @@ async fn compute_grid(
         prints,
         pairs,
         from_changes: from_changes_count,
+        by_difference: by_difference_count,
     })
 }
 
@@ -671,6 +696,73 @@ fn selects_one(sql: &str, column: &str) -> bool {
     })
 }
 
+/// Whether the records of `sql` are dated (`jour`) by one of the columns whose largest
+/// value ends the observed days ([`observed_bounds`]), or their minimum, in every branch
+/// of a UNION, and depend on no table of periods: a record made of rows that did not
+/// change is then dated within the days observed when those rows were last read.
+fn dated_by_bounds(sql: &str) -> bool {
+    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let names = |w: &str| {
+        flat.match_indices(w).any(|(i, _)| {
+            !flat[..i].chars().next_back().is_some_and(word)
+                && !flat[i + w.len()..].chars().next().is_some_and(word)
+        })
+    };
+    if ["periodes", "periodes_mois", "bornes", "calendrier", "fin_obs", "debut_obs"]
+        .iter()
+        .any(|w| names(w))
+    {
+        return false;
+    }
+    // The top-level items of a SELECT list, and the rest of the branch.
+    let items = |branch: &str| -> Option<Vec<String>> {
+        let list = branch.strip_prefix("SELECT ")?;
+        let (mut depth, mut start, mut out) = (0i32, 0usize, Vec::new());
+        for (i, c) in list.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.push(list[start..i].trim().to_owned());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+            if depth == 0 && list[i..].starts_with(" FROM ") {
+                out.push(list[start..i].trim().to_owned());
+                return Some(out);
+            }
+        }
+        None
+    };
+    let bound = |item: &str| {
+        let expr = item.strip_suffix(" AS jour").unwrap_or(item);
+        let expr = expr
+            .strip_prefix("MIN(")
+            .and_then(|e| e.strip_suffix(')'))
+            .unwrap_or(expr);
+        let column = expr.rsplit('.').next().unwrap_or(expr);
+        let plain = expr.chars().all(|c| word(c) || c == '.');
+        plain
+            && ["date_demande", "date_entree", "date_sortie", "date_orientation"].contains(&column)
+    };
+    let branches: Vec<&str> = flat.split(" UNION ALL ").collect();
+    if flat.to_ascii_uppercase().matches("UNION").count() != branches.len() - 1 {
+        return false;
+    }
+    let Some(first) = items(branches[0]) else {
+        return false;
+    };
+    let Some(at) = first.iter().position(|i| i.ends_with(" AS jour")) else {
+        return false;
+    };
+    branches.iter().all(|b| {
+        b.matches('(').count() == b.matches(')').count()
+            && items(b).is_some_and(|list| list.get(at).is_some_and(|i| bound(i)))
+    })
+}
+
 /// The rows `rows` of `batch`.
 fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch> {
     let indices = arrow::array::UInt32Array::from(rows);
@@ -683,24 +775,28 @@ fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch> {
 }
 
 /// The grid rows of an additive indicator ([`by_difference`]: `exists`) in the periods
-/// `periods`, from the last release's cells of those periods (`cells`, rows of its grid)
-/// moved by the aggregates of the records of the changed households: plus after, minus
-/// before (`sides`: their schema, the records before, after).
+/// `periods`, from the last release's cells of those periods (`last.0`, rows of its grid;
+/// `last.1`: where each period's observed days ended then, `None` for a new period)
+/// moved by the aggregates of the records of the changed households: plus after (placed in
+/// the periods as observed now), minus before (as observed then). `sides`: the records'
+/// schema, the records before, after.
 ///
 /// Exact: every term is an integer sum over records or over entities. A record outside
 /// the restriction to the changed households is the same on both sides, and so adds
 /// nothing to the difference. An entity is either whole in the restriction, or has there
 /// only records that did not change ([`crate::changes`] closes the restriction over the
-/// persons of the households reached): it adds the same on both sides. The periods are
-/// observed over the same days as in the last release, so their records are placed as
-/// they were.
+/// persons of the households reached): it adds the same on both sides. A period is
+/// observed over the same days as then, or (records dated by the columns that bound the
+/// observed days, [`dated_by_bounds`]) over more days from the same first one: a record
+/// outside the restriction is made of rows that did not change, so its date was within
+/// the days observed then, and it falls in the same periods then and now.
 async fn cells_by_difference(
     ctx: &SessionContext,
     prepared: &Prepared,
     indicator: &Indicator,
     exists: &str,
     sides: (arrow::datatypes::SchemaRef, Vec<RecordBatch>, Vec<RecordBatch>),
-    cells: &RecordBatch,
+    last: (&RecordBatch, &[Option<i32>]),
     periods: &[bool],
     (t, version): (i64, i64),
 ) -> Result<Vec<RecordBatch>> {
@@ -708,7 +804,24 @@ async fn cells_by_difference(
         indicator: indicator.code,
         source: Box::new(source),
     };
+    let (cells, old_end) = last;
     register_selection(ctx, prepared, periods)?;
+    // The selected periods' days as observed now, and then.
+    let days = prepared.calendrier.column(0).as_primitive::<Date32Type>();
+    let calendars = [
+        ctx.table("sel_calendrier").await?.collect().await?,
+        vec![filter_record_batch(
+            &prepared.calendrier,
+            &BooleanArray::from(
+                prepared
+                    .calendrier_period
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &p)| periods[p] && old_end[p].is_some_and(|f| days.value(r) < f))
+                    .collect::<Vec<_>>(),
+            ),
+        )?],
+    ];
     let (schema, before, after) = sides;
     let value = match indicator.measure {
         Measure::Ratio | Measure::DistinctRatio => "numerateur",
@@ -729,10 +842,16 @@ async fn cells_by_difference(
                         CAST(a AS BIGINT) AS a, CAST(b AS BIGINT) AS b FROM agg",
         aggregate_sql(indicator, &Sources::selected(indicator))
     );
-    for (name, sign, records) in [("delta_avant", "-", before), ("delta_apres", "", after)] {
+    let [now, then] = calendars;
+    for (name, sign, records, calendar) in [
+        ("delta_avant", "-", before, then),
+        ("delta_apres", "", after, now),
+    ] {
         if records.iter().all(|b| b.num_rows() == 0) {
             continue;
         }
+        let calendar = concat_batches(&prepared.calendrier.schema(), &calendar)?;
+        register_batch(ctx, "sel_calendrier", calendar)?;
         register_records(
             ctx,
             indicator,
@@ -1829,6 +1948,7 @@ pub async fn publish_as(
         cells,
         recomputed: grid.pairs,
         from_changes: grid.from_changes,
+        by_difference: grid.by_difference,
         full_reason: full_reason.map(str::to_owned),
     })
 }
@@ -3057,6 +3177,34 @@ mod tests {
         assert!(!selects_one("SELECT SUM(w) AS w FROM (SELECT 1 AS w FROM t) x", "w"));
         assert!(!selects_one("SELECT 1 AS w FROM t UNION ALL SELECT 2 FROM u", "w"));
         assert!(!selects_one("SELECT COALESCE(x, 1) AS w FROM t", "w"));
+    }
+
+    #[test]
+    fn records_dated_by_the_bounding_columns_are_recognised() {
+        let code = |c: &str| CATALOGUE.iter().find(|i| i.code == c).unwrap();
+        for c in ["U01", "U02", "U10", "I03", "I04", "I06", "O06", "P02", "E01", "E02"] {
+            assert!(dated_by_bounds(&resolved_sql(code(c))), "{c}");
+        }
+        // Records that depend on the periods (stocks, averages).
+        for c in ["O01", "O03", "I02", "I05"] {
+            assert!(!dated_by_bounds(&resolved_sql(code(c))), "{c}");
+        }
+        assert!(dated_by_bounds(
+            "SELECT a, MIN(o.date_orientation) AS jour FROM orientation o GROUP BY a"
+        ));
+        assert!(!dated_by_bounds(
+            "SELECT d.departement, d.date_statut AS jour FROM demande d"
+        ));
+        assert!(!dated_by_bounds(
+            "SELECT a, x.date_demande AS jour FROM t x \
+             UNION ALL SELECT a, e.date_evaluation FROM evaluation e"
+        ));
+        assert!(!dated_by_bounds(
+            "SELECT a, x.date_demande AS jour FROM t x UNION SELECT a, e.date_evaluation FROM e"
+        ));
+        assert!(!dated_by_bounds(
+            "SELECT a, x.date_demande + 1 AS jour FROM t x"
+        ));
     }
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {

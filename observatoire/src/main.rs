@@ -795,7 +795,8 @@ async fn run_compute(
             println!("Calcul complet ({reason}) : {recomputed} périodes × indicateurs calculées.")
         }
         None => println!(
-            "Calcul incrémental : {recomputed} périodes × indicateurs recalculées sur {pairs} (les autres n'ont changé ni de données ni de jours observés) ; {} indicateurs sur {} suivis par les lignes réécrites depuis la publication précédente, sans relire tous leurs enregistrements.",
+            "Calcul incrémental : {recomputed} périodes × indicateurs recalculées sur {pairs} (les autres n'ont changé ni de données ni de jours observés), dont {} par différence (cellules précédentes corrigées des seuls ménages modifiés) ; {} indicateurs sur {} suivis par les lignes réécrites depuis la publication précédente, sans relire tous leurs enregistrements.",
+            release.by_difference,
             release.from_changes,
             indicators::CATALOGUE.len(),
         ),
@@ -1667,8 +1668,8 @@ async fn run(cli: Cli) -> Result<()> {
             let b = bench?;
             let pairs = |r: &indicators::Release| {
                 format!(
-                    "{} périodes × indicateurs recalculées sur {}, {} valeurs publiées sur {}, {} indicateurs suivis par les lignes réécrites",
-                    r.recomputed.0, r.recomputed.1, r.rows, r.cells, r.from_changes
+                    "{} périodes × indicateurs recalculées sur {} (dont {} par différence), {} valeurs publiées sur {}, {} indicateurs suivis par les lignes réécrites",
+                    r.recomputed.0, r.recomputed.1, r.by_difference, r.rows, r.cells, r.from_changes
                 )
             };
             println!(
