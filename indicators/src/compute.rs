@@ -322,10 +322,9 @@ struct Known<'a> {
         &'a crate::changes::Changes,
         &'a HashMap<String, crate::incremental::Prints>,
     )>,
-    /// Its grid and the observed days of its periods: with `changes`, the cells of an
-    /// additive indicator in a period observed over the same days follow by difference
-    /// ([`cells_by_difference`]).
-    grille: Option<(&'a RecordBatch, &'a HashMap<(String, String), (i32, i32)>)>,
+    /// Its state (grid, observed days of its periods): with `changes`, the cells of an
+    /// additive indicator follow by difference ([`cells_by_difference`]).
+    last: Option<&'a crate::incremental::State>,
 }
 
 /// Computes the indicators' cells over the prepared session: for each indicator, its
@@ -354,15 +353,13 @@ async fn compute_grid(
         .collect();
     let observed = prepared.observed();
     // The last grid's rows of each indicator, for the cells that follow by difference.
-    let last_rows: HashMap<&str, Vec<u32>> = match (known.changes, known.grille) {
-        (Some(_), Some((grille, _))) => {
+    let last_rows: HashMap<&str, Vec<u32>> = match (known.changes, known.last) {
+        (Some(_), Some(last)) => {
+            let grille = &last.grille;
             let ids = text_column(grille, "indicateur")?;
             let mut rows: HashMap<&str, Vec<u32>> = HashMap::new();
             for i in 0..grille.num_rows() {
-                let id = CATALOGUE
-                    .iter()
-                    .map(|c| c.id)
-                    .find(|c| *c == ids.value(i));
+                let id = CATALOGUE.iter().map(|c| c.id).find(|c| *c == ids.value(i));
                 if let Some(id) = id {
                     rows.entry(id).or_default().push(i as u32);
                 }
@@ -421,9 +418,10 @@ async fn compute_grid(
                 from_changes_count += 1;
                 let mut listed = selected.clone();
                 let additive = by_difference(indicator, &sql, &side_schema);
-                if let (Some(exists), Some((grille, bounds)), Some(rows)) =
-                    (additive, known.grille, last_rows.get(indicator.id))
+                if let (Some(exists), Some(last), Some(rows)) =
+                    (additive, known.last, last_rows.get(indicator.id))
                 {
+                    let (grille, bounds) = (&last.grille, &last.periods);
                     // Periods whose cells follow: observed over the same days as in the
                     // last release (with its cells), or, for records dated by the columns
                     // that bound the observed days, over more days from the same first
@@ -450,11 +448,13 @@ async fn compute_grid(
                         .filter(|(i, _)| eligible[*i] && old_end[*i].is_some())
                         .map(|(i, o)| ((o.pas, o.label), i))
                         .collect();
-                    let (pas, periode) = (text_column(grille, "pas")?, text_column(grille, "periode")?);
+                    let (pas, periode) =
+                        (text_column(grille, "pas")?, text_column(grille, "periode")?);
                     let mut found = vec![false; selected.len()];
                     let mut kept = Vec::new();
                     for &r in rows {
-                        let at = with_cells.get(&(pas.value(r as usize), periode.value(r as usize)));
+                        let at =
+                            with_cells.get(&(pas.value(r as usize), periode.value(r as usize)));
                         if let Some(&i) = at {
                             found[i] = true;
                             kept.push(r);
@@ -472,8 +472,7 @@ async fn compute_grid(
                             indicator,
                             exists,
                             (side_schema, before, after),
-                            (&cells, &old_end),
-                            &stable,
+                            (&cells, &old_end, &stable),
                             (options.secrecy_threshold, version),
                         )
                         .await?;
@@ -709,9 +708,16 @@ fn dated_by_bounds(sql: &str) -> bool {
                 && !flat[i + w.len()..].chars().next().is_some_and(word)
         })
     };
-    if ["periodes", "periodes_mois", "bornes", "calendrier", "fin_obs", "debut_obs"]
-        .iter()
-        .any(|w| names(w))
+    if [
+        "periodes",
+        "periodes_mois",
+        "bornes",
+        "calendrier",
+        "fin_obs",
+        "debut_obs",
+    ]
+    .iter()
+    .any(|w| names(w))
     {
         return false;
     }
@@ -745,7 +751,13 @@ fn dated_by_bounds(sql: &str) -> bool {
         let column = expr.rsplit('.').next().unwrap_or(expr);
         let plain = expr.chars().all(|c| word(c) || c == '.');
         plain
-            && ["date_demande", "date_entree", "date_sortie", "date_orientation"].contains(&column)
+            && [
+                "date_demande",
+                "date_entree",
+                "date_sortie",
+                "date_orientation",
+            ]
+            .contains(&column)
     };
     let branches: Vec<&str> = flat.split(" UNION ALL ").collect();
     if flat.to_ascii_uppercase().matches("UNION").count() != branches.len() - 1 {
@@ -775,7 +787,7 @@ fn take_rows(batch: &RecordBatch, rows: Vec<u32>) -> Result<RecordBatch> {
 }
 
 /// The grid rows of an additive indicator ([`by_difference`]: `exists`) in the periods
-/// `periods`, from the last release's cells of those periods (`last.0`, rows of its grid;
+/// `last.2`, from the last release's cells of those periods (`last.0`, rows of its grid;
 /// `last.1`: where each period's observed days ended then, `None` for a new period)
 /// moved by the aggregates of the records of the changed households: plus after (placed in
 /// the periods as observed now), minus before (as observed then). `sides`: the records'
@@ -795,16 +807,19 @@ async fn cells_by_difference(
     prepared: &Prepared,
     indicator: &Indicator,
     exists: &str,
-    sides: (arrow::datatypes::SchemaRef, Vec<RecordBatch>, Vec<RecordBatch>),
-    last: (&RecordBatch, &[Option<i32>]),
-    periods: &[bool],
+    sides: (
+        arrow::datatypes::SchemaRef,
+        Vec<RecordBatch>,
+        Vec<RecordBatch>,
+    ),
+    last: (&RecordBatch, &[Option<i32>], &[bool]),
     (t, version): (i64, i64),
 ) -> Result<Vec<RecordBatch>> {
     let failed = |source: datafusion::error::DataFusionError| ComputeError::Indicator {
         indicator: indicator.code,
         source: Box::new(source),
     };
-    let (cells, old_end) = last;
+    let (cells, old_end, periods) = last;
     register_selection(ctx, prepared, periods)?;
     // The selected periods' days as observed now, and then.
     let days = prepared.calendrier.column(0).as_primitive::<Date32Type>();
@@ -866,7 +881,10 @@ async fn cells_by_difference(
         let batches = frame.collect().await.map_err(failed)?;
         deregister_records(ctx)?;
         ctx.deregister_table(name)?;
-        ctx.register_table(name, Arc::new(MemTable::try_new(frame_schema, vec![batches])?))?;
+        ctx.register_table(
+            name,
+            Arc::new(MemTable::try_new(frame_schema, vec![batches])?),
+        )?;
         terms.push(format!(
             "SELECT tid, pid, dimension, modalite, {sign}a AS a, {sign}b AS b FROM {name}"
         ));
@@ -881,7 +899,10 @@ async fn cells_by_difference(
     let frame_schema = Arc::new(frame.schema().as_arrow().clone());
     let sums = frame.collect().await.map_err(failed)?;
     ctx.deregister_table("rec_diff")?;
-    ctx.register_table("rec_diff", Arc::new(MemTable::try_new(frame_schema, vec![sums])?))?;
+    ctx.register_table(
+        "rec_diff",
+        Arc::new(MemTable::try_new(frame_schema, vec![sums])?),
+    )?;
     let sources = Sources {
         records: String::new(),
         calendrier: "sel_calendrier",
@@ -891,7 +912,14 @@ async fn cells_by_difference(
     };
     let sql = grid_sql_over(indicator, t, version, &sources);
     let mut rows = Vec::new();
-    for batch in ctx.sql(&sql).await.map_err(failed)?.collect().await.map_err(failed)? {
+    for batch in ctx
+        .sql(&sql)
+        .await
+        .map_err(failed)?
+        .collect()
+        .await
+        .map_err(failed)?
+    {
         rows.push(conform(&batch)?);
     }
     for name in ["rec_diff", "cellules_avant", "delta_avant", "delta_apres"] {
@@ -1650,7 +1678,7 @@ pub async fn publish_as(
         Known {
             unchanged: trusted.filter(|_| same_run).map(|s| &s.prints),
             changes: changes.as_ref().zip(trusted.map(|s| &s.prints)),
-            grille: trusted.map(|s| (&s.grille, &s.periods)),
+            last: trusted,
         },
         |indicator, prints| match publication {
             Publication::Revision { .. } => vec![true; observed.len()],
@@ -3174,19 +3202,28 @@ mod tests {
         assert!(selects_one("SELECT\n  1 AS den, x AS num FROM t", "den"));
         assert!(!selects_one("SELECT 21 AS w FROM t", "w"));
         assert!(!selects_one("SELECT a, 1 AS w2 FROM t", "w"));
-        assert!(!selects_one("SELECT SUM(w) AS w FROM (SELECT 1 AS w FROM t) x", "w"));
-        assert!(!selects_one("SELECT 1 AS w FROM t UNION ALL SELECT 2 FROM u", "w"));
+        assert!(!selects_one(
+            "SELECT SUM(w) AS w FROM (SELECT 1 AS w FROM t) x",
+            "w"
+        ));
+        assert!(!selects_one(
+            "SELECT 1 AS w FROM t UNION ALL SELECT 2 FROM u",
+            "w"
+        ));
         assert!(!selects_one("SELECT COALESCE(x, 1) AS w FROM t", "w"));
     }
 
     #[test]
     fn records_dated_by_the_bounding_columns_are_recognised() {
         let code = |c: &str| CATALOGUE.iter().find(|i| i.code == c).unwrap();
-        for c in ["U01", "U02", "U10", "I03", "I04", "I06", "O06", "P02", "E01", "E02"] {
+        for c in [
+            "U01", "U02", "U10", "I03", "I06", "O06", "P02", "E01", "E02",
+        ] {
             assert!(dated_by_bounds(&resolved_sql(code(c))), "{c}");
         }
-        // Records that depend on the periods (stocks, averages).
-        for c in ["O01", "O03", "I02", "I05"] {
+        // Records that depend on the periods (stocks, averages); a day read from a
+        // subquery's column (I04's `f.jour`) is not recognised.
+        for c in ["O01", "O03", "I02", "I05", "I04"] {
             assert!(!dated_by_bounds(&resolved_sql(code(c))), "{c}");
         }
         assert!(dated_by_bounds(

@@ -1669,7 +1669,12 @@ async fn run(cli: Cli) -> Result<()> {
             let pairs = |r: &indicators::Release| {
                 format!(
                     "{} périodes × indicateurs recalculées sur {} (dont {} par différence), {} valeurs publiées sur {}, {} indicateurs suivis par les lignes réécrites",
-                    r.recomputed.0, r.recomputed.1, r.by_difference, r.rows, r.cells, r.from_changes
+                    r.recomputed.0,
+                    r.recomputed.1,
+                    r.by_difference,
+                    r.rows,
+                    r.cells,
+                    r.from_changes
                 )
             };
             println!(
