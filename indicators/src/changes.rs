@@ -325,11 +325,7 @@ async fn build(
         let Some(sql) = reach_sql(&chg, |t| tables.contains(t)) else {
             break;
         };
-        for batch in ctx.sql(&sql).await?.collect().await? {
-            let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-            let h = h.as_string::<i32>();
-            households.extend(h.iter().flatten().map(str::to_owned));
-        }
+        add_households(ctx, &sql, &mut households).await?;
     }
     tracing::debug!(
         menages = households.len(),
@@ -346,11 +342,7 @@ async fn build(
         let h = one_column(Arc::new(StringArray::from(first)), DataType::Utf8)?;
         for ctx in [before_full, after_full] {
             replace(ctx, "chg_h", "h", vec![h.clone()])?;
-            for batch in ctx.sql(PERSONS_CLOSURE).await?.collect().await? {
-                let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-                let h = h.as_string::<i32>();
-                households.extend(h.iter().flatten().map(str::to_owned));
-            }
+            add_households(ctx, PERSONS_CLOSURE, &mut households).await?;
         }
         tracing::debug!(
             menages = households.len(),
@@ -436,6 +428,19 @@ async fn build(
         tables: tables.clone(),
         households: count,
     })
+}
+
+/// Adds the households (first column, as text) that `sql` finds in `ctx`.
+async fn add_households(
+    ctx: &SessionContext,
+    sql: &str,
+    households: &mut HashSet<String>,
+) -> Result<()> {
+    for batch in ctx.sql(sql).await?.collect().await? {
+        let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        households.extend(h.as_string::<i32>().iter().flatten().map(str::to_owned));
+    }
+    Ok(())
 }
 
 fn one_column(array: Arc<dyn Array>, ty: DataType) -> Result<RecordBatch> {
