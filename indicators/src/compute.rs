@@ -356,12 +356,12 @@ async fn compute_grid(
     let last_rows: HashMap<&str, Vec<u32>> = match (known.changes, known.last) {
         (Some(_), Some(last)) => {
             let grille = &last.grille;
-            let ids = text_column(grille, "indicateur")?;
-            let mut rows: HashMap<&str, Vec<u32>> = HashMap::new();
+            let column = text_column(grille, "indicateur")?;
+            let mut rows: HashMap<&str, Vec<u32>> =
+                CATALOGUE.iter().map(|c| (c.id, Vec::new())).collect();
             for i in 0..grille.num_rows() {
-                let id = CATALOGUE.iter().map(|c| c.id).find(|c| *c == ids.value(i));
-                if let Some(id) = id {
-                    rows.entry(id).or_default().push(i as u32);
+                if let Some(of) = rows.get_mut(column.value(i)) {
+                    of.push(i as u32);
                 }
             }
             rows
