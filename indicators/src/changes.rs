@@ -30,20 +30,20 @@
 //! a table rewritten whole, or a table without a rule here is listed in full. The
 //! conventions' indicators (any SQL) always are.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use warehouse::{Lake, RunKeys, RunManifest};
+use warehouse::{KeySet, Lake, RunKeys, RunManifest};
 
 use crate::catalogue::Indicator;
 use crate::compute::Result;
 
 /// Tables whose rows belong to households: a rewritten row of one of them reaches the
-/// households [`reach_sql`] says.
+/// households [`reach`] says.
 const RULED: &[&str] = &[
     "menage",
     "evaluation",
@@ -56,144 +56,150 @@ const RULED: &[&str] = &[
     "prise_en_charge",
 ];
 
-/// The households the rewritten rows reach (column `h`), in one query that reads each
-/// table once: a household's own rows and evaluations, a membership's household, a
-/// request's household, and the households of the requests a request link, a person (by
-/// their links and memberships), an orientation, a waiting-list entry or a stay (by its
-/// request and by its orientation's request) hang on; a stay's own household too.
-/// `chg`: the tables of rewritten keys (`chg_<table>`, column `k`); `has`: whether a
-/// detail table exists (a path through a missing table reaches nothing).
-fn reach_sql(chg: &BTreeMap<&str, String>, has: impl Fn(&str) -> bool) -> Option<String> {
-    let k = |table: &str| chg.get(table).map(|name| format!("(SELECT k FROM {name})"));
-    let any = |conditions: Vec<Option<String>>| -> Option<String> {
-        let c: Vec<String> = conditions.into_iter().flatten().collect();
-        (!c.is_empty()).then(|| c.join(" OR "))
+/// One side's detail zone, as read directly ([`Lake::select_rows`]): the lake, the
+/// session over the whole zone (for the tables' schemas) and each table's Delta version.
+type Read<'a> = (&'a Lake, &'a SessionContext, &'a BTreeMap<String, i64>);
+
+/// Adds to `households` those the rewritten rows reach on one side: a household's own
+/// rows and evaluations, a membership's household, a request's household, and the
+/// households of the requests a request link, a person (by their links and memberships),
+/// an orientation, a waiting-list entry or a stay (by its request and by its orientation's
+/// request) hang on; a stay's own household too. `chg`: each ruled table's rewritten keys
+/// (of its `id`; of the household for `menage` and `evaluation`); `has`: whether a detail
+/// table exists (a path through a missing table reaches nothing). `None` when a direct
+/// read does not apply.
+async fn reach(
+    side: Read<'_>,
+    chg: &BTreeMap<&str, Arc<KeySet>>,
+    has: impl Fn(&str) -> bool,
+    households: &mut KeySet,
+) -> Result<Option<()>> {
+    let k = |table: &str| chg.get(table).cloned();
+    // The rows of `table` (if present) whose column holds a key of its set, as the sets
+    // of the values of `out`.
+    let select = async |table: &str, out: &[&str], any: Vec<(&str, Option<Arc<KeySet>>)>| {
+        let any: Vec<(&str, Arc<KeySet>)> =
+            any.into_iter().filter_map(|(c, s)| s.map(|s| (c, s))).collect();
+        if !has(table) || any.is_empty() {
+            return Ok(Some(vec![KeySet::new(); out.len()]));
+        }
+        select_columns(side, table, out, &any).await
     };
-    let through = |table: &str, condition: Option<String>| condition.filter(|_| has(table));
-    let links = through(
-        "demande_personne",
-        any(vec![
-            k("demande_personne").map(|s| format!("id IN {s}")),
-            k("personne").map(|s| format!("personne_id IN {s}")),
-        ]),
-    );
-    let stays = through(
+    let Some(stays) = select(
         "prise_en_charge",
-        k("prise_en_charge").map(|s| format!("id IN {s}")),
-    );
-    let orientations = through(
-        "orientation",
-        any(vec![
-            k("orientation").map(|s| format!("id IN {s}")),
-            stays
-                .as_ref()
-                .map(|c| format!("id IN (SELECT orientation_id FROM prise_en_charge WHERE {c})")),
-        ]),
-    );
-    let requests = through(
-        "demande",
-        any(vec![
-            k("demande").map(|s| format!("id IN {s}")),
-            links.map(|c| format!("id IN (SELECT demande_id FROM demande_personne WHERE {c})")),
-            orientations.map(|c| format!("id IN (SELECT demande_id FROM orientation WHERE {c})")),
-            through(
-                "liste_attente",
-                k("liste_attente").map(|s| {
-                    format!("id IN (SELECT demande_id FROM liste_attente WHERE id IN {s})")
-                }),
-            ),
-            stays
-                .as_ref()
-                .map(|c| format!("id IN (SELECT demande_id FROM prise_en_charge WHERE {c})")),
-        ]),
-    );
-    let memberships = through(
-        "menage_personne",
-        any(vec![
-            k("menage_personne").map(|s| format!("id IN {s}")),
-            k("personne").map(|s| format!("personne_id IN {s}")),
-        ]),
-    );
-    let own = |table: &str| {
-        chg.get(table)
-            .map(|name| format!("SELECT k AS h FROM {name}"))
+        &["menage_id", "demande_id", "orientation_id"],
+        vec![("id", k("prise_en_charge"))],
+    )
+    .await?
+    else {
+        return Ok(None);
     };
-    let parts: Vec<String> = [
-        requests.map(|c| format!("SELECT menage_id AS h FROM demande WHERE {c}")),
-        stays.map(|c| format!("SELECT menage_id AS h FROM prise_en_charge WHERE {c}")),
-        memberships.map(|c| format!("SELECT menage_id AS h FROM menage_personne WHERE {c}")),
-        own("menage"),
-        own("evaluation"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    (!parts.is_empty()).then(|| parts.join("\nUNION ALL\n"))
+    let Ok([stay_households, stay_requests, stay_orientations]) = <[KeySet; 3]>::try_from(stays)
+    else {
+        return Ok(None);
+    };
+    let some = |set: KeySet| (!set.is_empty()).then(|| Arc::new(set));
+    let Some(orientations) = select(
+        "orientation",
+        &["demande_id"],
+        vec![("id", k("orientation")), ("id", some(stay_orientations))],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let Some(links) = select(
+        "demande_personne",
+        &["demande_id"],
+        vec![("id", k("demande_personne")), ("personne_id", k("personne"))],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let Some(waits) = select(
+        "liste_attente",
+        &["demande_id"],
+        vec![("id", k("liste_attente"))],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let mut requests = vec![("id", k("demande")), ("id", some(stay_requests))];
+    for found in [orientations, links, waits] {
+        requests.extend(found.into_iter().map(|s| ("id", some(s))));
+    }
+    let Some(requests) = select("demande", &["menage_id"], requests).await? else {
+        return Ok(None);
+    };
+    let Some(memberships) = select(
+        "menage_personne",
+        &["menage_id"],
+        vec![("id", k("menage_personne")), ("personne_id", k("personne"))],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    for set in requests.iter().chain(&memberships).chain([&stay_households]) {
+        households.extend(set);
+    }
+    for own in ["menage", "evaluation"] {
+        if let Some(set) = chg.get(own) {
+            households.extend(set);
+        }
+    }
+    Ok(Some(()))
 }
 
-/// The restriction of each household table, in the order they are built: the rows
-/// meeting any of its conditions, each naming the detail table it needs (a condition
-/// through a missing table is left out; `chg_h` holds the households reached, `r_<name>`
-/// a table restricted before). Each table also keeps its own rewritten rows.
-const RESTRICT: &[(&str, &[(&str, &str)])] = &[
-    ("menage", &[("menage", "id IN (SELECT h FROM chg_h)")]),
-    (
-        "demande",
-        &[("demande", "menage_id IN (SELECT h FROM chg_h)")],
-    ),
-    (
-        "evaluation",
-        &[("evaluation", "menage_id IN (SELECT h FROM chg_h)")],
-    ),
-    (
-        "menage_personne",
-        &[("menage_personne", "menage_id IN (SELECT h FROM chg_h)")],
-    ),
+/// Where a restriction's keys come from.
+enum Set {
+    /// The households reached.
+    Households,
+    /// A column of a table restricted before (the condition applies only when that table
+    /// exists).
+    Restricted(&'static str, &'static str),
+}
+
+/// The restriction of each household table, in the order they are built: the rows whose
+/// column holds a key of any of its sets. Each table also keeps its own rewritten rows.
+const RESTRICT: &[(&str, &[(&str, Set)])] = &[
+    ("menage", &[("id", Set::Households)]),
+    ("demande", &[("menage_id", Set::Households)]),
+    ("evaluation", &[("menage_id", Set::Households)]),
+    ("menage_personne", &[("menage_id", Set::Households)]),
     (
         "demande_personne",
-        &[("demande", "demande_id IN (SELECT id FROM r_demande)")],
+        &[("demande_id", Set::Restricted("demande", "id"))],
     ),
     (
         "orientation",
-        &[("demande", "demande_id IN (SELECT id FROM r_demande)")],
+        &[("demande_id", Set::Restricted("demande", "id"))],
     ),
     (
         "liste_attente",
-        &[("demande", "demande_id IN (SELECT id FROM r_demande)")],
+        &[("demande_id", Set::Restricted("demande", "id"))],
     ),
     (
         "prise_en_charge",
         &[
-            ("prise_en_charge", "menage_id IN (SELECT h FROM chg_h)"),
-            ("demande", "demande_id IN (SELECT id FROM r_demande)"),
-            (
-                "orientation",
-                "orientation_id IN (SELECT id FROM r_orientation)",
-            ),
+            ("menage_id", Set::Households),
+            ("demande_id", Set::Restricted("demande", "id")),
+            ("orientation_id", Set::Restricted("orientation", "id")),
         ],
     ),
     (
         "personne",
         &[
             (
-                "demande_personne",
-                "id IN (SELECT personne_id FROM r_demande_personne)",
+                "id",
+                Set::Restricted("demande_personne", "personne_id"),
             ),
-            (
-                "menage_personne",
-                "id IN (SELECT personne_id FROM r_menage_personne)",
-            ),
+            ("id", Set::Restricted("menage_personne", "personne_id")),
         ],
     ),
 ];
-
-/// The households of every request of the persons on the requests of the households in
-/// `chg_h`.
-const PERSONS_CLOSURE: &str = "SELECT menage_id AS h FROM demande
-     WHERE menage_id IS NOT NULL AND id IN (
-         SELECT demande_id FROM demande_personne WHERE personne_id IN (
-             SELECT personne_id FROM demande_personne WHERE demande_id IN (
-                 SELECT id FROM demande WHERE menage_id IN (SELECT h FROM chg_h))))";
 
 /// The offer: read whole on both sides.
 const OFFER: &[&str] = &["entite", "dispositif", "groupe_places"];
@@ -278,15 +284,27 @@ pub(crate) async fn since(
         return Ok(None);
     }
     let before_full = lake.detail_session_of(&old).await?;
-    build(current, &before_full, &tables, keys).await.map(Some)
+    build(
+        lake,
+        [(&before_full, &old.tables), (current, &manifest.tables)],
+        &tables,
+        keys,
+    )
+    .await
 }
 
+/// A side of the changes: the session over the whole detail zone, and the Delta version
+/// of each table it reads.
+type Side<'a> = (&'a SessionContext, &'a BTreeMap<String, i64>);
+
+/// The changes between the two sides (before, after); `None` when a table cannot be
+/// restricted by a direct read ([`Lake::select_rows`]).
 async fn build(
-    after_full: &SessionContext,
-    before_full: &SessionContext,
+    lake: &Lake,
+    [(before_full, before_versions), (after_full, after_versions)]: [Side<'_>; 2],
     tables: &BTreeSet<String>,
     keys: RunKeys,
-) -> Result<Changes> {
+) -> Result<Option<Changes>> {
     let ruled: BTreeSet<&str> = RULED.iter().copied().collect();
     let mut unusable: BTreeSet<String> = keys.whole.clone();
     for table in keys.keys.keys() {
@@ -294,38 +312,30 @@ async fn build(
             unusable.insert(table.clone());
         }
     }
-    // The rewritten keys, as a table `chg_<name>` (column `k`) in both sessions.
-    let mut chg: BTreeMap<&str, String> = BTreeMap::new();
-    for (table, (_, ints, texts)) in &keys.keys {
-        if !ruled.contains(table.as_str()) || !tables.contains(table) {
+    // Each ruled table's rewritten keys, and the column they are of.
+    let mut own: BTreeMap<&str, (String, Arc<KeySet>)> = BTreeMap::new();
+    for (table, (column, ints, texts)) in &keys.keys {
+        if !tables.contains(table) {
             continue;
         }
-        let batch = if texts.is_empty() {
-            let mut ints = ints.clone();
-            ints.sort_unstable();
-            ints.dedup();
-            one_column(Arc::new(Int64Array::from(ints)), DataType::Int64)?
-        } else {
-            let mut texts = texts.clone();
-            texts.sort_unstable();
-            texts.dedup();
-            one_column(Arc::new(StringArray::from(texts)), DataType::Utf8)?
-        };
-        let name = format!("chg_{table}");
-        for ctx in [after_full, before_full] {
-            replace(ctx, &name, "k", vec![batch.clone()])?;
+        if let Some(t) = RULED.iter().find(|t| **t == table.as_str()) {
+            let mut set = KeySet::of_ints(ints.iter().copied());
+            set.extend_texts(texts.iter().map(String::as_str));
+            own.insert(t, (column.clone(), Arc::new(set)));
         }
-        let table = *RULED.iter().find(|t| **t == table.as_str()).expect("ruled");
-        chg.insert(table, name);
     }
+    let chg: BTreeMap<&str, Arc<KeySet>> = own.iter().map(|(t, (_, s))| (*t, s.clone())).collect();
     // The households reached, from both sides.
     let started = std::time::Instant::now();
-    let mut households: HashSet<String> = HashSet::new();
-    for ctx in [before_full, after_full] {
-        let Some(sql) = reach_sql(&chg, |t| tables.contains(t)) else {
-            break;
-        };
-        add_households(ctx, &sql, &mut households).await?;
+    let mut households = KeySet::new();
+    for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
+        let side = (lake, full, versions);
+        if reach(side, &chg, |t| tables.contains(t), &mut households)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
     }
     tracing::debug!(
         menages = households.len(),
@@ -337,12 +347,26 @@ async fn build(
     // whole in the restriction, or there only on requests of households no run changed.
     if !households.is_empty() && tables.contains("demande") && tables.contains("demande_personne") {
         let started = std::time::Instant::now();
-        let mut first: Vec<String> = households.iter().cloned().collect();
-        first.sort_unstable();
-        let h = one_column(Arc::new(StringArray::from(first)), DataType::Utf8)?;
-        for ctx in [before_full, after_full] {
-            replace(ctx, "chg_h", "h", vec![h.clone()])?;
-            add_households(ctx, PERSONS_CLOSURE, &mut households).await?;
+        let first = Arc::new(households.clone());
+        for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
+            let side = (lake, full, versions);
+            let Some(requests) = select_keys(side, "demande", "id", ("menage_id", first.clone())).await? else {
+                return Ok(None);
+            };
+            let Some(persons) =
+                select_keys(side, "demande_personne", "personne_id", ("demande_id", requests)).await?
+            else {
+                return Ok(None);
+            };
+            let Some(requests) =
+                select_keys(side, "demande_personne", "demande_id", ("personne_id", persons)).await?
+            else {
+                return Ok(None);
+            };
+            let Some(reached) = select_keys(side, "demande", "menage_id", ("id", requests)).await? else {
+                return Ok(None);
+            };
+            households.extend(&reached);
         }
         tracing::debug!(
             menages = households.len(),
@@ -350,58 +374,68 @@ async fn build(
             "ménages des personnes atteintes"
         );
     }
-    let mut reached: Vec<String> = households.into_iter().collect();
-    reached.sort_unstable();
-    let count = reached.len();
-    let h = one_column(Arc::new(StringArray::from(reached)), DataType::Utf8)?;
+    let count = households.len();
+    let households = Arc::new(households);
     // Each side restricted, table by table.
     let mut sides = Vec::new();
-    for full in [before_full, after_full] {
-        replace(full, "chg_h", "h", vec![h.clone()])?;
+    for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
         let side = SessionContext::new_with_config_rt(full.copied_config(), full.runtime_env());
         side.register_udaf(crate::quantiles::udaf());
-        let mut restricted: Vec<String> = Vec::new();
+        let mut restricted: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
         for (table, conditions) in RESTRICT {
             if !tables.contains(*table) {
                 continue;
             }
-            let mut condition: Vec<String> = conditions
-                .iter()
-                .filter(|(needed, _)| tables.contains(*needed))
-                .map(|(_, c)| (*c).to_owned())
-                .collect();
-            if let Some(own) = chg.get(table) {
-                let key = keys.keys[*table].0.as_str();
-                condition.push(format!("{key} IN (SELECT k FROM {own})"));
+            let mut any: Vec<(String, Arc<KeySet>)> = Vec::new();
+            for (column, set) in *conditions {
+                match set {
+                    Set::Households => any.push(((*column).to_owned(), households.clone())),
+                    Set::Restricted(from, key) => {
+                        let Some(batches) = restricted.get(from) else {
+                            continue;
+                        };
+                        let mut keys = KeySet::new();
+                        for b in batches {
+                            let Some(c) = b.column_by_name(key) else {
+                                return Ok(None);
+                            };
+                            if !keys.extend_from(c.as_ref()) {
+                                return Ok(None);
+                            }
+                        }
+                        any.push(((*column).to_owned(), Arc::new(keys)));
+                    }
+                }
             }
-            if condition.is_empty() {
-                condition.push("FALSE".to_owned());
+            if let Some((column, set)) = own.get(table) {
+                any.push((column.clone(), set.clone()));
             }
-            let condition = condition.join(" OR ");
             let started = std::time::Instant::now();
-            let frame = full
-                .sql(&format!("SELECT * FROM {table} WHERE {condition}"))
-                .await?;
-            let schema = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame.collect().await?;
+            let provider = full.table_provider(*table).await?;
+            let (schema, _) = crate::compute::compact_views(provider.schema(), Vec::new())?;
+            let Some(batches) = lake
+                .select_rows(table, versions[*table], schema.clone(), &any)
+                .await?
+            else {
+                tracing::debug!(table, "lecture directe impossible : tout est relu");
+                return Ok(None);
+            };
             tracing::debug!(
                 table,
                 lignes = batches.iter().map(|b| b.num_rows()).sum::<usize>(),
                 restriction_ms = started.elapsed().as_millis() as u64,
                 "table restreinte aux changements"
             );
-            let (schema, batches) = crate::compute::compact_views(schema, batches)?;
-            let provider = Arc::new(MemTable::try_new(schema, vec![batches])?);
-            let name = format!("r_{table}");
-            full.deregister_table(&name)?;
-            full.register_table(&name, provider.clone())?;
-            side.register_table(*table, provider)?;
-            restricted.push((*table).to_owned());
+            side.register_table(
+                *table,
+                Arc::new(MemTable::try_new(schema, vec![batches.clone()])?),
+            )?;
+            restricted.insert(table, batches);
         }
         // Everything else as the full session has it: the offer, and the prepared
         // tables (periods, calendar, territories) of the current session on both sides.
         for table in tables {
-            if !restricted.contains(table) {
+            if !restricted.contains_key(table.as_str()) {
                 side.register_table(table.as_str(), full.table_provider(table.as_str()).await?)?;
             }
         }
@@ -410,99 +444,155 @@ async fn build(
                 side.register_table(name, after_full.table_provider(name).await?)?;
             }
         }
-        for name in restricted.iter().map(|t| format!("r_{t}")).chain(
-            chg.values()
-                .cloned()
-                .chain(std::iter::once("chg_h".to_owned())),
-        ) {
-            full.deregister_table(name.as_str())?;
-        }
         sides.push(side);
     }
     let after = sides.pop().expect("two sides");
     let before = sides.pop().expect("two sides");
-    Ok(Changes {
+    Ok(Some(Changes {
         before,
         after,
         unusable,
         tables: tables.clone(),
         households: count,
-    })
+    }))
 }
 
-/// Adds the households (first column, as text) that `sql` finds in `ctx`.
-async fn add_households(
-    ctx: &SessionContext,
-    sql: &str,
-    households: &mut HashSet<String>,
-) -> Result<()> {
-    for batch in ctx.sql(sql).await?.collect().await? {
-        let h = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-        households.extend(h.as_string::<i32>().iter().flatten().map(str::to_owned));
+/// The values of each column of `out` (a set per column) in the rows of `table` whose
+/// column holds a key of its set, on one side; `None` when the direct read does not apply.
+async fn select_columns(
+    (lake, full, versions): Read<'_>,
+    table: &str,
+    out: &[&str],
+    any: &[(&str, Arc<KeySet>)],
+) -> Result<Option<Vec<KeySet>>> {
+    let schema = full.table_provider(table).await?.schema();
+    let mut fields = Vec::with_capacity(out.len());
+    for column in out {
+        fields.push(schema.field_with_name(column)?.clone());
     }
-    Ok(())
+    let (target, _) = crate::compute::compact_views(Arc::new(Schema::new(fields)), Vec::new())?;
+    let any: Vec<(String, Arc<KeySet>)> =
+        any.iter().map(|(c, s)| ((*c).to_owned(), s.clone())).collect();
+    let Some(batches) = lake
+        .select_rows(table, versions[table], target, &any)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut sets = vec![KeySet::new(); out.len()];
+    for b in &batches {
+        for (set, column) in sets.iter_mut().zip(b.columns()) {
+            if !set.extend_from(column.as_ref()) {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(sets))
 }
 
-fn one_column(array: Arc<dyn Array>, ty: DataType) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("k", ty, true)])),
-        vec![array],
-    )?)
-}
-
-/// Registers `batches` (one column, renamed `column`) as table `name`, replacing it.
-fn replace(
-    ctx: &SessionContext,
-    name: &str,
-    column: &str,
-    batches: Vec<RecordBatch>,
-) -> Result<()> {
-    let renamed: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            let field = Field::new(column, b.schema().field(0).data_type().clone(), true);
-            RecordBatch::try_new(
-                Arc::new(Schema::new(vec![field])),
-                vec![b.column(0).clone()],
-            )
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    let schema = renamed[0].schema();
-    ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![renamed])?))?;
-    Ok(())
+/// The one set of [`select_columns`] with one output column and one condition.
+async fn select_keys(
+    side: Read<'_>,
+    table: &str,
+    out: &str,
+    (column, set): (&str, Arc<KeySet>),
+) -> Result<Option<Arc<KeySet>>> {
+    Ok(select_columns(side, table, &[out], &[(column, set)])
+        .await?
+        .and_then(|mut sets| sets.pop())
+        .map(Arc::new))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{Int64Array, StringArray};
 
-    #[test]
-    fn the_households_are_reached_through_the_tables_present_only() {
-        let chg: BTreeMap<&str, String> = [
-            ("personne", "chg_personne".to_owned()),
-            ("prise_en_charge", "chg_prise_en_charge".to_owned()),
+    #[tokio::test]
+    async fn the_households_are_reached_through_the_tables_present_only() {
+        use arrow::array::ArrayRef;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let int = |v: &[Option<i64>]| -> ArrayRef { Arc::new(Int64Array::from(v.to_vec())) };
+        let text = |v: &[&str]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+        let tables: Vec<(&str, RecordBatch)> = vec![
+            (
+                "demande",
+                RecordBatch::try_from_iter([
+                    ("id", int(&[Some(1), Some(2), Some(3), Some(4)])),
+                    ("menage_id", text(&["m1", "m2", "m3", "m4"])),
+                ])
+                .unwrap(),
+            ),
+            (
+                "demande_personne",
+                RecordBatch::try_from_iter([
+                    ("id", int(&[Some(10), Some(11), Some(12)])),
+                    ("demande_id", int(&[Some(1), Some(2), Some(3)])),
+                    ("personne_id", text(&["p1", "p2", "p3"])),
+                ])
+                .unwrap(),
+            ),
+            (
+                "orientation",
+                RecordBatch::try_from_iter([
+                    ("id", int(&[Some(20), Some(21)])),
+                    ("demande_id", int(&[Some(3), Some(4)])),
+                ])
+                .unwrap(),
+            ),
+            (
+                "prise_en_charge",
+                RecordBatch::try_from_iter([
+                    ("id", int(&[Some(30), Some(31)])),
+                    ("menage_id", text(&["m5", "m8"])),
+                    ("demande_id", int(&[None, Some(2)])),
+                    ("orientation_id", int(&[Some(21), None])),
+                ])
+                .unwrap(),
+            ),
+            (
+                "menage_personne",
+                RecordBatch::try_from_iter([
+                    ("id", int(&[Some(40), Some(41)])),
+                    ("menage_id", text(&["m6", "m7"])),
+                    ("personne_id", text(&["p1", "p9"])),
+                ])
+                .unwrap(),
+            ),
+        ];
+        let ctx = warehouse::new_session();
+        let mut versions = BTreeMap::new();
+        for (name, batch) in tables {
+            let version = lake.overwrite("detail", name, batch).await.unwrap();
+            let table = lake.open("detail", name, None).await.unwrap().unwrap();
+            lake.register(&ctx, name, &table).await.unwrap();
+            versions.insert(name.to_owned(), version);
+        }
+        // Person p1 changed, and stay 30.
+        let chg: BTreeMap<&str, Arc<KeySet>> = [
+            ("personne", Arc::new(KeySet::of_texts(["p1"]))),
+            ("prise_en_charge", Arc::new(KeySet::of_ints([30]))),
         ]
         .into_iter()
         .collect();
-        let all = reach_sql(&chg, |_| true).unwrap();
-        // A person: the requests they are on, their memberships; a stay: its household,
-        // its request's and its orientation's request's.
-        for part in [
-            "personne_id IN (SELECT k FROM chg_personne)",
-            "SELECT menage_id AS h FROM menage_personne",
-            "SELECT menage_id AS h FROM prise_en_charge WHERE id IN",
-            "SELECT orientation_id FROM prise_en_charge",
-            "SELECT demande_id FROM prise_en_charge",
-        ] {
-            assert!(all.contains(part), "{part} : {all}");
-        }
-        assert_eq!(all.matches("FROM demande WHERE").count(), 1, "{all}");
-        let without = reach_sql(&chg, |t| t != "menage_personne" && t != "orientation").unwrap();
-        assert!(!without.contains("menage_personne"), "{without}");
-        assert!(!without.contains("orientation"), "{without}");
-        assert!(without.contains("SELECT demande_id FROM prise_en_charge"));
-        assert_eq!(reach_sql(&BTreeMap::new(), |_| true), None);
+        let reached = async |has: &dyn Fn(&str) -> bool, chg: &BTreeMap<&str, Arc<KeySet>>| {
+            let mut households = KeySet::new();
+            reach((&lake, &ctx, &versions), chg, has, &mut households)
+                .await
+                .unwrap()
+                .expect("a direct read applies");
+            let mut h: Vec<String> = households.texts().map(str::to_owned).collect();
+            h.sort_unstable();
+            h
+        };
+        // p1: their request 1 (m1) and their membership (m6); stay 30: its own household
+        // (m5) and its orientation's request's (4, m4). Stay 31 and person p9 did not change.
+        assert_eq!(reached(&|_| true, &chg).await, ["m1", "m4", "m5", "m6"]);
+        // Through the tables present only.
+        let some = |t: &str| t != "menage_personne" && t != "orientation";
+        assert_eq!(reached(&some, &chg).await, ["m1", "m5"]);
+        assert!(reached(&|_| true, &BTreeMap::new()).await.is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub mod merge;
 pub mod retention;
+mod select;
 pub mod stats;
 mod vectors;
 
@@ -31,6 +32,7 @@ use url::Url;
 
 pub use deltalake::DeltaTable;
 pub use retention::VacuumedTable;
+pub use select::KeySet;
 pub use stats::{STATS_COLUMNS, stats_schema};
 
 #[derive(Debug, thiserror::Error)]

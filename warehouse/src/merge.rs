@@ -810,6 +810,68 @@ mod tests {
         assert!(files(&lake).await.iter().all(|(_, dv)| !dv));
     }
 
+    #[tokio::test]
+    async fn a_direct_read_keeps_the_listed_rows_that_no_vector_deletes() {
+        use crate::KeySet;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let first: Vec<(Option<i64>, i64)> = (0..50).map(|i| (Some(i), i)).collect();
+        lake.overwrite("detail", "i", ids(&first)).await.unwrap();
+        let second: Vec<(Option<i64>, i64)> = (50..100).map(|i| (Some(i), i)).collect();
+        let v1 = lake.append("detail", "i", ids(&second)).await.unwrap();
+        // Group 7 replaced, 60 deleted, 100 new: two vectors and a new file.
+        let plan = MergePlan::replace(
+            "detail",
+            "i",
+            "id",
+            vec![Key::Int(7), Key::Int(60)],
+            ids(&[(Some(7), 70), (Some(100), 100)]),
+            100,
+            TableChanges::default(),
+        );
+        let v2 = lake.apply_merge(plan).await.unwrap();
+        assert!(files(&lake).await.iter().any(|(_, dv)| *dv));
+
+        let target = ids(&[]).schema();
+        let any = [
+            (
+                "id".to_owned(),
+                Arc::new(KeySet::of_ints([7, 55, 60, 100, 1000])),
+            ),
+            ("n".to_owned(), Arc::new(KeySet::of_ints([12]))),
+        ];
+        let read = |version: i64| {
+            let (lake, target, any) = (&lake, target.clone(), &any);
+            async move {
+                let batches = lake
+                    .select_rows("i", version, target, any)
+                    .await
+                    .unwrap()
+                    .expect("a direct read applies");
+                let mut rows = Vec::new();
+                for b in &batches {
+                    let (id, n) = (column_of(b, "id"), column_of(b, "n"));
+                    let (id, n) = (id.as_primitive::<Int64Type>(), n.as_primitive::<Int64Type>());
+                    rows.extend((0..b.num_rows()).map(|i| (id.value(i), n.value(i))));
+                }
+                rows.sort_unstable();
+                rows
+            }
+        };
+        // After: the replaced 7 and the deleted 60 are gone, the new rows are read.
+        assert_eq!(read(v2).await, [(7, 70), (12, 12), (55, 55), (100, 100)]);
+        // Before: as that version had them.
+        assert_eq!(read(v1).await, [(7, 7), (12, 12), (55, 55), (60, 60)]);
+        // A condition on a column the files lack: the direct read does not apply.
+        let missing = [("x".to_owned(), Arc::new(KeySet::of_ints([1])))];
+        assert!(
+            lake.select_rows("i", v2, ids(&[]).schema(), &missing)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
     /// Whether a Parquet file of the table's folder holds a row whose `n` is `n`.
     fn on_disk(lake: &Lake, n: i64) -> bool {
         let dir = lake.table_path("detail", "i");

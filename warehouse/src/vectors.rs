@@ -181,7 +181,7 @@ async fn positions_in(
 }
 
 /// The rows a file's deletion vector deletes.
-async fn read_vector(
+pub(crate) async fn read_vector(
     store: &dyn ObjectStore,
     root: &url::Url,
     dv: &DeletionVectorDescriptor,
