@@ -78,8 +78,10 @@ async fn reach(
     // The rows of `table` (if present) whose column holds a key of its set, as the sets
     // of the values of `out`.
     let select = async |table: &str, out: &[&str], any: Vec<(&str, Option<Arc<KeySet>>)>| {
-        let any: Vec<(&str, Arc<KeySet>)> =
-            any.into_iter().filter_map(|(c, s)| s.map(|s| (c, s))).collect();
+        let any: Vec<(&str, Arc<KeySet>)> = any
+            .into_iter()
+            .filter_map(|(c, s)| s.map(|s| (c, s)))
+            .collect();
         if !has(table) || any.is_empty() {
             return Ok(Some(vec![KeySet::new(); out.len()]));
         }
@@ -111,7 +113,10 @@ async fn reach(
     let Some(links) = select(
         "demande_personne",
         &["demande_id"],
-        vec![("id", k("demande_personne")), ("personne_id", k("personne"))],
+        vec![
+            ("id", k("demande_personne")),
+            ("personne_id", k("personne")),
+        ],
     )
     .await?
     else {
@@ -142,7 +147,11 @@ async fn reach(
     else {
         return Ok(None);
     };
-    for set in requests.iter().chain(&memberships).chain([&stay_households]) {
+    for set in requests
+        .iter()
+        .chain(&memberships)
+        .chain([&stay_households])
+    {
         households.extend(set);
     }
     for own in ["menage", "evaluation"] {
@@ -192,10 +201,7 @@ const RESTRICT: &[(&str, &[(&str, Set)])] = &[
     (
         "personne",
         &[
-            (
-                "id",
-                Set::Restricted("demande_personne", "personne_id"),
-            ),
+            ("id", Set::Restricted("demande_personne", "personne_id")),
             ("id", Set::Restricted("menage_personne", "personne_id")),
         ],
     ),
@@ -350,20 +356,33 @@ async fn build(
         let first = Arc::new(households.clone());
         for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
             let side = (lake, full, versions);
-            let Some(requests) = select_keys(side, "demande", "id", ("menage_id", first.clone())).await? else {
-                return Ok(None);
-            };
-            let Some(persons) =
-                select_keys(side, "demande_personne", "personne_id", ("demande_id", requests)).await?
-            else {
-                return Ok(None);
-            };
             let Some(requests) =
-                select_keys(side, "demande_personne", "demande_id", ("personne_id", persons)).await?
+                select_keys(side, "demande", "id", ("menage_id", first.clone())).await?
             else {
                 return Ok(None);
             };
-            let Some(reached) = select_keys(side, "demande", "menage_id", ("id", requests)).await? else {
+            let Some(persons) = select_keys(
+                side,
+                "demande_personne",
+                "personne_id",
+                ("demande_id", requests),
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            let Some(requests) = select_keys(
+                side,
+                "demande_personne",
+                "demande_id",
+                ("personne_id", persons),
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            let Some(reached) = select_keys(side, "demande", "menage_id", ("id", requests)).await?
+            else {
                 return Ok(None);
             };
             households.extend(&reached);
@@ -471,8 +490,10 @@ async fn select_columns(
         fields.push(schema.field_with_name(column)?.clone());
     }
     let (target, _) = crate::compute::compact_views(Arc::new(Schema::new(fields)), Vec::new())?;
-    let any: Vec<(String, Arc<KeySet>)> =
-        any.iter().map(|(c, s)| ((*c).to_owned(), s.clone())).collect();
+    let any: Vec<(String, Arc<KeySet>)> = any
+        .iter()
+        .map(|(c, s)| ((*c).to_owned(), s.clone()))
+        .collect();
     let Some(batches) = lake
         .select_rows(table, versions[table], target, &any)
         .await?

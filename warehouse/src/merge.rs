@@ -851,7 +851,10 @@ mod tests {
                 let mut rows = Vec::new();
                 for b in &batches {
                     let (id, n) = (column_of(b, "id"), column_of(b, "n"));
-                    let (id, n) = (id.as_primitive::<Int64Type>(), n.as_primitive::<Int64Type>());
+                    let (id, n) = (
+                        id.as_primitive::<Int64Type>(),
+                        n.as_primitive::<Int64Type>(),
+                    );
                     rows.extend((0..b.num_rows()).map(|i| (id.value(i), n.value(i))));
                 }
                 rows.sort_unstable();

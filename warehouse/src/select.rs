@@ -18,8 +18,8 @@ use deltalake::parquet::arrow::arrow_reader::{
     RowFilter, RowSelection, RowSelector,
 };
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 use roaring::RoaringTreemap;
 
 use crate::{Lake, Result, WarehouseError, delta};
@@ -237,9 +237,7 @@ fn read_part(
         }
         let mut columns = Vec::with_capacity(target.fields().len());
         for f in target.fields() {
-            let c = batch
-                .column_by_name(f.name())
-                .ok_or(Skip::NotApplicable)?;
+            let c = batch.column_by_name(f.name()).ok_or(Skip::NotApplicable)?;
             columns.push(if c.data_type() == f.data_type() {
                 c.clone()
             } else {
@@ -299,9 +297,7 @@ impl Lake {
                 Some(dv) if dv.storage_type == deltalake::kernel::StorageType::Inline => {
                     return Ok(None);
                 }
-                Some(dv) => {
-                    crate::vectors::read_vector(store.as_ref(), &root, dv, &label).await?
-                }
+                Some(dv) => crate::vectors::read_vector(store.as_ref(), &root, dv, &label).await?,
                 None => RoaringTreemap::new(),
             };
             let bytes = store
