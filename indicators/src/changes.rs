@@ -29,6 +29,12 @@
 //! groups) is read whole on both sides; an indicator reading an offer table that changed,
 //! a table rewritten whole, or a table without a rule here is listed in full. The
 //! conventions' indicators (any SQL) always are.
+//!
+//! Every step reads the detail files directly ([`Lake::select_rows`]): the key columns
+//! first, the rows wanted then. Nationally, one simulated day reaches 37 032 households
+//! (BENCHMARKS.md), whose rows are a few percent of the detail zone's 32 million; the
+//! engine's scan would decode every column of every row of the household tables, twice. When a table cannot be read that way (partitioned, a key
+//! column of another type), the changes are not known and the compute lists every record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -55,6 +61,17 @@ const RULED: &[&str] = &[
     "liste_attente",
     "prise_en_charge",
 ];
+
+/// The value of a direct read, or `Ok(None)` from the enclosing function when that read
+/// does not apply ([`Lake::select_rows`]).
+macro_rules! direct {
+    ($read:expr) => {
+        match $read.await? {
+            Some(value) => value,
+            None => return Ok(None),
+        }
+    };
+}
 
 /// One side's detail zone, as read directly ([`Lake::select_rows`]): the lake, the
 /// session over the whole zone (for the tables' schemas) and each table's Delta version.
@@ -87,66 +104,44 @@ async fn reach(
         }
         select_columns(side, table, out, &any).await
     };
-    let Some(stays) = select(
+    let stays = direct!(select(
         "prise_en_charge",
         &["menage_id", "demande_id", "orientation_id"],
         vec![("id", k("prise_en_charge"))],
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
+    ));
     let Ok([stay_households, stay_requests, stay_orientations]) = <[KeySet; 3]>::try_from(stays)
     else {
         return Ok(None);
     };
     let some = |set: KeySet| (!set.is_empty()).then(|| Arc::new(set));
-    let Some(orientations) = select(
+    let orientations = direct!(select(
         "orientation",
         &["demande_id"],
         vec![("id", k("orientation")), ("id", some(stay_orientations))],
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let Some(links) = select(
+    ));
+    let links = direct!(select(
         "demande_personne",
         &["demande_id"],
         vec![
             ("id", k("demande_personne")),
             ("personne_id", k("personne")),
         ],
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let Some(waits) = select(
+    ));
+    let waits = direct!(select(
         "liste_attente",
         &["demande_id"],
         vec![("id", k("liste_attente"))],
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
+    ));
     let mut requests = vec![("id", k("demande")), ("id", some(stay_requests))];
     for found in [orientations, links, waits] {
         requests.extend(found.into_iter().map(|s| ("id", some(s))));
     }
-    let Some(requests) = select("demande", &["menage_id"], requests).await? else {
-        return Ok(None);
-    };
-    let Some(memberships) = select(
+    let requests = direct!(select("demande", &["menage_id"], requests));
+    let memberships = direct!(select(
         "menage_personne",
         &["menage_id"],
         vec![("id", k("menage_personne")), ("personne_id", k("personne"))],
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
+    ));
     for set in requests
         .iter()
         .chain(&memberships)
@@ -356,35 +351,25 @@ async fn build(
         let first = Arc::new(households.clone());
         for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
             let side = (lake, full, versions);
-            let Some(requests) =
-                select_keys(side, "demande", "id", ("menage_id", first.clone())).await?
-            else {
-                return Ok(None);
-            };
-            let Some(persons) = select_keys(
+            let requests = direct!(select_keys(
+                side,
+                "demande",
+                "id",
+                ("menage_id", first.clone())
+            ));
+            let persons = direct!(select_keys(
                 side,
                 "demande_personne",
                 "personne_id",
                 ("demande_id", requests),
-            )
-            .await?
-            else {
-                return Ok(None);
-            };
-            let Some(requests) = select_keys(
+            ));
+            let requests = direct!(select_keys(
                 side,
                 "demande_personne",
                 "demande_id",
                 ("personne_id", persons),
-            )
-            .await?
-            else {
-                return Ok(None);
-            };
-            let Some(reached) = select_keys(side, "demande", "menage_id", ("id", requests)).await?
-            else {
-                return Ok(None);
-            };
+            ));
+            let reached = direct!(select_keys(side, "demande", "menage_id", ("id", requests)));
             households.extend(&reached);
         }
         tracing::debug!(
