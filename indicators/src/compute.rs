@@ -640,7 +640,8 @@ fn register_selection(ctx: &SessionContext, prepared: &Prepared, selected: &[boo
 /// They do when every term is a sum of integers over records or entities, and a row's
 /// existence shows in its sums: a count of records (`1 AS w`), a ratio over records each
 /// counted once in the denominator (`1 AS den`), a distinct count (a modality's row
-/// counts at least its first entity), a distinct ratio (totals only). Not: quantiles,
+/// counts at least its first entity), a distinct ratio (totals only), and any integer sum
+/// or ratio of an indicator without dimensions (its rows are totals). Not: quantiles,
 /// entities counted only when all their records are ([`Measure::DistinctAll`]: a row can
 /// count none), averages per observed day, a numerator-only split, a convention's SQL.
 fn by_difference(
@@ -659,8 +660,13 @@ fn by_difference(
             .field_with_name(c)
             .is_ok_and(|f| f.data_type().is_integer())
     };
+    // Without dimensions every row is a cell's total, which the grid always has: any
+    // integer sum follows, whether or not it may add to 0.
+    let totals_only = indicator.dimensions.is_empty();
     match indicator.measure {
+        Measure::Sum if integer("w") && totals_only => Some("FALSE"),
         Measure::Sum if integer("w") && selects_one(sql, "w") => Some("a >= 1"),
+        Measure::Ratio if integer("num") && integer("den") && totals_only => Some("FALSE"),
         Measure::Ratio if integer("num") && integer("den") && selects_one(sql, "den") => {
             Some("b >= 1")
         }
@@ -3189,9 +3195,14 @@ mod tests {
         assert_eq!(rule("U04", &ints), Some("b >= 1"));
         assert_eq!(rule("U02", &ints), Some("a >= 1"));
         assert_eq!(rule("U10", &ints), Some("TRUE"));
-        // A sum whose rows may add to 0, an average per observed day, a quantile, an
-        // entity kept only if all its records are, a numerator-only split.
-        for c in ["U09", "O03", "O04", "I03", "U06", "I07"] {
+        // Sums that may add to 0 without dimensions: every row is a total, which exists
+        // in every cell (U09, persons of unmet requests; O09, hotel nights).
+        assert_eq!(rule("U09", &ints), Some("FALSE"));
+        assert_eq!(rule("O09", &ints), Some("FALSE"));
+        // A sum whose modality rows may add to 0 (O01, funded places by type), an average
+        // per observed day, a quantile, an entity kept only if all its records are, a
+        // numerator-only split.
+        for c in ["O01", "O03", "O04", "I03", "U06", "I07"] {
             assert_eq!(rule(c, &ints), None, "{c}");
         }
         // The same count with terms that are not integers.
