@@ -33,8 +33,9 @@
 //! Every step reads the detail files directly ([`Lake::select_rows`]): the key columns
 //! first, the rows wanted then. Nationally, one simulated day reaches 37 032 households
 //! (BENCHMARKS.md), whose rows are a few percent of the detail zone's 32 million; the
-//! engine's scan would decode every column of every row of the household tables, twice. When a table cannot be read that way (partitioned, a key
-//! column of another type), the changes are not known and the compute lists every record.
+//! engine's scan would decode every column of every row of the household tables, twice.
+//! When a table cannot be read that way (partitioned, a key column of another type), the
+//! changes are not known and the compute lists every record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
