@@ -109,7 +109,7 @@ impl KeySet {
 
     /// For each row of `column`, whether its value is in the set (a null is not); `None`
     /// when the column is not of a key type.
-    fn hits(&self, column: &dyn Array) -> Option<BooleanArray> {
+    pub(crate) fn hits(&self, column: &dyn Array) -> Option<BooleanArray> {
         let valid = |i: usize| column.is_valid(i);
         Some(match column.data_type() {
             DataType::Int64 => {

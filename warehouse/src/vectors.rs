@@ -18,8 +18,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::array::{Array, BooleanArray};
+use arrow::datatypes::DataType;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, DeletionVectorDescriptor, StorageType};
@@ -31,7 +31,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use roaring::RoaringTreemap;
 
 use crate::merge::Key;
-use crate::{Lake, Result, WarehouseError, delta};
+use crate::{KeySet, Lake, Result, WarehouseError, delta};
 
 /// How long deleted rows may stay in a table's current files.
 pub const DELETIONS_KEPT: chrono::Duration = chrono::Duration::days(7);
@@ -53,69 +53,39 @@ fn error(table: &str, reason: impl std::fmt::Display) -> WarehouseError {
     }
 }
 
-/// Sets of keys: foldhash (every row of a table is looked up; SipHash's resistance to
-/// chosen keys buys nothing on our own ids and pseudonyms).
-type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
-
-/// The keys to delete, for lookups.
+/// The keys to delete, for lookups: the values (a [`KeySet`]) and whether the null key is
+/// among them.
 pub(crate) struct Wanted {
-    ints: HashSet<i64>,
-    texts: HashSet<String>,
+    keys: KeySet,
     nulls: bool,
 }
 
 impl Wanted {
     pub(crate) fn new(delete: &[Key]) -> Self {
-        let mut out = Self {
-            ints: HashSet::default(),
-            texts: HashSet::default(),
-            nulls: false,
-        };
+        let mut keys = KeySet::new();
+        let mut nulls = false;
         for k in delete {
             match k {
-                Key::Int(v) => {
-                    out.ints.insert(*v);
-                }
-                Key::Text(v) => {
-                    out.texts.insert(v.clone());
-                }
-                Key::Null => out.nulls = true,
+                Key::Int(v) => keys.extend_ints([*v]),
+                Key::Text(v) => keys.extend_texts([v.as_str()]),
+                Key::Null => nulls = true,
             }
         }
-        out
+        Self { keys, nulls }
     }
 
     /// For each row of `column`, whether its key is wanted; `None` when the column is
     /// not of a key type.
     pub(crate) fn hits(&self, column: &dyn Array) -> Option<BooleanArray> {
-        let each = |i: usize, found: &dyn Fn() -> bool| {
-            Some(if column.is_valid(i) {
-                found()
-            } else {
-                self.nulls
-            })
-        };
-        Some(match column.data_type() {
-            DataType::Int64 => {
-                let a = column.as_primitive::<Int64Type>();
-                (0..a.len())
-                    .map(|i| each(i, &|| self.ints.contains(&a.value(i))))
-                    .collect()
-            }
-            DataType::Utf8 => {
-                let a = column.as_string::<i32>();
-                (0..a.len())
-                    .map(|i| each(i, &|| self.texts.contains(a.value(i))))
-                    .collect()
-            }
-            DataType::Utf8View => {
-                let a = column.as_string_view();
-                (0..a.len())
-                    .map(|i| each(i, &|| self.texts.contains(a.value(i))))
-                    .collect()
-            }
-            _ => return None,
-        })
+        let hits = self.keys.hits(column)?;
+        if !self.nulls || column.null_count() == 0 {
+            return Some(hits);
+        }
+        Some(
+            (0..column.len())
+                .map(|i| Some(hits.value(i) || column.is_null(i)))
+                .collect(),
+        )
     }
 }
 
