@@ -16,18 +16,25 @@ try {
   const { page, watch } = await watchedPage(browser);
   const checkedAnswers = { count: 0, rows: 0 };
   const pending = [];
-  page.on("response", (r) => {
-    if (!r.url().startsWith(`${base}/api/v1/`) || !(r.headers()["content-type"] || "").startsWith("application/json")) return;
-    pending.push(r.json().then((body) => {
+  // Each API answer the page received whole ("requestfinished"): the body of a request the
+  // page dropped on leaving (a "response" without its end) never comes, and waiting for it
+  // hung this script once; such a body never reached the page either.
+  page.on("requestfinished", (request) => {
+    if (!request.url().startsWith(`${base}/api/v1/`)) return;
+    pending.push(request.response().then((r) => {
+      if (!r || !(r.headers()["content-type"] || "").startsWith("application/json")) return null;
+      return r.json();
+    }).then((body) => {
+      if (body === null) return;
       checkedAnswers.count += 1;
       const list = Array.isArray(body) ? body : [];
       for (const row of list) {
         if (row && typeof row === "object") {
           checkedAnswers.rows += 1;
-          if (row.territoire_niveau === "DEPARTEMENT") assert.equal(row.territoire, own, `${r.url()}: a row of D${row.territoire}`);
-          if (row.territoire_niveau === "REGION") assert.equal(row.territoire, region, `${r.url()}: a row of R${row.territoire}`);
-          if (row.niveau === "DEPARTEMENT") assert.equal(row.territoire, own, `${r.url()}: territory D${row.territoire} offered`);
-          if (row.siao !== undefined) assert.equal(row.siao, own, `${r.url()}: quality of SIAO ${row.siao}`);
+          if (row.territoire_niveau === "DEPARTEMENT") assert.equal(row.territoire, own, `${request.url()}: a row of D${row.territoire}`);
+          if (row.territoire_niveau === "REGION") assert.equal(row.territoire, region, `${request.url()}: a row of R${row.territoire}`);
+          if (row.niveau === "DEPARTEMENT") assert.equal(row.territoire, own, `${request.url()}: territory D${row.territoire} offered`);
+          if (row.siao !== undefined) assert.equal(row.siao, own, `${request.url()}: quality of SIAO ${row.siao}`);
         }
       }
     }).catch((e) => { if (e instanceof assert.AssertionError) throw e; }));
