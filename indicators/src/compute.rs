@@ -295,7 +295,7 @@ pub(crate) fn compact_views(
 
 /// The raw grid of a compute: the cells recomputed, before secondary suppression.
 pub(crate) struct Grid {
-    /// Stats schema, `secret` holding primary suppression only, values not blanked.
+    /// [`grid_schema`], `secret` holding primary suppression only, values not blanked.
     pub rows: RecordBatch,
     /// The (indicator id, pas, periode) recomputed.
     pub recomputed: HashSet<(String, String, String)>,
@@ -359,10 +359,20 @@ async fn compute_grid(
             let column = text_column(grille, "indicateur")?;
             let mut rows: HashMap<&str, Vec<u32>> =
                 CATALOGUE.iter().map(|c| (c.id, Vec::new())).collect();
-            for i in 0..grille.num_rows() {
-                if let Some(of) = rows.get_mut(column.value(i)) {
-                    of.push(i as u32);
+            // An indicator's cells come in long runs (millions of cells nationally): one
+            // lookup per run.
+            let n = grille.num_rows();
+            let mut start = 0;
+            while start < n {
+                let id = column.value(start);
+                let mut end = start + 1;
+                while end < n && column.value(end) == id {
+                    end += 1;
                 }
+                if let Some(of) = rows.get_mut(id) {
+                    of.extend(start as u32..end as u32);
+                }
+                start = end;
             }
             rows
         }
@@ -577,7 +587,7 @@ async fn compute_grid(
         let started = std::time::Instant::now();
         let frame = ctx.sql(&sql).await.map_err(failed)?;
         for batch in frame.collect().await.map_err(failed)? {
-            batches.push(conform(&batch)?);
+            batches.push(conform_grid(&batch)?);
         }
         tracing::debug!(
             indicateur = indicator.code,
@@ -599,7 +609,7 @@ async fn compute_grid(
         deregister_records(ctx)?;
         progress(indicator);
     }
-    let rows = concat_batches(&stats_schema(), &batches)?;
+    let rows = concat_batches(&grid_schema(), &batches)?;
     Ok(Grid {
         rows,
         recomputed,
@@ -640,10 +650,12 @@ fn register_selection(ctx: &SessionContext, prepared: &Prepared, selected: &[boo
 /// They do when every term is a sum of integers over records or entities, and a row's
 /// existence shows in its sums: a count of records (`1 AS w`), a ratio over records each
 /// counted once in the denominator (`1 AS den`), a distinct count (a modality's row
-/// counts at least its first entity), a distinct ratio (totals only), and any integer sum
-/// or ratio of an indicator without dimensions (its rows are totals). Not: quantiles,
-/// entities counted only when all their records are ([`Measure::DistinctAll`]: a row can
-/// count none), averages per observed day, a numerator-only split, a convention's SQL.
+/// counts at least its first entity), entities counted only when all their records are
+/// ([`Measure::DistinctAll`]: a row can count none, but `b`, kept in the grid as
+/// [`EFFECTIF`], counts every entity whose first is there), a distinct ratio (totals
+/// only), and any integer sum or ratio of an indicator without dimensions (its rows are
+/// totals). Not: quantiles, averages per observed day, a numerator-only split, a
+/// convention's SQL.
 fn by_difference(
     indicator: &Indicator,
     sql: &str,
@@ -671,6 +683,7 @@ fn by_difference(
             Some("b >= 1")
         }
         Measure::Distinct => Some("a >= 1"),
+        Measure::DistinctAll => Some("b >= 1"),
         Measure::DistinctRatio => Some("TRUE"),
         _ => None,
     }
@@ -844,15 +857,16 @@ async fn cells_by_difference(
         )?],
     ];
     let (schema, before, after) = sides;
-    let value = match indicator.measure {
-        Measure::Ratio | Measure::DistinctRatio => "numerateur",
-        _ => "valeur",
+    let (value, entities) = match indicator.measure {
+        Measure::Ratio | Measure::DistinctRatio => ("numerateur", "denominateur"),
+        Measure::DistinctAll => ("valeur", EFFECTIF),
+        _ => ("valeur", "denominateur"),
     };
     register_batch(ctx, "cellules_avant", cells.clone())?;
     let mut terms = vec![format!(
         "SELECT g.tid, p.pid, CAST(o.dimension AS VARCHAR) AS dimension,
                 CAST(o.modalite AS VARCHAR) AS modalite,
-                CAST(ROUND(o.{value}) AS BIGINT) AS a, CAST(ROUND(o.denominateur) AS BIGINT) AS b
+                CAST(ROUND(o.{value}) AS BIGINT) AS a, CAST(ROUND(o.{entities}) AS BIGINT) AS b
          FROM cellules_avant o
          JOIN publies g ON g.niveau = o.territoire_niveau AND g.territoire = o.territoire
          JOIN sel_periodes p ON p.pas = o.pas AND p.periode = o.periode"
@@ -926,7 +940,7 @@ async fn cells_by_difference(
         .await
         .map_err(failed)?
     {
-        rows.push(conform(&batch)?);
+        rows.push(conform_grid(&batch)?);
     }
     for name in ["rec_diff", "cellules_avant", "delta_avant", "delta_apres"] {
         ctx.deregister_table(name)?;
@@ -1717,7 +1731,8 @@ pub async fn publish_as(
         .collect();
     let (rows, new_grille, cells) = match publication {
         Publication::Revision { month, .. } => {
-            let finished = crate::suppression::apply_with(&grid.rows, t, &options.conventions)?;
+            let finished =
+                crate::suppression::apply_with(&conform(&grid.rows)?, t, &options.conventions)?;
             let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
             let mask = BooleanArray::from(keep);
             let rows = filter_record_batch(&marked, &mask)?;
@@ -1760,16 +1775,28 @@ pub async fn publish_as(
                 .map(|(i, p, l)| (i.as_str(), p.as_str(), l.as_str()))
                 .collect();
             // Cells kept from the last release, then the recomputed ones.
+            let started = std::time::Instant::now();
             let (kept, not_carried) = match &state {
                 Some(s) => {
                     let g = &s.grille;
                     let text = |name: &str| text_column(g, name);
                     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
+                    // A period's cells mostly follow each other: the last row's answer
+                    // serves while its indicator, pas and period stay the same.
+                    let mut last: Option<(&str, &str, &str, bool)> = None;
                     let keep: Vec<bool> = (0..g.num_rows())
                         .map(|i| {
-                            known.contains(ind.value(i))
-                                && current_periods.contains(&(pas.value(i), per.value(i)))
-                                && !recomputed.contains(&(ind.value(i), pas.value(i), per.value(i)))
+                            let (a, b, c) = (ind.value(i), pas.value(i), per.value(i));
+                            match last {
+                                Some((la, lb, lc, k)) if la == a && lb == b && lc == c => k,
+                                _ => {
+                                    let k = known.contains(a)
+                                        && current_periods.contains(&(b, c))
+                                        && !recomputed.contains(&(a, b, c));
+                                    last = Some((a, b, c, k));
+                                    k
+                                }
+                            }
                         })
                         .collect();
                     // In the last grid's order, for the retractions' pass over them.
@@ -1793,6 +1820,12 @@ pub async fn publish_as(
             let fresh_keys = row_keys(&fresh)?;
             let all = concat_batches(&inc::grille_schema(), [&kept, &fresh])?;
             let raw = inc::conform_to(&all, &stats_schema())?;
+            tracing::debug!(
+                reprises = carried,
+                recalculees = fresh.num_rows(),
+                reprise_ms = started.elapsed().as_millis() as u64,
+                "grille précédente reprise"
+            );
             let started = std::time::Instant::now();
             let finished = crate::suppression::apply_with(&raw, t, &options.conventions)?;
             tracing::debug!(
@@ -1800,37 +1833,60 @@ pub async fn publish_as(
                 secret_ms = started.elapsed().as_millis() as u64,
                 "secret secondaire"
             );
+            let started = std::time::Instant::now();
             let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
-            // What each cell now shows, and whether that is news.
-            let shown = Shown::of_stats(&marked)?;
-            let carried_shown = Shown::of_grille(&all)?;
-            let old_shown = match &state {
-                Some(s) => Some(Shown::of_grille(&s.grille)?),
-                None => None,
-            };
-            let before = |i: usize| -> Option<Seen> {
-                if i < carried {
-                    carried_shown.get(i)
-                } else {
-                    let j = *old_index.as_ref()?.get(fresh_keys[i - carried].as_str())?;
-                    old_shown.as_ref()?.get(j)
+            // What each cell now shows, and whether that is news — column by column over
+            // the whole grid (millions of cells nationally). What each cell showed:
+            // a carried cell's published columns; a recomputed one's, looked up by key in
+            // the last grid (none when it is new).
+            let keep = BooleanArray::from(keep);
+            let now = published_columns(&marked, SHOWN)?;
+            let current = published_columns(&all, inc::PUBLISHED)?;
+            let before: Vec<ArrayRef> = match &state {
+                Some(s) => {
+                    let at: arrow::array::UInt32Array = fresh_keys
+                        .iter()
+                        .map(|k| {
+                            old_index
+                                .as_ref()
+                                .and_then(|index| index.get(k.as_str()))
+                                .map(|&j| j as u32)
+                        })
+                        .collect();
+                    let old = published_columns(&s.grille, inc::PUBLISHED)?;
+                    current
+                        .iter()
+                        .zip(&old)
+                        .map(|(c, o)| {
+                            let found = arrow::compute::take(o.as_ref(), &at, None)?;
+                            arrow::compute::concat(&[c.slice(0, carried).as_ref(), found.as_ref()])
+                        })
+                        .collect::<std::result::Result<_, _>>()?
                 }
+                None => current.clone(),
             };
-            let mut publish = Vec::with_capacity(all.num_rows());
-            let mut published = PublishedColumns::default();
-            for (i, &k) in keep.iter().enumerate() {
-                if k {
-                    let now = shown.get(i);
-                    publish.push(before(i) != now);
-                    published.push(now);
-                } else {
-                    // Frozen and already published DEFINITIF: left as published.
-                    published.push(if i < carried { before(i) } else { None });
-                    publish.push(false);
-                }
+            // A cell is published when kept (not frozen and already published
+            // DEFINITIF) and it shows something else, or nothing was shown (the shown
+            // `statut` is never null); a frozen cell keeps what it showed.
+            let mut changed = BooleanArray::from(vec![false; all.num_rows()]);
+            for (b, n) in before.iter().zip(&now) {
+                let differs = arrow::compute::kernels::cmp::distinct(b, n)?;
+                changed = arrow::compute::or(&changed, &differs)?;
             }
-            let new_grille = published.replace_in(&all)?;
-            let mut rows = filter_record_batch(&marked, &BooleanArray::from(publish))?;
+            let publish = arrow::compute::and(&keep, &changed)?;
+            let schema = all.schema();
+            let mut columns = all.columns().to_vec();
+            for ((name, n), c) in inc::PUBLISHED.iter().zip(&now).zip(&current) {
+                columns[schema.index_of(name)?] = arrow::compute::kernels::zip::zip(&keep, n, c)?;
+            }
+            let new_grille = RecordBatch::try_new(schema, columns)?;
+            tracing::debug!(
+                cellules = all.num_rows(),
+                publiees = publish.true_count(),
+                comparaison_ms = started.elapsed().as_millis() as u64,
+                "valeurs montrées comparées"
+            );
+            let mut rows = filter_record_batch(&marked, &publish)?;
             // Cells kept from the last grid carry its version: published now, this one.
             let at = rows.schema().index_of("version")?;
             let mut columns = rows.columns().to_vec();
@@ -2030,6 +2086,21 @@ fn text_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
+/// The stats columns a cell shows, in the order of [`crate::incremental::PUBLISHED`].
+const SHOWN: [&str; 5] = ["valeur", "secret", "numerateur", "denominateur", "statut"];
+
+/// The columns `names` of a batch, or an error naming the one missing.
+fn published_columns(batch: &RecordBatch, names: [&str; 5]) -> Result<Vec<ArrayRef>> {
+    names
+        .iter()
+        .map(|n| {
+            batch.column_by_name(n).cloned().ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!("colonne {n} absente")).into()
+            })
+        })
+        .collect()
+}
+
 /// What a cell shows: valeur, secret, numerateur, denominateur, statut.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -2075,14 +2146,7 @@ impl Shown {
     }
 
     fn of_stats(batch: &RecordBatch) -> Result<Self> {
-        Self::from_columns(
-            batch,
-            ["valeur", "secret", "numerateur", "denominateur", "statut"],
-        )
-    }
-
-    fn of_grille(batch: &RecordBatch) -> Result<Self> {
-        Self::from_columns(batch, crate::incremental::PUBLISHED)
+        Self::from_columns(batch, SHOWN)
     }
 
     /// The row's shown values; `None` when nothing was published for it.
@@ -2858,7 +2922,8 @@ pub const ORDER_DAY_LIMIT: i32 = 1 << 16;
 
 /// The CTEs that aggregate an indicator's records into
 /// `agg(tid, pid, dimension, modalite, a, b)` (territory and period numbers): `a` the value (a
-/// ratio's numerator), `b` a ratio's denominator or a quantile's number of records.
+/// ratio's numerator), `b` a ratio's denominator, a quantile's number of records, or the
+/// entities whose first is in the row of a [`Measure::DistinctAll`] (counted or not).
 ///
 /// Work is done at the département before the records are repeated for its région and
 /// FR: additive records are first summed per département, date (or period) and
@@ -2922,15 +2987,18 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             // hash aggregate, its ordered FIRST_VALUE and its windows are not).
             // DistinctAll: an entity counts when all its records in the territory and
             // period are `garde`, the minimum over its départements' minimums.
+            // DistinctAll's `b`: every entity whose first is in the row, counted or not
+            // (the row exists when b ≥ 1: it follows by difference, [`by_difference`]).
             let all = indicator.measure == Measure::DistinctAll;
-            let (garde_dep, garde_ter, counted) = if all {
+            let (garde_dep, garde_ter, counted, entities) = if all {
                 (
                     ", MIN(CASE WHEN garde THEN 1 ELSE 0 END) AS garde_dep",
                     ", MIN(r.garde_dep) AS garde_entite",
                     "SUM(CASE WHEN garde_entite = 1 THEN 1 ELSE 0 END)",
+                    "COUNT(*)",
                 )
             } else {
-                ("", "", "COUNT(*)")
+                ("", "", "COUNT(*)", "CAST(NULL AS BIGINT)")
             };
             let modalities: String = dimension_columns(dims)
                 .map(|d| format!(", MIN({d}) AS {d}"))
@@ -2944,11 +3012,16 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                 // period and modalities number ([`crate::firsts::count_firsts`]: the
                 // `dep_k`, `ter_k` below, then counted by `k % 2^24`, entity by entity),
                 // meet the modalities.
+                let entities = if all {
+                    "SUM(e)"
+                } else {
+                    "CAST(NULL AS BIGINT)"
+                };
                 return format!(
-                    "ter_firsts AS (SELECT x.tid, x.pid, x.n{read} FROM rec_premiers x
+                    "ter_firsts AS (SELECT x.tid, x.pid, x.n, x.e{read} FROM rec_premiers x
                                     JOIN rec_modalites r ON r.modalites = x.modalites),
                      agg AS ({})",
-                    grouped("ter_firsts", dims, "SUM(n) AS a, CAST(NULL AS BIGINT) AS b")
+                    grouped("ter_firsts", dims, &format!("SUM(n) AS a, {entities} AS b"))
                 );
             }
             format!(
@@ -2965,7 +3038,7 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                 grouped(
                     "ter_firsts",
                     dims,
-                    &format!("{counted} AS a, CAST(NULL AS BIGINT) AS b")
+                    &format!("{counted} AS a, {entities} AS b")
                 )
             )
         }
@@ -3131,18 +3204,24 @@ fn grid_sql_over(indicator: &Indicator, t: i64, version: i64, sources: &Sources)
         Some(d) => format!("WHERE g.niveau = 'DEPARTEMENT' AND g.territoire = '{d}'"),
         None => String::new(),
     };
+    let effectif = match indicator.measure {
+        Measure::DistinctAll => "CAST(COALESCE(r.b, 0) AS BIGINT)",
+        _ => "CAST(NULL AS BIGINT)",
+    };
     format!(
         "WITH {agg},
          grille AS (
              SELECT g.niveau, g.territoire, p.pas, p.periode, p.debut, p.fin,
-                    COALESCE(r.dimension, '') AS dimension, COALESCE(r.modalite, '') AS modalite, {values}
+                    COALESCE(r.dimension, '') AS dimension, COALESCE(r.modalite, '') AS modalite, {values},
+                    {effectif} AS {EFFECTIF}
              FROM publies g CROSS JOIN {periodes} p
              LEFT JOIN agg r ON r.tid = g.tid AND r.pid = p.pid
              {territory}),
          controle AS (SELECT *, COALESCE({secret}, FALSE) AS secret FROM grille)
          SELECT '{id}' AS indicateur, niveau AS territoire_niveau, territoire, pas, periode, debut, fin,
                 dimension, modalite, valeur, secret, numerateur, denominateur,
-                'PROVISOIRE' AS statut, CAST({version} AS BIGINT) AS version, CAST(NULL AS VARCHAR) AS revision
+                'PROVISOIRE' AS statut, CAST({version} AS BIGINT) AS version, CAST(NULL AS VARCHAR) AS revision,
+                {EFFECTIF}
          FROM controle",
         agg = aggregate_sql(indicator, sources),
         periodes = sources.periodes,
@@ -3150,9 +3229,34 @@ fn grid_sql_over(indicator: &Indicator, t: i64, version: i64, sources: &Sources)
     )
 }
 
+/// The grid's internal column beside the stats columns: the entities whose first is in
+/// a [`Measure::DistinctAll`] row, counted or not (null for other measures). Never
+/// published: the computation's state keeps it, so that such a row's existence shows in
+/// its sums and its cells follow by difference.
+pub(crate) const EFFECTIF: &str = "effectif";
+
+/// The schema of the grid's rows: the stats table's, then [`EFFECTIF`].
+pub(crate) fn grid_schema() -> arrow::datatypes::SchemaRef {
+    let mut fields: Vec<Field> = stats_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(EFFECTIF, DataType::Int64, true));
+    Arc::new(Schema::new(fields))
+}
+
 /// Casts a result batch to the stats table's exact schema.
 pub fn conform(batch: &RecordBatch) -> Result<RecordBatch> {
-    let schema = stats_schema();
+    conform_over(batch, stats_schema())
+}
+
+/// Casts a grid SQL's result batch to [`grid_schema`].
+fn conform_grid(batch: &RecordBatch) -> Result<RecordBatch> {
+    conform_over(batch, grid_schema())
+}
+
+fn conform_over(batch: &RecordBatch, schema: arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
@@ -3199,10 +3303,12 @@ mod tests {
         // in every cell (U09, persons of unmet requests; O09, hotel nights).
         assert_eq!(rule("U09", &ints), Some("FALSE"));
         assert_eq!(rule("O09", &ints), Some("FALSE"));
+        // Persons counted only if all their requests are: a row exists while it holds
+        // some person's first request (`b`, the grid's `effectif`), counted or not.
+        assert_eq!(rule("U06", &ints), Some("b >= 1"));
         // A sum whose modality rows may add to 0 (O01, funded places by type), an average
-        // per observed day, a quantile, an entity kept only if all its records are, a
-        // numerator-only split.
-        for c in ["O01", "O03", "O04", "I03", "U06", "I07"] {
+        // per observed day, a quantile, a numerator-only split.
+        for c in ["O01", "O03", "O04", "I03", "I07"] {
             assert_eq!(rule(c, &ints), None, "{c}");
         }
         // The same count with terms that are not integers.

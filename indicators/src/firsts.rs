@@ -20,7 +20,10 @@
 //!   (`MIN` ignores nulls); without any, it is not counted;
 //! - DistinctAll: the entity counts 1 when all its records there are `garde` (a null
 //!   `garde` is not), 0 otherwise — a (territory, period, modalities) whose firsts all
-//!   count 0 still has its row, with n = 0, as `SUM(CASE …)` gives it.
+//!   count 0 still has its row, with n = 0, as `SUM(CASE …)` gives it;
+//! - beside `n`, `e` counts every entity whose first is there (the SQL's `COUNT(*)`):
+//!   the row exists when e ≥ 1, which lets DistinctAll follow by difference
+//!   ([`crate::compute`]'s `effectif`).
 //!
 //! A distinct ratio (U10) is the same walk: [`count_distinct_ratio`] gives the SQL's
 //! `agg` — per (tid, pid), the entities with a record `au_den` and one `au_num` there,
@@ -394,7 +397,8 @@ fn int_columns(names: &[&str], columns: Vec<Vec<i64>>) -> Result<RecordBatch> {
 
 /// Packed-order records (`entite` numbered, `ordre`, `departement`, then `jour` or
 /// `pas`/`periode`, and `garde` when `all`) → the firsts counted per (tid, pid,
-/// modalities number), as the packed grid SQL's `ter_n` (see the module's doc).
+/// modalities number), as the packed grid SQL's `ter_n` (see the module's doc): `n` the
+/// entities counted, `e` all the entities whose first is there (`n` = `e` unless `all`).
 pub fn count_firsts(
     placement: &Placement,
     schema: &SchemaRef,
@@ -424,27 +428,32 @@ pub fn count_firsts(
             (o, garde.is_none_or(|g| g.is_valid(r) && g.value(r)))
         },
         |a, b| (a.0.min(b.0), a.1 && b.1),
-        |counts: &mut FastMap<(u64, i64), i64>, key, (first, kept)| {
+        |counts: &mut FastMap<(u64, i64), (i64, i64)>, key, (first, kept)| {
             if first != i64::MAX {
-                *counts.entry((key, first & low)).or_insert(0) += i64::from(kept);
+                let c = counts.entry((key, first & low)).or_insert((0, 0));
+                c.0 += i64::from(kept);
+                c.1 += 1;
             }
         },
     );
     let mut parts = parts.into_iter();
     let mut total = parts.next().unwrap_or_default();
     for part in parts {
-        for (k, v) in part {
-            *total.entry(k).or_insert(0) += v;
+        for (k, (n, e)) in part {
+            let c = total.entry(k).or_insert((0, 0));
+            c.0 += n;
+            c.1 += e;
         }
     }
-    let mut columns: Vec<Vec<i64>> = (0..4).map(|_| Vec::with_capacity(total.len())).collect();
-    for ((key, m), v) in total {
+    let mut columns: Vec<Vec<i64>> = (0..5).map(|_| Vec::with_capacity(total.len())).collect();
+    for ((key, m), (n, e)) in total {
         columns[0].push((key >> 32) as i64);
         columns[1].push((key & 0xffff_ffff) as i64);
         columns[2].push(m);
-        columns[3].push(v);
+        columns[3].push(n);
+        columns[4].push(e);
     }
-    int_columns(&["tid", "pid", "modalites", "n"], columns)
+    int_columns(&["tid", "pid", "modalites", "n", "e"], columns)
 }
 
 /// A distinct ratio's records (`entite` numbered, `au_den`, `au_num`, `departement`,
@@ -724,6 +733,7 @@ mod tests {
     /// (2,2,5) (1,1,6) (2,1,6) (1,2,6); entity 2 gives (0,1,5) (2,1,5) (0,2,5) (2,2,5).
     /// DistinctAll: entity 1 counts 0 wherever its day-2 record is (2,2), (1,1), (2,1),
     /// (1,2) — those rows stay, with 0 —, entity 2 counts 1 everywhere it has a first.
+    /// The entities whose first is in a row are the distinct count's, either way.
     const D1: i32 = 20_000;
     const D2: i32 = 20_001;
 
@@ -828,34 +838,35 @@ mod tests {
             let parts = [records.slice(0, 3), records.slice(3, 4)];
             let batch = count_firsts(&placement, &records.schema(), &parts, all, threads).unwrap();
             let column = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
-            let (t, p, m, n) = (column(0), column(1), column(2), column(3));
-            let mut rows: Vec<(i64, i64, i64, i64)> = (0..batch.num_rows())
-                .map(|i| (t.value(i), p.value(i), m.value(i), n.value(i)))
+            let (t, p, m, n, e) = (column(0), column(1), column(2), column(3), column(4));
+            let mut rows: Vec<(i64, i64, i64, i64, i64)> = (0..batch.num_rows())
+                .map(|i| (t.value(i), p.value(i), m.value(i), n.value(i), e.value(i)))
                 .collect();
             rows.sort_unstable();
             rows
         };
+        // (tid, pid, modalities, counted, entities whose first is there).
         let distinct = vec![
-            (0, 0, 5, 1),
-            (0, 1, 5, 1),
-            (0, 2, 5, 2),
-            (1, 1, 6, 1),
-            (1, 2, 6, 1),
-            (2, 0, 5, 1),
-            (2, 1, 5, 1),
-            (2, 1, 6, 1),
-            (2, 2, 5, 2),
+            (0, 0, 5, 1, 1),
+            (0, 1, 5, 1, 1),
+            (0, 2, 5, 2, 2),
+            (1, 1, 6, 1, 1),
+            (1, 2, 6, 1, 1),
+            (2, 0, 5, 1, 1),
+            (2, 1, 5, 1, 1),
+            (2, 1, 6, 1, 1),
+            (2, 2, 5, 2, 2),
         ];
         let all = vec![
-            (0, 0, 5, 1),
-            (0, 1, 5, 1),
-            (0, 2, 5, 2),
-            (1, 1, 6, 0),
-            (1, 2, 6, 0),
-            (2, 0, 5, 1),
-            (2, 1, 5, 1),
-            (2, 1, 6, 0),
-            (2, 2, 5, 1),
+            (0, 0, 5, 1, 1),
+            (0, 1, 5, 1, 1),
+            (0, 2, 5, 2, 2),
+            (1, 1, 6, 0, 1),
+            (1, 2, 6, 0, 1),
+            (2, 0, 5, 1, 1),
+            (2, 1, 5, 1, 1),
+            (2, 1, 6, 0, 1),
+            (2, 2, 5, 1, 2),
         ];
         for threads in [1, 2, 3] {
             assert_eq!(counted(false, threads), distinct, "{threads} fils");

@@ -8,7 +8,8 @@
 //!   a fingerprint of the published territories and one of the configuration
 //!   (catalogue version, secrecy threshold, conventions);
 //! - `calcul/grille`: every cell of the grid before secondary suppression (primary
-//!   secret only, values not blanked), with what was published for it.
+//!   secret only, values not blanked, with the entities of a row counted only when all
+//!   their records are: [`crate::compute::EFFECTIF`]), with what was published for it.
 //!
 //! A cell is a function of its indicator's records in its period, of the period's
 //! observed days, of the published territories and of the configuration: nothing else
@@ -33,7 +34,7 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema, SchemaRef};
-use warehouse::{Lake, stats_schema};
+use warehouse::Lake;
 
 use crate::catalogue::{CATALOGUE_VERSION, Grain, Indicator};
 use crate::compute::Result;
@@ -41,7 +42,7 @@ use crate::compute::Result;
 /// The zone of the computation's state.
 const ZONE: &str = "calcul";
 /// Bumped when the fingerprints or the grid change meaning: the next compute is full.
-const STATE_FORMAT: &str = "3";
+const STATE_FORMAT: &str = "4";
 /// How many older versions of the state table are searched for the last release's.
 const STATE_HISTORY: i64 = 50;
 
@@ -72,9 +73,10 @@ pub(crate) const PUBLISHED: [&str; 5] = [
     "statut_publie",
 ];
 
-/// The grid's schema: the stats table's, then [`PUBLISHED`].
+/// The grid's schema: its rows' ([`crate::compute::grid_schema`]: the stats table's and
+/// the entities of a row), then [`PUBLISHED`].
 pub(crate) fn grille_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = stats_schema()
+    let mut fields: Vec<Field> = crate::compute::grid_schema()
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
@@ -562,7 +564,8 @@ pub(crate) async fn save(lake: &Lake, state: NewState<'_>) -> Result<()> {
     Ok(())
 }
 
-/// A grid batch (stats schema, primary secret) extended with empty published columns.
+/// A grid batch ([`crate::compute::grid_schema`], primary secret) extended with empty
+/// published columns.
 pub(crate) fn with_published_columns(raw: &RecordBatch) -> Result<RecordBatch> {
     let n = raw.num_rows();
     let mut columns = raw.columns().to_vec();
