@@ -30,8 +30,9 @@
 //! a table rewritten whole, or a table without a rule here is listed in full. The
 //! conventions' indicators (any SQL) always are.
 //!
-//! Every step reads the detail files directly ([`Lake::select_rows`]): the key columns
-//! first, the rows wanted then. Nationally, one simulated day reaches 37 032 households
+//! Every step reads the detail files directly ([`Lake::select_rows_at`]): the key columns
+//! first, the rows wanted then, both sides together — the two versions of a table share
+//! nearly all their files, each read once for both. Nationally, one simulated day reaches 37 032 households
 //! (BENCHMARKS.md), whose rows are a few percent of the detail zone's 32 million; the
 //! engine's scan would decode every column of every row of the household tables, twice.
 //! When a table cannot be read that way (partitioned, a key column of another type), the
@@ -74,81 +75,99 @@ macro_rules! direct {
     };
 }
 
-/// One side's detail zone, as read directly ([`Lake::select_rows`]): the lake, the
+/// One side's detail zone, as read directly ([`Lake::select_rows_at`]): the lake, the
 /// session over the whole zone (for the tables' schemas) and each table's Delta version.
 type Read<'a> = (&'a Lake, &'a SessionContext, &'a BTreeMap<String, i64>);
 
-/// Adds to `households` those the rewritten rows reach on one side: a household's own
+/// The conditions of a read on each side (before, after): columns and their key sets.
+type Both<T> = [T; 2];
+
+/// Adds to `households` those the rewritten rows reach on either side: a household's own
 /// rows and evaluations, a membership's household, a request's household, and the
 /// households of the requests a request link, a person (by their links and memberships),
 /// an orientation, a waiting-list entry or a stay (by its request and by its orientation's
 /// request) hang on; a stay's own household too. `chg`: each ruled table's rewritten keys
 /// (of its `id`; of the household for `menage` and `evaluation`); `has`: whether a detail
-/// table exists (a path through a missing table reaches nothing). `None` when a direct
-/// read does not apply.
+/// table exists (a path through a missing table reaches nothing). Both sides are read
+/// together (a file they share, once). `None` when a direct read does not apply.
 async fn reach(
-    side: Read<'_>,
+    sides: Both<Read<'_>>,
     chg: &BTreeMap<&str, Arc<KeySet>>,
     has: impl Fn(&str) -> bool,
     households: &mut KeySet,
 ) -> Result<Option<()>> {
     let k = |table: &str| chg.get(table).cloned();
-    // The rows of `table` (if present) whose column holds a key of its set, as the sets
-    // of the values of `out`.
-    let select = async |table: &str, out: &[&str], any: Vec<(&str, Option<Arc<KeySet>>)>| {
-        let any: Vec<(&str, Arc<KeySet>)> = any
-            .into_iter()
-            .filter_map(|(c, s)| s.map(|s| (c, s)))
-            .collect();
-        if !has(table) || any.is_empty() {
-            return Ok(Some(vec![KeySet::new(); out.len()]));
+    // The rows of `table` (if present) whose column holds a key of its set, on each side,
+    // as the sets of the values of `out`.
+    let select = async |table: &str, out: &[&str], any: Both<Vec<(&str, Option<Arc<KeySet>>)>>| {
+        let any: Both<Vec<(&str, Arc<KeySet>)>> = any.map(|any| {
+            any.into_iter()
+                .filter_map(|(c, s)| s.map(|s| (c, s)))
+                .collect()
+        });
+        if !has(table) || any.iter().all(Vec::is_empty) {
+            return Ok(Some([
+                vec![KeySet::new(); out.len()],
+                vec![KeySet::new(); out.len()],
+            ]));
         }
-        select_columns(side, table, out, &any).await
+        select_columns(sides, table, out, any).await
     };
+    let same = |any: Vec<(&'static str, Option<Arc<KeySet>>)>| [any.clone(), any];
+    let some = |set: &KeySet| (!set.is_empty()).then(|| Arc::new(set.clone()));
     let stays = direct!(select(
         "prise_en_charge",
         &["menage_id", "demande_id", "orientation_id"],
-        vec![("id", k("prise_en_charge"))],
+        same(vec![("id", k("prise_en_charge"))]),
     ));
-    let Ok([stay_households, stay_requests, stay_orientations]) = <[KeySet; 3]>::try_from(stays)
-    else {
+    let [before_stays, after_stays] = &stays;
+    if before_stays.len() != 3 || after_stays.len() != 3 {
         return Ok(None);
-    };
-    let some = |set: KeySet| (!set.is_empty()).then(|| Arc::new(set));
+    }
     let orientations = direct!(select(
         "orientation",
         &["demande_id"],
-        vec![("id", k("orientation")), ("id", some(stay_orientations))],
+        stays
+            .each_ref()
+            .map(|s| vec![("id", k("orientation")), ("id", some(&s[2]))]),
     ));
     let links = direct!(select(
         "demande_personne",
         &["demande_id"],
-        vec![
+        same(vec![
             ("id", k("demande_personne")),
             ("personne_id", k("personne")),
-        ],
+        ]),
     ));
     let waits = direct!(select(
         "liste_attente",
         &["demande_id"],
-        vec![("id", k("liste_attente"))],
+        same(vec![("id", k("liste_attente"))]),
     ));
-    let mut requests = vec![("id", k("demande")), ("id", some(stay_requests))];
-    for found in [orientations, links, waits] {
-        requests.extend(found.into_iter().map(|s| ("id", some(s))));
-    }
+    let requests: Both<Vec<(&str, Option<Arc<KeySet>>)>> = [0, 1].map(|s| {
+        let mut requests = vec![("id", k("demande")), ("id", some(&stays[s][1]))];
+        for found in [&orientations[s], &links[s], &waits[s]] {
+            requests.extend(found.iter().map(|set| ("id", some(set))));
+        }
+        requests
+    });
     let requests = direct!(select("demande", &["menage_id"], requests));
     let memberships = direct!(select(
         "menage_personne",
         &["menage_id"],
-        vec![("id", k("menage_personne")), ("personne_id", k("personne"))],
+        same(vec![
+            ("id", k("menage_personne")),
+            ("personne_id", k("personne")),
+        ]),
     ));
-    for set in requests
-        .iter()
-        .chain(&memberships)
-        .chain([&stay_households])
-    {
-        households.extend(set);
+    for s in 0..2 {
+        for set in requests[s]
+            .iter()
+            .chain(&memberships[s])
+            .chain([&stays[s][0]])
+        {
+            households.extend(set);
+        }
     }
     for own in ["menage", "evaluation"] {
         if let Some(set) = chg.get(own) {
@@ -300,7 +319,7 @@ pub(crate) async fn since(
 type Side<'a> = (&'a SessionContext, &'a BTreeMap<String, i64>);
 
 /// The changes between the two sides (before, after); `None` when a table cannot be
-/// restricted by a direct read ([`Lake::select_rows`]).
+/// restricted by a direct read ([`Lake::select_rows_at`]).
 async fn build(
     lake: &Lake,
     [(before_full, before_versions), (after_full, after_versions)]: [Side<'_>; 2],
@@ -329,15 +348,16 @@ async fn build(
     let chg: BTreeMap<&str, Arc<KeySet>> = own.iter().map(|(t, (_, s))| (*t, s.clone())).collect();
     // The households reached, from both sides.
     let started = std::time::Instant::now();
+    let both: Both<Read<'_>> = [
+        (lake, before_full, before_versions),
+        (lake, after_full, after_versions),
+    ];
     let mut households = KeySet::new();
-    for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
-        let side = (lake, full, versions);
-        if reach(side, &chg, |t| tables.contains(t), &mut households)
-            .await?
-            .is_none()
-        {
-            return Ok(None);
-        }
+    if reach(both, &chg, |t| tables.contains(t), &mut households)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
     }
     tracing::debug!(
         menages = households.len(),
@@ -350,28 +370,32 @@ async fn build(
     if !households.is_empty() && tables.contains("demande") && tables.contains("demande_personne") {
         let started = std::time::Instant::now();
         let first = Arc::new(households.clone());
-        for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
-            let side = (lake, full, versions);
-            let requests = direct!(select_keys(
-                side,
-                "demande",
-                "id",
-                ("menage_id", first.clone())
-            ));
-            let persons = direct!(select_keys(
-                side,
-                "demande_personne",
-                "personne_id",
-                ("demande_id", requests),
-            ));
-            let requests = direct!(select_keys(
-                side,
-                "demande_personne",
-                "demande_id",
-                ("personne_id", persons),
-            ));
-            let reached = direct!(select_keys(side, "demande", "menage_id", ("id", requests)));
-            households.extend(&reached);
+        let requests = direct!(select_keys(
+            both,
+            "demande",
+            "id",
+            [("menage_id", first.clone()), ("menage_id", first)]
+        ));
+        let persons = direct!(select_keys(
+            both,
+            "demande_personne",
+            "personne_id",
+            requests.map(|r| ("demande_id", r)),
+        ));
+        let requests = direct!(select_keys(
+            both,
+            "demande_personne",
+            "demande_id",
+            persons.map(|p| ("personne_id", p)),
+        ));
+        let reached = direct!(select_keys(
+            both,
+            "demande",
+            "menage_id",
+            requests.map(|r| ("id", r))
+        ));
+        for set in &reached {
+            households.extend(set);
         }
         tracing::debug!(
             menages = households.len(),
@@ -381,22 +405,23 @@ async fn build(
     }
     let count = households.len();
     let households = Arc::new(households);
-    // Each side restricted, table by table.
-    let mut sides = Vec::new();
-    for (full, versions) in [(before_full, before_versions), (after_full, after_versions)] {
-        let side = SessionContext::new_with_config_rt(full.copied_config(), full.runtime_env());
-        side.register_udaf(crate::quantiles::udaf());
-        let mut restricted: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
-        for (table, conditions) in RESTRICT {
-            if !tables.contains(*table) {
-                continue;
-            }
-            let mut any: Vec<(String, Arc<KeySet>)> = Vec::new();
+    // Both sides restricted together, table by table.
+    let fulls = [before_full, after_full];
+    let versions = [before_versions, after_versions];
+    let mut restricted: Both<BTreeMap<&str, Vec<RecordBatch>>> = Default::default();
+    let mut restricted_schemas: Both<BTreeMap<&str, arrow::datatypes::SchemaRef>> =
+        Default::default();
+    for (table, conditions) in RESTRICT {
+        if !tables.contains(*table) {
+            continue;
+        }
+        let mut any: Both<Vec<(String, Arc<KeySet>)>> = Default::default();
+        for s in 0..2 {
             for (column, set) in *conditions {
                 match set {
-                    Set::Households => any.push(((*column).to_owned(), households.clone())),
+                    Set::Households => any[s].push(((*column).to_owned(), households.clone())),
                     Set::Restricted(from, key) => {
-                        let Some(batches) = restricted.get(from) else {
+                        let Some(batches) = restricted[s].get(from) else {
                             continue;
                         };
                         let mut keys = KeySet::new();
@@ -408,40 +433,69 @@ async fn build(
                                 return Ok(None);
                             }
                         }
-                        any.push(((*column).to_owned(), Arc::new(keys)));
+                        any[s].push(((*column).to_owned(), Arc::new(keys)));
                     }
                 }
             }
             if let Some((column, set)) = own.get(table) {
-                any.push((column.clone(), set.clone()));
+                any[s].push((column.clone(), set.clone()));
             }
-            let started = std::time::Instant::now();
-            let provider = full.table_provider(*table).await?;
-            let (schema, _) = crate::compute::compact_views(provider.schema(), Vec::new())?;
-            let Some(batches) = lake
-                .select_rows(table, versions[*table], schema.clone(), &any)
-                .await?
-            else {
-                tracing::debug!(table, "lecture directe impossible : tout est relu");
-                return Ok(None);
-            };
-            tracing::debug!(
-                table,
-                lignes = batches.iter().map(|b| b.num_rows()).sum::<usize>(),
-                restriction_ms = started.elapsed().as_millis() as u64,
-                "table restreinte aux changements"
-            );
-            side.register_table(
-                *table,
-                Arc::new(MemTable::try_new(schema, vec![batches.clone()])?),
-            )?;
-            restricted.insert(table, batches);
         }
-        // Everything else as the full session has it: the offer, and the prepared
-        // tables (periods, calendar, territories) of the current session on both sides.
+        let started = std::time::Instant::now();
+        let mut schemas = Vec::with_capacity(2);
+        for full in fulls {
+            let provider = full.table_provider(*table).await?;
+            schemas.push(crate::compute::compact_views(provider.schema(), Vec::new())?.0);
+        }
+        let [before_schema, after_schema] = <[_; 2]>::try_from(schemas).expect("two sides");
+        let read = read_both(
+            lake,
+            table,
+            [before_schema.clone(), after_schema.clone()],
+            [versions[0][*table], versions[1][*table]],
+            any,
+        )
+        .await?;
+        let Some([before, after]) = read else {
+            tracing::debug!(table, "lecture directe impossible : tout est relu");
+            return Ok(None);
+        };
+        tracing::debug!(
+            table,
+            avant = before.iter().map(|b| b.num_rows()).sum::<usize>(),
+            apres = after.iter().map(|b| b.num_rows()).sum::<usize>(),
+            restriction_ms = started.elapsed().as_millis() as u64,
+            "table restreinte aux changements"
+        );
+        restricted[0].insert(table, before);
+        restricted[1].insert(table, after);
+        restricted_schemas[0].insert(table, before_schema);
+        restricted_schemas[1].insert(table, after_schema);
+    }
+    // Each side's session: the restricted tables, and everything else as the full
+    // session has it — the offer, and the prepared tables (periods, calendar,
+    // territories) of the current session on both sides.
+    let mut sides = Vec::with_capacity(2);
+    for (s, full) in fulls.into_iter().enumerate() {
+        let side = SessionContext::new_with_config_rt(full.copied_config(), full.runtime_env());
+        side.register_udaf(crate::quantiles::udaf());
         for table in tables {
-            if !restricted.contains_key(table.as_str()) {
-                side.register_table(table.as_str(), full.table_provider(table.as_str()).await?)?;
+            match (
+                restricted[s].remove(table.as_str()),
+                restricted_schemas[s].get(table.as_str()),
+            ) {
+                (Some(batches), Some(schema)) => {
+                    side.register_table(
+                        table.as_str(),
+                        Arc::new(MemTable::try_new(schema.clone(), vec![batches])?),
+                    )?;
+                }
+                _ => {
+                    side.register_table(
+                        table.as_str(),
+                        full.table_provider(table.as_str()).await?,
+                    )?;
+                }
             }
         }
         for name in crate::compute::PREPARED_TABLES {
@@ -463,51 +517,96 @@ async fn build(
 }
 
 /// The values of each column of `out` (a set per column) in the rows of `table` whose
-/// column holds a key of its set, on one side; `None` when the direct read does not apply.
+/// column holds a key of its set, on each side (its own conditions), both read together;
+/// `None` when the direct read does not apply.
 async fn select_columns(
-    (lake, full, versions): Read<'_>,
+    sides: Both<Read<'_>>,
     table: &str,
     out: &[&str],
-    any: &[(&str, Arc<KeySet>)],
-) -> Result<Option<Vec<KeySet>>> {
-    let schema = full.table_provider(table).await?.schema();
-    let mut fields = Vec::with_capacity(out.len());
-    for column in out {
-        fields.push(schema.field_with_name(column)?.clone());
+    any: Both<Vec<(&str, Arc<KeySet>)>>,
+) -> Result<Option<Both<Vec<KeySet>>>> {
+    let mut targets = Vec::with_capacity(2);
+    for (_, full, _) in sides {
+        let schema = full.table_provider(table).await?.schema();
+        let mut fields = Vec::with_capacity(out.len());
+        for column in out {
+            fields.push(schema.field_with_name(column)?.clone());
+        }
+        targets.push(crate::compute::compact_views(Arc::new(Schema::new(fields)), Vec::new())?.0);
     }
-    let (target, _) = crate::compute::compact_views(Arc::new(Schema::new(fields)), Vec::new())?;
-    let any: Vec<(String, Arc<KeySet>)> = any
-        .iter()
-        .map(|(c, s)| ((*c).to_owned(), s.clone()))
-        .collect();
-    let Some(batches) = lake
-        .select_rows(table, versions[table], target, &any)
-        .await?
+    let lake = sides[0].0;
+    let any = any.map(|any| {
+        any.iter()
+            .map(|(c, s)| ((*c).to_owned(), s.clone()))
+            .collect::<Vec<_>>()
+    });
+    let [before_target, after_target] = <[_; 2]>::try_from(targets).expect("two sides");
+    let versions = [sides[0].2[table], sides[1].2[table]];
+    let Some(read) = read_both(lake, table, [before_target, after_target], versions, any).await?
     else {
         return Ok(None);
     };
-    let mut sets = vec![KeySet::new(); out.len()];
-    for b in &batches {
-        for (set, column) in sets.iter_mut().zip(b.columns()) {
-            if !set.extend_from(column.as_ref()) {
-                return Ok(None);
+    let mut result: Both<Vec<KeySet>> = [
+        vec![KeySet::new(); out.len()],
+        vec![KeySet::new(); out.len()],
+    ];
+    for (sets, batches) in result.iter_mut().zip(&read) {
+        for b in batches {
+            for (set, column) in sets.iter_mut().zip(b.columns()) {
+                if !set.extend_from(column.as_ref()) {
+                    return Ok(None);
+                }
             }
         }
     }
-    Ok(Some(sets))
+    Ok(Some(result))
 }
 
-/// The one set of [`select_columns`] with one output column and one condition.
+/// The rows of `table` at its version on each side (before, after) with a value of one of
+/// the side's condition columns in its set, with the side's `targets` columns: one read of
+/// both versions when their columns agree ([`Lake::select_rows_at`]), else one each.
+async fn read_both(
+    lake: &Lake,
+    table: &str,
+    [before_target, after_target]: Both<arrow::datatypes::SchemaRef>,
+    [before_version, after_version]: Both<i64>,
+    [before_any, after_any]: Both<Vec<(String, Arc<KeySet>)>>,
+) -> Result<Option<Both<Vec<RecordBatch>>>> {
+    if before_target == after_target {
+        let read = lake
+            .select_rows_at(
+                table,
+                after_target,
+                &[(before_version, before_any), (after_version, after_any)],
+            )
+            .await?;
+        return Ok(read.and_then(|sides| <[_; 2]>::try_from(sides).ok()));
+    }
+    let before = lake
+        .select_rows(table, before_version, before_target, &before_any)
+        .await?;
+    let after = lake
+        .select_rows(table, after_version, after_target, &after_any)
+        .await?;
+    Ok(before.zip(after).map(|(b, a)| [b, a]))
+}
+
+/// The one set per side of [`select_columns`] with one output column and one condition.
 async fn select_keys(
-    side: Read<'_>,
+    sides: Both<Read<'_>>,
     table: &str,
     out: &str,
-    (column, set): (&str, Arc<KeySet>),
-) -> Result<Option<Arc<KeySet>>> {
-    Ok(select_columns(side, table, &[out], &[(column, set)])
-        .await?
-        .and_then(|mut sets| sets.pop())
-        .map(Arc::new))
+    conditions: Both<(&str, Arc<KeySet>)>,
+) -> Result<Option<Both<Arc<KeySet>>>> {
+    let Some([mut before, mut after]) =
+        select_columns(sides, table, &[out], conditions.map(|c| vec![c])).await?
+    else {
+        return Ok(None);
+    };
+    match (before.pop(), after.pop()) {
+        (Some(b), Some(a)) => Ok(Some([Arc::new(b), Arc::new(a)])),
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -585,7 +684,8 @@ mod tests {
         .collect();
         let reached = async |has: &dyn Fn(&str) -> bool, chg: &BTreeMap<&str, Arc<KeySet>>| {
             let mut households = KeySet::new();
-            reach((&lake, &ctx, &versions), chg, has, &mut households)
+            let side = (&lake, &ctx, &versions);
+            reach([side, side], chg, has, &mut households)
                 .await
                 .unwrap()
                 .expect("a direct read applies");

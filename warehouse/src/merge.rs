@@ -865,6 +865,42 @@ mod tests {
         assert_eq!(read(v2).await, [(7, 70), (12, 12), (55, 55), (100, 100)]);
         // Before: as that version had them.
         assert_eq!(read(v1).await, [(7, 7), (12, 12), (55, 55), (60, 60)]);
+        // Both versions at once, each with its own keys: the files they share read once,
+        // each side keeping its own rows (its vector, its files, its keys).
+        // A side without keys selects nothing.
+        let sides = [
+            (
+                v1,
+                vec![("id".to_owned(), Arc::new(KeySet::of_ints([7, 60, 99])))],
+            ),
+            (
+                v2,
+                vec![("id".to_owned(), Arc::new(KeySet::of_ints([7, 60, 100])))],
+            ),
+            (v2, Vec::new()),
+        ];
+        let both = lake
+            .select_rows_at("i", target.clone(), &sides)
+            .await
+            .unwrap()
+            .expect("a direct read applies");
+        let rows_of = |batches: &[RecordBatch]| {
+            let mut rows: Vec<(i64, i64)> = Vec::new();
+            for b in batches {
+                let (id, n) = (column_of(b, "id"), column_of(b, "n"));
+                let (id, n) = (
+                    id.as_primitive::<Int64Type>(),
+                    n.as_primitive::<Int64Type>(),
+                );
+                rows.extend((0..b.num_rows()).map(|i| (id.value(i), n.value(i))));
+            }
+            rows.sort_unstable();
+            rows
+        };
+        assert_eq!(both.len(), 3);
+        assert!(both[2].is_empty());
+        assert_eq!(rows_of(&both[0]), [(7, 7), (60, 60), (99, 99)]);
+        assert_eq!(rows_of(&both[1]), [(7, 70), (100, 100)]);
         // A condition on a column the files lack: the direct read does not apply.
         let missing = [("x".to_owned(), Arc::new(KeySet::of_ints([1])))];
         assert!(
