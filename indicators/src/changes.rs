@@ -232,6 +232,9 @@ pub(crate) struct Changes {
     pub after: SessionContext,
     /// Detail tables an indicator must not read to be listed from the changes.
     pub unusable: BTreeSet<String>,
+    /// Detail tables the same on both sides: read whole (not restricted) and rewritten by
+    /// no run since the last release.
+    pub identical: BTreeSet<String>,
     /// Every detail table.
     pub tables: BTreeSet<String>,
     /// Households reached.
@@ -247,6 +250,14 @@ impl Changes {
         }
         let read = tables_read(sql, &self.tables);
         !read.is_empty() && read.iter().all(|t| !self.unusable.contains(*t))
+    }
+
+    /// Whether every table `sql` reads is the same on both sides ([`Changes::identical`]):
+    /// its records are then too (the prepared tables — periods, calendar, territories —
+    /// are the current session's on both sides), and they move nothing.
+    pub fn identical_for(&self, sql: &str) -> bool {
+        let read = tables_read(sql, &self.tables);
+        !read.is_empty() && read.iter().all(|t| self.identical.contains(*t))
     }
 }
 
@@ -507,10 +518,20 @@ async fn build(
     }
     let after = sides.pop().expect("two sides");
     let before = sides.pop().expect("two sides");
+    let identical = tables
+        .iter()
+        .filter(|t| {
+            !RESTRICT.iter().any(|(r, _)| r == t)
+                && !keys.whole.contains(*t)
+                && !keys.keys.contains_key(*t)
+        })
+        .cloned()
+        .collect();
     Ok(Some(Changes {
         before,
         after,
         unusable,
+        identical,
         tables: tables.clone(),
         households: count,
     }))

@@ -405,8 +405,19 @@ async fn compute_grid(
         let (schema, records, indicator_prints, selected, listed) = match from_changes {
             Some((changed, old)) => {
                 let started = std::time::Instant::now();
-                let (side_schema, before) = list_records(&changed.before, indicator).await?;
-                let (_, after) = list_records(&changed.after, indicator).await?;
+                let (side_schema, before, after) = if changed.identical_for(&sql) {
+                    // Every table it reads is the same on both sides: so are its records,
+                    // which move nothing.
+                    (
+                        records_schema(&changed.after, indicator).await?,
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                } else {
+                    let (side_schema, before) = list_records(&changed.before, indicator).await?;
+                    let (_, after) = list_records(&changed.after, indicator).await?;
+                    (side_schema, before, after)
+                };
                 let mut indicator_prints = crate::incremental::apply_difference(
                     old,
                     &crate::incremental::fingerprints(indicator.grain, &before)?,
@@ -1103,6 +1114,20 @@ pub async fn list_records(
     indicator: &Indicator,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     list_sql(ctx, indicator, &resolved_sql(indicator)).await
+}
+
+/// The schema of the records [`list_records`] gives, without listing them.
+async fn records_schema(
+    ctx: &SessionContext,
+    indicator: &Indicator,
+) -> Result<arrow::datatypes::SchemaRef> {
+    let failed = |source: datafusion::error::DataFusionError| ComputeError::Indicator {
+        indicator: indicator.code,
+        source: Box::new(source),
+    };
+    let frame = ctx.sql(&resolved_sql(indicator)).await.map_err(failed)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    Ok(compact_views(schema, Vec::new())?.0)
 }
 
 /// [`list_records`] by a given SQL (the indicator's, possibly restricted).
