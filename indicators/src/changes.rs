@@ -45,7 +45,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use warehouse::{KeySet, Lake, RunKeys, RunManifest};
+use warehouse::{Conditions, KeySet, Lake, RunKeys, RunManifest};
 
 use crate::catalogue::Indicator;
 use crate::compute::Result;
@@ -79,8 +79,12 @@ macro_rules! direct {
 /// session over the whole zone (for the tables' schemas) and each table's Delta version.
 type Read<'a> = (&'a Lake, &'a SessionContext, &'a BTreeMap<String, i64>);
 
-/// The conditions of a read on each side (before, after): columns and their key sets.
+/// A pair of anything, one per side (before, after).
 type Both<T> = [T; 2];
+
+/// A read's conditions as [`reach`] builds them: a column with no keys to look for
+/// (`None`) is left out.
+type Optional<'a> = Vec<(&'a str, Option<Arc<KeySet>>)>;
 
 /// Adds to `households` those the rewritten rows reach on either side: a household's own
 /// rows and evaluations, a membership's household, a request's household, and the
@@ -99,7 +103,7 @@ async fn reach(
     let k = |table: &str| chg.get(table).cloned();
     // The rows of `table` (if present) whose column holds a key of its set, on each side,
     // as the sets of the values of `out`.
-    let select = async |table: &str, out: &[&str], any: Both<Vec<(&str, Option<Arc<KeySet>>)>>| {
+    let select = async |table: &str, out: &[&str], any: Both<Optional<'_>>| {
         let any: Both<Vec<(&str, Arc<KeySet>)>> = any.map(|any| {
             any.into_iter()
                 .filter_map(|(c, s)| s.map(|s| (c, s)))
@@ -144,7 +148,7 @@ async fn reach(
         &["demande_id"],
         same(vec![("id", k("liste_attente"))]),
     ));
-    let requests: Both<Vec<(&str, Option<Arc<KeySet>>)>> = [0, 1].map(|s| {
+    let requests: Both<Optional<'_>> = [0, 1].map(|s| {
         let mut requests = vec![("id", k("demande")), ("id", some(&stays[s][1]))];
         for found in [&orientations[s], &links[s], &waits[s]] {
             requests.extend(found.iter().map(|set| ("id", some(set))));
@@ -426,7 +430,7 @@ async fn build(
         if !tables.contains(*table) {
             continue;
         }
-        let mut any: Both<Vec<(String, Arc<KeySet>)>> = Default::default();
+        let mut any: Both<Conditions> = Default::default();
         for s in 0..2 {
             for (column, set) in *conditions {
                 match set {
@@ -591,7 +595,7 @@ async fn read_both(
     table: &str,
     [before_target, after_target]: Both<arrow::datatypes::SchemaRef>,
     [before_version, after_version]: Both<i64>,
-    [before_any, after_any]: Both<Vec<(String, Arc<KeySet>)>>,
+    [before_any, after_any]: Both<Conditions>,
 ) -> Result<Option<Both<Vec<RecordBatch>>>> {
     if before_target == after_target {
         let read = lake

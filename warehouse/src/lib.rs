@@ -32,7 +32,7 @@ use url::Url;
 
 pub use deltalake::DeltaTable;
 pub use retention::VacuumedTable;
-pub use select::KeySet;
+pub use select::{Conditions, KeySet};
 pub use stats::{STATS_COLUMNS, stats_schema};
 
 #[derive(Debug, thiserror::Error)]

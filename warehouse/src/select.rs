@@ -136,6 +136,10 @@ impl KeySet {
     }
 }
 
+/// The conditions of a read: columns, each with the set of keys its rows must hold (any
+/// one of them).
+pub type Conditions = Vec<(String, Arc<KeySet>)>;
+
 /// One row group to read: its file's bytes and metadata, its index, and for each side the
 /// positions (within the row group) its file's deletion vector deletes there — `None`
 /// when the file is not in that side's version.
@@ -168,7 +172,7 @@ fn is_key_type(data_type: &DataType) -> bool {
 /// columns of the rows some side wants, once.
 fn read_part(
     part: Part,
-    sides: &[Vec<(String, Arc<KeySet>)>],
+    sides: &[Conditions],
     target: &SchemaRef,
 ) -> std::result::Result<Vec<Vec<RecordBatch>>, Skip> {
     let failed = |e: &dyn std::fmt::Display| Skip::Failed(e.to_string());
@@ -342,10 +346,10 @@ impl Lake {
         &self,
         name: &str,
         target: SchemaRef,
-        sides: &[(i64, Vec<(String, Arc<KeySet>)>)],
+        sides: &[(i64, Conditions)],
     ) -> Result<Option<Vec<Vec<RecordBatch>>>> {
         let label = format!("detail/{name}");
-        let conditions: Vec<Vec<(String, Arc<KeySet>)>> = sides
+        let conditions: Vec<Conditions> = sides
             .iter()
             .map(|(_, any)| any.iter().filter(|(_, s)| !s.is_empty()).cloned().collect())
             .collect();
