@@ -840,6 +840,20 @@ mod tests {
             ),
             ("n".to_owned(), Arc::new(KeySet::of_ints([12]))),
         ];
+        // The (id, n) of the rows read, sorted.
+        let rows_of = |batches: &[RecordBatch]| {
+            let mut rows: Vec<(i64, i64)> = Vec::new();
+            for b in batches {
+                let (id, n) = (column_of(b, "id"), column_of(b, "n"));
+                let (id, n) = (
+                    id.as_primitive::<Int64Type>(),
+                    n.as_primitive::<Int64Type>(),
+                );
+                rows.extend((0..b.num_rows()).map(|i| (id.value(i), n.value(i))));
+            }
+            rows.sort_unstable();
+            rows
+        };
         let read = |version: i64| {
             let (lake, target, any) = (&lake, target.clone(), &any);
             async move {
@@ -848,17 +862,7 @@ mod tests {
                     .await
                     .unwrap()
                     .expect("a direct read applies");
-                let mut rows = Vec::new();
-                for b in &batches {
-                    let (id, n) = (column_of(b, "id"), column_of(b, "n"));
-                    let (id, n) = (
-                        id.as_primitive::<Int64Type>(),
-                        n.as_primitive::<Int64Type>(),
-                    );
-                    rows.extend((0..b.num_rows()).map(|i| (id.value(i), n.value(i))));
-                }
-                rows.sort_unstable();
-                rows
+                rows_of(&batches)
             }
         };
         // After: the replaced 7 and the deleted 60 are gone, the new rows are read.
@@ -884,19 +888,6 @@ mod tests {
             .await
             .unwrap()
             .expect("a direct read applies");
-        let rows_of = |batches: &[RecordBatch]| {
-            let mut rows: Vec<(i64, i64)> = Vec::new();
-            for b in batches {
-                let (id, n) = (column_of(b, "id"), column_of(b, "n"));
-                let (id, n) = (
-                    id.as_primitive::<Int64Type>(),
-                    n.as_primitive::<Int64Type>(),
-                );
-                rows.extend((0..b.num_rows()).map(|i| (id.value(i), n.value(i))));
-            }
-            rows.sort_unstable();
-            rows
-        };
         assert_eq!(both.len(), 3);
         assert!(both[2].is_empty());
         assert_eq!(rows_of(&both[0]), [(7, 7), (60, 60), (99, 99)]);
