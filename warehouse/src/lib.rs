@@ -535,6 +535,102 @@ impl Lake {
         self.commit(zone, name, batch, SaveMode::Append).await
     }
 
+    /// Replaces a table partitioned by the text column `column` with `whole`, writing
+    /// only the partitions named in `touched` (one Delta commit: their files removed,
+    /// `whole`'s rows of those values added); the other partitions' files stay as they
+    /// are, so the caller promises their rows are `whole`'s. `touched: None`, a missing
+    /// table or one partitioned otherwise (written by an earlier version of the
+    /// program): the whole table is rewritten, partitioned by `column`. Returns the
+    /// table's version (unchanged when nothing is touched).
+    pub async fn replace_partitions(
+        &self,
+        zone: &str,
+        name: &str,
+        column: &str,
+        whole: RecordBatch,
+        touched: Option<&std::collections::HashSet<String>>,
+    ) -> Result<i64> {
+        let label = format!("{zone}/{name}");
+        let current = self.open(zone, name, None).await?;
+        let partitioned = current.as_ref().is_some_and(|t| {
+            t.snapshot().is_ok_and(|s| {
+                let columns = s.metadata().partition_columns();
+                columns.iter().map(String::as_str).eq([column])
+            })
+        });
+        let url = self.table_url(zone, name)?;
+        let (table, touched) = match (current, touched) {
+            (Some(table), Some(touched)) if partitioned => (table, touched),
+            (current, _) => {
+                let table = match current {
+                    Some(t) => t,
+                    None => deltalake::DeltaTableBuilder::from_url(url)
+                        .and_then(|b| b.build())
+                        .map_err(delta(&label))?,
+                };
+                let table = table
+                    .write(vec![whole])
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+                    .with_partition_columns([column])
+                    .with_table_name(name)
+                    .await
+                    .map_err(delta(&label))?;
+                return Ok(table.version().map_or(0, |v| v as i64));
+            }
+        };
+        if touched.is_empty() {
+            return Ok(table.version().map_or(0, |v| v as i64));
+        }
+        let values = whole
+            .column_by_name(column)
+            .ok_or_else(|| WarehouseError::Merge {
+                table: label.clone(),
+                reason: format!("colonne de partition {column} absente"),
+            })?;
+        let values = arrow::compute::cast(values, &arrow::datatypes::DataType::Utf8)?;
+        let values = values.as_any().downcast_ref::<arrow::array::StringArray>();
+        let values = values.expect("cast to Utf8");
+        // Rows of one value mostly follow each other: the last answer serves a run. A
+        // null value is in no partition listed.
+        use arrow::array::Array;
+        let mut last: Option<(&str, bool)> = None;
+        let keep: arrow::array::BooleanArray = (0..whole.num_rows())
+            .map(|i| {
+                if values.is_null(i) {
+                    return Some(false);
+                }
+                let v = values.value(i);
+                Some(match last {
+                    Some((l, k)) if l == v => k,
+                    _ => {
+                        let k = touched.contains(v);
+                        last = Some((v, k));
+                        k
+                    }
+                })
+            })
+            .collect();
+        let rows = arrow::compute::filter_record_batch(&whole, &keep)?;
+        let mut listed: Vec<&String> = touched.iter().collect();
+        listed.sort();
+        let predicate = datafusion::prelude::col(column).in_list(
+            listed
+                .into_iter()
+                .map(|v| datafusion::prelude::lit(v.as_str()))
+                .collect(),
+            false,
+        );
+        let table = table
+            .write(vec![rows])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate)
+            .with_table_name(name)
+            .await
+            .map_err(delta(&label))?;
+        Ok(table.version().map_or(0, |v| v as i64))
+    }
+
     async fn commit(
         &self,
         zone: &str,
@@ -953,5 +1049,134 @@ mod tests {
         assert!(has_commit(&path));
         let table = lake.open("detail", "t", None).await.unwrap().unwrap();
         assert_eq!(table.version(), Some(0));
+    }
+
+    fn periods(rows: &[(&str, i64)]) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "periode",
+                Arc::new(arrow::array::StringArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )) as arrow::array::ArrayRef,
+            ),
+            (
+                "n",
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+            ),
+        ])
+        .unwrap()
+    }
+
+    async fn rows_and_files(lake: &Lake) -> (Vec<(String, i64)>, Vec<String>) {
+        let table = lake.open("calcul", "g", None).await.unwrap().unwrap();
+        let ctx = new_session();
+        lake.register(&ctx, "g", &table).await.unwrap();
+        let batches = ctx
+            .sql("SELECT periode, n FROM g ORDER BY 1, 2")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in &batches {
+            use arrow::array::AsArray;
+            let p = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+            let p = p.as_string::<i32>();
+            let n = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                rows.push((p.value(i).to_owned(), n.value(i)));
+            }
+        }
+        let mut files: Vec<String> = table.get_file_uris().unwrap().collect();
+        files.sort();
+        (rows, files)
+    }
+
+    #[tokio::test]
+    async fn only_the_touched_partitions_are_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let owned = |r: &[(&str, i64)]| -> Vec<(String, i64)> {
+            r.iter().map(|(p, n)| (p.to_string(), *n)).collect()
+        };
+        // A table written by an earlier version of the program, not partitioned: the
+        // first replacement rewrites it whole, partitioned, whatever it is told.
+        lake.overwrite("calcul", "g", periods(&[("2025-01", 1), ("2025-02", 2)]))
+            .await
+            .unwrap();
+        let first = [
+            ("2025-01", 1),
+            ("2025-02", 2),
+            ("2025-03", 3),
+            ("2025-03", 4),
+        ];
+        let only_march: std::collections::HashSet<String> = ["2025-03".to_owned()].into();
+        let v = lake
+            .replace_partitions("calcul", "g", "periode", periods(&first), Some(&only_march))
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        let (rows, before) = rows_and_files(&lake).await;
+        assert_eq!(rows, owned(&first));
+        assert_eq!(before.len(), 3, "{before:?}");
+        assert!(
+            before.iter().all(|f| f.contains("periode=2025-0")),
+            "{before:?}"
+        );
+        // February changes, March empties, April appears; January is not touched: its
+        // file stays, and a row the caller wrongly changed there is not written.
+        let second = [("2025-01", 10), ("2025-02", 20), ("2025-04", 5)];
+        let touched: std::collections::HashSet<String> = ["2025-02", "2025-03", "2025-04"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let v = lake
+            .replace_partitions("calcul", "g", "periode", periods(&second), Some(&touched))
+            .await
+            .unwrap();
+        assert_eq!(v, 2);
+        let (rows, after) = rows_and_files(&lake).await;
+        assert_eq!(
+            rows,
+            owned(&[("2025-01", 1), ("2025-02", 20), ("2025-04", 5)])
+        );
+        let january = |files: &[String]| -> Vec<String> {
+            files
+                .iter()
+                .filter(|f| f.contains("periode=2025-01"))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(january(&after), january(&before));
+        assert_eq!(after.len(), 3, "{after:?}");
+        assert!(!after.iter().any(|f| f.contains("periode=2025-03")));
+        // Nothing touched: no commit. The version before stays readable.
+        let none = std::collections::HashSet::new();
+        let v = lake
+            .replace_partitions("calcul", "g", "periode", periods(&second), Some(&none))
+            .await
+            .unwrap();
+        assert_eq!(v, 2);
+        let old = lake.open("calcul", "g", Some(1)).await.unwrap().unwrap();
+        let ctx = new_session();
+        lake.register(&ctx, "g", &old).await.unwrap();
+        let n = ctx
+            .sql("SELECT n FROM g")
+            .await
+            .unwrap()
+            .count()
+            .await
+            .unwrap();
+        assert_eq!(n, 4);
+        // Told nothing: the whole table is rewritten.
+        let v = lake
+            .replace_partitions("calcul", "g", "periode", periods(&first), None)
+            .await
+            .unwrap();
+        assert_eq!(v, 3);
+        assert_eq!(rows_and_files(&lake).await.0, owned(&first));
     }
 }
