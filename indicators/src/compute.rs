@@ -1779,10 +1779,7 @@ pub async fn publish_as(
                             .collect::<Vec<_>>(),
                     );
                     let kept = filter_record_batch(&s.grille, &keep_old)?;
-                    Some((
-                        concat_batches(&inc::grille_schema(), [&kept, &revised])?,
-                        None,
-                    ))
+                    Some(concat_batches(&inc::grille_schema(), [&kept, &revised])?)
                 }
                 None => None,
             };
@@ -1804,7 +1801,6 @@ pub async fn publish_as(
                 .collect();
             // Cells kept from the last release, then the recomputed ones.
             let started = std::time::Instant::now();
-            let converter = key_converter()?;
             let (kept, not_carried) = match &state {
                 Some(s) => {
                     let g = &s.grille;
@@ -1829,29 +1825,24 @@ pub async fn publish_as(
                         })
                         .collect();
                     // In the last grid's order, for the retractions' pass over them.
-                    let not_carried: Vec<u32> = (0..g.num_rows())
+                    let key_of = RowKeys::of(g)?;
+                    let not_carried: Vec<(usize, String)> = (0..g.num_rows())
                         .filter(|i| !keep[*i])
-                        .map(|i| i as u32)
+                        .map(|i| (i, key_of.key(i)))
                         .collect();
-                    let at = arrow::array::UInt32Array::from(not_carried.clone());
-                    let keys = key_rows(&converter, g, Some(&at))?;
                     (
                         filter_record_batch(g, &BooleanArray::from(keep))?,
-                        Some((not_carried, keys)),
+                        Some(not_carried),
                     )
                 }
                 None => (RecordBatch::new_empty(inc::grille_schema()), None),
             };
-            let old_index: Option<FastMap<&[u8], u32>> =
-                not_carried.as_ref().map(|(rows, keys)| {
-                    keys.iter()
-                        .map(|k| k.data())
-                        .zip(rows.iter().copied())
-                        .collect()
-                });
+            let old_index: Option<HashMap<&str, usize>> = not_carried
+                .as_ref()
+                .map(|cells| cells.iter().map(|(i, k)| (k.as_str(), *i)).collect());
             let carried = kept.num_rows();
             let fresh = inc::with_published_columns(&grid.rows)?;
-            let fresh_keys = key_rows(&converter, &fresh, None)?;
+            let fresh_keys = row_keys(&fresh)?;
             let all = concat_batches(&inc::grille_schema(), [&kept, &fresh])?;
             let raw = inc::conform_to(&all, &stats_schema())?;
             tracing::debug!(
@@ -1883,8 +1874,8 @@ pub async fn publish_as(
                         .map(|k| {
                             old_index
                                 .as_ref()
-                                .and_then(|index| index.get(k.data()))
-                                .copied()
+                                .and_then(|index| index.get(k.as_str()))
+                                .map(|&j| j as u32)
                         })
                         .collect();
                     let old = published_columns(&s.grille, inc::PUBLISHED)?;
@@ -1928,7 +1919,7 @@ pub async fn publish_as(
             rows = RecordBatch::try_new(rows.schema(), columns)?;
             let gone = match (&state, &not_carried) {
                 (Some(s), Some(not_carried)) => {
-                    let present: FastSet<&[u8]> = fresh_keys.iter().map(|k| k.data()).collect();
+                    let present: HashSet<&str> = fresh_keys.iter().map(String::as_str).collect();
                     grille_retractions(
                         &s.grille,
                         not_carried,
@@ -1943,36 +1934,8 @@ pub async fn publish_as(
                 _ => retractions(lake, &rows, version, &options.conventions).await?,
             };
             rows = concat_batches(&rows.schema(), [&rows, &gone])?;
-            // The periods whose cells differ from the last grid's: those of the cells
-            // not carried (recomputed, or gone) and of the fresh ones, and those where
-            // a carried cell shows something new. A carried cell that shows the same
-            // is the last grid's row, unchanged.
-            let touched = match (&state, &not_carried) {
-                (Some(s), Some((not_carried, _))) => {
-                    let old = text_column(&s.grille, "periode")?;
-                    let now = text_column(&all, "periode")?;
-                    let fresh_rows = carried..all.num_rows();
-                    let published = (0..carried).filter(|&i| publish.value(i));
-                    let listed = not_carried
-                        .iter()
-                        .map(|&i| old.value(i as usize))
-                        .chain(published.chain(fresh_rows).map(|i| now.value(i)));
-                    // A period's cells mostly follow each other: one insertion a run.
-                    let mut periods: HashSet<&str> = HashSet::new();
-                    let mut last = None;
-                    for p in listed {
-                        if last != Some(p) {
-                            periods.insert(p);
-                            last = Some(p);
-                        }
-                    }
-                    let periods: HashSet<String> = periods.into_iter().map(str::to_owned).collect();
-                    Some((s.grille_version, periods))
-                }
-                _ => None,
-            };
             let cells = new_grille.num_rows();
-            (rows, Some((new_grille, touched)), cells)
+            (rows, Some(new_grille), cells)
         }
     };
     let secret_rows = rows
@@ -1981,20 +1944,10 @@ pub async fn publish_as(
         .map_or(0, |b| b.true_count());
     let n = rows.num_rows();
     let started = std::time::Instant::now();
-    // The release's rows and the state are written side by side (each Delta write
-    // encodes on its own tasks); the release is recorded once both are, so that a
-    // compute stopped before has published nothing (its rows are orphans, removed by
-    // the next one, and no state names its number).
-    let published = async {
-        if n > 0 {
-            lake.append("stats", "indicateurs", rows).await?;
-        }
-        Ok::<_, ComputeError>(())
-    };
-    let state_written = async {
-        let Some((grille, touched)) = new_grille else {
-            return Ok(());
-        };
+    if n > 0 {
+        lake.append("stats", "indicateurs", rows).await?;
+    }
+    if let Some(grille) = new_grille {
         let (run, config, publies, periods) = match (publication, &state) {
             (Publication::Revision { .. }, Some(s)) => {
                 (s.run, s.config, s.publies, s.periods.clone())
@@ -2028,12 +1981,10 @@ pub async fn publish_as(
                 periods: &periods,
                 prints: &prints,
                 grille,
-                touched,
             },
         )
-        .await
-    };
-    futures::try_join!(published, state_written)?;
+        .await?;
+    }
     tracing::debug!(
         ecriture_ms = started.elapsed().as_millis() as u64,
         "publication et état écrits"
@@ -2151,41 +2102,6 @@ impl RowKeys {
 }
 
 use warehouse::stats::STATS_KEY as KEY_COLUMNS;
-
-/// Hash maps and sets keyed by cell keys (millions nationally): foldhash.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
-
-/// Turns key columns into Arrow's row format: one byte string per row, equal when the
-/// keys are — hashed and compared as one slice, without a `String` per cell.
-fn key_converter() -> Result<arrow::row::RowConverter> {
-    Ok(arrow::row::RowConverter::new(
-        KEY_COLUMNS
-            .iter()
-            .map(|_| arrow::row::SortField::new(DataType::Utf8))
-            .collect(),
-    )?)
-}
-
-/// The keys ([`KEY_COLUMNS`]) of `batch`'s rows `at` (all when `None`), by `converter`
-/// ([`key_converter`]).
-fn key_rows(
-    converter: &arrow::row::RowConverter,
-    batch: &RecordBatch,
-    at: Option<&arrow::array::UInt32Array>,
-) -> Result<arrow::row::Rows> {
-    let columns = KEY_COLUMNS
-        .iter()
-        .map(|n| {
-            let c: ArrayRef = Arc::new(text_column(batch, n)?);
-            Ok(match at {
-                Some(at) => arrow::compute::take(c.as_ref(), at, None)?,
-                None => c,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(converter.convert_columns(&columns)?)
-}
 
 /// A column of a batch as text, or an error naming it.
 fn text_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
@@ -2334,14 +2250,13 @@ fn set_published(grille: &RecordBatch, rows: &RecordBatch) -> Result<RecordBatch
 /// The cells of the last release's grid that a recomputed period no longer has (a
 /// modality whose last records were purged, a territory left without any): published
 /// again with what they now hold — no record: a count of 0, a ratio or a quantile
-/// undefined. `not_carried`: the last grid's rows not carried over, the only ones a
-/// retraction can be, and their keys ([`key_rows`]); `present`: the keys of the cells
-/// recomputed.
+/// undefined. `not_carried`: the last grid's rows (and keys) not carried over, the only
+/// ones a retraction can be; `present`: the keys of the cells recomputed.
 #[allow(clippy::too_many_arguments)]
 fn grille_retractions(
     grille: &RecordBatch,
-    (not_carried, keys): &(Vec<u32>, arrow::row::Rows),
-    present: &FastSet<&[u8]>,
+    not_carried: &[(usize, String)],
+    present: &HashSet<&str>,
     recomputed: &HashSet<(&str, &str, &str)>,
     known: &HashSet<&str>,
     current_periods: &HashSet<(&str, &str)>,
@@ -2351,9 +2266,9 @@ fn grille_retractions(
     let text = |name: &str| text_column(grille, name);
     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
     let mut take = vec![false; grille.num_rows()];
-    for (j, &i) in not_carried.iter().enumerate() {
-        let i = i as usize;
-        take[i] = !present.contains(keys.row(j).data())
+    for (i, key) in not_carried {
+        let i = *i;
+        take[i] = !present.contains(key.as_str())
             && known.contains(ind.value(i))
             && current_periods.contains(&(pas.value(i), per.value(i)))
             && recomputed.contains(&(ind.value(i), pas.value(i), per.value(i)));

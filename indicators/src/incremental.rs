@@ -25,7 +25,7 @@
 //! an untrusted newer state, and older Delta versions of the table are searched);
 //! without it, everything is recomputed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::Arc;
 
@@ -62,8 +62,6 @@ pub(crate) struct State {
     pub prints: HashMap<String, Prints>,
     /// The grid: stats columns (raw) + the published columns.
     pub grille: RecordBatch,
-    /// The version of the grid's table `grille` was read from.
-    pub grille_version: i64,
 }
 
 /// The published columns the grid keeps beside the raw ones.
@@ -433,7 +431,6 @@ async fn read_state(lake: &Lake, expected: i64) -> Result<Option<State>> {
             periods: HashMap::new(),
             prints: HashMap::new(),
             grille: RecordBatch::new_empty(grille_schema()),
-            grille_version: -1,
         };
         let mut grille_version = None;
         for b in &batches {
@@ -472,7 +469,6 @@ async fn read_state(lake: &Lake, expected: i64) -> Result<Option<State>> {
         let Some(grille) = lake.open(ZONE, "grille", Some(gv)).await? else {
             return Ok(None);
         };
-        state.grille_version = gv;
         let started = std::time::Instant::now();
         let ctx = warehouse::new_session();
         lake.register(&ctx, "grille", &grille).await?;
@@ -521,33 +517,11 @@ pub(crate) struct NewState<'a> {
     pub periods: &'a HashMap<(String, String), (i32, i32)>,
     pub prints: &'a HashMap<String, Prints>,
     pub grille: RecordBatch,
-    /// The periods whose cells differ from the last grid's, and the version of the
-    /// grid's table that last grid was read from; `None`: the grid is written whole.
-    pub touched: Option<(i64, HashSet<String>)>,
 }
-
-/// The column the grid's table is partitioned by: a release rewrites only the periods
-/// whose cells changed (an incremental compute a few of the 230 a national lake has).
-const GRILLE_PARTITION: &str = "periode";
 
 /// Writes a release's state: the grid first, then the fingerprints naming its version.
 pub(crate) async fn save(lake: &Lake, state: NewState<'_>) -> Result<()> {
-    // The periods left alone keep their files only if they are the grid read: a compute
-    // stopped between its grid and its fingerprints left a grid no state names.
-    let latest = match &state.touched {
-        Some(_) => lake
-            .open(ZONE, "grille", None)
-            .await?
-            .and_then(|t| t.version()),
-        None => None,
-    };
-    let touched = match &state.touched {
-        Some((read, periods)) if latest == Some(*read as _) => Some(periods),
-        _ => None,
-    };
-    let grille_version = lake
-        .replace_partitions(ZONE, "grille", GRILLE_PARTITION, state.grille, touched)
-        .await?;
+    let grille_version = lake.overwrite(ZONE, "grille", state.grille).await?;
     let (mut ind, mut cle, mut fp, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut push = |i: &str, c: String, f: i64, l: i64| {
         ind.push(i.to_owned());
@@ -804,7 +778,6 @@ mod tests {
                 .collect(),
             prints: HashMap::from([(indicator.id.to_owned(), old)]),
             grille: RecordBatch::new_empty(grille_schema()),
-            grille_version: 0,
         };
         assert_eq!(
             dirty_periods(indicator, &periods, Some(&state), &new),
@@ -831,102 +804,6 @@ mod tests {
         assert_eq!(
             dirty_periods(indicator, &periods, Some(&state), &same),
             [true, true, true]
-        );
-    }
-
-    /// A grid of one cell per period, every number `value`.
-    fn grid_of(periods: &[&str], value: f64) -> RecordBatch {
-        use arrow::array::new_null_array;
-        let n = periods.len();
-        let schema = grille_schema();
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| -> ArrayRef {
-                match (f.name().as_str(), f.data_type()) {
-                    ("periode", _) => Arc::new(StringArray::from(periods.to_vec())),
-                    (_, DataType::Utf8) => Arc::new(StringArray::from(vec!["U01"; n])),
-                    (_, DataType::Date32) => Arc::new(Date32Array::from(vec![0; n])),
-                    (_, DataType::Float64) => Arc::new(Float64Array::from(vec![value; n])),
-                    (_, DataType::Boolean) => Arc::new(BooleanArray::from(vec![false; n])),
-                    (_, DataType::Int64) => Arc::new(Int64Array::from(vec![0; n])),
-                    (_, t) => new_null_array(t, n),
-                }
-            })
-            .collect();
-        RecordBatch::try_new(schema, columns).unwrap()
-    }
-
-    /// (periode, valeur) of a state's grid, sorted.
-    fn cells(state: &State) -> Vec<(String, f64)> {
-        let g = &state.grille;
-        let periode = g.column_by_name("periode").unwrap().as_string::<i32>();
-        let valeur = g
-            .column_by_name("valeur")
-            .unwrap()
-            .as_primitive::<arrow::datatypes::Float64Type>();
-        let mut out: Vec<(String, f64)> = (0..g.num_rows())
-            .map(|i| (periode.value(i).to_owned(), valeur.value(i)))
-            .collect();
-        out.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        out
-    }
-
-    #[tokio::test]
-    async fn a_state_rewrites_only_its_touched_periods_of_the_grid_it_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::new(dir.path());
-        let (periods, prints) = (HashMap::new(), HashMap::new());
-        let state = |version: i64, grille: RecordBatch, touched| NewState {
-            version,
-            run: 1,
-            config: 7,
-            publies: 3,
-            periods: &periods,
-            prints: &prints,
-            grille,
-            touched,
-        };
-        let both = ["2025-01", "2025-02"];
-        save(&lake, state(1, grid_of(&both, 1.0), None))
-            .await
-            .unwrap();
-        let first = load(&lake, 1).await.unwrap().unwrap();
-        assert_eq!(
-            cells(&first),
-            [("2025-01".into(), 1.0), ("2025-02".into(), 1.0)]
-        );
-        // Only February is said to differ: January's cells stay as the grid read has
-        // them (the caller vouches they are the same).
-        let february: HashSet<String> = ["2025-02".to_owned()].into();
-        let read = first.grille_version;
-        let touched = Some((read, february.clone()));
-        save(&lake, state(2, grid_of(&both, 2.0), touched))
-            .await
-            .unwrap();
-        let second = load(&lake, 2).await.unwrap().unwrap();
-        assert_eq!(
-            cells(&second),
-            [("2025-01".into(), 1.0), ("2025-02".into(), 2.0)]
-        );
-        assert!(second.grille_version > read);
-        // Told against a grid that is no longer the latest (a compute stopped after
-        // its grid): the grid is written whole.
-        let stale = Some((read, february));
-        save(&lake, state(3, grid_of(&both, 3.0), stale))
-            .await
-            .unwrap();
-        let third = load(&lake, 3).await.unwrap().unwrap();
-        assert_eq!(
-            cells(&third),
-            [("2025-01".into(), 3.0), ("2025-02".into(), 3.0)]
-        );
-        // The state before stays readable as it was (its fingerprints name its grid's
-        // version).
-        let again = load(&lake, 2).await.unwrap().unwrap();
-        assert_eq!(
-            cells(&again),
-            [("2025-01".into(), 1.0), ("2025-02".into(), 2.0)]
         );
     }
 }
