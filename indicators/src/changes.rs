@@ -119,35 +119,60 @@ async fn reach(
     };
     let same = |any: Vec<(&'static str, Option<Arc<KeySet>>)>| [any.clone(), any];
     let some = |set: &KeySet| (!set.is_empty()).then(|| Arc::new(set.clone()));
-    let stays = direct!(select(
-        "prise_en_charge",
-        &["menage_id", "demande_id", "orientation_id"],
-        same(vec![("id", k("prise_en_charge"))]),
-    ));
-    let [before_stays, after_stays] = &stays;
-    if before_stays.len() != 3 || after_stays.len() != 3 {
+    // The stays, then their orientations; beside them, the tables whose keys depend on
+    // no other (each read decodes on every core, but fetches its files on one).
+    let stays_and_orientations = async {
+        let Some(stays) = select(
+            "prise_en_charge",
+            &["menage_id", "demande_id", "orientation_id"],
+            same(vec![("id", k("prise_en_charge"))]),
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        if stays.iter().any(|side| side.len() != 3) {
+            return Ok(None);
+        }
+        let orientations = select(
+            "orientation",
+            &["demande_id"],
+            stays
+                .each_ref()
+                .map(|s| vec![("id", k("orientation")), ("id", some(&s[2]))]),
+        )
+        .await?;
+        Ok::<_, crate::compute::ComputeError>(orientations.map(|o| (stays, o)))
+    };
+    let (stays_and_orientations, links, waits, memberships) = futures::try_join!(
+        stays_and_orientations,
+        select(
+            "demande_personne",
+            &["demande_id"],
+            same(vec![
+                ("id", k("demande_personne")),
+                ("personne_id", k("personne")),
+            ]),
+        ),
+        select(
+            "liste_attente",
+            &["demande_id"],
+            same(vec![("id", k("liste_attente"))]),
+        ),
+        select(
+            "menage_personne",
+            &["menage_id"],
+            same(vec![
+                ("id", k("menage_personne")),
+                ("personne_id", k("personne")),
+            ]),
+        ),
+    )?;
+    let (Some((stays, orientations)), Some(links), Some(waits), Some(memberships)) =
+        (stays_and_orientations, links, waits, memberships)
+    else {
         return Ok(None);
-    }
-    let orientations = direct!(select(
-        "orientation",
-        &["demande_id"],
-        stays
-            .each_ref()
-            .map(|s| vec![("id", k("orientation")), ("id", some(&s[2]))]),
-    ));
-    let links = direct!(select(
-        "demande_personne",
-        &["demande_id"],
-        same(vec![
-            ("id", k("demande_personne")),
-            ("personne_id", k("personne")),
-        ]),
-    ));
-    let waits = direct!(select(
-        "liste_attente",
-        &["demande_id"],
-        same(vec![("id", k("liste_attente"))]),
-    ));
+    };
     let requests: Both<Optional<'_>> = [0, 1].map(|s| {
         let mut requests = vec![("id", k("demande")), ("id", some(&stays[s][1]))];
         for found in [&orientations[s], &links[s], &waits[s]] {
@@ -156,14 +181,6 @@ async fn reach(
         requests
     });
     let requests = direct!(select("demande", &["menage_id"], requests));
-    let memberships = direct!(select(
-        "menage_personne",
-        &["menage_id"],
-        same(vec![
-            ("id", k("menage_personne")),
-            ("personne_id", k("personne")),
-        ]),
-    ));
     for s in 0..2 {
         for set in requests[s]
             .iter()
@@ -225,6 +242,29 @@ const RESTRICT: &[(&str, &[(&str, Set)])] = &[
         ],
     ),
 ];
+
+/// [`RESTRICT`] in waves: a table comes in the wave after the last of the tables its
+/// keys come from, so that the tables of one wave can be restricted side by side.
+fn waves() -> Vec<Vec<(&'static str, &'static [(&'static str, Set)])>> {
+    let mut wave_of: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut waves: Vec<Vec<_>> = Vec::new();
+    for &(table, conditions) in RESTRICT {
+        let wave = conditions
+            .iter()
+            .filter_map(|(_, set)| match set {
+                Set::Households => None,
+                Set::Restricted(from, _) => Some(wave_of[from] + 1),
+            })
+            .max()
+            .unwrap_or(0);
+        wave_of.insert(table, wave);
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
+        }
+        waves[wave].push((table, conditions));
+    }
+    waves
+}
 
 /// The offer: read whole on both sides.
 const OFFER: &[&str] = &["entite", "dispositif", "groupe_places"];
@@ -426,66 +466,88 @@ async fn build(
     let mut restricted: Both<BTreeMap<&str, Vec<RecordBatch>>> = Default::default();
     let mut restricted_schemas: Both<BTreeMap<&str, arrow::datatypes::SchemaRef>> =
         Default::default();
-    for (table, conditions) in RESTRICT {
-        if !tables.contains(*table) {
-            continue;
-        }
-        let mut any: Both<Conditions> = Default::default();
-        for s in 0..2 {
-            for (column, set) in *conditions {
-                match set {
-                    Set::Households => any[s].push(((*column).to_owned(), households.clone())),
-                    Set::Restricted(from, key) => {
-                        let Some(batches) = restricted[s].get(from) else {
-                            continue;
-                        };
-                        let mut keys = KeySet::new();
-                        for b in batches {
-                            let Some(c) = b.column_by_name(key) else {
-                                return Ok(None);
-                            };
-                            if !keys.extend_from(c.as_ref()) {
-                                return Ok(None);
+    // A table is restricted once the tables its keys come from are: those of one wave
+    // are read side by side (each read decodes on every core, but fetches its files and
+    // builds its schemas and key sets on one).
+    for wave in waves() {
+        let reads = wave
+            .into_iter()
+            .filter(|(table, _)| tables.contains(*table))
+            .map(|(table, conditions)| {
+                let (households, restricted, own) = (&households, &restricted, &own);
+                async move {
+                    let mut any: Both<Conditions> = Default::default();
+                    for s in 0..2 {
+                        for (column, set) in conditions {
+                            match set {
+                                Set::Households => {
+                                    any[s].push(((*column).to_owned(), households.clone()))
+                                }
+                                Set::Restricted(from, key) => {
+                                    let Some(batches) = restricted[s].get(from) else {
+                                        continue;
+                                    };
+                                    let mut keys = KeySet::new();
+                                    for b in batches {
+                                        let Some(c) = b.column_by_name(key) else {
+                                            return Ok(None);
+                                        };
+                                        if !keys.extend_from(c.as_ref()) {
+                                            return Ok(None);
+                                        }
+                                    }
+                                    any[s].push(((*column).to_owned(), Arc::new(keys)));
+                                }
                             }
                         }
-                        any[s].push(((*column).to_owned(), Arc::new(keys)));
+                        if let Some((column, set)) = own.get(table) {
+                            any[s].push((column.clone(), set.clone()));
+                        }
                     }
+                    let started = std::time::Instant::now();
+                    let mut schemas = Vec::with_capacity(2);
+                    for full in fulls {
+                        let provider = full.table_provider(table).await?;
+                        schemas
+                            .push(crate::compute::compact_views(provider.schema(), Vec::new())?.0);
+                    }
+                    let [before_schema, after_schema] =
+                        <[_; 2]>::try_from(schemas).expect("two sides");
+                    let read = read_both(
+                        lake,
+                        table,
+                        [before_schema.clone(), after_schema.clone()],
+                        [versions[0][table], versions[1][table]],
+                        any,
+                    )
+                    .await?;
+                    let Some([before, after]) = read else {
+                        tracing::debug!(table, "lecture directe impossible : tout est relu");
+                        return Ok(None);
+                    };
+                    tracing::debug!(
+                        table,
+                        avant = before.iter().map(|b| b.num_rows()).sum::<usize>(),
+                        apres = after.iter().map(|b| b.num_rows()).sum::<usize>(),
+                        restriction_ms = started.elapsed().as_millis() as u64,
+                        "table restreinte aux changements"
+                    );
+                    Ok::<_, crate::compute::ComputeError>(Some((
+                        table,
+                        [before, after],
+                        [before_schema, after_schema],
+                    )))
                 }
-            }
-            if let Some((column, set)) = own.get(table) {
-                any[s].push((column.clone(), set.clone()));
-            }
+            });
+        for read in futures::future::try_join_all(reads).await? {
+            let Some((table, [before, after], [before_schema, after_schema])) = read else {
+                return Ok(None);
+            };
+            restricted[0].insert(table, before);
+            restricted[1].insert(table, after);
+            restricted_schemas[0].insert(table, before_schema);
+            restricted_schemas[1].insert(table, after_schema);
         }
-        let started = std::time::Instant::now();
-        let mut schemas = Vec::with_capacity(2);
-        for full in fulls {
-            let provider = full.table_provider(*table).await?;
-            schemas.push(crate::compute::compact_views(provider.schema(), Vec::new())?.0);
-        }
-        let [before_schema, after_schema] = <[_; 2]>::try_from(schemas).expect("two sides");
-        let read = read_both(
-            lake,
-            table,
-            [before_schema.clone(), after_schema.clone()],
-            [versions[0][*table], versions[1][*table]],
-            any,
-        )
-        .await?;
-        let Some([before, after]) = read else {
-            tracing::debug!(table, "lecture directe impossible : tout est relu");
-            return Ok(None);
-        };
-        tracing::debug!(
-            table,
-            avant = before.iter().map(|b| b.num_rows()).sum::<usize>(),
-            apres = after.iter().map(|b| b.num_rows()).sum::<usize>(),
-            restriction_ms = started.elapsed().as_millis() as u64,
-            "table restreinte aux changements"
-        );
-        restricted[0].insert(table, before);
-        restricted[1].insert(table, after);
-        restricted_schemas[0].insert(table, before_schema);
-        restricted_schemas[1].insert(table, after_schema);
     }
     // Each side's session: the restricted tables, and everything else as the full
     // session has it — the offer, and the prepared tables (periods, calendar,
