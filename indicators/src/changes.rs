@@ -207,9 +207,12 @@ enum Set {
     Restricted(&'static str, &'static str),
 }
 
+/// A household table and the sets its rows are restricted to: (column, keys).
+type Restriction = (&'static str, &'static [(&'static str, Set)]);
+
 /// The restriction of each household table, in the order they are built: the rows whose
 /// column holds a key of any of its sets. Each table also keeps its own rewritten rows.
-const RESTRICT: &[(&str, &[(&str, Set)])] = &[
+const RESTRICT: &[Restriction] = &[
     ("menage", &[("id", Set::Households)]),
     ("demande", &[("menage_id", Set::Households)]),
     ("evaluation", &[("menage_id", Set::Households)]),
@@ -245,7 +248,7 @@ const RESTRICT: &[(&str, &[(&str, Set)])] = &[
 
 /// [`RESTRICT`] in waves: a table comes in the wave after the last of the tables its
 /// keys come from, so that the tables of one wave can be restricted side by side.
-fn waves() -> Vec<Vec<(&'static str, &'static [(&'static str, Set)])>> {
+fn waves() -> Vec<Vec<Restriction>> {
     let mut wave_of: BTreeMap<&str, usize> = BTreeMap::new();
     let mut waves: Vec<Vec<_>> = Vec::new();
     for &(table, conditions) in RESTRICT {
