@@ -807,4 +807,32 @@ mod tests {
         let read = tables_read("SELECT 1 FROM dispositif", &tables);
         assert_eq!(read, ["dispositif"]);
     }
+
+    #[test]
+    fn each_restriction_wave_comes_after_the_tables_its_keys_come_from() {
+        let waves = waves();
+        let names: Vec<Vec<&str>> = waves
+            .iter()
+            .map(|w| w.iter().map(|(t, _)| *t).collect())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                vec!["menage", "demande", "evaluation", "menage_personne"],
+                vec!["demande_personne", "orientation", "liste_attente"],
+                vec!["prise_en_charge", "personne"],
+            ]
+        );
+        let wave_of = |table: &str| names.iter().position(|w| w.contains(&table)).unwrap();
+        for (i, wave) in waves.iter().enumerate() {
+            for (_, conditions) in wave {
+                for (_, set) in conditions.iter() {
+                    if let Set::Restricted(from, _) = set {
+                        assert!(wave_of(from) < i, "{from} after a table that reads it");
+                    }
+                }
+            }
+        }
+        assert_eq!(names.concat().len(), RESTRICT.len());
+    }
 }
