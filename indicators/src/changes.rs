@@ -463,7 +463,7 @@ async fn build(
     }
     let count = households.len();
     let households = Arc::new(households);
-    // Both sides restricted together, table by table.
+    // Both sides restricted together, wave by wave (below).
     let fulls = [before_full, after_full];
     let versions = [before_versions, after_versions];
     let mut restricted: Both<BTreeMap<&str, Vec<RecordBatch>>> = Default::default();
