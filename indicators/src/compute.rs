@@ -655,8 +655,8 @@ fn register_selection(ctx: &SessionContext, prepared: &Prepared, selected: &[boo
 }
 
 /// Whether an indicator's cells follow by difference ([`cells_by_difference`]), and
-/// then the condition on a modality's sums `a`, `b` under which its row exists (as it
-/// does when some record, or entity, falls in it).
+/// then the condition on a modality's sums `a`, `b` (and `c`) under which its row exists
+/// (as it does when some record, or entity, falls in it).
 ///
 /// They do when every term is a sum of integers over records or entities, and a row's
 /// existence shows in its sums: a count of records (`1 AS w`), a ratio over records each
@@ -664,18 +664,16 @@ fn register_selection(ctx: &SessionContext, prepared: &Prepared, selected: &[boo
 /// counts at least its first entity), entities counted only when all their records are
 /// ([`Measure::DistinctAll`]: a row can count none, but `b`, kept in the grid as
 /// [`EFFECTIF`], counts every entity whose first is there), a distinct ratio (totals
-/// only), and any integer sum or ratio of an indicator without dimensions (its rows are
-/// totals). Not: quantiles, averages per observed day, a numerator-only split, a
-/// convention's SQL.
+/// only), any integer sum or ratio of an indicator without dimensions (its rows are
+/// totals), and an integer sum or ratio averaged per observed day (its records counted
+/// in `c`, [`counts_records`]; only periods observed over the same days as then follow).
+/// Not: quantiles, a numerator-only split, a convention's SQL.
 fn by_difference(
     indicator: &Indicator,
     sql: &str,
     schema: &arrow::datatypes::Schema,
 ) -> Option<&'static str> {
-    if indicator.per_observed_day
-        || indicator.numerator_only_dimensions
-        || indicator.territoire.is_some()
-    {
+    if indicator.numerator_only_dimensions || indicator.territoire.is_some() {
         return None;
     }
     let integer = |c: &str| {
@@ -683,6 +681,15 @@ fn by_difference(
             .field_with_name(c)
             .is_ok_and(|f| f.data_type().is_integer())
     };
+    if indicator.per_observed_day {
+        // Its sums over the period's observed days (divided by their number only when
+        // published), a row existing while it has records (`c`, [`counts_records`]).
+        return match indicator.measure {
+            Measure::Sum if integer("w") => Some("c >= 1"),
+            Measure::Ratio if integer("num") && integer("den") => Some("c >= 1"),
+            _ => None,
+        };
+    }
     // Without dimensions every row is a cell's total, which the grid always has: any
     // integer sum follows, whether or not it may add to 0.
     let totals_only = indicator.dimensions.is_empty();
@@ -873,20 +880,33 @@ async fn cells_by_difference(
         Measure::DistinctAll => ("valeur", EFFECTIF),
         _ => ("valeur", "denominateur"),
     };
+    // An average per observed day: its cells hold its sums divided by the period's
+    // observed days, the same then and now. Its records' number (`c`, kept as
+    // `effectif`) tells whether a modality's row exists ([`counts_records`]).
+    let scale = if indicator.per_observed_day {
+        " * CAST(p.jours_obs AS DOUBLE)"
+    } else {
+        ""
+    };
+    let counted = counts_records(indicator);
+    let c = |term: String| if counted { term } else { String::new() };
     register_batch(ctx, "cellules_avant", cells.clone())?;
     let mut terms = vec![format!(
         "SELECT g.tid, p.pid, CAST(o.dimension AS VARCHAR) AS dimension,
                 CAST(o.modalite AS VARCHAR) AS modalite,
-                CAST(ROUND(o.{value}) AS BIGINT) AS a, CAST(ROUND(o.{entities}) AS BIGINT) AS b
+                CAST(ROUND(o.{value}{scale}) AS BIGINT) AS a,
+                CAST(ROUND(o.{entities}{scale}) AS BIGINT) AS b{}
          FROM cellules_avant o
          JOIN publies g ON g.niveau = o.territoire_niveau AND g.territoire = o.territoire
-         JOIN sel_periodes p ON p.pas = o.pas AND p.periode = o.periode"
+         JOIN sel_periodes p ON p.pas = o.pas AND p.periode = o.periode",
+        c(format!(", o.{EFFECTIF} AS c"))
     )];
     let aggregate = format!(
         "WITH {} SELECT tid, pid, CAST(dimension AS VARCHAR) AS dimension,
                         CAST(modalite AS VARCHAR) AS modalite,
-                        CAST(a AS BIGINT) AS a, CAST(b AS BIGINT) AS b FROM agg",
-        aggregate_sql(indicator, &Sources::selected(indicator))
+                        CAST(a AS BIGINT) AS a, CAST(b AS BIGINT) AS b{} FROM agg",
+        aggregate_sql(indicator, &Sources::selected(indicator)),
+        c(", CAST(c AS BIGINT) AS c".to_owned())
     );
     let [now, then] = calendars;
     for (name, sign, records, calendar) in [
@@ -917,13 +937,15 @@ async fn cells_by_difference(
             Arc::new(MemTable::try_new(frame_schema, vec![batches])?),
         )?;
         terms.push(format!(
-            "SELECT tid, pid, dimension, modalite, {sign}a AS a, {sign}b AS b FROM {name}"
+            "SELECT tid, pid, dimension, modalite, {sign}a AS a, {sign}b AS b{} FROM {name}",
+            c(format!(", {sign}c AS c"))
         ));
     }
     let summed = format!(
-        "SELECT * FROM (SELECT tid, pid, dimension, modalite, SUM(a) AS a, SUM(b) AS b
+        "SELECT * FROM (SELECT tid, pid, dimension, modalite, SUM(a) AS a, SUM(b) AS b{}
                         FROM ({}) x GROUP BY tid, pid, dimension, modalite) s
          WHERE dimension = '' OR {exists}",
+        c(", SUM(c) AS c".to_owned()),
         terms.join(" UNION ALL ")
     );
     let frame = ctx.sql(&summed).await.map_err(failed)?;
@@ -2945,10 +2967,30 @@ pub const ORDER_ID_LIMIT: i64 = 1 << 47;
 /// The days since 1970 it holds (2¹⁶: up to 2149-06-05).
 pub const ORDER_DAY_LIMIT: i32 = 1 << 16;
 
+/// Whether an indicator's aggregates also count its records (`c` beside `a` and `b`,
+/// kept in the grid as [`EFFECTIF`]): the sums and ratios averaged per observed day. A
+/// record may add 0 to them (a stay without nights in the observed days, a group of 0
+/// places), so a modality row's existence shows only in its records' number, which
+/// lets their cells follow by difference ([`by_difference`]).
+fn counts_records(indicator: &Indicator) -> bool {
+    indicator.per_observed_day
+        && match indicator.measure {
+            Measure::Sum => true,
+            Measure::Ratio => !indicator.numerator_only_dimensions,
+            _ => false,
+        }
+}
+
+/// The aggregate of the records' number (`c`), when [`counts_records`] (`c` not empty).
+fn records_count(c: &str) -> &'static str {
+    if c.is_empty() { "" } else { ", SUM(n) AS c" }
+}
+
 /// The CTEs that aggregate an indicator's records into
 /// `agg(tid, pid, dimension, modalite, a, b)` (territory and period numbers): `a` the value (a
 /// ratio's numerator), `b` a ratio's denominator, a quantile's number of records, or the
-/// entities whose first is in the row of a [`Measure::DistinctAll`] (counted or not).
+/// entities whose first is in the row of a [`Measure::DistinctAll`] (counted or not);
+/// then `c`, the records' number, when [`counts_records`].
 ///
 /// Work is done at the département before the records are repeated for its région and
 /// FR: additive records are first summed per département, date (or period) and
@@ -2956,8 +2998,9 @@ pub const ORDER_DAY_LIMIT: i32 = 1 << 16;
 /// and only those are compared again in the région and FR (the first record in a
 /// territory is the first of its départements' firsts).
 fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
+    let c = if counts_records(indicator) { ", c" } else { "" };
     if let Some(table) = sources.aggregated {
-        return format!("agg AS (SELECT tid, pid, dimension, modalite, a, b FROM {table})");
+        return format!("agg AS (SELECT tid, pid, dimension, modalite, a, b{c} FROM {table})");
     }
     let records = &sources.records;
     let calendrier = sources.calendrier;
@@ -2976,9 +3019,11 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
         }
         _ => None,
     };
+    // The records counted beside their sums ([`counts_records`]).
+    let n = if c.is_empty() { "" } else { ", COUNT(*) AS n" };
     let source = match summed {
         Some(sums) => format!(
-            "rec0 AS (SELECT departement, {when}{dim_columns}, {sums} FROM rec
+            "rec0 AS (SELECT departement, {when}{dim_columns}, {sums}{n} FROM rec
                       GROUP BY departement, {when}{dim_columns}),"
         ),
         None => String::new(),
@@ -3001,7 +3046,11 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
     let body = match indicator.measure {
         Measure::Sum => format!(
             "agg AS ({})",
-            grouped("placed", dims, "SUM(w) AS a, CAST(NULL AS BIGINT) AS b")
+            grouped(
+                "placed",
+                dims,
+                &format!("SUM(w) AS a, CAST(NULL AS BIGINT) AS b{}", records_count(c))
+            )
         ),
         Measure::Distinct | Measure::DistinctAll => {
             // An entity's first record in a territory and period is the one with the
@@ -3082,7 +3131,11 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             } else {
                 format!(
                     "agg AS ({})",
-                    grouped("placed", dims, "SUM(num) AS a, SUM(den) AS b")
+                    grouped(
+                        "placed",
+                        dims,
+                        &format!("SUM(num) AS a, SUM(den) AS b{}", records_count(c))
+                    )
                 )
             }
         }
@@ -3231,6 +3284,7 @@ fn grid_sql_over(indicator: &Indicator, t: i64, version: i64, sources: &Sources)
     };
     let effectif = match indicator.measure {
         Measure::DistinctAll => "CAST(COALESCE(r.b, 0) AS BIGINT)",
+        _ if counts_records(indicator) => "CAST(COALESCE(r.c, 0) AS BIGINT)",
         _ => "CAST(NULL AS BIGINT)",
     };
     format!(
@@ -3331,11 +3385,21 @@ mod tests {
         // Persons counted only if all their requests are: a row exists while it holds
         // some person's first request (`b`, the grid's `effectif`), counted or not.
         assert_eq!(rule("U06", &ints), Some("b >= 1"));
-        // A sum whose modality rows may add to 0 (O01, funded places by type), an average
-        // per observed day, a quantile, a numerator-only split.
-        for c in ["O01", "O03", "O04", "I03", "I07"] {
+        // Averages per observed day: a record may add 0 (a stay without nights in the
+        // observed days), so a row exists while it counts records (`c`, the grid's
+        // `effectif`).
+        for c in ["O02", "O03", "O04"] {
+            assert!(counts_records(code(c)), "{c}");
+            assert_eq!(rule(c, &ints), Some("c >= 1"), "{c}");
+        }
+        assert!(!counts_records(code("U01")) && !counts_records(code("O01")));
+        // A sum whose modality rows may add to 0 (O01, funded places by type), a
+        // quantile, a numerator-only split.
+        for c in ["O01", "I03", "I07"] {
             assert_eq!(rule(c, &ints), None, "{c}");
         }
+        let floats_terms = schema(&[("num", DataType::Float64), ("den", DataType::Int64)]);
+        assert_eq!(rule("O04", &floats_terms), None);
         // The same count with terms that are not integers.
         let floats = schema(&[("w", DataType::Float64)]);
         assert_eq!(rule("U01", &floats), None);

@@ -42,7 +42,7 @@ use crate::compute::Result;
 /// The zone of the computation's state.
 const ZONE: &str = "calcul";
 /// Bumped when the fingerprints or the grid change meaning: the next compute is full.
-const STATE_FORMAT: &str = "4";
+const STATE_FORMAT: &str = "5";
 /// How many older versions of the state table are searched for the last release's.
 const STATE_HISTORY: i64 = 50;
 
