@@ -1675,7 +1675,7 @@ pub async fn publish_as(
     }
     let closed = closing::closed_months(lake).await?;
     let finals = final_keys(lake).await?;
-    let state = inc::load(lake, version - 1).await?;
+    let mut state = inc::load(lake, version - 1).await?;
     let config = inc::config_print(t, &options.conventions);
     let publies = inc::territories_print(prepared.publies.clone());
     let full_reason = match (&state, publication) {
@@ -1823,9 +1823,19 @@ pub async fn publish_as(
                 .collect();
             // Cells kept from the last release, then the recomputed ones.
             let started = std::time::Instant::now();
-            let (kept, not_carried) = match &state {
-                Some(s) => {
-                    let g = &s.grille;
+            // The last grid leaves the state here: what is read from it below is read
+            // before the new grid is assembled, and it is freed then — nationally each
+            // copy of the grid is gigabytes of memory, which the system hands out
+            // zeroed page by page the first time (BENCHMARKS.md).
+            let last_grille = match &mut state {
+                Some(s) => Some(std::mem::replace(
+                    &mut s.grille,
+                    RecordBatch::new_empty(inc::grille_schema()),
+                )),
+                None => None,
+            };
+            let (kept, not_carried) = match &last_grille {
+                Some(g) => {
                     let text = |name: &str| text_column(g, name);
                     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
                     // A period's cells mostly follow each other: the last row's answer
@@ -1859,59 +1869,78 @@ pub async fn publish_as(
                 }
                 None => (RecordBatch::new_empty(inc::grille_schema()), None),
             };
-            let old_index: Option<HashMap<&str, usize>> = not_carried
-                .as_ref()
-                .map(|cells| cells.iter().map(|(i, k)| (k.as_str(), *i)).collect());
             let carried = kept.num_rows();
             let fresh = inc::with_published_columns(&grid.rows)?;
             let fresh_keys = row_keys(&fresh)?;
+            // From the last grid: what each recomputed cell showed (looked up by key;
+            // none when it is new), and the cells it had in the recomputed periods
+            // that are gone (published again with nothing).
+            let (shown_before, gone) = match (&last_grille, &not_carried) {
+                (Some(g), Some(not_carried)) => {
+                    let old_index: HashMap<&str, usize> =
+                        not_carried.iter().map(|(i, k)| (k.as_str(), *i)).collect();
+                    let at: arrow::array::UInt32Array = fresh_keys
+                        .iter()
+                        .map(|k| old_index.get(k.as_str()).map(|&j| j as u32))
+                        .collect();
+                    let shown = published_columns(g, inc::PUBLISHED)?
+                        .iter()
+                        .map(|o| arrow::compute::take(o.as_ref(), &at, None))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    let present: HashSet<&str> = fresh_keys.iter().map(String::as_str).collect();
+                    let gone = grille_retractions(
+                        g,
+                        not_carried,
+                        &present,
+                        &recomputed,
+                        &known,
+                        &current_periods,
+                        version,
+                        &options.conventions,
+                    )?;
+                    (Some(shown), Some(gone))
+                }
+                _ => (None, None),
+            };
+            drop(last_grille);
             let all = concat_batches(&inc::grille_schema(), [&kept, &fresh])?;
+            drop((kept, fresh));
             let raw = inc::conform_to(&all, &stats_schema())?;
             tracing::debug!(
                 reprises = carried,
-                recalculees = fresh.num_rows(),
+                recalculees = all.num_rows() - carried,
                 reprise_ms = started.elapsed().as_millis() as u64,
                 "grille précédente reprise"
             );
             let started = std::time::Instant::now();
             let finished = crate::suppression::apply_with(&raw, t, &options.conventions)?;
+            drop(raw);
             tracing::debug!(
-                cellules = raw.num_rows(),
+                cellules = all.num_rows(),
                 secret_ms = started.elapsed().as_millis() as u64,
                 "secret secondaire"
             );
             let started = std::time::Instant::now();
             let (marked, keep) = mark(&finished, &closed, &finals, publication)?;
+            drop(finished);
             // What each cell now shows, and whether that is news — column by column over
             // the whole grid (millions of cells nationally). What each cell showed:
             // a carried cell's published columns; a recomputed one's, looked up by key in
-            // the last grid (none when it is new).
+            // the last grid (above).
             let keep = BooleanArray::from(keep);
             let now = published_columns(&marked, SHOWN)?;
             let current = published_columns(&all, inc::PUBLISHED)?;
-            let before: Vec<ArrayRef> = match &state {
-                Some(s) => {
-                    let at: arrow::array::UInt32Array = fresh_keys
-                        .iter()
-                        .map(|k| {
-                            old_index
-                                .as_ref()
-                                .and_then(|index| index.get(k.as_str()))
-                                .map(|&j| j as u32)
-                        })
-                        .collect();
-                    let old = published_columns(&s.grille, inc::PUBLISHED)?;
-                    current
-                        .iter()
-                        .zip(&old)
-                        .map(|(c, o)| {
-                            let found = arrow::compute::take(o.as_ref(), &at, None)?;
-                            arrow::compute::concat(&[c.slice(0, carried).as_ref(), found.as_ref()])
-                        })
-                        .collect::<std::result::Result<_, _>>()?
-                }
+            let before: Vec<ArrayRef> = match &shown_before {
+                Some(shown) => current
+                    .iter()
+                    .zip(shown)
+                    .map(|(c, found)| {
+                        arrow::compute::concat(&[c.slice(0, carried).as_ref(), found.as_ref()])
+                    })
+                    .collect::<std::result::Result<_, _>>()?,
                 None => current.clone(),
             };
+            drop(shown_before);
             // A cell is published when kept (not frozen and already published
             // DEFINITIF) and it shows something else, or nothing was shown (the shown
             // `statut` is never null); a frozen cell keeps what it showed.
@@ -1920,40 +1949,31 @@ pub async fn publish_as(
                 let differs = arrow::compute::kernels::cmp::distinct(b, n)?;
                 changed = arrow::compute::or(&changed, &differs)?;
             }
+            drop(before);
             let publish = arrow::compute::and(&keep, &changed)?;
             let schema = all.schema();
             let mut columns = all.columns().to_vec();
             for ((name, n), c) in inc::PUBLISHED.iter().zip(&now).zip(&current) {
                 columns[schema.index_of(name)?] = arrow::compute::kernels::zip::zip(&keep, n, c)?;
             }
+            drop((now, current, all));
             let new_grille = RecordBatch::try_new(schema, columns)?;
             tracing::debug!(
-                cellules = all.num_rows(),
+                cellules = new_grille.num_rows(),
                 publiees = publish.true_count(),
                 comparaison_ms = started.elapsed().as_millis() as u64,
                 "valeurs montrées comparées"
             );
             let mut rows = filter_record_batch(&marked, &publish)?;
+            drop(marked);
             // Cells kept from the last grid carry its version: published now, this one.
             let at = rows.schema().index_of("version")?;
             let mut columns = rows.columns().to_vec();
             columns[at] = Arc::new(Int64Array::from(vec![version; rows.num_rows()]));
             rows = RecordBatch::try_new(rows.schema(), columns)?;
-            let gone = match (&state, &not_carried) {
-                (Some(s), Some(not_carried)) => {
-                    let present: HashSet<&str> = fresh_keys.iter().map(String::as_str).collect();
-                    grille_retractions(
-                        &s.grille,
-                        not_carried,
-                        &present,
-                        &recomputed,
-                        &known,
-                        &current_periods,
-                        version,
-                        &options.conventions,
-                    )?
-                }
-                _ => retractions(lake, &rows, version, &options.conventions).await?,
+            let gone = match gone {
+                Some(gone) => gone,
+                None => retractions(lake, &rows, version, &options.conventions).await?,
             };
             rows = concat_batches(&rows.schema(), [&rows, &gone])?;
             let cells = new_grille.num_rows();
