@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{
@@ -30,10 +31,100 @@ use crate::{Lake, Result, WarehouseError, delta};
 type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// A set of key values, integers and texts (ids and pseudonyms). A null is never in it.
+///
+/// A set is filled once, then looked up for every row of the tables read (tens of
+/// millions nationally): its integers are then also kept as a bitmap over their range
+/// when that range is small enough ([`Dense`]), its texts behind a one-bit-per-slot
+/// filter ([`TextFilter`]), both built at the first lookup after a change.
 #[derive(Debug, Default, Clone)]
 pub struct KeySet {
     ints: HashSet<i64>,
     texts: HashSet<String>,
+    dense: std::sync::OnceLock<Option<Dense>>,
+    filter: std::sync::OnceLock<TextFilter>,
+}
+
+/// A first test of a text key, by its first and last bytes: one bit per slot, set for
+/// every key of the set. A text whose slot is unset is not in the set; the others are
+/// looked up. The keys are pseudonyms (random hexadecimal) and nearly every row looked
+/// up is not wanted, so most lookups end at one bit instead of hashing 32 bytes and
+/// comparing them.
+#[derive(Debug, Clone)]
+struct TextFilter {
+    shift: u32,
+    bits: Vec<u64>,
+}
+
+impl TextFilter {
+    fn of(texts: &HashSet<String>) -> Self {
+        // About 32 slots per key (at most 2^24 bits, 2 MiB), so that a text not in
+        // the set passes with a chance of 1/32 or less.
+        let slots = (texts.len().max(1) * 32)
+            .next_power_of_two()
+            .clamp(64, 1 << 24);
+        let mut filter = Self {
+            shift: 64 - slots.trailing_zeros(),
+            bits: vec![0u64; slots / 64],
+        };
+        for t in texts {
+            let slot = filter.slot(t);
+            filter.bits[slot >> 6] |= 1 << (slot & 63);
+        }
+        filter
+    }
+
+    /// A text's slot, from its first and last eight bytes and its length.
+    fn slot(&self, text: &str) -> usize {
+        let bytes = text.as_bytes();
+        let word = |part: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..part.len()].copy_from_slice(part);
+            u64::from_le_bytes(w)
+        };
+        let n = bytes.len();
+        let x = word(&bytes[..n.min(8)])
+            ^ word(&bytes[n.saturating_sub(8)..]).rotate_left(29)
+            ^ (n as u64).rotate_left(56);
+        (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn may_hold(&self, text: &str) -> bool {
+        let slot = self.slot(text);
+        self.bits[slot >> 6] >> (slot & 63) & 1 == 1
+    }
+}
+
+/// The integers of a [`KeySet`] as one bit each from the smallest: ids are dense, so a
+/// set of a few thousand ids spans a few million bits at most, and a lookup is a shift
+/// and a mask instead of a hash.
+#[derive(Debug, Clone)]
+struct Dense {
+    min: i64,
+    bits: Vec<u64>,
+}
+
+impl Dense {
+    /// The widest range kept as a bitmap: 2^27 bits (16 MiB).
+    const MAX_BITS: u64 = 1 << 27;
+
+    fn of(ints: &HashSet<i64>) -> Option<Self> {
+        let (min, max) = (*ints.iter().min()?, *ints.iter().max()?);
+        let width = (max as i128 - min as i128 + 1) as u128;
+        if width > Self::MAX_BITS as u128 {
+            return None;
+        }
+        let mut bits = vec![0u64; (width as usize).div_ceil(64)];
+        for &v in ints {
+            let o = (v - min) as usize;
+            bits[o >> 6] |= 1 << (o & 63);
+        }
+        Some(Self { min, bits })
+    }
+
+    fn contains(&self, v: i64) -> bool {
+        let o = v.wrapping_sub(self.min) as u64;
+        (o >> 6) < self.bits.len() as u64 && self.bits[(o >> 6) as usize] >> (o & 63) & 1 == 1
+    }
 }
 
 impl KeySet {
@@ -56,15 +147,19 @@ impl KeySet {
     }
 
     pub fn extend_texts<'a>(&mut self, texts: impl IntoIterator<Item = &'a str>) {
+        self.filter = Default::default();
         self.texts.extend(texts.into_iter().map(str::to_owned));
     }
 
     pub fn extend_ints(&mut self, ints: impl IntoIterator<Item = i64>) {
+        self.dense = Default::default();
         self.ints.extend(ints);
     }
 
     /// Adds the keys of `other`.
     pub fn extend(&mut self, other: &KeySet) {
+        self.dense = Default::default();
+        self.filter = Default::default();
         self.ints.extend(other.ints.iter().copied());
         self.texts.extend(other.texts.iter().cloned());
     }
@@ -74,21 +169,13 @@ impl KeySet {
     pub fn extend_from(&mut self, column: &dyn Array) -> bool {
         match column.data_type() {
             DataType::Int64 => {
-                self.ints
-                    .extend(column.as_primitive::<Int64Type>().iter().flatten());
+                self.extend_ints(column.as_primitive::<Int64Type>().iter().flatten());
             }
             DataType::Utf8 => {
-                self.texts.extend(
-                    column
-                        .as_string::<i32>()
-                        .iter()
-                        .flatten()
-                        .map(str::to_owned),
-                );
+                self.extend_texts(column.as_string::<i32>().iter().flatten());
             }
             DataType::Utf8View => {
-                self.texts
-                    .extend(column.as_string_view().iter().flatten().map(str::to_owned));
+                self.extend_texts(column.as_string_view().iter().flatten());
             }
             _ => return false,
         }
@@ -108,31 +195,54 @@ impl KeySet {
         self.len() == 0
     }
 
-    /// For each row of `column`, whether its value is in the set (a null is not); `None`
-    /// when the column is not of a key type.
+    /// For each row of `column`, whether its value is in the set (a null is not), with
+    /// no nulls itself; `None` when the column is not of a key type.
     pub(crate) fn hits(&self, column: &dyn Array) -> Option<BooleanArray> {
-        let valid = |i: usize| column.is_valid(i);
-        Some(match column.data_type() {
+        let n = column.len();
+        let found = match column.data_type() {
             DataType::Int64 => {
-                let a = column.as_primitive::<Int64Type>();
-                (0..a.len())
-                    .map(|i| Some(valid(i) && self.ints.contains(&a.value(i))))
-                    .collect()
+                let values = column.as_primitive::<Int64Type>().values();
+                if self.ints.is_empty() {
+                    BooleanBuffer::new_unset(n)
+                } else {
+                    let dense = self.dense.get_or_init(|| Dense::of(&self.ints));
+                    match dense {
+                        Some(d) => BooleanBuffer::collect_bool(n, |i| d.contains(values[i])),
+                        None => BooleanBuffer::collect_bool(n, |i| self.ints.contains(&values[i])),
+                    }
+                }
             }
             DataType::Utf8 => {
                 let a = column.as_string::<i32>();
-                (0..a.len())
-                    .map(|i| Some(valid(i) && self.texts.contains(a.value(i))))
-                    .collect()
+                if self.texts.is_empty() {
+                    BooleanBuffer::new_unset(n)
+                } else {
+                    let f = self.filter.get_or_init(|| TextFilter::of(&self.texts));
+                    BooleanBuffer::collect_bool(n, |i| {
+                        let v = a.value(i);
+                        f.may_hold(v) && self.texts.contains(v)
+                    })
+                }
             }
             DataType::Utf8View => {
                 let a = column.as_string_view();
-                (0..a.len())
-                    .map(|i| Some(valid(i) && self.texts.contains(a.value(i))))
-                    .collect()
+                if self.texts.is_empty() {
+                    BooleanBuffer::new_unset(n)
+                } else {
+                    let f = self.filter.get_or_init(|| TextFilter::of(&self.texts));
+                    BooleanBuffer::collect_bool(n, |i| {
+                        let v = a.value(i);
+                        f.may_hold(v) && self.texts.contains(v)
+                    })
+                }
             }
             _ => return None,
-        })
+        };
+        let found = match column.logical_nulls() {
+            Some(valid) => &found & valid.inner(),
+            None => found,
+        };
+        Some(BooleanArray::new(found, None))
     }
 }
 
@@ -463,5 +573,106 @@ impl Lake {
             table: format!("detail/{name}"),
             reason: format!("lecture des lignes restreintes : {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray, StringViewArray};
+
+    fn hits(set: &KeySet, column: &dyn Array) -> Vec<bool> {
+        let found = set.hits(column).expect("a key type");
+        assert_eq!(found.null_count(), 0);
+        found.iter().map(|b| b.expect("no null")).collect()
+    }
+
+    #[test]
+    fn integer_keys_are_found_whether_kept_as_a_bitmap_or_hashed() {
+        let column = Int64Array::from(vec![
+            Some(7),
+            None,
+            Some(8),
+            Some(1_000),
+            Some(-3),
+            Some(i64::MIN),
+            Some(i64::MAX),
+            Some(6),
+            Some(1 << 40),
+        ]);
+        // A narrow range: a bitmap (its ends and just outside them).
+        let narrow = KeySet::of_ints([7, 1_000, -3]);
+        assert!(Dense::of(&narrow.ints).is_some());
+        assert_eq!(
+            hits(&narrow, &column),
+            [true, false, false, true, true, false, false, false, false]
+        );
+        // Wider than a bitmap may be: hashed, same answers.
+        let wide = KeySet::of_ints([7, 1_000, -3, 1 << 40]);
+        assert!(Dense::of(&wide.ints).is_none());
+        assert_eq!(
+            hits(&wide, &column),
+            [true, false, false, true, true, false, false, false, true]
+        );
+        // A key added after a lookup is found (the bitmap is built again).
+        let mut grown = KeySet::of_ints([7]);
+        assert!(!hits(&grown, &column)[2]);
+        grown.extend(&KeySet::of_ints([8]));
+        assert!(hits(&grown, &column)[2]);
+        grown.extend_ints([6]);
+        assert!(hits(&grown, &column)[7]);
+        // No integer key: nothing found.
+        assert_eq!(hits(&KeySet::of_texts(["7"]), &column), [false; 9]);
+    }
+
+    #[test]
+    fn text_keys_are_found_in_both_text_layouts_and_never_on_a_null() {
+        let set = KeySet::of_texts(["a", "une clé plus longue que douze octets"]);
+        let values = vec![
+            Some("a"),
+            None,
+            Some("b"),
+            Some("une clé plus longue que douze octets"),
+            Some(""),
+        ];
+        let want = [true, false, false, true, false];
+        assert_eq!(hits(&set, &StringArray::from(values.clone())), want);
+        assert_eq!(hits(&set, &StringViewArray::from(values)), want);
+        assert!(set.hits(&arrow::array::Int32Array::from(vec![1])).is_none());
+        // A key added after a lookup is found (the filter is built again).
+        let mut grown = KeySet::of_texts(["a"]);
+        let column = StringArray::from(vec!["a", "b", "c"]);
+        assert_eq!(hits(&grown, &column), [true, false, false]);
+        grown.extend_texts(["b"]);
+        assert_eq!(hits(&grown, &column), [true, true, false]);
+        grown.extend(&KeySet::of_texts(["c"]));
+        assert_eq!(hits(&grown, &column), [true, true, true]);
+    }
+
+    #[test]
+    fn the_text_filter_passes_every_key_and_stops_most_others() {
+        // Pseudonyms: 32 random hexadecimal digits (splitmix64 twice).
+        let mix = |mut z: u64| {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let hex = |i: u64| format!("{:016x}{:016x}", mix(2 * i), mix(2 * i + 1));
+        let keys: HashSet<String> = (0..1_000).map(hex).collect();
+        let filter = TextFilter::of(&keys);
+        assert!(keys.iter().all(|k| filter.may_hold(k)));
+        let passed = (1_000..101_000)
+            .filter(|i| filter.may_hold(&hex(*i)))
+            .count();
+        assert!(passed < 100_000 / 16, "{passed} textes passés sur 100 000");
+        // Texts alike but for their end are told apart too.
+        let numbered: HashSet<String> = (0..1_000).map(|i| format!("menage-{i:010}")).collect();
+        let filter = TextFilter::of(&numbered);
+        assert!(numbered.iter().all(|k| filter.may_hold(k)));
+        let passed = (1_000..101_000)
+            .filter(|i| filter.may_hold(&format!("menage-{i:010}")))
+            .count();
+        assert!(passed < 100_000 / 4, "{passed} textes passés sur 100 000");
     }
 }
