@@ -195,6 +195,18 @@ impl KeySet {
         self.len() == 0
     }
 
+    /// For each of `n` texts, whether it is in the set: through the filter first.
+    fn text_hits<'a>(&self, n: usize, value: impl Fn(usize) -> &'a str) -> BooleanBuffer {
+        if self.texts.is_empty() {
+            return BooleanBuffer::new_unset(n);
+        }
+        let f = self.filter.get_or_init(|| TextFilter::of(&self.texts));
+        BooleanBuffer::collect_bool(n, |i| {
+            let v = value(i);
+            f.may_hold(v) && self.texts.contains(v)
+        })
+    }
+
     /// For each row of `column`, whether its value is in the set (a null is not), with
     /// no nulls itself; `None` when the column is not of a key type.
     pub(crate) fn hits(&self, column: &dyn Array) -> Option<BooleanArray> {
@@ -214,27 +226,11 @@ impl KeySet {
             }
             DataType::Utf8 => {
                 let a = column.as_string::<i32>();
-                if self.texts.is_empty() {
-                    BooleanBuffer::new_unset(n)
-                } else {
-                    let f = self.filter.get_or_init(|| TextFilter::of(&self.texts));
-                    BooleanBuffer::collect_bool(n, |i| {
-                        let v = a.value(i);
-                        f.may_hold(v) && self.texts.contains(v)
-                    })
-                }
+                self.text_hits(n, |i| a.value(i))
             }
             DataType::Utf8View => {
                 let a = column.as_string_view();
-                if self.texts.is_empty() {
-                    BooleanBuffer::new_unset(n)
-                } else {
-                    let f = self.filter.get_or_init(|| TextFilter::of(&self.texts));
-                    BooleanBuffer::collect_bool(n, |i| {
-                        let v = a.value(i);
-                        f.may_hold(v) && self.texts.contains(v)
-                    })
-                }
+                self.text_hits(n, |i| a.value(i))
             }
             _ => return None,
         };
