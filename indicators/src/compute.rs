@@ -3001,11 +3001,6 @@ fn counts_records(indicator: &Indicator) -> bool {
         }
 }
 
-/// The aggregate of the records' number (`c`), when [`counts_records`] (`c` not empty).
-fn records_count(c: &str) -> &'static str {
-    if c.is_empty() { "" } else { ", SUM(n) AS c" }
-}
-
 /// The CTEs that aggregate an indicator's records into
 /// `agg(tid, pid, dimension, modalite, a, b)` (territory and period numbers): `a` the value (a
 /// ratio's numerator), `b` a ratio's denominator, a quantile's number of records, or the
@@ -3018,7 +3013,13 @@ fn records_count(c: &str) -> &'static str {
 /// and only those are compared again in the région and FR (the first record in a
 /// territory is the first of its départements' firsts).
 fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
-    let c = if counts_records(indicator) { ", c" } else { "" };
+    // The records counted beside their sums ([`counts_records`]): `n` per summed
+    // row, `c` per aggregated one.
+    let (c, n, sum_n) = if counts_records(indicator) {
+        (", c", ", COUNT(*) AS n", ", SUM(n) AS c")
+    } else {
+        ("", "", "")
+    };
     if let Some(table) = sources.aggregated {
         return format!("agg AS (SELECT tid, pid, dimension, modalite, a, b{c} FROM {table})");
     }
@@ -3039,8 +3040,6 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
         }
         _ => None,
     };
-    // The records counted beside their sums ([`counts_records`]).
-    let n = if c.is_empty() { "" } else { ", COUNT(*) AS n" };
     let source = match summed {
         Some(sums) => format!(
             "rec0 AS (SELECT departement, {when}{dim_columns}, {sums}{n} FROM rec
@@ -3069,7 +3068,7 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
             grouped(
                 "placed",
                 dims,
-                &format!("SUM(w) AS a, CAST(NULL AS BIGINT) AS b{}", records_count(c))
+                &format!("SUM(w) AS a, CAST(NULL AS BIGINT) AS b{sum_n}")
             )
         ),
         Measure::Distinct | Measure::DistinctAll => {
@@ -3154,7 +3153,7 @@ fn aggregate_sql(indicator: &Indicator, sources: &Sources) -> String {
                     grouped(
                         "placed",
                         dims,
-                        &format!("SUM(num) AS a, SUM(den) AS b{}", records_count(c))
+                        &format!("SUM(num) AS a, SUM(den) AS b{sum_n}")
                     )
                 )
             }
