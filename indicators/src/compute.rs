@@ -1986,10 +1986,19 @@ pub async fn publish_as(
         .map_or(0, |b| b.true_count());
     let n = rows.num_rows();
     let started = std::time::Instant::now();
-    if n > 0 {
-        lake.append("stats", "indicateurs", rows).await?;
-    }
-    if let Some(grille) = new_grille {
+    // The release's rows and the state are two tables that nothing orders (both are
+    // trusted only once the release is recorded, below): each is encoded by its own
+    // writer, side by side.
+    let release_rows = async {
+        if n > 0 {
+            lake.append("stats", "indicateurs", rows).await?;
+        }
+        Ok::<(), ComputeError>(())
+    };
+    let state_written = async {
+        let Some(grille) = new_grille else {
+            return Ok(());
+        };
         let (run, config, publies, periods) = match (publication, &state) {
             (Publication::Revision { .. }, Some(s)) => {
                 (s.run, s.config, s.publies, s.periods.clone())
@@ -2025,8 +2034,9 @@ pub async fn publish_as(
                 grille,
             },
         )
-        .await?;
-    }
+        .await
+    };
+    futures::try_join!(release_rows, state_written)?;
     tracing::debug!(
         ecriture_ms = started.elapsed().as_millis() as u64,
         "publication et état écrits"

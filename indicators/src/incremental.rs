@@ -521,7 +521,10 @@ pub(crate) struct NewState<'a> {
 
 /// Writes a release's state: the grid first, then the fingerprints naming its version.
 pub(crate) async fn save(lake: &Lake, state: NewState<'_>) -> Result<()> {
-    let grille_version = lake.overwrite(ZONE, "grille", state.grille).await?;
+    // Millions of cells nationally, always read whole: encoded on every core.
+    let grille_version = lake
+        .overwrite_in_parts(ZONE, "grille", state.grille)
+        .await?;
     let (mut ind, mut cle, mut fp, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut push = |i: &str, c: String, f: i64, l: i64| {
         ind.push(i.to_owned());

@@ -13,6 +13,7 @@
 //! killed half-way leaves the previous manifest in force.
 
 pub mod merge;
+mod parts;
 pub mod retention;
 mod select;
 pub mod stats;
@@ -67,6 +68,8 @@ pub enum WarehouseError {
     NoStats,
     #[error("écriture des changements de la table {table} impossible : {reason}")]
     Merge { table: String, reason: String },
+    #[error("écriture de la table {table} impossible : {reason}")]
+    Write { table: String, reason: String },
     #[error("requête DataFusion impossible : {0}")]
     DataFusion(Box<datafusion::error::DataFusionError>),
 }
