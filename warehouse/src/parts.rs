@@ -165,7 +165,11 @@ mod tests {
 
     /// The table's rows at a version, ordered by id: (id, text).
     async fn rows_at(lake: &Lake, version: Option<i64>) -> Vec<(i64, Option<String>)> {
-        let table = lake.open("calcul", "grille", version).await.unwrap().unwrap();
+        let table = lake
+            .open("calcul", "grille", version)
+            .await
+            .unwrap()
+            .unwrap();
         let ctx = crate::new_session();
         lake.register(&ctx, "t", &table).await.unwrap();
         let batches = ctx
@@ -178,9 +182,15 @@ mod tests {
         let mut out = Vec::new();
         for b in &batches {
             let texts = arrow::compute::cast(b.column(1), &DataType::Utf8).unwrap();
-            let (ids, texts) = (b.column(0).as_primitive::<Int64Type>(), texts.as_string::<i32>());
+            let (ids, texts) = (
+                b.column(0).as_primitive::<Int64Type>(),
+                texts.as_string::<i32>(),
+            );
             for i in 0..b.num_rows() {
-                out.push((ids.value(i), texts.is_valid(i).then(|| texts.value(i).to_owned())));
+                out.push((
+                    ids.value(i),
+                    texts.is_valid(i).then(|| texts.value(i).to_owned()),
+                ));
             }
         }
         out
@@ -218,7 +228,11 @@ mod tests {
             .overwrite_in_parts_of("calcul", "grille", cells(200, 7), 3, 8)
             .await
             .unwrap();
-        let table = lake.open("calcul", "grille", Some(v2)).await.unwrap().unwrap();
+        let table = lake
+            .open("calcul", "grille", Some(v2))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(table.snapshot().unwrap().log_data().iter().count(), 1);
         assert_eq!(rows_at(&lake, None).await, expected(200, 7));
         assert_eq!(rows_at(&lake, Some(v1)).await, expected(100, 10));
@@ -232,7 +246,11 @@ mod tests {
             .await
             .unwrap();
         let other = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![Field::new("autre", DataType::Int64, false)])),
+            Arc::new(Schema::new(vec![Field::new(
+                "autre",
+                DataType::Int64,
+                false,
+            )])),
             vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
         )
         .unwrap();
