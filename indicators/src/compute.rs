@@ -1834,6 +1834,8 @@ pub async fn publish_as(
                 )),
                 None => None,
             };
+            // The carried cells as runs (first row, rows) of the last grid: a period's
+            // cells follow each other, so they are copied once, into the new grid.
             let (kept, not_carried) = match &last_grille {
                 Some(g) => {
                     let text = |name: &str| text_column(g, name);
@@ -1857,37 +1859,30 @@ pub async fn publish_as(
                         })
                         .collect();
                     // In the last grid's order, for the retractions' pass over them.
-                    let key_of = RowKeys::of(g)?;
-                    let not_carried: Vec<(usize, String)> = (0..g.num_rows())
-                        .filter(|i| !keep[*i])
-                        .map(|i| (i, key_of.key(i)))
-                        .collect();
-                    (
-                        filter_record_batch(g, &BooleanArray::from(keep))?,
-                        Some(not_carried),
-                    )
+                    let not_carried: Vec<usize> = (0..g.num_rows()).filter(|i| !keep[*i]).collect();
+                    (runs_of(&keep), Some(not_carried))
                 }
-                None => (RecordBatch::new_empty(inc::grille_schema()), None),
+                None => (Vec::new(), None),
             };
-            let carried = kept.num_rows();
+            let carried: usize = kept.iter().map(|(_, n)| n).sum();
             let fresh = inc::with_published_columns(&grid.rows)?;
-            let fresh_keys = row_keys(&fresh)?;
             // From the last grid: what each recomputed cell showed (looked up by key;
             // none when it is new), and the cells it had in the recomputed periods
             // that are gone (published again with nothing).
             let (shown_before, gone) = match (&last_grille, &not_carried) {
                 (Some(g), Some(not_carried)) => {
-                    let old_index: HashMap<&str, usize> =
-                        not_carried.iter().map(|(i, k)| (k.as_str(), *i)).collect();
-                    let at: arrow::array::UInt32Array = fresh_keys
-                        .iter()
-                        .map(|k| old_index.get(k.as_str()).map(|&j| j as u32))
-                        .collect();
+                    let found = match_keys(g, not_carried, &fresh)?;
+                    let at: arrow::array::UInt32Array =
+                        found.iter().map(|j| j.map(|j| j as u32)).collect();
+                    // The last grid's rows a recomputed cell has the key of.
+                    let mut present = vec![false; g.num_rows()];
+                    for &j in found.iter().flatten() {
+                        present[j] = true;
+                    }
                     let shown = published_columns(g, inc::PUBLISHED)?
                         .iter()
                         .map(|o| arrow::compute::take(o.as_ref(), &at, None))
                         .collect::<std::result::Result<Vec<_>, _>>()?;
-                    let present: HashSet<&str> = fresh_keys.iter().map(String::as_str).collect();
                     let gone = grille_retractions(
                         g,
                         not_carried,
@@ -1902,8 +1897,12 @@ pub async fn publish_as(
                 }
                 _ => (None, None),
             };
+            let kept: Vec<RecordBatch> = match &last_grille {
+                Some(g) => kept.iter().map(|&(at, n)| g.slice(at, n)).collect(),
+                None => Vec::new(),
+            };
             drop(last_grille);
-            let all = concat_batches(&inc::grille_schema(), [&kept, &fresh])?;
+            let all = concat_batches(&inc::grille_schema(), kept.iter().chain([&fresh]))?;
             drop((kept, fresh));
             let raw = inc::conform_to(&all, &stats_schema())?;
             tracing::debug!(
@@ -2127,6 +2126,43 @@ fn row_keys(batch: &RecordBatch) -> Result<Vec<String>> {
     Ok((0..batch.num_rows()).map(|i| keys.key(i)).collect())
 }
 
+/// The runs of `true` in `flags`: (first index, length), in order.
+fn runs_of(flags: &[bool]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f) {
+        match runs.last_mut() {
+            Some((at, n)) if *at + *n == i => *n += 1,
+            _ => runs.push((i, 1)),
+        }
+    }
+    runs
+}
+
+/// For each row of `new`, the row among the `candidates` rows of `old` with the same key
+/// ([`KEY_COLUMNS`]), if any. The rows are matched by a hash of their key columns, then
+/// compared column by column: no key is built (a recomputed period's cells are millions
+/// nationally).
+fn match_keys(
+    old: &RecordBatch,
+    candidates: &[usize],
+    new: &RecordBatch,
+) -> Result<Vec<Option<usize>>> {
+    let (o, n) = (RowKeys::of(old)?, RowKeys::of(new)?);
+    let mut hashed: Vec<(u64, usize)> = candidates.iter().map(|&j| (o.hash(j), j)).collect();
+    hashed.sort_unstable();
+    Ok((0..new.num_rows())
+        .map(|i| {
+            let h = n.hash(i);
+            let from = hashed.partition_point(|(x, _)| *x < h);
+            hashed[from..]
+                .iter()
+                .take_while(|(x, _)| *x == h)
+                .map(|(_, j)| *j)
+                .find(|&j| o.same(j, &n, i))
+        })
+        .collect())
+}
+
 /// The key columns of a batch, to make the key of any of its rows.
 struct RowKeys(Vec<StringArray>);
 
@@ -2138,6 +2174,25 @@ impl RowKeys {
                 .map(|n| text_column(batch, n))
                 .collect::<Result<_>>()?,
         ))
+    }
+
+    /// A hash of row `i`'s key columns (the same for the same key in any batch).
+    fn hash(&self, i: usize) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::quality::FixedState::with_seed(0x5eed).build_hasher();
+        for c in &self.0 {
+            h.write(c.value(i).as_bytes());
+            h.write_u8(0x1f);
+        }
+        h.finish()
+    }
+
+    /// Whether row `i` has the key of row `j` of `other`.
+    fn same(&self, i: usize, other: &RowKeys, j: usize) -> bool {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .all(|(a, b)| a.value(i) == b.value(j))
     }
 
     /// Row `i`'s key columns joined by U+001F.
@@ -2302,13 +2357,14 @@ fn set_published(grille: &RecordBatch, rows: &RecordBatch) -> Result<RecordBatch
 /// The cells of the last release's grid that a recomputed period no longer has (a
 /// modality whose last records were purged, a territory left without any): published
 /// again with what they now hold — no record: a count of 0, a ratio or a quantile
-/// undefined. `not_carried`: the last grid's rows (and keys) not carried over, the only
-/// ones a retraction can be; `present`: the keys of the cells recomputed.
+/// undefined. `not_carried`: the last grid's rows not carried over, the only ones a
+/// retraction can be; `present`: for each row of the last grid, whether a recomputed cell
+/// has its key.
 #[allow(clippy::too_many_arguments)]
 fn grille_retractions(
     grille: &RecordBatch,
-    not_carried: &[(usize, String)],
-    present: &HashSet<&str>,
+    not_carried: &[usize],
+    present: &[bool],
     recomputed: &HashSet<(&str, &str, &str)>,
     known: &HashSet<&str>,
     current_periods: &HashSet<(&str, &str)>,
@@ -2318,9 +2374,8 @@ fn grille_retractions(
     let text = |name: &str| text_column(grille, name);
     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
     let mut take = vec![false; grille.num_rows()];
-    for (i, key) in not_carried {
-        let i = *i;
-        take[i] = !present.contains(key.as_str())
+    for &i in not_carried {
+        take[i] = !present[i]
             && known.contains(ind.value(i))
             && current_periods.contains(&(pas.value(i), per.value(i)))
             && recomputed.contains(&(ind.value(i), pas.value(i), per.value(i)));
@@ -3384,6 +3439,18 @@ fn conform_over(batch: &RecordBatch, schema: arrow::datatypes::SchemaRef) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_carried_cells_are_taken_as_runs() {
+        let (t, f) = (true, false);
+        assert_eq!(runs_of(&[]), vec![]);
+        assert_eq!(runs_of(&[f, f]), vec![]);
+        assert_eq!(runs_of(&[t, t, t]), vec![(0, 3)]);
+        assert_eq!(
+            runs_of(&[f, t, t, f, t, f, f, t, t]),
+            vec![(1, 2), (4, 1), (7, 2)]
+        );
+    }
 
     #[test]
     fn only_integer_sums_with_visible_rows_follow_by_difference() {
