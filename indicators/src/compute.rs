@@ -3453,6 +3453,52 @@ mod tests {
     }
 
     #[test]
+    fn recomputed_cells_find_the_last_grid_cell_of_their_key_among_the_candidates() {
+        // Cells as (indicateur, territoire, periode); the other key columns the same.
+        let cells = |rows: &[(&str, &str, &str)]| {
+            let n = rows.len();
+            let column = |name: &str, values: Vec<&str>| {
+                (
+                    name.to_owned(),
+                    Arc::new(StringArray::from(values)) as ArrayRef,
+                )
+            };
+            RecordBatch::try_from_iter(vec![
+                column("indicateur", rows.iter().map(|r| r.0).collect()),
+                column("territoire_niveau", vec!["DEPARTEMENT"; n]),
+                column("territoire", rows.iter().map(|r| r.1).collect()),
+                column("pas", vec!["MOIS"; n]),
+                column("periode", rows.iter().map(|r| r.2).collect()),
+                column("dimension", vec![""; n]),
+                column("modalite", vec![""; n]),
+            ])
+            .unwrap()
+        };
+        let old = cells(&[
+            ("U01", "75", "2025-01"),
+            ("U01", "93", "2025-01"),
+            ("U01", "75", "2025-02"),
+            ("U02", "75", "2025-01"),
+            // Keys whose parts only join the same: never mistaken for one another.
+            ("U0", "175", "2025-01"),
+        ]);
+        let new = cells(&[
+            ("U01", "75", "2025-02"),
+            ("U01", "93", "2025-01"),
+            ("U01", "13", "2025-01"),
+            ("U02", "75", "2025-01"),
+            ("U01", "75", "2025-01"),
+            ("U017", "5", "2025-01"),
+        ]);
+        // Row 0 of the old grid is carried (not a candidate): its key finds nothing.
+        let found = match_keys(&old, &[1, 2, 3, 4], &new).unwrap();
+        assert_eq!(found, vec![Some(2), Some(1), None, Some(3), None, None]);
+        let found = match_keys(&old, &[0, 1, 2, 3, 4], &new).unwrap();
+        assert_eq!(found, vec![Some(2), Some(1), None, Some(3), Some(0), None]);
+        assert_eq!(match_keys(&old, &[], &new).unwrap(), vec![None; 6]);
+    }
+
+    #[test]
     fn only_integer_sums_with_visible_rows_follow_by_difference() {
         let schema = |columns: &[(&str, DataType)]| {
             Schema::new(
