@@ -1836,7 +1836,7 @@ pub async fn publish_as(
             };
             // The carried cells as runs (first row, rows) of the last grid: a period's
             // cells follow each other, so they are copied once, into the new grid.
-            let (kept, not_carried) = match &last_grille {
+            let (runs, not_carried) = match &last_grille {
                 Some(g) => {
                     let text = |name: &str| text_column(g, name);
                     let (ind, pas, per) = (text("indicateur")?, text("pas")?, text("periode")?);
@@ -1864,7 +1864,7 @@ pub async fn publish_as(
                 }
                 None => (Vec::new(), None),
             };
-            let carried: usize = kept.iter().map(|(_, n)| n).sum();
+            let carried: usize = runs.iter().map(|(_, n)| n).sum();
             let fresh = inc::with_published_columns(&grid.rows)?;
             // From the last grid: what each recomputed cell showed (looked up by key;
             // none when it is new), and the cells it had in the recomputed periods
@@ -1898,7 +1898,7 @@ pub async fn publish_as(
                 _ => (None, None),
             };
             let kept: Vec<RecordBatch> = match &last_grille {
-                Some(g) => kept.iter().map(|&(at, n)| g.slice(at, n)).collect(),
+                Some(g) => runs.iter().map(|&(at, n)| g.slice(at, n)).collect(),
                 None => Vec::new(),
             };
             drop(last_grille);
