@@ -80,7 +80,7 @@ macro_rules! direct {
 type Read<'a> = (&'a Lake, &'a SessionContext, &'a BTreeMap<String, i64>);
 
 /// A pair of anything, one per side (before, after).
-type Both<T> = [T; 2];
+pub(crate) type Both<T> = [T; 2];
 
 /// A read's conditions as [`reach`] builds them: a column with no keys to look for
 /// (`None`) is left out.
@@ -697,6 +697,67 @@ async fn select_keys(
         (Some(b), Some(a)) => Ok(Some([Arc::new(b), Arc::new(a)])),
         _ => Ok(None),
     }
+}
+
+/// An indicator's records over the two sides of the changes, with their fingerprints.
+pub(crate) struct Sides {
+    pub schema: arrow::datatypes::SchemaRef,
+    pub before: Vec<RecordBatch>,
+    pub after: Vec<RecordBatch>,
+    pub prints: Both<crate::incremental::Prints>,
+    /// The time the listing and fingerprinting took.
+    pub took: std::time::Duration,
+}
+
+/// Lists `indicator`'s records on both sides of `changes` and fingerprints them.
+/// `identical`: every table it reads is the same on both sides ([`Changes::identical_for`]),
+/// so are its records, which move nothing: only their schema is needed.
+pub(crate) async fn list_sides(
+    changes: &Changes,
+    indicator: &Indicator,
+    identical: bool,
+) -> Result<Sides> {
+    let started = std::time::Instant::now();
+    if identical {
+        return Ok(Sides {
+            schema: crate::compute::records_schema(&changes.after, indicator).await?,
+            before: Vec::new(),
+            after: Vec::new(),
+            prints: Default::default(),
+            took: started.elapsed(),
+        });
+    }
+    let ((schema, before), (_, after)) = futures::try_join!(
+        crate::compute::list_records(&changes.before, indicator),
+        crate::compute::list_records(&changes.after, indicator),
+    )?;
+    let grain = indicator.grain;
+    // Hashing the records is work for the cores, not for the runtime's threads.
+    let (before, after, prints) = joined(
+        tokio::task::spawn_blocking(move || {
+            let prints = [
+                crate::incremental::fingerprints(grain, &before)?,
+                crate::incremental::fingerprints(grain, &after)?,
+            ];
+            Ok::<_, crate::compute::ComputeError>((before, after, prints))
+        })
+        .await,
+    )??;
+    Ok(Sides {
+        schema,
+        before,
+        after,
+        prints,
+        took: started.elapsed(),
+    })
+}
+
+/// A task's outcome: its panic goes on in the caller.
+fn joined<T>(outcome: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
+    outcome.map_err(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => crate::compute::ComputeError::Interrupted(e.to_string()),
+    })
 }
 
 #[cfg(test)]

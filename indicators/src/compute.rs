@@ -25,6 +25,7 @@ use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use warehouse::{Lake, stats_schema};
 
 use crate::catalogue::{
@@ -75,6 +76,8 @@ pub enum ComputeError {
     RevisionWithoutReason,
     #[error("aucune période publiée ne contient le mois {0} : rien à réviser")]
     NothingToRevise(String),
+    #[error("calcul interrompu : {0}")]
+    Interrupted(String),
 }
 
 impl From<datafusion::error::DataFusionError> for ComputeError {
@@ -84,6 +87,9 @@ impl From<datafusion::error::DataFusionError> for ComputeError {
 }
 
 pub type Result<T, E = ComputeError> = std::result::Result<T, E>;
+
+/// Why a compute is a full one when the last release left no state to go on from.
+const NO_STATE: &str = "pas d'état de calcul de la publication précédente";
 
 /// One published period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +316,54 @@ pub(crate) struct Grid {
     pub by_difference: usize,
 }
 
+/// What computing one indicator gives [`compute_grid`].
+#[derive(Default)]
+struct Outcome {
+    prints: crate::incremental::Prints,
+    /// Its cells recomputed ([`grid_schema`]).
+    batches: Vec<RecordBatch>,
+    /// Its (indicator id, pas, periode) recomputed.
+    recomputed: Vec<(String, String, String)>,
+    pairs: (usize, usize),
+    from_changes: bool,
+    by_difference: usize,
+}
+
+/// A session over the same tables as `ctx`, with the same configuration, where a table
+/// registered or deregistered stays its own: indicators computed side by side each
+/// register their records there under the same names.
+async fn scoped(ctx: &SessionContext) -> Result<SessionContext> {
+    use datafusion::catalog::{
+        CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+        MemorySchemaProvider, SchemaProvider,
+    };
+    let state = ctx.state();
+    let (catalog_name, schema_name) = {
+        let names = &state.config().options().catalog;
+        (names.default_catalog.clone(), names.default_schema.clone())
+    };
+    let tables = MemorySchemaProvider::new();
+    if let Some(base) = state
+        .catalog_list()
+        .catalog(&catalog_name)
+        .and_then(|c| c.schema(&schema_name))
+    {
+        for name in base.table_names() {
+            if let Some(table) = base.table(&name).await? {
+                tables.register_table(name, table)?;
+            }
+        }
+    }
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema(&schema_name, Arc::new(tables))?;
+    let catalogs = MemoryCatalogProviderList::new();
+    catalogs.register_catalog(catalog_name, Arc::new(catalog));
+    let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_catalog_list(Arc::new(catalogs))
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
 /// What the last release left that spares a compute some listing.
 struct Known<'a> {
     /// Its fingerprints, when it read the same ingest run (same table versions, hence
@@ -337,7 +391,7 @@ async fn compute_grid(
     options: &ComputeOptions,
     version: i64,
     known: Known<'_>,
-    mut select: impl FnMut(&Indicator, &crate::incremental::Prints) -> Vec<bool>,
+    select: impl Fn(&Indicator, &crate::incremental::Prints) -> Vec<bool>,
     mut progress: impl FnMut(&Indicator),
 ) -> Result<Grid> {
     let mut batches = Vec::new();
@@ -378,14 +432,18 @@ async fn compute_grid(
         }
         _ => HashMap::new(),
     };
-    for indicator in CATALOGUE.iter().chain(&options.conventions) {
+    let indicators: Vec<&Indicator> = CATALOGUE.iter().chain(&options.conventions).collect();
+    // One indicator, in a session of its own over the same tables (its records and
+    // selections are registered there under the same names as any other's).
+    let one = async |indicator: &Indicator| -> Result<Outcome> {
+        let ctx = &scoped(ctx).await?;
+        let mut out = Outcome::default();
         if let Some(same) = known.unchanged.and_then(|u| u.get(indicator.id)) {
             let selected = select(indicator, same);
             if !selected.iter().any(|s| *s) {
-                pairs.1 += selected.len();
-                prints.insert(indicator.id.to_owned(), same.clone());
-                progress(indicator);
-                continue;
+                out.pairs.1 += selected.len();
+                out.prints = same.clone();
+                return Ok(out);
             }
         }
         let failed = |source: datafusion::error::DataFusionError| ComputeError::Indicator {
@@ -393,36 +451,35 @@ async fn compute_grid(
             source: Box::new(source),
         };
         let sql = resolved_sql(indicator);
-        let from_changes = known
-            .changes
-            .filter(|(c, _)| c.covers(indicator, &sql))
-            .and_then(|(c, old)| old.get(indicator.id).map(|o| (c, o)));
+        let from_changes = match known.changes {
+            Some((changed, old)) if changed.covers(indicator, &sql) => {
+                match old.get(indicator.id) {
+                    Some(old) => Some((
+                        crate::changes::list_sides(changed, indicator, changed.identical_for(&sql))
+                            .await?,
+                        old,
+                    )),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         // The records, their fingerprints and the periods to recompute; `restricted`:
         // the records were listed in the selected periods only.
         let mut restricted = false;
         // `listed`: the selected periods whose cells are computed from listed records
         // (the others followed by difference).
         let (schema, records, indicator_prints, selected, listed) = match from_changes {
-            Some((changed, old)) => {
-                let started = std::time::Instant::now();
-                let (side_schema, before, after) = if changed.identical_for(&sql) {
-                    // Every table it reads is the same on both sides: so are its records,
-                    // which move nothing.
-                    (
-                        records_schema(&changed.after, indicator).await?,
-                        Vec::new(),
-                        Vec::new(),
-                    )
-                } else {
-                    let (side_schema, before) = list_records(&changed.before, indicator).await?;
-                    let (_, after) = list_records(&changed.after, indicator).await?;
-                    (side_schema, before, after)
-                };
-                let mut indicator_prints = crate::incremental::apply_difference(
-                    old,
-                    &crate::incremental::fingerprints(indicator.grain, &before)?,
-                    &crate::incremental::fingerprints(indicator.grain, &after)?,
-                );
+            Some((sides, old)) => {
+                let crate::changes::Sides {
+                    schema: side_schema,
+                    before,
+                    after,
+                    prints: [before_prints, after_prints],
+                    took,
+                } = sides;
+                let mut indicator_prints =
+                    crate::incremental::apply_difference(old, &before_prints, &after_prints);
                 if indicator.grain == Grain::Periode {
                     // A period that left (a day out of the JOUR window) has no records
                     // any more, as a listing of all of them would find.
@@ -433,10 +490,10 @@ async fn compute_grid(
                     indicateur = indicator.code,
                     avant = before.iter().map(|b| b.num_rows()).sum::<usize>(),
                     apres = after.iter().map(|b| b.num_rows()).sum::<usize>(),
-                    changements_ms = started.elapsed().as_millis() as u64,
+                    changements_ms = took.as_millis() as u64,
                     "enregistrements des changements"
                 );
-                from_changes_count += 1;
+                out.from_changes = true;
                 let mut listed = selected.clone();
                 let additive = by_difference(indicator, &sql, &side_schema);
                 if let (Some(exists), Some(last), Some(rows)) =
@@ -504,11 +561,11 @@ async fn compute_grid(
                             difference_ms = started.elapsed().as_millis() as u64,
                             "cellules suivies par différence"
                         );
-                        batches.extend(rows);
-                        by_difference_count += stable.iter().filter(|s| **s).count();
+                        out.batches.extend(rows);
+                        out.by_difference += stable.iter().filter(|s| **s).count();
                         for (i, p) in prepared.periods.iter().enumerate() {
                             if stable[i] {
-                                recomputed.insert((
+                                out.recomputed.push((
                                     indicator.id.to_owned(),
                                     p.pas.to_owned(),
                                     p.label.clone(),
@@ -553,12 +610,11 @@ async fn compute_grid(
                 (Some(schema), records, indicator_prints, selected, listed)
             }
         };
-        prints.insert(indicator.id.to_owned(), indicator_prints);
-        pairs.1 += selected.len();
-        pairs.0 += selected.iter().filter(|s| **s).count();
+        out.prints = indicator_prints;
+        out.pairs.1 += selected.len();
+        out.pairs.0 += selected.iter().filter(|s| **s).count();
         let Some(schema) = schema.filter(|_| listed.iter().any(|s| *s)) else {
-            progress(indicator);
-            continue;
+            return Ok(out);
         };
         // The periods computed from records, then the records placed in them.
         register_selection(ctx, prepared, &listed)?;
@@ -598,7 +654,7 @@ async fn compute_grid(
         let started = std::time::Instant::now();
         let frame = ctx.sql(&sql).await.map_err(failed)?;
         for batch in frame.collect().await.map_err(failed)? {
-            batches.push(conform_grid(&batch)?);
+            out.batches.push(conform_grid(&batch)?);
         }
         tracing::debug!(
             indicateur = indicator.code,
@@ -615,9 +671,27 @@ async fn compute_grid(
             "périodes recalculées"
         );
         for (p, _) in prepared.periods.iter().zip(&listed).filter(|(_, s)| **s) {
-            recomputed.insert((indicator.id.to_owned(), p.pas.to_owned(), p.label.clone()));
+            out.recomputed
+                .push((indicator.id.to_owned(), p.pas.to_owned(), p.label.clone()));
         }
-        deregister_records(ctx)?;
+        Ok(out)
+    };
+    // Listed from the changes, an indicator's records are few: two indicators at a time
+    // keep both cores busy through each one's stretches on one. Listed whole, one at a
+    // time (nationally, O03 and O04 have tens of millions of records each).
+    let at_once = if known.changes.is_some() { 2 } else { 1 };
+    let mut outcomes = futures::stream::iter(&indicators)
+        .map(|&indicator| async move { (indicator, one(indicator).await) })
+        .buffered(at_once);
+    while let Some((indicator, out)) = outcomes.next().await {
+        let out = out?;
+        prints.insert(indicator.id.to_owned(), out.prints);
+        batches.extend(out.batches);
+        recomputed.extend(out.recomputed);
+        pairs.0 += out.pairs.0;
+        pairs.1 += out.pairs.1;
+        from_changes_count += usize::from(out.from_changes);
+        by_difference_count += out.by_difference;
         progress(indicator);
     }
     let rows = concat_batches(&grid_schema(), &batches)?;
@@ -1139,7 +1213,7 @@ pub async fn list_records(
 }
 
 /// The schema of the records [`list_records`] gives, without listing them.
-async fn records_schema(
+pub(crate) async fn records_schema(
     ctx: &SessionContext,
     indicator: &Indicator,
 ) -> Result<arrow::datatypes::SchemaRef> {
@@ -1675,23 +1749,18 @@ pub async fn publish_as(
     }
     let closed = closing::closed_months(lake).await?;
     let finals = final_keys(lake).await?;
-    let mut state = inc::load(lake, version - 1).await?;
+    let (mut state, grille_version) = inc::load(lake, version - 1).await?.unzip();
     let config = inc::config_print(t, &options.conventions);
     let publies = inc::territories_print(prepared.publies.clone());
-    let full_reason = match (&state, publication) {
+    let mut full_reason = match (&state, publication) {
         (_, Publication::Revision { .. }) => Some("révision d'une période clôturée"),
         _ if options.full => Some("calcul complet demandé"),
-        (None, _) => Some("pas d'état de calcul de la publication précédente"),
+        (None, _) => Some(NO_STATE),
         (Some(s), _) if s.config != config => {
             Some("catalogue, seuil du secret ou conventions modifiés")
         }
         (Some(s), _) if s.publies != publies => Some("territoires publiés modifiés"),
         _ => None,
-    };
-    let trusted = if full_reason.is_none() {
-        state.as_ref()
-    } else {
-        None
     };
     let observed = prepared.observed();
     let frozen: Vec<bool> = prepared
@@ -1703,7 +1772,7 @@ pub async fn publish_as(
         let p = &prepared.periods[i];
         frozen[i] && finals.contains(&(id.to_owned(), p.pas.to_owned(), p.label.clone()))
     };
-    let has_grille = state.is_some();
+    let trusted = state.as_ref().filter(|_| full_reason.is_none());
     let same_run = trusted.is_some_and(|s| s.run == manifest.run as i64);
     // What the ingest runs since the last release changed, when they say it and the
     // observed interval starts on the same day (its start moves every period).
@@ -1711,32 +1780,56 @@ pub async fn publish_as(
         let old = s.periods.values().map(|(d, _)| *d).min();
         old.is_some() && old == observed.iter().map(|p| p.debut_obs).min()
     });
-    let changes = match (trusted, publication) {
-        (Some(s), Publication::Regular) if !same_run && same_start => {
-            let started = std::time::Instant::now();
-            match crate::changes::since(lake, &ctx, &manifest, s.run).await {
-                Ok(found) => {
-                    if let Some(c) = &found {
-                        tracing::debug!(
-                            menages = c.households,
-                            tables_relues = %c.unusable.iter().cloned().collect::<Vec<_>>().join(" "),
-                            changements_ms = started.elapsed().as_millis() as u64,
-                            "changements depuis la publication précédente"
-                        );
-                    }
-                    found
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        erreur = %e,
-                        "changements depuis la publication précédente illisibles : enregistrements relus en entier"
+    let since = trusted
+        .map(|s| s.run)
+        .filter(|_| matches!(publication, Publication::Regular) && !same_run && same_start);
+    let changes = async {
+        let run = since?;
+        let started = std::time::Instant::now();
+        match crate::changes::since(lake, &ctx, &manifest, run).await {
+            Ok(found) => {
+                if let Some(c) = &found {
+                    tracing::debug!(
+                        menages = c.households,
+                        tables_relues = %c.unusable.iter().cloned().collect::<Vec<_>>().join(" "),
+                        changements_ms = started.elapsed().as_millis() as u64,
+                        "changements depuis la publication précédente"
                     );
-                    None
                 }
+                found
+            }
+            Err(e) => {
+                tracing::warn!(
+                    erreur = %e,
+                    "changements depuis la publication précédente illisibles : enregistrements relus en entier"
+                );
+                None
             }
         }
-        _ => None,
     };
+    // The last grid is read while the changes are found: both read files, and both
+    // have stretches on one core.
+    let grille = async {
+        match grille_version {
+            Some(gv) => inc::read_grid(lake, gv).await,
+            None => None,
+        }
+    };
+    let (mut changes, grille) = futures::join!(changes, grille);
+    match (state.as_mut(), grille) {
+        (Some(s), Some(grille)) => s.grille = grille,
+        (Some(_), None) => {
+            // A state without its grid is no state.
+            state = None;
+            changes = None;
+            if full_reason.is_none() {
+                full_reason = Some(NO_STATE);
+            }
+        }
+        (None, _) => {}
+    }
+    let trusted = state.as_ref().filter(|_| full_reason.is_none());
+    let has_grille = state.is_some();
     let grid = compute_grid(
         &ctx,
         &prepared,
@@ -3439,6 +3532,53 @@ fn conform_over(batch: &RecordBatch, schema: arrow::datatypes::SchemaRef) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values of `SELECT v FROM name` in `ctx`, sorted.
+    async fn values(ctx: &SessionContext, name: &str) -> Vec<i64> {
+        let batches = ctx
+            .sql(&format!("SELECT v FROM {name}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut v: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn table_of(v: &[i64]) -> RecordBatch {
+        RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(v.to_vec())) as ArrayRef)])
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn scoped_sessions_read_the_same_tables_and_keep_their_own() {
+        let ctx = SessionContext::new();
+        register_batch(&ctx, "base", table_of(&[1, 2])).unwrap();
+        let (a, b) = (scoped(&ctx).await.unwrap(), scoped(&ctx).await.unwrap());
+        // The same name registered in two scopes: each reads its own.
+        register_batch(&a, "rec_mat", table_of(&[10])).unwrap();
+        register_batch(&b, "rec_mat", table_of(&[20, 21])).unwrap();
+        assert_eq!(values(&a, "rec_mat").await, vec![10]);
+        assert_eq!(values(&b, "rec_mat").await, vec![20, 21]);
+        assert!(!ctx.table_exist("rec_mat").unwrap());
+        // Both read the base's tables; a scope replacing or dropping one leaves the base's.
+        assert_eq!(values(&a, "base").await, vec![1, 2]);
+        register_batch(&b, "base", table_of(&[3])).unwrap();
+        a.deregister_table("base").unwrap();
+        assert_eq!(values(&b, "base").await, vec![3]);
+        assert!(!a.table_exist("base").unwrap());
+        assert_eq!(values(&ctx, "base").await, vec![1, 2]);
+    }
 
     #[test]
     fn the_carried_cells_are_taken_as_runs() {

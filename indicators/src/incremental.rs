@@ -382,10 +382,11 @@ pub(crate) fn dirty_periods(
         .collect()
 }
 
-/// Reads the state the release `expected` left, if any. A state that cannot be read
-/// (vacuumed versions, a format from another version of the program) is no state: the
-/// compute is then a full one, never a failure.
-pub(crate) async fn load(lake: &Lake, expected: i64) -> Result<Option<State>> {
+/// Reads the state the release `expected` left, if any, but its grid: with the version of
+/// the grid table to read it from ([`read_grid`], which can then run beside other reads).
+/// A state that cannot be read (vacuumed versions, a format from another version of the
+/// program) is no state: the compute is then a full one, never a failure.
+pub(crate) async fn load(lake: &Lake, expected: i64) -> Result<Option<(State, i64)>> {
     match read_state(lake, expected).await {
         Ok(state) => Ok(state),
         Err(e) => {
@@ -398,7 +399,9 @@ pub(crate) async fn load(lake: &Lake, expected: i64) -> Result<Option<State>> {
     }
 }
 
-async fn read_state(lake: &Lake, expected: i64) -> Result<Option<State>> {
+/// The state tagged `expected`, its grid left empty, with the version of the grid table
+/// that holds its grid ([`read_grid`]).
+async fn read_state(lake: &Lake, expected: i64) -> Result<Option<(State, i64)>> {
     if expected < 1 {
         return Ok(None);
     }
@@ -463,10 +466,16 @@ async fn read_state(lake: &Lake, expected: i64) -> Result<Option<State>> {
                 }
             }
         }
-        let Some(gv) = grille_version else {
-            return Ok(None);
-        };
-        let Some(grille) = lake.open(ZONE, "grille", Some(gv)).await? else {
+        return Ok(grille_version.map(|gv| (state, gv)));
+    }
+    Ok(None)
+}
+
+/// The last state's grid, from version `version` of its table ([`load`]). A grid that
+/// cannot be read (vacuumed, another format) is none: the compute is then a full one.
+pub(crate) async fn read_grid(lake: &Lake, version: i64) -> Option<RecordBatch> {
+    let read = async {
+        let Some(grille) = lake.open(ZONE, "grille", Some(version)).await? else {
             return Ok(None);
         };
         let started = std::time::Instant::now();
@@ -479,17 +488,26 @@ async fn read_state(lake: &Lake, expected: i64) -> Result<Option<State>> {
             .iter()
             .map(|b| conform_to(b, &schema))
             .collect::<Result<Vec<_>>>()?;
-        state.grille = arrow::compute::concat_batches(&schema, &conformed)?;
+        let grille = arrow::compute::concat_batches(&schema, &conformed)?;
         tracing::debug!(
-            cellules = state.grille.num_rows(),
+            cellules = grille.num_rows(),
             lots = batches.len(),
             lecture_ms = read.as_millis() as u64,
             assemblage_ms = (started.elapsed() - read).as_millis() as u64,
             "grille de la publication précédente lue"
         );
-        return Ok(Some(state));
+        Ok::<_, crate::compute::ComputeError>(Some(grille))
+    };
+    match read.await {
+        Ok(grille) => grille,
+        Err(e) => {
+            tracing::warn!(
+                erreur = %e,
+                "grille de la publication précédente illisible : calcul complet"
+            );
+            None
+        }
     }
-    Ok(None)
 }
 
 /// Casts a batch to `schema` by column name.
