@@ -382,7 +382,7 @@ pub(crate) fn dirty_periods(
         .collect()
 }
 
-/// Reads the state the release `expected` left, if any, but its grid: with the version of
+/// Reads the state the release `expected` left, if any, except its grid: with the version of
 /// the grid table to read it from ([`read_grid`], which can then run beside other reads).
 /// A state that cannot be read (vacuumed versions, a format from another version of the
 /// program) is no state: the compute is then a full one, never a failure.

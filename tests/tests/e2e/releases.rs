@@ -437,6 +437,58 @@ sql = "SELECT siao_departement AS departement, date_demande AS jour, 1 AS w FROM
     );
 }
 
+/// Asserts that the current figures of a lake computed release after release (`nightly`)
+/// are those of a lake built once from the same source (`once`), every column but
+/// `version`.
+async fn assert_same_current_figures(once: &Path, nightly: &Path) {
+    let expected = current(all_stats(once).await);
+    let got = current(all_stats(nightly).await);
+    assert!(expected.len() > 10_000, "{} cellules", expected.len());
+    let strip = |r: &StatRow| StatRow {
+        version: 0,
+        ..r.clone()
+    };
+    let mut differing = Vec::new();
+    for (key, want) in &expected {
+        match got.get(key) {
+            None => differing.push(format!("{key:?} absente")),
+            Some(have) if strip(have) != strip(want) => {
+                differing.push(format!("{key:?} : {have:?} au lieu de {want:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        differing.is_empty(),
+        "{} cellules diffèrent, dont {:?}",
+        differing.len(),
+        &differing[..differing.len().min(5)]
+    );
+    // What the nightly lake holds beyond: days that left the JOUR window (the 90 days
+    // ending at D1), kept as last published, and modalities whose last records went away
+    // (an orientation no longer EN_ATTENTE), published again with nothing (0 or
+    // undefined) where the full recompute has no row: the same figure.
+    let first_day = expected
+        .values()
+        .filter(|r| r.pas == "JOUR")
+        .map(|r| r.debut)
+        .min()
+        .unwrap();
+    for (key, row) in &got {
+        if !expected.contains_key(key) {
+            let left_the_window = row.pas == "JOUR" && row.debut < first_day;
+            let emptied = !row.dimension.is_empty()
+                && !row.secret
+                && row.valeur.is_none_or(|v| v == 0.0)
+                && row.numerateur.is_none_or(|v| v == 0.0);
+            assert!(
+                left_the_window || emptied,
+                "{key:?} publiée par les calculs successifs seulement : {row:?}"
+            );
+        }
+    }
+}
+
 /// The current figure of every cell: the row of the highest version per cell.
 fn current(rows: Vec<StatRow>) -> BTreeMap<[String; 7], StatRow> {
     let mut out: BTreeMap<[String; 7], StatRow> = BTreeMap::new();
@@ -492,53 +544,8 @@ async fn incremental_ingests_and_computes_equal_a_full_recompute() {
     let once = tmp.path().join("once");
     let full = ingest_and_compute(&url, &once, 11).await;
     assert_eq!(full.version, 1);
-    let expected = current(all_stats(&once).await);
-    let got = current(all_stats(&nightly).await);
-    assert!(expected.len() > 10_000, "{} cellules", expected.len());
-    let strip = |r: &StatRow| StatRow {
-        version: 0,
-        ..r.clone()
-    };
-    let mut differing = Vec::new();
-    for (key, want) in &expected {
-        match got.get(key) {
-            None => differing.push(format!("{key:?} absente")),
-            Some(have) if strip(have) != strip(want) => {
-                differing.push(format!("{key:?} : {have:?} au lieu de {want:?}"))
-            }
-            Some(_) => {}
-        }
-    }
-    assert!(
-        differing.is_empty(),
-        "{} cellules diffèrent, dont {:?}",
-        differing.len(),
-        &differing[..differing.len().min(5)]
-    );
-    // What the nightly lake holds beyond: days that left the JOUR window (the 90 days
-    // ending at D1), kept as last published, and modalities whose last records went away
-    // (an orientation no longer EN_ATTENTE), published again with nothing (0 or
-    // undefined) where the full recompute has no row: the same figure.
-    let first_day = expected
-        .values()
-        .filter(|r| r.pas == "JOUR")
-        .map(|r| r.debut)
-        .min()
-        .unwrap();
-    for (key, row) in &got {
-        if !expected.contains_key(key) {
-            let left_the_window = row.pas == "JOUR" && row.debut < first_day;
-            let emptied = !row.dimension.is_empty()
-                && !row.secret
-                && row.valeur.is_none_or(|v| v == 0.0)
-                && row.numerateur.is_none_or(|v| v == 0.0);
-            assert!(
-                left_the_window || emptied,
-                "{key:?} publiée par les calculs successifs seulement : {row:?}"
-            );
-        }
-    }
-    assert!(got.values().any(|r| r.version == 4));
+    assert_same_current_figures(&once, &nightly).await;
+    assert!(all_stats(&nightly).await.iter().any(|r| r.version == 4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,4 +594,36 @@ async fn a_compute_interrupted_before_its_release_is_recorded_leaves_no_trace() 
         .take(5)
         .collect();
     assert!(differing.is_empty(), "{differing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_whose_grid_is_gone_makes_a_full_compute_with_the_same_figures() {
+    let tmp = temp_dir("grille-perdue");
+    let url = sqlite_url(tmp.path());
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let nightly = tmp.path().join("nightly");
+    simulate_small(&url, &["23"], "2025-01-01", "2025-03-01", 0.2).await;
+    ingest_and_compute(&url, &nightly, 1).await;
+    // Release 1's fingerprints are there, its grid (read beside the changes) is not.
+    let grille = nightly.join("lake/calcul/grille");
+    assert!(grille.is_dir());
+    std::fs::remove_dir_all(&grille).unwrap();
+    observatoire::simulate_continue(&url, day("2025-03-10"), |_, _| {})
+        .await
+        .unwrap();
+    let second = ingest_and_compute(&url, &nightly, 1).await;
+    assert_eq!(second.version, 2);
+    assert_eq!(
+        second.full_reason.as_deref(),
+        Some("pas d'état de calcul de la publication précédente")
+    );
+    let once = tmp.path().join("once");
+    ingest_and_compute(&url, &once, 1).await;
+    assert_same_current_figures(&once, &nightly).await;
+    // Release 2 left a whole state: the next compute goes on from it.
+    observatoire::simulate_continue(&url, day("2025-03-12"), |_, _| {})
+        .await
+        .unwrap();
+    let third = ingest_and_compute(&url, &nightly, 1).await;
+    assert_eq!(third.full_reason, None);
 }
